@@ -1,0 +1,115 @@
+//! The command line: raw arguments as clap parses them. Each subcommand's `execute` in
+//! `cmd/` turns these into work; nothing here does any.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::slot::Slot;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bluegreen",
+    version,
+    about = "Blue/green deployment of a machine-learning model behind NGINX, run by systemd",
+    long_about = "Blue/green deployment of a machine-learning model behind NGINX, run by systemd.\n\n\
+Two slots (blue and green) serve the model's HTTP API; NGINX sends traffic to the active one. \
+New training data retrains the model, and the new model is deployed to the resting slot before \
+traffic moves to it. Try it with `bluegreen up`; see `bluegreen status` at any time."
+)]
+pub struct Cli {
+    /// Config file [default: ./bluegreen.toml, else /etc/bluegreen/config.toml, else built-in defaults]
+    #[arg(long, global = true, env = "BLUEGREEN_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole system in the foreground without systemd: both slots, NGINX, and the
+    /// trainer that retrains and deploys when data arrives. Ctrl-C stops it all.
+    Up,
+    /// Create the state folder: data, the initial model, slot links, the NGINX include.
+    /// Safe to run again; it only adds what is missing.
+    Init,
+    /// Serve one slot's model over HTTP (what `bluegreen@<slot>.service` runs).
+    Serve(ServeArgs),
+    /// Train a model on the data and store it as a new artifact.
+    #[command(after_help = "Exit status:\n  \
+        0   trained a new model (with --if-due: training was not due; nothing written)\n  \
+        10  with --if-due: trained a new model\n  \
+        3   trained, but the quality gate refused the model (it is kept, and not deployed)\n  \
+        1   error")]
+    Train(TrainArgs),
+    /// Append validated rows to the training data.
+    AddData(AddDataArgs),
+    /// Deploy a model to the resting slot and move traffic to it.
+    #[command(after_help = "Exit status:\n  \
+        0   deployed, or the model already serves on the active slot\n  \
+        3   the quality gate refused the model; nothing changed\n  \
+        1   error; traffic stays on the active slot")]
+    Deploy(DeployArgs),
+    /// Move traffic back to the resting slot, which still serves the previous model.
+    Rollback(RollbackArgs),
+    /// Show the slots, their models and health, the data, and the last deploys.
+    Status(StatusArgs),
+    /// Print the NGINX site configuration for this config.
+    NginxSite,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Which slot to serve.
+    #[arg(long, value_enum)]
+    pub slot: Slot,
+    /// Listen here instead of the slot's configured address (for tests; port 0 picks one).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Train only when the rows added since the newest model reach `batch_size`.
+    #[arg(long)]
+    pub if_due: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("input").required(true).multiple(true))]
+pub struct AddDataArgs {
+    /// A CSV file of rows (with or without the header line); `-` reads standard input.
+    #[arg(group = "input", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// One row of 14 comma-separated numbers: CRIM,...,LSTAT,MEDV. May be repeated.
+    #[arg(long, group = "input", value_name = "ROW")]
+    pub row: Vec<String>,
+    /// Append N of the original demo's example rows (it had two; they repeat).
+    #[arg(long, group = "input", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub sample: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The model version to deploy [default: the newest]
+    pub version: Option<String>,
+    /// Fail at once if another deploy is running, instead of waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Fail at once if a deploy is running, instead of waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON for scripts instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}

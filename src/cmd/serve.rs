@@ -1,0 +1,84 @@
+//! `bluegreen serve --slot blue|green`: one slot's inference server.
+//!
+//! It loads the model through the slot's symlink, binds the slot's loopback address, and
+//! only then tells the supervisor `READY=1` with a `STATUS=` line naming the model, so that
+//! `systemctl restart` (Type=notify) and `bluegreen up` return only for a slot that can
+//! really answer. SIGTERM or SIGINT stop it gracefully: no new connections, requests in
+//! flight finish, then exit 0.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use sd_notify::NotifyState;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::cli::ServeArgs;
+use crate::config::Config;
+use crate::layout::Layout;
+use crate::model::Artifact;
+use crate::server::{self, AppState};
+
+pub fn execute(config: &Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let layout = Layout::new(&config.state_dir);
+    let slot = args.slot;
+    let link = layout.slot_link(slot);
+    if !link.exists() {
+        anyhow::bail!(
+            "slot {slot} has no model: {} does not exist or points nowhere; hint: run `bluegreen init`, or `bluegreen deploy`",
+            link.display()
+        );
+    }
+    let model =
+        Artifact::load(&link).with_context(|| format!("slot {slot} cannot load its model"))?;
+    if !model.is_finite() {
+        anyhow::bail!(
+            "slot {slot} cannot serve {}: its parameters are not finite numbers; hint: deploy another model",
+            model.version
+        );
+    }
+    let addr = args.listen.unwrap_or(config.slot_addr(slot));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(addr).await.with_context(|| {
+            format!("slot {slot} cannot listen on {addr}; hint: is another server using the port? see `bluegreen status`")
+        })?;
+        let bound = listener.local_addr()?;
+        let version = model.version.clone();
+        let state = AppState::new(model, slot, config.limits.max_rows);
+        let router = server::router(state, config.limits.max_body_bytes);
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            let _ = sd_notify::notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+        };
+        let status = format!("serving {version} on {bound}");
+        println!("{slot}: {status}");
+        sd_notify::notify(&[NotifyState::Ready, NotifyState::Status(&status)])
+            .context("cannot notify the supervisor (NOTIFY_SOCKET)")?;
+        if let Some(interval) = sd_notify::watchdog_enabled() {
+            tokio::spawn(watchdog(interval / 2));
+        }
+        server::run(listener, router, shutdown).await?;
+        println!("{slot}: stopped");
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pings the systemd watchdog while the runtime is alive to run this task.
+async fn watchdog(every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+    }
+}

@@ -1,0 +1,117 @@
+//! Where everything lives under `state_dir`. One place names every path, so that the
+//! trainer, the deploy, the slots and `status` can never disagree about them.
+//!
+//! ```text
+//! state_dir/
+//!   data/boston.csv          training data, header + rows, label MEDV last
+//!   models/<version>.json    immutable model artifacts
+//!   slots/<slot>.json        symlink to the artifact the slot serves
+//!   nginx/upstream.conf      the include that names the active slot (NGINX reads it)
+//!   deploys.jsonl            append-only history of deploys and rollbacks
+//!   run/                     locks, and the control socket of `bluegreen up`
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use crate::slot::Slot;
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(state_dir: &Path) -> Layout {
+        Layout {
+            root: state_dir.to_path_buf(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    pub fn data_csv(&self) -> PathBuf {
+        self.data_dir().join("boston.csv")
+    }
+
+    pub fn models_dir(&self) -> PathBuf {
+        self.root.join("models")
+    }
+
+    pub fn slots_dir(&self) -> PathBuf {
+        self.root.join("slots")
+    }
+
+    pub fn slot_link(&self, slot: Slot) -> PathBuf {
+        self.slots_dir().join(format!("{slot}.json"))
+    }
+
+    pub fn nginx_dir(&self) -> PathBuf {
+        self.root.join("nginx")
+    }
+
+    pub fn upstream_include(&self) -> PathBuf {
+        self.nginx_dir().join("upstream.conf")
+    }
+
+    pub fn history(&self) -> PathBuf {
+        self.root.join("deploys.jsonl")
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+
+    pub fn deploy_lock(&self) -> PathBuf {
+        self.run_dir().join("deploy.lock")
+    }
+
+    pub fn train_lock(&self) -> PathBuf {
+        self.run_dir().join("train.lock")
+    }
+
+    /// Where a running `bluegreen up` takes requests to restart a slot.
+    pub fn control_socket(&self) -> PathBuf {
+        self.run_dir().join("up.sock")
+    }
+
+    /// The datagram socket on which `bluegreen up` hears a slot's sd_notify messages.
+    pub fn notify_socket(&self, slot: Slot) -> PathBuf {
+        self.run_dir().join(format!("notify-{slot}.sock"))
+    }
+
+    /// The folders `init` creates.
+    pub fn dirs(&self) -> [PathBuf; 5] {
+        [
+            self.data_dir(),
+            self.models_dir(),
+            self.slots_dir(),
+            self.nginx_dir(),
+            self.run_dir(),
+        ]
+    }
+}
+
+impl Layout {
+    /// The version a slot's symlink points at, from the link's target name; `None` when the
+    /// slot has no link yet.
+    pub fn slot_version(&self, slot: Slot) -> std::io::Result<Option<String>> {
+        match std::fs::read_link(self.slot_link(slot)) {
+            Ok(target) => Ok(target.file_stem().map(|s| s.to_string_lossy().into_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The symlink target for an artifact, relative so the state folder can be moved.
+    pub fn link_target(version: &str) -> PathBuf {
+        Path::new("..")
+            .join("models")
+            .join(format!("{version}.json"))
+    }
+}

@@ -1,0 +1,400 @@
+//! The slot's HTTP server: the prediction API, health, model info and metrics.
+//!
+//! Error policy: a request that is wrong in any way (bad JSON, wrong row length, a value that
+//! is not a finite number, no rows, too many rows, a body over the limit, a wrong method or
+//! path) gets a 4xx with `{"error": "<what is wrong and where>"}`. Nothing a client sends can
+//! produce a 5xx or a panic: the handler has no fallible step that is not the client's fault.
+//!
+//! The request path is lean: the model is loaded once before the server starts and shared
+//! read-only; there are no locks and no file I/O per request; metrics are atomics.
+//!
+//! [`run`] takes the listener and a shutdown future (as mini-redis does), so tests can bind
+//! `127.0.0.1:0` and stop the server when they like.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use crate::data::FEATURES;
+use crate::model::{Artifact, Features};
+use crate::slot::Slot;
+
+/// Upper bounds of the latency histogram, in seconds.
+const BUCKETS: [f64; 13] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+/// What the server needs: the model, which slot it is, and the request limits.
+pub struct AppState {
+    model: Artifact,
+    slot: Slot,
+    max_rows: usize,
+    version_header: HeaderValue,
+    slot_header: HeaderValue,
+    metrics: Metrics,
+}
+
+struct Metrics {
+    /// Requests by status code, indexed by `status - 100`.
+    by_status: Vec<AtomicU64>,
+    /// Request count per latency bucket (the last one is +Inf).
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    latency_micros_sum: AtomicU64,
+    rows_predicted: AtomicU64,
+}
+
+impl AppState {
+    pub fn new(model: Artifact, slot: Slot, max_rows: usize) -> Arc<AppState> {
+        let version_header = HeaderValue::from_str(&model.version)
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+        Arc::new(AppState {
+            model,
+            slot,
+            max_rows,
+            version_header,
+            slot_header: HeaderValue::from_static(slot.as_str()),
+            metrics: Metrics {
+                by_status: (100..600).map(|_| AtomicU64::new(0)).collect(),
+                buckets: Default::default(),
+                latency_micros_sum: AtomicU64::new(0),
+                rows_predicted: AtomicU64::new(0),
+            },
+        })
+    }
+}
+
+/// The router for one slot. `max_body_bytes` bounds request bodies.
+pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/", post(predict))
+        .route("/inference", post(predict))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/model", get(model_info))
+        .route("/metrics", get(metrics))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight
+/// finish before returning.
+pub async fn run(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A client error: its status and the message the client sees.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn unprocessable(message: String) -> ApiError {
+    ApiError(StatusCode::UNPROCESSABLE_ENTITY, message)
+}
+
+/// Adds the version and slot headers to every answer and records status and latency.
+async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert("x-model-version", state.version_header.clone());
+    headers.insert("x-slot", state.slot_header.clone());
+    let metrics = &state.metrics;
+    let status = response.status().as_u16() as usize;
+    if let Some(counter) = metrics.by_status.get(status.wrapping_sub(100)) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let bucket = BUCKETS
+        .iter()
+        .position(|b| seconds <= *b)
+        .unwrap_or(BUCKETS.len());
+    metrics.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+    metrics
+        .latency_micros_sum
+        .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    response
+}
+
+#[derive(Serialize)]
+struct Prediction<'a> {
+    #[serde(rename = "Price")]
+    price: f64,
+    prices: Vec<f64>,
+    model: &'a str,
+    slot: Slot,
+}
+
+/// The common shape, parsed without building a JSON tree. Anything else (object rows, or an
+/// error to explain) goes through the slower, more careful path in [`parse_rows`].
+#[derive(serde::Deserialize)]
+struct FastRequest {
+    data: Vec<Features>,
+}
+
+async fn predict(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError(
+                status,
+                "the request body is larger than the limit (limits.max_body_bytes)".to_string(),
+            )
+        } else {
+            ApiError(
+                if status.is_client_error() {
+                    status
+                } else {
+                    StatusCode::BAD_REQUEST
+                },
+                format!("cannot read the request body: {}", rejection.body_text()),
+            )
+        }
+    })?;
+    let rows = match serde_json::from_slice::<FastRequest>(&body) {
+        Ok(request) => request.data,
+        Err(_) => parse_rows(&body)?,
+    };
+    if rows.is_empty() {
+        return Err(unprocessable(
+            "\"data\" is empty: send at least one row of 13 numbers".to_string(),
+        ));
+    }
+    if rows.len() > state.max_rows {
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "\"data\" has {} rows; at most {} are allowed per request (limits.max_rows)",
+                rows.len(),
+                state.max_rows
+            ),
+        ));
+    }
+    let mut prices = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        if let Some(col) = row.iter().position(|v| !v.is_finite()) {
+            return Err(unprocessable(format!(
+                "data[{i}][{col}] ({}) is not a finite number",
+                FEATURES[col]
+            )));
+        }
+        let price = state.model.predict(row);
+        if !price.is_finite() {
+            return Err(unprocessable(format!(
+                "data[{i}]: the prediction is not a finite number; are the values in range?"
+            )));
+        }
+        prices.push(price);
+    }
+    state
+        .metrics
+        .rows_predicted
+        .fetch_add(rows.len() as u64, Ordering::Relaxed);
+    Ok(axum::Json(Prediction {
+        price: prices[0],
+        prices,
+        model: &state.model.version,
+        slot: state.slot,
+    })
+    .into_response())
+}
+
+/// Parses a request body the careful way, naming what is wrong and where.
+fn parse_rows(body: &[u8]) -> Result<Vec<Features>, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    let Some(data) = value.as_object().and_then(|o| o.get("data")) else {
+        return Err(unprocessable(
+            "the body must be an object with a \"data\" field: {\"data\": [[13 numbers]]}"
+                .to_string(),
+        ));
+    };
+    let Some(rows) = data.as_array() else {
+        return Err(unprocessable(format!(
+            "\"data\" must be a list of rows, not {}",
+            kind(data)
+        )));
+    };
+    rows.iter()
+        .enumerate()
+        .map(|(i, row)| parse_row(i, row))
+        .collect()
+}
+
+fn parse_row(i: usize, row: &Value) -> Result<Features, ApiError> {
+    let mut out = [0.0; FEATURES.len()];
+    match row {
+        Value::Array(values) => {
+            if values.len() != FEATURES.len() {
+                return Err(unprocessable(format!(
+                    "data[{i}] has {} values; expected {} ({})",
+                    values.len(),
+                    FEATURES.len(),
+                    FEATURES.join(", ")
+                )));
+            }
+            for (col, v) in values.iter().enumerate() {
+                out[col] = number(v).ok_or_else(|| {
+                    unprocessable(format!(
+                        "data[{i}][{col}] ({}) must be a finite number, not {}",
+                        FEATURES[col],
+                        kind(v)
+                    ))
+                })?;
+            }
+        }
+        Value::Object(fields) => {
+            if let Some(unknown) = fields.keys().find(|k| !FEATURES.contains(&k.as_str())) {
+                return Err(unprocessable(format!(
+                    "data[{i}] has an unknown field {unknown:?}; the fields are {}",
+                    FEATURES.join(", ")
+                )));
+            }
+            for (col, name) in FEATURES.iter().enumerate() {
+                let v = fields.get(*name).ok_or_else(|| {
+                    unprocessable(format!("data[{i}] is missing the field {name:?}"))
+                })?;
+                out[col] = number(v).ok_or_else(|| {
+                    unprocessable(format!(
+                        "data[{i}].{name} must be a finite number, not {}",
+                        kind(v)
+                    ))
+                })?;
+            }
+        }
+        other => {
+            return Err(unprocessable(format!(
+                "data[{i}] must be a list of 13 numbers or an object keyed by feature name, not {}",
+                kind(other)
+            )))
+        }
+    }
+    Ok(out)
+}
+
+fn number(v: &Value) -> Option<f64> {
+    v.as_f64().filter(|x| x.is_finite())
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    axum::Json(json!({
+        "ready": true,
+        "model": state.model.version,
+        "slot": state.slot,
+    }))
+}
+
+async fn model_info(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    axum::Json(json!({ "slot": state.slot, "model": state.model }))
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    use std::fmt::Write;
+    let m = &state.metrics;
+    let mut out = String::new();
+    out.push_str("# HELP bluegreen_requests_total HTTP requests answered, by status.\n");
+    out.push_str("# TYPE bluegreen_requests_total counter\n");
+    for (i, counter) in m.by_status.iter().enumerate() {
+        let n = counter.load(Ordering::Relaxed);
+        if n > 0 {
+            let _ = writeln!(
+                out,
+                "bluegreen_requests_total{{status=\"{}\"}} {n}",
+                i + 100
+            );
+        }
+    }
+    out.push_str("# HELP bluegreen_request_duration_seconds Time to answer a request.\n");
+    out.push_str("# TYPE bluegreen_request_duration_seconds histogram\n");
+    let mut cumulative = 0;
+    for (i, bucket) in m.buckets.iter().enumerate() {
+        cumulative += bucket.load(Ordering::Relaxed);
+        let le = BUCKETS.get(i).map_or("+Inf".to_string(), |b| b.to_string());
+        let _ = writeln!(
+            out,
+            "bluegreen_request_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+        );
+    }
+    let sum = m.latency_micros_sum.load(Ordering::Relaxed) as f64 / 1e6;
+    let _ = writeln!(out, "bluegreen_request_duration_seconds_sum {sum}");
+    let _ = writeln!(out, "bluegreen_request_duration_seconds_count {cumulative}");
+    out.push_str("# HELP bluegreen_rows_predicted_total Rows predicted.\n");
+    out.push_str("# TYPE bluegreen_rows_predicted_total counter\n");
+    let _ = writeln!(
+        out,
+        "bluegreen_rows_predicted_total {}",
+        m.rows_predicted.load(Ordering::Relaxed)
+    );
+    out.push_str("# HELP bluegreen_model_info The model this slot serves.\n");
+    out.push_str("# TYPE bluegreen_model_info gauge\n");
+    let _ = writeln!(
+        out,
+        "bluegreen_model_info{{version=\"{}\",slot=\"{}\",rows=\"{}\"}} 1",
+        state.model.version, state.slot, state.model.rows
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed: predictions are POST / or POST /inference; GET /healthz, /readyz, /model, /metrics".to_string(),
+    )
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no such path {:?}: predictions are POST / or POST /inference; GET /healthz, /readyz, /model, /metrics",
+            request.uri().path()
+        ),
+    )
+}
