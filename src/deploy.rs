@@ -59,7 +59,10 @@ pub enum DeployError {
         source: std::io::Error,
     },
     #[error("the quality gate refused {version}: {}", report.reason)]
-    Refused { version: String, report: GateReport },
+    Refused {
+        version: String,
+        report: Box<GateReport>,
+    },
     #[error("{action} failed at step \"{step}\": {reason}; traffic stays on {slot} ({version})")]
     Failed {
         action: &'static str,
@@ -75,7 +78,7 @@ pub enum DeployError {
 /// What a successful call did.
 #[derive(Debug)]
 pub enum Done {
-    Switched(Record),
+    Switched(Box<Record>),
     /// The requested version already serves on the active slot.
     AlreadyActive {
         slot: Slot,
@@ -220,7 +223,7 @@ impl<'a> Deployer<'a> {
             self.finish(&mut record, journal)?;
             return Err(DeployError::Refused {
                 version: candidate.version,
-                report,
+                report: Box::new(report),
             });
         }
         (self.say)(&format!("quality gate: passed: {}", report.reason));
@@ -231,7 +234,7 @@ impl<'a> Deployer<'a> {
                 record.outcome = Outcome::Deployed;
                 self.finish(&mut record, journal)?;
                 self.prune();
-                Ok(Done::Switched(record))
+                Ok(Done::Switched(Box::new(record)))
             }
             Err((step, reason)) => {
                 record.outcome = Outcome::Failed;
@@ -266,7 +269,7 @@ impl<'a> Deployer<'a> {
             ));
         } else {
             let waited = self.wait_for_old_workers();
-            if waited > Duration::from_millis(1) {
+            if waited > Duration::from_millis(50) {
                 (self.say)(&format!(
                     "waited {:.1}s for NGINX workers from the last reload to finish",
                     waited.as_secs_f64()
@@ -318,9 +321,14 @@ impl<'a> Deployer<'a> {
             return Err(("nginx-test", e.to_string()));
         }
         journal.done("include");
+        let before = nginx.workers();
         if let Err(e) = nginx.reload() {
             self.restore_include(from, false);
             return Err(("reload", e.to_string()));
+        }
+        if let Err(e) = self.wait_for_reload(&before) {
+            self.restore_include(from, true);
+            return Err(("reload", e));
         }
         journal.done("reload");
         if let Err(e) = self.confirm(to, version) {
@@ -432,6 +440,28 @@ impl<'a> Deployer<'a> {
             "NGINX on {addr} still answered {last} after {:?}",
             self.config.confirm_timeout()
         ))
+    }
+
+    /// Waits until every worker from before the reload has stopped accepting connections,
+    /// so that from now on no new request can reach the old upstream. NGINX keeps the old
+    /// workers (and the old configuration) if it could not load the new one, so this is
+    /// also how a reload that NGINX refused shows up.
+    fn wait_for_reload(&self, before: &[i32]) -> Result<(), String> {
+        let nginx = self.supervisor.nginx();
+        let deadline = Instant::now() + self.config.confirm_timeout();
+        loop {
+            let left = nginx.still_accepting(before);
+            if left == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{left} NGINX worker(s) from before the reload still accept connections after {:?}; did NGINX load the new configuration? (see its error log)",
+                    self.config.confirm_timeout()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Waits (bounded) until NGINX has no workers left from before its last reload.

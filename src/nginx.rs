@@ -143,26 +143,47 @@ impl Nginx {
         Ok(pid)
     }
 
-    /// How many workers of the master are still finishing requests from before a reload.
-    /// NGINX retitles such a worker "nginx: worker process is shutting down".
-    pub fn old_workers(&self) -> usize {
+    /// The master's worker processes (all its children), by pid.
+    pub fn workers(&self) -> Vec<i32> {
         let Ok(master) = self.master_pid() else {
-            return 0;
+            return Vec::new();
         };
         let Ok(entries) = fs::read_dir("/proc") else {
-            return 0;
+            return Vec::new();
         };
         entries
             .filter_map(Result::ok)
             .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
             .filter(|pid| parent_pid(*pid) == Some(master.as_raw()))
-            .filter(|pid| {
-                fs::read(format!("/proc/{pid}/cmdline"))
-                    .map(|c| String::from_utf8_lossy(&c).contains("shutting down"))
-                    .unwrap_or(false)
-            })
+            .collect()
+    }
+
+    /// How many workers of the master are still finishing requests from before a reload.
+    /// NGINX retitles such a worker "nginx: worker process is shutting down", at the moment
+    /// it closes its listening sockets.
+    pub fn old_workers(&self) -> usize {
+        self.workers()
+            .into_iter()
+            .filter(|pid| shutting_down(*pid))
             .count()
     }
+
+    /// How many of the workers in `before` (taken before a reload) still accept new
+    /// connections: alive, and not yet shutting down. Until this is 0 a client may still
+    /// reach the old upstream, even after one answer came from the new one.
+    pub fn still_accepting(&self, before: &[i32]) -> usize {
+        let now = self.workers();
+        before
+            .iter()
+            .filter(|pid| now.contains(pid) && !shutting_down(**pid))
+            .count()
+    }
+}
+
+fn shutting_down(pid: i32) -> bool {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains("shutting down"))
+        .unwrap_or(false)
 }
 
 fn parent_pid(pid: i32) -> Option<i32> {

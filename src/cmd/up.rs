@@ -153,12 +153,23 @@ async fn run(config: &Config, layout: Layout, nginx: Nginx) -> anyhow::Result<Ex
     let slots = Arc::new(slots);
     let active = nginx::read_active(config, &layout.upstream_include())?.unwrap_or(Slot::Blue);
     let started = Instant::now();
-    for slot in [active, active.other()] {
-        say(&format!("starting {slot} and waiting for READY=1"));
-        if let Err(why) = restart(&slots, slot).await {
-            stop_slots(&slots).await;
-            bail!("slot {slot} did not start: {why}");
-        }
+    say(&format!(
+        "starting {active} (active) and waiting for READY=1"
+    ));
+    if let Err(why) = restart(&slots, active).await {
+        stop_slots(&slots).await;
+        bail!("the active slot {active} did not start: {why}");
+    }
+    // The resting slot is not needed to serve; without it only a rollback is impossible,
+    // and the next deploy restarts it anyway. So it is a warning, not a failure.
+    let resting = active.other();
+    say(&format!(
+        "starting {resting} (resting) and waiting for READY=1"
+    ));
+    if let Err(why) = restart(&slots, resting).await {
+        say(&format!(
+            "warning: the resting slot {resting} did not start: {why}; serving from {active} alone until the next deploy"
+        ));
     }
     let mut nginx_child = match start_nginx(config, &nginx, active).await {
         Ok(child) => child,
