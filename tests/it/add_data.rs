@@ -1,0 +1,145 @@
+//! `add-data`: every row validated before anything is written; concurrent writers lose nothing.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use bluegreen::data;
+
+use crate::util::{read, Env};
+
+fn initialised() -> Env {
+    let env = Env::new();
+    env.ok(&["init"]);
+    env
+}
+
+#[test]
+fn rows_from_every_source_are_appended_and_summarised() {
+    let env = initialised();
+    let out = env.ok(&["add-data", "--sample", "2"]);
+    assert!(
+        out.starts_with("appended 2 rows (508 total, 2 since v0001-"),
+        "{out}"
+    );
+    assert!(out.contains("batch size 2: training is due"), "{out}");
+
+    let out = env.ok(&["add-data", "--row", data::SAMPLE_ROWS[0]]);
+    assert!(out.contains("appended 1 row (509 total, 3 since"), "{out}");
+
+    let file = env.dir.path().join("rows.csv");
+    std::fs::write(
+        &file,
+        format!("{}\n{}\n", data::header(), data::SAMPLE_ROWS[1]),
+    )
+    .unwrap();
+    env.ok(&["add-data", file.to_str().unwrap()]);
+
+    let mut child = env
+        .cmd(&["add-data", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{}\n", data::SAMPLE_ROWS[0]).as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+
+    let rows = data::read_dataset(&env.csv()).unwrap().rows;
+    assert_eq!(rows.len(), 511);
+    let last: Vec<String> = read(&env.csv())
+        .lines()
+        .skip(507)
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        last,
+        [
+            data::SAMPLE_ROWS[0],
+            data::SAMPLE_ROWS[1],
+            data::SAMPLE_ROWS[0],
+            data::SAMPLE_ROWS[1],
+            data::SAMPLE_ROWS[0]
+        ]
+        .map(|r| r.replace("6.5430", "6.543"))
+    );
+}
+
+#[test]
+fn one_bad_row_writes_nothing_and_names_line_and_column() {
+    let env = initialised();
+    let before = read(&env.csv());
+    let file = env.dir.path().join("bad.csv");
+    let good = data::SAMPLE_ROWS[0];
+    std::fs::write(
+        &file,
+        format!("{good}\n{good}\n0.1,0,8,0,0.5,6,87,4.9,4,301,21,abc,15.8,21.2\n"),
+    )
+    .unwrap();
+    let out = env.run(&["add-data", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 3, column 12 (B): \"abc\" is not a number"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was added"), "{err}");
+
+    for (row, expect) in [
+        ("1,2,3", "has 3 values; expected 14"),
+        (
+            "1,2,3,4,5,6,7,8,9,10,11,12,13,NaN",
+            "column 14 (MEDV): \"NaN\" is not a finite number",
+        ),
+        ("1,2,3,4,5,6,7,8,9,10,11,12,13,1e999", "not a finite number"),
+    ] {
+        let out = env.run(&["add-data", "--row", good, "--row", row]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--row #2 line 1") && err.contains(expect),
+            "{err}"
+        );
+    }
+    let out = env.run(&["add-data"]);
+    assert_eq!(out.status.code(), Some(2), "no input is a usage error");
+    assert_eq!(read(&env.csv()), before, "a failed add-data must not write");
+}
+
+#[test]
+fn eight_concurrent_writers_of_500_rows_lose_and_mix_nothing() {
+    let env = initialised();
+    let file = env.dir.path().join("500.csv");
+    let rows: String = (0..500)
+        .map(|i| format!("{i},1,2,0,0.5,6,60,4,1,300,15,390,{}.5,20\n", i % 7))
+        .collect();
+    std::fs::write(&file, rows).unwrap();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            env.cmd(&["add-data", file.to_str().unwrap()])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let text = read(&env.csv());
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1 + 506 + 4000);
+    assert!(
+        lines.iter().all(|l| l.split(',').count() == 14),
+        "a line was mixed"
+    );
+    let rows = data::read_dataset(&env.csv()).unwrap().rows;
+    assert_eq!(rows.len(), 4506);
+    // Every writer's 500 rows arrive whole and in order: each block is 0..500.
+    for block in rows[506..].chunks(500) {
+        let firsts: Vec<f64> = block.iter().map(|r| r[0]).collect();
+        assert_eq!(firsts, (0..500).map(f64::from).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,40 @@
+//! The command line itself: help, and configuration errors that name the key.
+
+use crate::util::Env;
+
+#[test]
+fn help_documents_exit_codes() {
+    let env = Env::new();
+    let out = env.ok(&["train", "--help"]);
+    assert!(out.contains("10  with --if-due: trained"), "{out}");
+    let out = env.ok(&["deploy", "--help"]);
+    assert!(out.contains("3   the quality gate refused"), "{out}");
+}
+
+#[test]
+fn a_bad_config_value_is_refused_with_its_key_and_a_hint() {
+    let env = Env::new();
+    std::fs::write(&env.config, "batch_size = 0\n").unwrap();
+    let out = env.run(&["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("config key `batch_size` is invalid"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+
+    std::fs::write(&env.config, "[slots]\nblue = 8081\n").unwrap();
+    let err = String::from_utf8_lossy(&env.run(&["status"]).stderr).to_string();
+    assert!(err.contains("line 2"), "{err}");
+}
+
+#[test]
+fn commands_before_init_say_what_to_do() {
+    let env = Env::new();
+    let out = env.run(&["add-data", "--sample", "2"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bluegreen init"), "{err}");
+    let out = env.run(&["serve", "--slot", "blue"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("slot blue has no model"), "{err}");
+}

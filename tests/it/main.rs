@@ -1,0 +1,12 @@
+//! Integration tests: the real `bluegreen` binary, real NGINX, real files, each test in its
+//! own temp dir with its own ports.
+
+mod util;
+
+mod add_data;
+mod cli;
+mod deploy;
+mod flips;
+mod load;
+mod serve;
+mod train;

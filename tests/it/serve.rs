@@ -1,0 +1,251 @@
+//! `serve`: the slot's API on an ephemeral port, its 4xx answers, and sd_notify readiness.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixDatagram;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use crate::util::{get, post, price, Env, EXAMPLE};
+
+/// Starts `serve --slot blue` on a port the OS picks; returns the child and its address.
+fn serve(env: &Env, notify: Option<&std::path::Path>) -> (Child, SocketAddr) {
+    let mut cmd = env.cmd(&["serve", "--slot", "blue", "--listen", "127.0.0.1:0"]);
+    if let Some(path) = notify {
+        cmd.env("NOTIFY_SOCKET", path);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    (child, addr)
+}
+
+fn stop(mut child: Child) -> std::process::ExitStatus {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    child.wait().unwrap()
+}
+
+#[test]
+fn answers_the_original_example_with_about_30_and_its_headers() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let (child, addr) = serve(&env, None);
+    for path in ["/", "/inference"] {
+        let r = crate::util::request(addr, "POST", path, EXAMPLE);
+        assert_eq!(r.status, 200);
+        let p = price(&r);
+        assert!((p - 30.00).abs() < 0.01, "{p}");
+        let json = r.json().unwrap();
+        assert_eq!(json["prices"][0].as_f64(), Some(p));
+        assert_eq!(json["slot"], "blue");
+        let version = r.header("x-model-version").unwrap();
+        assert!(version.starts_with("v0001-"), "{version}");
+        assert_eq!(json["model"], version);
+        assert_eq!(r.header("x-slot"), Some("blue"));
+    }
+    // Rows keyed by feature name, as the original's health check wrote them, and several rows.
+    let body = r#"{"data": [{"CRIM": 0.00632, "ZN": 18, "INDUS": 2.31, "CHAS": 0, "NOX": 0.538, "RM": 6.575, "AGE": 65.2, "DIS": 4.09, "RAD": 1, "TAX": 296, "PTRATIO": 15.3, "B": 396.9, "LSTAT": 4.98}, [0.02731, 0, 7.07, 0, 0.469, 6.421, 78.9, 4.9671, 2, 242, 17.8, 396.9, 9.14]]}"#;
+    let r = post(addr, body);
+    assert_eq!(r.status, 200);
+    let prices = r.json().unwrap()["prices"].as_array().unwrap().clone();
+    assert_eq!(prices.len(), 2);
+    assert!((prices[0].as_f64().unwrap() - 30.00).abs() < 0.01);
+    assert!(
+        (prices[1].as_f64().unwrap() - 25.03).abs() < 0.05,
+        "{prices:?}"
+    );
+
+    for path in ["/healthz", "/readyz", "/model", "/metrics"] {
+        let r = get(addr, path);
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("x-slot"), Some("blue"), "{path}");
+    }
+    let model = get(addr, "/model").json().unwrap();
+    assert_eq!(model["model"]["coefficients"].as_array().unwrap().len(), 13);
+    assert_eq!(model["model"]["rows"], 506);
+    let metrics = String::from_utf8(get(addr, "/metrics").body).unwrap();
+    assert!(
+        metrics.contains("bluegreen_requests_total{status=\"200\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("bluegreen_request_duration_seconds_bucket{le=\"+Inf\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("bluegreen_model_info{version=\"v0001-"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("bluegreen_rows_predicted_total 4"),
+        "{metrics}"
+    );
+    assert!(
+        stop(child).success(),
+        "SIGTERM must end the server with status 0"
+    );
+}
+
+#[test]
+fn every_bad_request_gets_a_4xx_json_error_that_says_what_and_where() {
+    let env = Env::with_extra("[limits]\nmax_rows = 3\nmax_body_bytes = 2048");
+    env.ok(&["init"]);
+    let (child, addr) = serve(&env, None);
+    let twelve = "[1,2,3,4,5,6,7,8,9,10,11,12]";
+    let good = "[0.1,0,8,0,0.5,6,87,4.9,4,301,21,390,15]";
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("POST", "{not json".into(), 400, "not valid JSON"),
+        ("POST", "".into(), 400, "not valid JSON"),
+        (
+            "POST",
+            "[1,2]".into(),
+            422,
+            "must be an object with a \"data\" field",
+        ),
+        ("POST", r#"{"rows": []}"#.into(), 422, "\"data\" field"),
+        (
+            "POST",
+            r#"{"data": 5}"#.into(),
+            422,
+            "must be a list of rows, not a number",
+        ),
+        ("POST", r#"{"data": []}"#.into(), 422, "\"data\" is empty"),
+        (
+            "POST",
+            format!(r#"{{"data": [{good}, {twelve}]}}"#),
+            422,
+            "data[1] has 12 values; expected 13",
+        ),
+        (
+            "POST",
+            format!(r#"{{"data": [{good}, {good}, {good}, {good}]}}"#),
+            413,
+            "at most 3",
+        ),
+        (
+            "POST",
+            r#"{"data": [[1,2,3,4,5,6,7,8,9,10,11,12,"x"]]}"#.into(),
+            422,
+            "data[0][12] (LSTAT) must be a finite number, not a string",
+        ),
+        (
+            "POST",
+            r#"{"data": [[1,2,3,4,5,6,7,8,9,10,11,12,1e999]]}"#.into(),
+            400,
+            "not valid JSON",
+        ),
+        (
+            "POST",
+            r#"{"data": [[1,2,3,4,1e308,6,7,8,9,10,11,12,13]]}"#.into(),
+            422,
+            "prediction is not a finite number",
+        ),
+        (
+            "POST",
+            r#"{"data": [{"CRIM": 1}]}"#.into(),
+            422,
+            "data[0] is missing the field \"ZN\"",
+        ),
+        (
+            "POST",
+            r#"{"data": [{"crim": 1}]}"#.into(),
+            422,
+            "unknown field \"crim\"",
+        ),
+        ("POST", r#"{"data": [null]}"#.into(), 422, "not null"),
+        (
+            "POST",
+            format!(r#"{{"data": [{}]}}"#, "1,".repeat(2000)),
+            413,
+            "larger than the limit",
+        ),
+    ];
+    for (method, body, status, message) in cases {
+        let r = crate::util::request(addr, method, "/", &body);
+        let json = r.json().unwrap_or_else(|| {
+            panic!(
+                "{body:?}: a JSON error, got {:?}",
+                String::from_utf8_lossy(&r.body)
+            )
+        });
+        let error = json["error"].as_str().unwrap_or_default();
+        assert_eq!(r.status, status, "{body:.80}: {error}");
+        assert!(
+            error.contains(message),
+            "{body:.80}: {error:?} lacks {message:?}"
+        );
+        assert!(r.header("x-model-version").is_some());
+    }
+    for (method, path, status) in [
+        ("GET", "/", 405),
+        ("PUT", "/inference", 405),
+        ("POST", "/readyz", 405),
+        ("GET", "/nope", 404),
+    ] {
+        let r = crate::util::request(addr, method, path, "");
+        assert_eq!(r.status, status, "{method} {path}");
+        assert!(
+            r.json().unwrap()["error"]
+                .as_str()
+                .unwrap()
+                .contains("POST /"),
+            "{method} {path}"
+        );
+    }
+    let metrics = String::from_utf8(get(addr, "/metrics").body).unwrap();
+    assert!(!metrics.contains("status=\"5"), "no 5xx, ever: {metrics}");
+    assert!(stop(child).success());
+}
+
+#[test]
+fn ready_is_notified_only_after_the_model_loaded_and_the_socket_is_bound() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let socket_path = env.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (child, addr) = serve(&env, Some(&socket_path));
+    let mut buf = [0u8; 1024];
+    let n = socket.recv(&mut buf).unwrap();
+    let message = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(message.lines().any(|l| l == "READY=1"), "{message}");
+    assert!(message.contains("STATUS=serving v0001-"), "{message}");
+    assert!(message.contains(&addr.to_string()), "{message}");
+    // READY came after the bind: the very next request is answered.
+    assert_eq!(post(addr, EXAMPLE).status, 200);
+    assert!(stop(child).success());
+    let n = socket.recv(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
+
+    // A corrupt model: a clear error, a non-zero exit, and no READY at all.
+    let link = env.state().join("slots/blue.json");
+    let target = std::fs::canonicalize(&link).unwrap();
+    std::fs::write(&target, b"{\"format\": 1, \"version\": ").unwrap();
+    let out = env
+        .cmd(&["serve", "--slot", "blue", "--listen", "127.0.0.1:0"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("slot blue cannot load its model") && err.contains("is corrupt"),
+        "{err}"
+    );
+    socket.set_nonblocking(true).unwrap();
+    assert!(
+        socket.recv(&mut buf).is_err(),
+        "no notification from a server that failed"
+    );
+}

@@ -1,0 +1,233 @@
+//! The test harness: a temp dir with its own config and ports, and the real binary.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bluegreen::http;
+
+pub const EXAMPLE: &str =
+    r#"{"data": [[0.00632, 18, 2.31, 0, 0.538, 6.575, 65.2, 4.09, 1, 296, 15.3, 396.9, 4.98]]}"#;
+
+/// A free loopback port (the OS picks one; a tiny race with other tests is acceptable).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Where NGINX is: PATH first, then Debian's place for it.
+pub fn nginx_binary() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|d| d.join("nginx"))
+        .find(|p| p.is_file())
+        .expect("these tests run real NGINX: install it (`apt install nginx-light`)")
+}
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub public: SocketAddr,
+    pub blue: SocketAddr,
+    pub green: SocketAddr,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env::with_extra("")
+    }
+
+    /// An environment whose config also holds `extra` TOML (top-level keys, then tables).
+    pub fn with_extra(extra: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, b, g) = (free_port(), free_port(), free_port());
+        let config = dir.path().join("bluegreen.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = \"state\"\npublic_port = {p}\n{extra}\n[slots]\nblue = \"127.0.0.1:{b}\"\ngreen = \"127.0.0.1:{g}\"\n[nginx]\nbinary = \"{}\"\nworker_shutdown_timeout_secs = 5\n",
+                nginx_binary().display()
+            ),
+        )
+        .unwrap();
+        Env {
+            public: SocketAddr::from(([127, 0, 0, 1], p)),
+            blue: SocketAddr::from(([127, 0, 0, 1], b)),
+            green: SocketAddr::from(([127, 0, 0, 1], g)),
+            dir,
+            config,
+        }
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn csv(&self) -> PathBuf {
+        self.state().join("data/boston.csv")
+    }
+
+    /// The binary with `--config` set, run in the temp dir.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bluegreen"));
+        cmd.arg("--config").arg(&self.config).args(args);
+        cmd.current_dir(self.dir.path());
+        cmd.env_remove("BLUEGREEN_CONFIG")
+            .env_remove("NOTIFY_SOCKET");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs and expects success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "bluegreen {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Starts `bluegreen up` and waits for it to say it is up.
+    pub fn up(&self) -> Up {
+        let mut child = self
+            .cmd(&["up"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        // Echo `up`'s output (the test harness shows it for a failed test) and look for
+        // the line that says it is up.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                println!("  | {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains("bluegreen is up") => break,
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("bluegreen up did not come up; its output is above");
+                }
+            }
+        }
+        Up { child }
+    }
+
+    /// POSTs the original's example row through NGINX.
+    pub fn predict(&self) -> http::Response {
+        post(self.public, EXAMPLE)
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).unwrap()
+    }
+
+    /// Waits until NGINX answers with a model other than `old`; returns the new version.
+    pub fn wait_for_new_version(&self, old: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let r = self.predict();
+            let version = r.header("x-model-version").unwrap_or("").to_string();
+            if r.status == 200 && version != old {
+                return version;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "NGINX still answers with {old} after {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+pub fn post(addr: SocketAddr, body: &str) -> http::Response {
+    http::request(
+        addr,
+        "POST",
+        "/",
+        Some(body.as_bytes()),
+        Duration::from_secs(5),
+    )
+    .unwrap()
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> http::Response {
+    http::request(addr, "GET", path, None, Duration::from_secs(5)).unwrap()
+}
+
+/// A running `bluegreen up`; stopped with SIGINT (as Ctrl-C would) when dropped.
+pub struct Up {
+    child: Child,
+}
+
+impl Up {
+    /// Stops it as Ctrl-C would and returns its exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.interrupt()
+    }
+
+    fn interrupt(&mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return self.child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.interrupt();
+        }
+    }
+}
+
+pub fn price(r: &http::Response) -> f64 {
+    r.json().unwrap()["Price"].as_f64().unwrap()
+}
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// Any method, any path, with a body.
+pub fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> http::Response {
+    http::request(
+        addr,
+        method,
+        path,
+        Some(body.as_bytes()),
+        Duration::from_secs(5),
+    )
+    .unwrap()
+}
