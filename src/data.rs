@@ -316,4 +316,13 @@ mod tests {
         assert_eq!(rows[0][..3], [0.00632, 18.0, 2.31]);
         assert_eq!(rows[0][13], 24.0);
     }
+
+    #[test]
+    fn the_repository_csv_is_smartcore_boston() {
+        assert_eq!(
+            include_str!("../data/boston.csv"),
+            boston_csv(),
+            "data/boston.csv is stale; data/README.md says how to regenerate it"
+        );
+    }
 }
