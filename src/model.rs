@@ -367,10 +367,12 @@ impl Store {
     }
 }
 
-/// The current UTC time as RFC 3339, for records.
+/// The current UTC time as RFC 3339 with milliseconds, for records.
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        ))
         .expect("a UTC time formats")
 }
 

@@ -52,6 +52,7 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
         },
     )?;
     let csv = layout.data_csv();
+    say(&format!("reading {}…", csv.display()));
     let dataset = data::read_dataset(&csv).with_context(|| {
         format!(
             "cannot read the training data; hint: fix the line named above in {}",
