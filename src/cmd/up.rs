@@ -337,9 +337,11 @@ impl SlotActor {
                     None => return,
                 },
                 status = wait(&mut child) => {
-                    say(&format!("{} exited unexpectedly ({}); restarting it in 1 s", self.slot, describe(status)));
+                    say(&format!("{} exited unexpectedly ({}); restarting it in 200 ms", self.slot, describe(status)));
                     child = None;
-                    sleep(Duration::from_secs(1)).await;
+                    // As systemd's RestartSec: a pause, so a slot that dies at once does
+                    // not spin.
+                    sleep(Duration::from_millis(200)).await;
                     if let Err(why) = self.start(&mut child).await {
                         say(&format!("{} did not come back: {why}", self.slot));
                     }

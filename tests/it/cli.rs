@@ -38,3 +38,23 @@ fn commands_before_init_say_what_to_do() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("slot blue has no model"), "{err}");
 }
+
+#[test]
+fn up_without_nginx_says_how_to_install_it() {
+    let env = Env::new();
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let nginx = crate::util::nginx_binary();
+    std::fs::write(
+        &env.config,
+        text.replace(&nginx.display().to_string(), "/nonexistent/nginx"),
+    )
+    .unwrap();
+    let out = env.run(&["up"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot run NGINX (/nonexistent/nginx)"),
+        "{err}"
+    );
+    assert!(err.contains("apt install nginx"), "{err}");
+}

@@ -259,3 +259,69 @@ fn two_deploys_at_once_flip_once() {
     assert_no_failures(&load.finish());
     assert_eq!(env.predict().header("x-slot"), Some("green"));
 }
+
+#[test]
+fn a_deploy_that_may_not_wait_names_the_one_holding_the_lock() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let lock = std::fs::File::create(env.state().join("run/deploy.lock")).unwrap();
+    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let out = env.run(&["deploy", "--no-wait"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another deploy (pid"), "{err}");
+    assert!(err.contains("hint: wait for it to finish"), "{err}");
+    drop(held);
+}
+
+#[test]
+fn up_restarts_a_slot_that_was_killed() {
+    let env = Env::new();
+    let _up = env.up();
+    assert_eq!(env.predict().status, 200);
+    let config = env.config.display().to_string();
+    let pid = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(&config) && cmdline.contains("serve --slot blue")
+        })
+        .expect("the blue slot's process");
+    let killed = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let mut outage_answers = Vec::new();
+    loop {
+        let r = env.predict();
+        if r.status == 200 && killed.elapsed() > Duration::from_millis(50) {
+            break;
+        }
+        if r.status != 200 {
+            outage_answers.push((r.status, r.json()));
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "blue never came back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (status, json) in &outage_answers {
+        assert_eq!(*status, 503);
+        let error = json.as_ref().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("bluegreen status"), "{error}");
+    }
+    println!(
+        "blue was back {:?} after kill -9; {} answers were 503 meanwhile",
+        killed.elapsed(),
+        outage_answers.len()
+    );
+    assert_eq!(env.predict().header("x-slot"), Some("blue"));
+}
