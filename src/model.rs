@@ -88,13 +88,7 @@ pub struct Artifact {
 impl Artifact {
     /// The prediction for one row of features.
     pub fn predict(&self, x: &Features) -> f64 {
-        self.intercept
-            + self
-                .coefficients
-                .iter()
-                .zip(x)
-                .map(|(c, v)| c * v)
-                .sum::<f64>()
+        linear(self.intercept, &self.coefficients, x)
     }
 
     /// True when every parameter is a finite number.
@@ -179,14 +173,13 @@ struct Fit {
 
 impl Fit {
     fn predict(&self, x: &Features) -> f64 {
-        self.intercept
-            + self
-                .coefficients
-                .iter()
-                .zip(x)
-                .map(|(c, v)| c * v)
-                .sum::<f64>()
+        linear(self.intercept, &self.coefficients, x)
     }
+}
+
+/// intercept + Σ coefficient × feature.
+fn linear(intercept: f64, coefficients: &[f64], x: &Features) -> f64 {
+    intercept + coefficients.iter().zip(x).map(|(c, v)| c * v).sum::<f64>()
 }
 
 fn fit(rows: &[&Row]) -> Result<Fit, ModelError> {

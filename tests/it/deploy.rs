@@ -22,6 +22,31 @@ fn include_names(env: &Env) -> String {
         .to_string()
 }
 
+/// Adds data, trains, and runs a deploy that must fail at `step`; returns its stderr.
+fn failing_deploy(env: &Env, step: &str) -> String {
+    env.ok(&["add-data", "--sample", "2"]);
+    env.ok(&["train"]);
+    let out = env.run(&["deploy"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains(&format!("failed at step \"{step}\"")), "{err}");
+    assert_eq!(include_names(env), "blue", "traffic stays on blue");
+    err
+}
+
+/// Stops the load and checks that every answer was a 200 from `version`.
+fn assert_only(load: Load, version: &str) {
+    std::thread::sleep(Duration::from_millis(300));
+    let results = load.finish();
+    assert_no_failures(&results);
+    assert!(
+        results
+            .iter()
+            .all(|(_, t)| t.versions == [version.to_string()]),
+        "{results:?}"
+    );
+}
+
 #[test]
 fn up_answers_flips_on_new_data_shows_it_and_rolls_back() {
     let env = Env::new();
@@ -103,49 +128,33 @@ fn up_answers_flips_on_new_data_shows_it_and_rolls_back() {
 
 #[test]
 fn a_slot_that_never_becomes_ready_leaves_traffic_where_it_was() {
-    let env = Env::new();
+    let env = Env::with_extra("batch_size = 1000");
     // Something else holds green's port: green can start neither now nor in the deploy.
     let squatter = TcpListener::bind(env.green).unwrap();
     let _up = env.up();
     let v1 = env.predict().header("x-model-version").unwrap().to_string();
-    let load = Load::start(env.public, &[Client::Fresh, Client::Careful], 2);
+    let load = Load::start(env.public, &[Client::Fresh, Client::Retrying], 2);
 
-    env.ok(&["add-data", "--sample", "2"]);
-    env.ok(&["train"]);
-    let out = env.run(&["deploy"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("failed at step \"restart\""), "{err}");
+    let err = failing_deploy(&env, "restart");
     assert!(
         err.contains(&format!("traffic stays on blue ({v1})")),
         "{err}"
     );
-    assert_eq!(include_names(&env), "blue");
     let record = history(&env).pop().unwrap();
     assert_eq!(record.outcome, Outcome::Failed);
     assert!(record.reason.unwrap().starts_with("restart:"));
 
     // A corrupt artifact is refused before anything is touched.
-    std::fs::write(
-        env.state().join("models/v0099-20261126T000000Z.json"),
-        b"{\"format\": 1,",
-    )
-    .unwrap();
+    let corrupt = env.state().join("models/v0099-20261126T000000Z.json");
+    std::fs::write(&corrupt, b"{\"format\": 1,").unwrap();
     let out = env.run(&["deploy", "v0099-20261126T000000Z"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is corrupt"));
-
-    std::thread::sleep(Duration::from_millis(300));
-    let results = load.finish();
-    assert_no_failures(&results);
-    assert!(
-        results.iter().all(|(_, t)| t.versions == [v1.clone()]),
-        "{results:?}"
-    );
+    assert_only(load, &v1);
 
     // Once the port is free, the same deploy goes through.
     drop(squatter);
-    std::fs::remove_file(env.state().join("models/v0099-20261126T000000Z.json")).unwrap();
+    std::fs::remove_file(corrupt).unwrap();
     env.ok(&["deploy"]);
     assert_eq!(env.predict().header("x-slot"), Some("green"));
 }
@@ -158,24 +167,11 @@ fn a_config_that_nginx_refuses_leaves_traffic_where_it_was() {
     let site = env.state().join("nginx/site.conf");
     let good = read(&site);
     std::fs::write(&site, format!("{good}\nthis_is_not_a_directive on;\n")).unwrap();
-    let load = Load::start(env.public, &[Client::Fresh, Client::Careful], 2);
+    let load = Load::start(env.public, &[Client::Fresh, Client::Retrying], 2);
 
-    env.ok(&["add-data", "--sample", "2"]);
-    env.ok(&["train"]);
-    let out = env.run(&["deploy"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("failed at step \"nginx-test\""), "{err}");
+    let err = failing_deploy(&env, "nginx-test");
     assert!(err.contains("this_is_not_a_directive"), "{err}");
-    assert_eq!(include_names(&env), "blue", "the include is restored");
-
-    std::thread::sleep(Duration::from_millis(300));
-    let results = load.finish();
-    assert_no_failures(&results);
-    assert!(
-        results.iter().all(|(_, t)| t.versions == [v1.clone()]),
-        "{results:?}"
-    );
+    assert_only(load, &v1);
 
     std::fs::write(&site, good).unwrap();
     let out = env.ok(&["deploy"]);
@@ -191,7 +187,7 @@ fn the_gate_refuses_a_model_trained_on_poisoned_rows() {
     let env = Env::new();
     let _up = env.up();
     let v1 = env.predict().header("x-model-version").unwrap().to_string();
-    let load = Load::start(env.public, &[Client::Fresh, Client::Careful], 2);
+    let load = Load::start(env.public, &[Client::Fresh, Client::Retrying], 2);
 
     let poison = "0.1,0,8,0,0.5,6,87,4.9,4,301,21,390,15,1e9";
     env.ok(&["add-data", "--row", poison, "--row", poison]);
@@ -214,13 +210,7 @@ fn the_gate_refuses_a_model_trained_on_poisoned_rows() {
     let gate = record.gate.unwrap();
     assert!(gate.candidate_rmse.unwrap() > 10.0 * gate.active_rmse.unwrap());
 
-    std::thread::sleep(Duration::from_millis(300));
-    let results = load.finish();
-    assert_no_failures(&results);
-    assert!(
-        results.iter().all(|(_, t)| t.versions == [v1.clone()]),
-        "{results:?}"
-    );
+    assert_only(load, &v1);
     assert_eq!(include_names(&env), "blue");
 }
 
@@ -228,7 +218,7 @@ fn the_gate_refuses_a_model_trained_on_poisoned_rows() {
 fn two_deploys_at_once_flip_once() {
     let env = Env::with_extra("batch_size = 1000");
     let _up = env.up();
-    let load = Load::start(env.public, &[Client::Fresh, Client::Careful], 2);
+    let load = Load::start(env.public, &[Client::Fresh, Client::Retrying], 2);
     env.ok(&["add-data", "--sample", "2"]);
     env.ok(&["train"]);
     let children: Vec<_> = (0..2)
