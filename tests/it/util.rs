@@ -143,18 +143,26 @@ impl Env {
         serde_json::from_str(&self.ok(&["status", "--json"])).unwrap()
     }
 
-    /// Waits until NGINX answers with a model other than `old`; returns the new version.
+    /// Waits until a deploy of a model other than `old` has completed (it is in the
+    /// history), then checks that NGINX answers with it; returns the new version. An answer
+    /// alone is not enough to wait for: until the deploy has seen every old NGINX worker stop
+    /// accepting, a request may still reach one of them.
     pub fn wait_for_new_version(&self, old: &str, within: Duration) -> String {
+        let history = self.state().join("deploys.jsonl");
         let deadline = Instant::now() + within;
         loop {
-            let r = self.predict();
-            let version = r.header("x-model-version").unwrap_or("").to_string();
-            if r.status == 200 && version != old {
-                return version;
+            let last = bluegreen::history::last(&history, 1).unwrap().pop();
+            if let Some(record) = last {
+                let to = record.to_version.clone().unwrap_or_default();
+                if record.outcome == bluegreen::history::Outcome::Deployed && to != old {
+                    let r = self.predict();
+                    assert_eq!(r.header("x-model-version"), Some(to.as_str()));
+                    return to;
+                }
             }
             assert!(
                 Instant::now() < deadline,
-                "NGINX still answers with {old} after {within:?}"
+                "no deploy away from {old} within {within:?}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
