@@ -3,9 +3,11 @@
 //! It loads the model through the slot's symlink, binds the slot's loopback address, and
 //! only then tells the supervisor `READY=1` with a `STATUS=` line naming the model, so that
 //! `systemctl restart` (Type=notify) and `bluegreen up` return only for a slot that can
-//! really answer. SIGTERM or SIGINT stop it gracefully: no new connections, requests in
+//! really answer. Under systemd the listening socket may come from `bluegreen@.socket`
+//! (socket activation), which must be on the slot's configured address. SIGTERM or SIGINT stop it gracefully: no new connections, requests in
 //! flight finish, then exit 0.
 
+use std::os::fd::FromRawFd;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -44,9 +46,20 @@ pub fn execute(config: &Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let listener = TcpListener::bind(addr).await.with_context(|| {
-            format!("slot {slot} cannot listen on {addr}; hint: is another server using the port? see `bluegreen status`")
-        })?;
+        let listener = match inherited_listener()? {
+            Some(listener) => {
+                let got = listener.local_addr()?;
+                if got != addr {
+                    anyhow::bail!(
+                        "slot {slot} was handed a socket on {got} by systemd, but its address is {addr}; hint: make bluegreen@{slot}.socket listen on the address in the config ([slots] {slot})"
+                    );
+                }
+                listener
+            }
+            None => TcpListener::bind(addr).await.with_context(|| {
+                format!("slot {slot} cannot listen on {addr}; hint: is another server using the port? see `bluegreen status`")
+            })?,
+        };
         let bound = listener.local_addr()?;
         let version = model.version.clone();
         let state = AppState::new(model, slot, config.limits.max_rows);
@@ -72,6 +85,26 @@ pub fn execute(config: &Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The listening socket systemd passed (socket activation, `bluegreen@.socket`), if any.
+/// systemd keeps that socket open while the slot restarts, so connections wait in its
+/// backlog instead of being refused.
+fn inherited_listener() -> anyhow::Result<Option<TcpListener>> {
+    let mut fds = sd_notify::listen_fds().context("cannot read the sockets systemd passed")?;
+    let Some(fd) = fds.next() else {
+        return Ok(None);
+    };
+    if fds.len() > 0 {
+        anyhow::bail!("systemd passed more than one socket; a slot listens on one");
+    }
+    // SAFETY: systemd hands this descriptor to this process alone (LISTEN_PID is ours) and
+    // nothing else in the program takes ownership of it.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    listener.set_nonblocking(true)?;
+    Ok(Some(TcpListener::from_std(listener).context(
+        "the socket systemd passed is not a TCP listener",
+    )?))
 }
 
 /// Pings the systemd watchdog while the runtime is alive to run this task.

@@ -249,3 +249,65 @@ fn ready_is_notified_only_after_the_model_loaded_and_the_socket_is_bound() {
         "no notification from a server that failed"
     );
 }
+
+/// Runs `serve --slot blue` the way systemd's socket activation does: `listener` as fd 3,
+/// `LISTEN_FDS=1`, and `LISTEN_PID` set to the server's own pid (a shell's `$$`, kept by
+/// its `exec`).
+fn serve_activated(env: &Env, listener: &std::net::TcpListener) -> std::process::Child {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let fd = listener.as_raw_fd();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_bluegreen"))
+        .args([
+            "--config",
+            env.config.to_str().unwrap(),
+            "serve",
+            "--slot",
+            "blue",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: between fork and exec this only calls dup2 or fcntl (async-signal-safe) to put
+    // the listener at fd 3 without close-on-exec; fd 3 is deliberately left open for exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+            use std::os::fd::{BorrowedFd, IntoRawFd};
+            let old = BorrowedFd::borrow_raw(fd);
+            if fd == 3 {
+                fcntl(old, FcntlArg::F_SETFD(FdFlag::empty()))?;
+            } else {
+                let _ = nix::unistd::dup2_raw(old, 3)?.into_raw_fd();
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().unwrap()
+}
+
+#[test]
+fn a_socket_passed_by_systemd_is_served_only_on_the_slots_address() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let listener = std::net::TcpListener::bind(env.blue).unwrap();
+    let child = serve_activated(&env, &listener);
+    drop(listener);
+    // The socket was open before the server started, so this connects at once and waits in
+    // the backlog until the server accepts it.
+    let r = post(env.blue, EXAMPLE);
+    assert_eq!(r.status, 200);
+    assert!((price(&r) - 30.00).abs() < 0.01);
+    assert!(stop(child).success());
+
+    let wrong = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = serve_activated(&env, &wrong).wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("was handed a socket on") && err.contains("bluegreen@blue.socket"),
+        "{err}"
+    );
+}
