@@ -192,17 +192,32 @@ impl<'a> Deployer<'a> {
         ));
         journal.done("resolve");
 
-        let active_model = match &active_version {
-            Some(v) => Some(store.load(v)?),
-            None => None,
+        let report = match &candidate.gate {
+            // `train` already judged the candidate against this very model with this
+            // tolerance, on rows that cannot have changed since: the gate reads only rows
+            // the active model was trained on, and the data only grows (`add-data`
+            // appends). Reading and parsing all of it again was most of a deploy on large
+            // data: 0.4–0.7 s of a 0.5–0.75 s deploy at 10^6 rows.
+            Some(verdict)
+                if verdict.against == active_version
+                    && verdict.tolerance == self.config.gate.tolerance =>
+            {
+                verdict.clone()
+            }
+            _ => {
+                let active_model = match &active_version {
+                    Some(v) => Some(store.load(v)?),
+                    None => None,
+                };
+                let data = data::read_dataset(&self.layout.data_csv())?;
+                gate::check(
+                    &candidate,
+                    active_model.as_ref(),
+                    &data.rows,
+                    self.config.gate.tolerance,
+                )
+            }
         };
-        let data = data::read_dataset(&self.layout.data_csv())?;
-        let report = gate::check(
-            &candidate,
-            active_model.as_ref(),
-            &data.rows,
-            self.config.gate.tolerance,
-        );
         journal.done("gate");
         let mut record = Record {
             time: model::now_rfc3339(),
