@@ -8,8 +8,20 @@ use std::time::Duration;
 
 use crate::util::{get, post, price, Env, EXAMPLE};
 
+/// A server process, killed when dropped, so a failed assertion leaves none behind.
+struct Served(Option<Child>);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Starts `serve --slot blue` on a port the OS picks; returns the child and its address.
-fn serve(env: &Env, notify: Option<&std::path::Path>) -> (Child, SocketAddr) {
+fn serve(env: &Env, notify: Option<&std::path::Path>) -> (Served, SocketAddr) {
     let mut cmd = env.cmd(&["serve", "--slot", "blue", "--listen", "127.0.0.1:0"]);
     if let Some(path) = notify {
         cmd.env("NOTIFY_SOCKET", path);
@@ -25,10 +37,12 @@ fn serve(env: &Env, notify: Option<&std::path::Path>) -> (Child, SocketAddr) {
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    (child, addr)
+    (Served(Some(child)), addr)
 }
 
-fn stop(mut child: Child) -> std::process::ExitStatus {
+/// Stops the server as systemd would (SIGTERM) and returns how it exited.
+fn stop(mut served: Served) -> std::process::ExitStatus {
+    let mut child = served.0.take().unwrap();
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     child.wait().unwrap()
@@ -293,7 +307,7 @@ fn a_socket_passed_by_systemd_is_served_only_on_the_slots_address() {
     let env = Env::new();
     env.ok(&["init"]);
     let listener = std::net::TcpListener::bind(env.blue).unwrap();
-    let child = serve_activated(&env, &listener);
+    let child = Served(Some(serve_activated(&env, &listener)));
     drop(listener);
     // The socket was open before the server started, so this connects at once and waits in
     // the backlog until the server accepts it.
