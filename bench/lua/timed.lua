@@ -1,0 +1,89 @@
+-- wrk script for bench/run's flip test: logs every request with its wall-clock time, so that
+-- failures and latency can be put on a timeline next to the deploys.
+--
+--   wrk -tN -cN -d600s -s bench/lua/timed.lua URL -- BODY_FILE OUT_DIR
+--
+-- Run it with one connection per thread (-t equal to -c). Then requests and answers on a
+-- thread strictly alternate, so `request` can start a clock that `response` stops, and a
+-- `request` that finds the previous one unanswered knows it failed on the socket (wrk
+-- reconnects and asks again after a connect, read, write or timeout error; Lua never sees
+-- those errors directly).
+--
+-- Each thread writes OUT_DIR/t<N>.log with one line per event:
+--   <unix time> <latency µs> <status>   an answer
+--   E <unix time>                       a request that got no answer
+-- The summary line (starting with "BENCH ") is printed when wrk stops (SIGINT or -d).
+--
+-- With BENCH_PACE_MS=n in the environment each connection waits n ms after an answer before
+-- its next request (a paced load below saturation) instead of asking again at once.
+
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clock, bench_timespec *tp);
+]]
+local CLOCK_REALTIME = 0
+local ts = ffi.new("bench_timespec")
+local function now()
+  ffi.C.clock_gettime(CLOCK_REALTIME, ts)
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+end
+
+-- wrk decides whether to call delay() when it loads the script, before init(), so the pace
+-- comes from the environment rather than from the script's arguments.
+local pace = tonumber(os.getenv("BENCH_PACE_MS") or "0")
+if pace > 0 then
+  function delay()
+    return pace
+  end
+end
+
+local count = 0
+function setup(thread)
+  count = count + 1
+  thread:set("id", count)
+end
+
+local out, req, pending
+local answered = false
+
+function init(args)
+  local f = assert(io.open(args[1], "rb"))
+  wrk.body = f:read("*a")
+  f:close()
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+  out = assert(io.open(args[2] .. "/t" .. id .. ".log", "w"))
+  out:setvbuf("full", 65536)
+end
+
+function request()
+  local t = now()
+  -- wrk also calls request() once while starting; only count after a first answer.
+  if pending and answered then
+    out:write(string.format("E %.6f\n", t))
+  end
+  pending = t
+  if not req then req = wrk.format() end
+  return req
+end
+
+function response(status, headers, body)
+  local t = now()
+  answered = true
+  out:write(string.format("%.6f %d %d\n", t, (t - (pending or t)) * 1e6, status))
+  pending = nil
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH {"duration_us":%d,"requests":%d,"bytes":%d,' ..
+    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
+    '"latency_us":{"mean":%.1f,"stdev":%.1f,"max":%d,"p50":%d,"p90":%d,"p99":%d,"p999":%d}}\n',
+    summary.duration, summary.requests, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency.mean, latency.stdev, latency.max,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9)))
+end
