@@ -437,6 +437,9 @@ after_reboot() {
         || { cat "$WORK/remove.log"; fail "apt-get remove bluegreen"; }
     check "no bluegreen unit is active" bash -c \
         '[[ -z $(systemctl list-units --state=active,activating,failed --plain --no-legend "bluegreen*") ]] || { systemctl list-units --all "bluegreen*"; false; }'
+    # `systemctl reload nginx` returns once the signal is sent; the old workers keep
+    # accepting for NGINX's own 100 ms pause before they are retired.
+    wait_for 5 bash -c "! curl -s -m 2 -o /dev/null $URL/" || true
     check "nothing answers on :8080" bash -c "! curl -s -m 2 -o /dev/null $URL/"
     check "NGINX itself still runs" systemctl is-active nginx.service
     check "data and models are kept" bash -c "[[ -s $STATE/data/boston.csv && -n \$(ls $STATE/models) ]]"
