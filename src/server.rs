@@ -185,16 +185,9 @@ struct Prediction<'a> {
     slot: Slot,
 }
 
-/// The common shape, parsed without building a JSON tree. Anything else (object rows, or an
-/// error to explain) goes through the slower, more careful path in [`parse_rows`].
-#[derive(serde::Deserialize)]
-struct FastRequest {
-    data: Vec<Features>,
-}
-
 /// Reads `{"data": [[13 numbers], …]}` and nothing else (whitespace aside), the shape nearly
-/// every request has; `None` for anything else, which then goes the serde way and, on an
-/// error, the careful way that explains it.
+/// every request has; `None` for anything else (object rows, extra fields, or an error to
+/// explain), which then goes through the careful path in [`parse_rows`].
 ///
 /// Why not serde alone: its generic sequence machinery and exact float path were about 70%
 /// of the slot's CPU on 10,000-row requests (bench/run, section 2): 180 ns a row, against
@@ -286,10 +279,7 @@ async fn predict(
     })?;
     let rows = match parse_common(&body) {
         Some(rows) => rows,
-        None => match serde_json::from_slice::<FastRequest>(&body) {
-            Ok(request) => request.data,
-            Err(_) => parse_rows(&body)?,
-        },
+        None => parse_rows(&body)?,
     };
     if rows.is_empty() {
         return Err(unprocessable(
@@ -509,6 +499,12 @@ async fn not_found(request: Request) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// serde's reading of the common shape, the reference for the scanner.
+    #[derive(serde::Deserialize)]
+    struct FastRequest {
+        data: Vec<Features>,
+    }
 
     #[test]
     fn the_common_shape_reads_what_serde_reads() {
