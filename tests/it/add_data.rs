@@ -104,6 +104,11 @@ fn one_bad_row_writes_nothing_and_names_line_and_column() {
             "{err}"
         );
     }
+    std::fs::write(&file, format!("{}\n\n", data::header())).unwrap();
+    let out = env.run(&["add-data", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no rows to add"), "{err}");
     let out = env.run(&["add-data"]);
     assert_eq!(out.status.code(), Some(2), "no input is a usage error");
     assert_eq!(read(&env.csv()), before, "a failed add-data must not write");

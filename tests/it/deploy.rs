@@ -150,6 +150,21 @@ fn a_slot_that_never_becomes_ready_leaves_traffic_where_it_was() {
     let out = env.run(&["deploy", "v0099-20261126T000000Z"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is corrupt"));
+    let out = env.run(&["deploy", "v0098-20261126T000000Z"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot read model") && err.contains("v0098-"),
+        "{err}"
+    );
+    // Green is down, so there is nothing to roll back to.
+    let out = env.run(&["rollback"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the resting slot green cannot take traffic"),
+        "{err}"
+    );
     assert_only(load, &v1);
 
     // Once the port is free, the same deploy goes through.
@@ -248,6 +263,20 @@ fn two_deploys_at_once_flip_once() {
     std::thread::sleep(Duration::from_millis(300));
     assert_no_failures(&load.finish());
     assert_eq!(env.predict().header("x-slot"), Some("green"));
+}
+
+#[test]
+fn a_deploy_without_an_active_slot_says_to_run_init() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    std::fs::remove_file(env.state().join("nginx/upstream.conf")).unwrap();
+    let out = env.run(&["deploy"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no slot is active; hint: run `bluegreen init`"),
+        "{err}"
+    );
 }
 
 #[test]
