@@ -79,9 +79,7 @@ fn one_bad_row_writes_nothing_and_names_line_and_column() {
         format!("{good}\n{good}\n0.1,0,8,0,0.5,6,87,4.9,4,301,21,abc,15.8,21.2\n"),
     )
     .unwrap();
-    let out = env.run(&["add-data", file.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.fails(&["add-data", file.to_str().unwrap()], 1);
     assert!(
         err.contains("line 3, column 12 (B): \"abc\" is not a number"),
         "{err}"
@@ -96,21 +94,16 @@ fn one_bad_row_writes_nothing_and_names_line_and_column() {
         ),
         ("1,2,3,4,5,6,7,8,9,10,11,12,13,1e999", "not a finite number"),
     ] {
-        let out = env.run(&["add-data", "--row", good, "--row", row]);
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = env.fails(&["add-data", "--row", good, "--row", row], 1);
         assert!(
             err.contains("--row #2 line 1") && err.contains(expect),
             "{err}"
         );
     }
     std::fs::write(&file, format!("{}\n\n", data::header())).unwrap();
-    let out = env.run(&["add-data", file.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.fails(&["add-data", file.to_str().unwrap()], 1);
     assert!(err.contains("no rows to add"), "{err}");
-    let out = env.run(&["add-data"]);
-    assert_eq!(out.status.code(), Some(2), "no input is a usage error");
+    env.exits(&["add-data"], 2); // no input is a usage error
     assert_eq!(read(&env.csv()), before, "a failed add-data must not write");
 }
 

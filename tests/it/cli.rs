@@ -15,27 +15,21 @@ fn help_documents_exit_codes() {
 fn a_bad_config_value_is_refused_with_its_key_and_a_hint() {
     let env = Env::new();
     std::fs::write(&env.config, "batch_size = 0\n").unwrap();
-    let out = env.run(&["status"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.fails(&["status"], 1);
     assert!(err.contains("config key `batch_size` is invalid"), "{err}");
     assert!(err.contains("hint:"), "{err}");
 
     std::fs::write(&env.config, "[slots]\nblue = 8081\n").unwrap();
-    let err = String::from_utf8_lossy(&env.run(&["status"]).stderr).to_string();
+    let err = env.fails(&["status"], 1);
     assert!(err.contains("line 2"), "{err}");
 }
 
 #[test]
 fn commands_before_init_say_what_to_do() {
     let env = Env::new();
-    let out = env.run(&["add-data", "--sample", "2"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.fails(&["add-data", "--sample", "2"], 1);
     assert!(err.contains("bluegreen init"), "{err}");
-    let out = env.run(&["serve", "--slot", "blue"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.fails(&["serve", "--slot", "blue"], 1);
     assert!(err.contains("slot blue has no model"), "{err}");
 }
 
@@ -49,9 +43,7 @@ fn up_without_nginx_says_how_to_install_it() {
         text.replace(&nginx.display().to_string(), "/nonexistent/nginx"),
     )
     .unwrap();
-    let out = env.run(&["up"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.fails(&["up"], 1);
     assert!(
         err.contains("cannot run NGINX (/nonexistent/nginx)"),
         "{err}"

@@ -26,9 +26,7 @@ fn include_names(env: &Env) -> String {
 fn failing_deploy(env: &Env, step: &str) -> String {
     env.ok(&["add-data", "--sample", "2"]);
     env.ok(&["train"]);
-    let out = env.run(&["deploy"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let err = env.fails(&["deploy"], 1);
     assert!(err.contains(&format!("failed at step \"{step}\"")), "{err}");
     assert_eq!(include_names(env), "blue", "traffic stays on blue");
     err
@@ -147,20 +145,15 @@ fn a_slot_that_never_becomes_ready_leaves_traffic_where_it_was() {
     // A corrupt artifact is refused before anything is touched.
     let corrupt = env.state().join("models/v0099-20261126T000000Z.json");
     std::fs::write(&corrupt, b"{\"format\": 1,").unwrap();
-    let out = env.run(&["deploy", "v0099-20261126T000000Z"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is corrupt"));
-    let out = env.run(&["deploy", "v0098-20261126T000000Z"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.fails(&["deploy", "v0099-20261126T000000Z"], 1);
+    assert!(err.contains("is corrupt"), "{err}");
+    let err = env.fails(&["deploy", "v0098-20261126T000000Z"], 1);
     assert!(
         err.contains("cannot read model") && err.contains("v0098-"),
         "{err}"
     );
     // Green is down, so there is nothing to roll back to.
-    let out = env.run(&["rollback"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.fails(&["rollback"], 1);
     assert!(
         err.contains("the resting slot green cannot take traffic"),
         "{err}"
@@ -213,9 +206,7 @@ fn the_gate_refuses_a_model_trained_on_poisoned_rows() {
         assert!(Instant::now() < deadline, "the trainer never trained");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = env.run(&["deploy"]);
-    assert_eq!(out.status.code(), Some(3));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.fails(&["deploy"], 3);
     assert!(
         err.contains("the quality gate refused v0002-") && err.contains("worse than"),
         "{err}"
@@ -270,9 +261,7 @@ fn a_deploy_without_an_active_slot_says_to_run_init() {
     let env = Env::new();
     env.ok(&["init"]);
     std::fs::remove_file(env.state().join("nginx/upstream.conf")).unwrap();
-    let out = env.run(&["deploy"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.fails(&["deploy"], 1);
     assert!(
         err.contains("no slot is active; hint: run `bluegreen init`"),
         "{err}"
@@ -285,9 +274,7 @@ fn a_deploy_that_may_not_wait_names_the_one_holding_the_lock() {
     env.ok(&["init"]);
     let lock = std::fs::File::create(env.state().join("run/deploy.lock")).unwrap();
     let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
-    let out = env.run(&["deploy", "--no-wait"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.fails(&["deploy", "--no-wait"], 1);
     assert!(err.contains("another deploy (pid"), "{err}");
     assert!(err.contains("hint: wait for it to finish"), "{err}");
     drop(held);

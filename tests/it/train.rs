@@ -2,7 +2,7 @@
 
 use bluegreen::model::Artifact;
 
-use crate::util::Env;
+use crate::util::{stdout, Env};
 
 fn models(env: &Env) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(env.state().join("models"))
@@ -19,14 +19,12 @@ fn exit_codes_tell_trained_not_due_refused_and_error_apart() {
     env.ok(&["init"]);
     assert_eq!(models(&env).len(), 1);
 
-    let out = env.run(&["train", "--if-due"]);
-    assert_eq!(out.status.code(), Some(0), "not due");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("2 more needed"));
+    let out = env.exits(&["train", "--if-due"], 0); // not due
+    assert!(stdout(&out).contains("2 more needed"));
     assert_eq!(models(&env).len(), 1, "not due writes nothing");
 
     env.ok(&["add-data", "--sample", "2"]);
-    let out = env.run(&["train", "--if-due"]);
-    assert_eq!(out.status.code(), Some(10), "trained under --if-due");
+    env.exits(&["train", "--if-due"], 10); // trained under --if-due
     let names = models(&env);
     assert_eq!(names.len(), 2);
     assert!(names[1].starts_with("v0002-"), "{names:?}");
@@ -36,8 +34,7 @@ fn exit_codes_tell_trained_not_due_refused_and_error_apart() {
     assert!(artifact.metrics.holdout_rmse > 0.0 && artifact.metrics.train_r2 > 0.7);
     assert!(artifact.gate.as_ref().unwrap().passed);
 
-    let out = env.run(&["train"]);
-    assert_eq!(out.status.code(), Some(0), "a plain train that trained");
+    env.exits(&["train"], 0); // a plain train that trained
 
     // Poisoned rows: the model is trained, kept, and refused.
     env.ok(&[
@@ -47,18 +44,15 @@ fn exit_codes_tell_trained_not_due_refused_and_error_apart() {
         "--row",
         "0.2,0,8,0,0.5,6,87,4.9,4,301,21,390,15,1e9",
     ]);
-    let out = env.run(&["train", "--if-due"]);
-    assert_eq!(out.status.code(), Some(3), "refused by the gate");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("quality gate: REFUSED: RMSE"), "{stdout}");
+    let out = env.exits(&["train", "--if-due"], 3); // refused by the gate
+    let out = stdout(&out);
+    assert!(out.contains("quality gate: REFUSED: RMSE"), "{out}");
     let newest = models(&env).pop().unwrap();
     let refused = Artifact::load(&env.state().join("models").join(newest)).unwrap();
     assert!(!refused.gate.unwrap().passed);
 
     // A broken CSV is an error that names the line.
     std::fs::write(env.csv(), format!("{}\n1,2,3\n", bluegreen::data::header())).unwrap();
-    let out = env.run(&["train"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.fails(&["train"], 1);
     assert!(err.contains("boston.csv line 2: has 3 values"), "{err}");
 }

@@ -101,6 +101,27 @@ impl Env {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Runs and expects exit status `code` (the output is shown if it differs); returns the
+    /// output.
+    pub fn exits(&self, args: &[&str], code: i32) -> Output {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "bluegreen {args:?} exited {}:\nstdout: {}\nstderr: {}",
+            out.status,
+            stdout(&out),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Runs a command that must fail with exit status `code`; returns its stderr, where the
+    /// error and its hint are.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        String::from_utf8_lossy(&self.exits(args, code).stderr).into_owned()
+    }
+
     /// Starts `bluegreen up` and waits for it to say it is up.
     pub fn up(&self) -> Up {
         let mut child = self
@@ -167,6 +188,11 @@ impl Env {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// A command's standard output as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 pub fn post(addr: SocketAddr, body: &str) -> http::Response {
