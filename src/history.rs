@@ -1,19 +1,92 @@
-//! The append-only history of deploys and rollbacks (`state_dir/deploys.jsonl`).
+//! The history (`state_dir/deploys.jsonl`) and everything that writes or reads a record.
 //!
 //! One JSON object per line, appended under an exclusive `flock` in a single write, so
-//! concurrent writers never interleave and a reader never sees half a record.
+//! concurrent writers never interleave and a reader never sees half a record. Every switch of
+//! traffic (deploy, rollback, or a switch completed after its deploy was killed), every gate
+//! refusal (by `train` or `deploy`), every failed or interrupted deploy is a record here: it
+//! is the one history (PLAN.md, "History").
+//!
+//! A record is built while its action runs: [`Record::begin`] stamps the start and the slots
+//! and versions, [`Record::step`] times each step, and [`Record::finish`] or [`Record::fail`]
+//! closes it. While a deploy or rollback switches, the record in progress is also kept in the
+//! *intent* file (`state_dir/run/deploy-intent.json`, written whole), together with how far
+//! the switch got ([`Phase`]). A deploy killed at any instant leaves that file behind; the
+//! next deploy, rollback or status finds it and finishes the record (issue 8 §6, see
+//! `crate::deploy`).
 
+use std::collections::HashSet;
+use std::error::Error;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
-use std::path::Path;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+use crate::fsutil;
 use crate::gate::GateReport;
+use crate::model;
 use crate::slot::Slot;
 
-/// How a deploy or rollback ended.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("cannot append to the history {path}")]
+    Append {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot read the history {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot {action} the deploy intent {path}")]
+    Intent {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the deploy intent {path} is not one bluegreen wrote; hint: move it away, then check `bluegreen status` against what NGINX serves")]
+    BadIntent {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// What a record is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// `bluegreen deploy`: a model to the resting slot, then traffic to it.
+    Deploy,
+    /// `bluegreen rollback`: traffic back to the resting slot.
+    Rollback,
+    /// `bluegreen train`: recorded only when the gate refused the new model.
+    Train,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Deploy => "deploy",
+            Action::Rollback => "rollback",
+            Action::Train => "train",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// How an action ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
@@ -25,20 +98,57 @@ pub enum Outcome {
     Refused,
     /// A step failed; traffic stayed on (or was put back on) the previous slot.
     Failed,
+    /// The deploy or rollback was killed after it had begun to switch NGINX; the next
+    /// deploy, rollback or status completed the switch. Traffic now goes to `to_slot`.
+    Recovered,
+    /// The deploy or rollback was killed before traffic moved; the next deploy, rollback or
+    /// status made sure it stays on `from_slot`.
+    Interrupted,
+    /// Only in the intent file, while the action runs; never appended.
+    InProgress,
 }
 
-/// One timed step of a deploy.
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Deployed => "deployed",
+            Outcome::RolledBack => "rolled-back",
+            Outcome::Refused => "refused",
+            Outcome::Failed => "failed",
+            Outcome::Recovered => "recovered",
+            Outcome::Interrupted => "interrupted",
+            Outcome::InProgress => "in-progress",
+        }
+    }
+
+    /// True when traffic moved from `from_slot` to `to_slot`.
+    pub fn switched(self) -> bool {
+        matches!(
+            self,
+            Outcome::Deployed | Outcome::RolledBack | Outcome::Recovered
+        )
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// One timed step of an action.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     pub name: String,
     pub ms: f64,
 }
 
+/// One line of the history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
+    /// When the action began (UTC, RFC 3339 with milliseconds).
     pub time: String,
-    /// "deploy" or "rollback".
-    pub action: String,
+    pub action: Action,
     pub outcome: Outcome,
     pub from_slot: Option<Slot>,
     pub to_slot: Option<Slot>,
@@ -48,41 +158,345 @@ pub struct Record {
     pub gate: Option<GateReport>,
     pub steps: Vec<Step>,
     pub duration_ms: f64,
+    /// Why it failed, was refused, interrupted or recovered: the whole error chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Times the steps of the action in this process; a record read back has none.
+    #[serde(skip)]
+    clock: Option<Clock>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Clock {
+    started: Instant,
+    step_started: Instant,
+}
+
+impl Record {
+    /// Starts the record of an action that moves traffic (or would) from one slot and model
+    /// to another; its clock starts now.
+    pub fn begin(
+        action: Action,
+        from: (Option<Slot>, Option<String>),
+        to: (Option<Slot>, Option<String>),
+    ) -> Record {
+        let now = Instant::now();
+        Record {
+            time: model::now_rfc3339(),
+            action,
+            outcome: Outcome::InProgress,
+            from_slot: from.0,
+            to_slot: to.0,
+            from_version: from.1,
+            to_version: to.1,
+            gate: None,
+            steps: Vec::new(),
+            duration_ms: 0.0,
+            reason: None,
+            clock: Some(Clock {
+                started: now,
+                step_started: now,
+            }),
+        }
+    }
+
+    /// Records that step `name` ended now; it took the time since the previous step ended.
+    /// A record read back from an intent file starts a new clock at its first step.
+    pub fn step(&mut self, name: &str) {
+        let now = Instant::now();
+        let clock = self.clock.get_or_insert(Clock {
+            started: now,
+            step_started: now,
+        });
+        self.steps.push(Step {
+            name: name.to_string(),
+            ms: ms(now - clock.step_started),
+        });
+        clock.step_started = now;
+    }
+
+    /// The name of the last step that ended, if any.
+    pub fn last_step(&self) -> Option<&str> {
+        self.steps.last().map(|s| s.name.as_str())
+    }
+
+    /// Closes the record with `outcome` and, for a refusal, an interruption or a
+    /// recovery, why.
+    pub fn finish(&mut self, outcome: Outcome, reason: Option<String>) {
+        self.outcome = outcome;
+        self.reason = reason;
+        self.duration_ms = match self.clock {
+            Some(clock) => ms(clock.started.elapsed()),
+            None => self.steps.iter().map(|s| s.ms).sum(),
+        };
+    }
+
+    /// Closes the record as failed at `step`, with the whole chain of `error` as the reason,
+    /// so the history keeps the real cause (issue 8 §8).
+    pub fn fail(&mut self, step: &str, error: &dyn Error) {
+        self.finish(Outcome::Failed, Some(format!("{step}: {}", chain(error))));
+    }
+
+    /// True when `other` is this same action (the same start, action and target).
+    fn same_action(&self, other: &Record) -> bool {
+        self.time == other.time && self.action == other.action && self.to_slot == other.to_slot
+    }
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// An error and its sources, joined by ": " as `{:#}` prints an `anyhow` chain.
+pub fn chain(error: &dyn Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }
 
 /// Appends one record.
-pub fn append(path: &Path, record: &Record) -> io::Result<()> {
-    let file = OpenOptions::new().append(true).create(true).open(path)?;
+pub fn append(path: &Path, record: &Record) -> Result<(), HistoryError> {
+    let fail = |source| HistoryError::Append {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(fail)?;
     let mut file =
-        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e))?;
+        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| fail(io::Error::from(e)))?;
     let mut line = serde_json::to_vec(record).expect("a record serializes");
     line.push(b'\n');
-    file.write_all(&line)?;
-    file.sync_all()
+    file.write_all(&line).map_err(fail)?;
+    file.sync_all().map_err(fail)
 }
 
-/// The last `n` records, oldest first. Lines that do not parse are skipped, so a file
-/// edited by hand cannot stop `status` from working.
-pub fn last(path: &Path, n: usize) -> io::Result<Vec<Record>> {
+/// Every record, oldest first. Lines that do not parse are skipped, so a file edited by
+/// hand cannot stop `status` from working.
+pub fn read_all(path: &Path) -> Result<Vec<Record>, HistoryError> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+        Err(source) => {
+            return Err(HistoryError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
     };
-    let mut records: Vec<Record> = BufReader::new(file)
+    Ok(BufReader::new(file)
         .lines()
         .map_while(Result::ok)
         .filter_map(|l| serde_json::from_str(&l).ok())
-        .collect();
+        .collect())
+}
+
+/// The last `n` records, oldest first.
+pub fn last(path: &Path, n: usize) -> Result<Vec<Record>, HistoryError> {
+    let mut records = read_all(path)?;
     let skip = records.len().saturating_sub(n);
     Ok(records.split_off(skip))
+}
+
+/// Versions that an operator or the gate has settled, so that the automatic path must not
+/// deploy them again by itself: versions traffic was moved away from (a rollback, or a
+/// deploy of another model), and versions a deploy was refused for.
+pub fn settled(records: &[Record]) -> HashSet<String> {
+    records
+        .iter()
+        .filter_map(|r| match r.outcome {
+            o if o.switched() => r.from_version.clone(),
+            Outcome::Refused if r.action == Action::Deploy => r.to_version.clone(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// How far a deploy or rollback got with the switch, as its intent file says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// The resting slot is being pointed at the new model and restarted; NGINX is untouched.
+    Restart,
+    /// The target slot was probed; the include may have been rewritten and NGINX may have
+    /// been told to reload.
+    Switch,
+    /// NGINX reloaded and its old workers no longer accept connections: traffic goes to the
+    /// target slot.
+    Switched,
+}
+
+/// A switch in progress, written whole before each phase begins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    pub phase: Phase,
+    /// The process that runs the switch (for messages only; the deploy lock says whether
+    /// it still runs).
+    pub pid: u32,
+    /// The record so far, with the steps that ended.
+    pub record: Record,
+    /// The model the target slot's link named before the deploy touched it.
+    pub target_link_before: Option<String>,
+}
+
+impl Intent {
+    /// Writes the intent whole (temp file, fsync, rename, fsync the folder).
+    pub fn write(&self, path: &Path) -> Result<(), HistoryError> {
+        let json = serde_json::to_vec_pretty(self).expect("an intent serializes");
+        fsutil::write_atomic(path, &json).map_err(|source| HistoryError::Intent {
+            action: "write",
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// The intent left at `path`, if any.
+    pub fn read(path: &Path) -> Result<Option<Intent>, HistoryError> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(HistoryError::Intent {
+                    action: "read",
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| HistoryError::BadIntent {
+                path: path.to_path_buf(),
+                source,
+            })
+    }
+
+    /// Removes the intent once its record is in the history, durably.
+    pub fn clear(path: &Path) -> Result<(), HistoryError> {
+        let fail = |source| HistoryError::Intent {
+            action: "remove",
+            path: path.to_path_buf(),
+            source,
+        };
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(fail(e)),
+        }
+        fsutil::sync_dir(path.parent().unwrap_or(Path::new("."))).map_err(fail)
+    }
+
+    /// True when `records` already hold this intent's record: the action was killed after
+    /// it appended the record and before it removed the intent.
+    pub fn is_recorded(&self, records: &[Record]) -> bool {
+        records.iter().any(|r| r.same_action(&self.record))
+    }
+}
+
+/// Gate refusals recorded in the history, by the command that asked for the model: the
+/// counter `bluegreen_gate_refusals_total` on every slot's `/metrics` (issue 8 §7). A slot
+/// keeps it current with [`RefusalTail`], off the request path.
+#[derive(Debug, Default)]
+pub struct RefusalCount {
+    train: AtomicU64,
+    deploy: AtomicU64,
+}
+
+impl RefusalCount {
+    /// `(action, refusals)` for `train` and `deploy`.
+    pub fn by_action(&self) -> [(&'static str, u64); 2] {
+        [
+            ("train", self.train.load(Ordering::Relaxed)),
+            ("deploy", self.deploy.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
+/// Reads the history as it grows and counts its refusals into a [`RefusalCount`]: each
+/// [`RefusalTail::refresh`] reads only the bytes appended since the last one.
+pub struct RefusalTail {
+    path: PathBuf,
+    offset: u64,
+    partial: Vec<u8>,
+    train: u64,
+    deploy: u64,
+}
+
+impl RefusalTail {
+    pub fn new(path: &Path) -> RefusalTail {
+        RefusalTail {
+            path: path.to_path_buf(),
+            offset: 0,
+            partial: Vec::new(),
+            train: 0,
+            deploy: 0,
+        }
+    }
+
+    /// Counts the records appended since the last call and publishes the totals. A file that
+    /// shrank (replaced by hand) is counted again from its start.
+    pub fn refresh(&mut self, into: &RefusalCount) -> Result<(), HistoryError> {
+        let path = self.path.clone();
+        let fail = |source| HistoryError::Read {
+            path: path.clone(),
+            source,
+        };
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(fail(e)),
+        };
+        let len = file.metadata().map_err(fail)?.len();
+        if len < self.offset {
+            *self = RefusalTail::new(&path);
+        }
+        file.seek(SeekFrom::Start(self.offset)).map_err(fail)?;
+        let mut fresh = Vec::new();
+        file.read_to_end(&mut fresh).map_err(fail)?;
+        self.offset += fresh.len() as u64;
+        self.partial.extend_from_slice(&fresh);
+        let complete = self
+            .partial
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        for line in self.partial[..complete].split(|b| *b == b'\n') {
+            if let Ok(record) = serde_json::from_slice::<Record>(line) {
+                match (record.outcome, record.action) {
+                    (Outcome::Refused, Action::Train) => self.train += 1,
+                    (Outcome::Refused, _) => self.deploy += 1,
+                    _ => {}
+                }
+            }
+        }
+        self.partial.drain(..complete);
+        into.train.store(self.train, Ordering::Relaxed);
+        into.deploy.store(self.deploy, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(i: usize, outcome: Outcome, action: Action) -> Record {
+        let mut r = Record::begin(
+            action,
+            (Some(Slot::Blue), Some(format!("v{i}"))),
+            (Some(Slot::Green), Some(format!("v{}", i + 1))),
+        );
+        r.step("gate");
+        r.finish(outcome, None);
+        r
+    }
 
     #[test]
     fn appends_and_reads_back_the_last_records() {
@@ -90,25 +504,9 @@ mod tests {
         let path = dir.path().join("h.jsonl");
         assert!(last(&path, 5).unwrap().is_empty());
         for i in 0..4 {
-            let record = Record {
-                time: format!("t{i}"),
-                action: "deploy".into(),
-                outcome: Outcome::Deployed,
-                from_slot: Some(Slot::Blue),
-                to_slot: Some(Slot::Green),
-                from_version: None,
-                to_version: Some(format!("v{i}")),
-                gate: None,
-                steps: vec![Step {
-                    name: "gate".into(),
-                    ms: 1.5,
-                }],
-                duration_ms: 2.0,
-                reason: None,
-            };
-            append(&path, &record).unwrap();
+            append(&path, &record(i, Outcome::Deployed, Action::Deploy)).unwrap();
         }
-        std::fs::OpenOptions::new()
+        OpenOptions::new()
             .append(true)
             .open(&path)
             .unwrap()
@@ -116,9 +514,101 @@ mod tests {
             .unwrap();
         let got = last(&path, 2).unwrap();
         assert_eq!(got.len(), 2);
-        assert_eq!(got[0].time, "t2");
-        assert_eq!(got[1].to_version.as_deref(), Some("v3"));
+        assert_eq!(got[0].from_version.as_deref(), Some("v2"));
+        assert_eq!(got[1].to_version.as_deref(), Some("v4"));
+        assert_eq!(got[1].steps[0].name, "gate");
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("\"outcome\":\"deployed\""), "{text}");
+        assert!(text.contains("\"action\":\"deploy\""), "{text}");
+    }
+
+    #[test]
+    fn a_failure_keeps_the_whole_chain_of_its_cause() {
+        let mut r = record(1, Outcome::InProgress, Action::Deploy);
+        let cause = HistoryError::Append {
+            path: PathBuf::from("/x/deploys.jsonl"),
+            source: io::Error::from_raw_os_error(28),
+        };
+        r.fail("include", &cause);
+        assert_eq!(r.outcome, Outcome::Failed);
+        let reason = r.reason.unwrap();
+        assert!(
+            reason.starts_with("include: cannot append to the history /x/deploys.jsonl: "),
+            "{reason}"
+        );
+        assert!(reason.contains("os error 28"), "{reason}");
+    }
+
+    #[test]
+    fn rolled_back_and_refused_versions_are_settled_failed_ones_are_not() {
+        let records = vec![
+            record(1, Outcome::RolledBack, Action::Rollback),
+            record(5, Outcome::Refused, Action::Deploy),
+            record(7, Outcome::Failed, Action::Deploy),
+            record(9, Outcome::Refused, Action::Train),
+        ];
+        let settled = settled(&records);
+        assert!(settled.contains("v1"), "{settled:?}");
+        assert!(settled.contains("v6"), "{settled:?}");
+        assert!(!settled.contains("v8"), "{settled:?}");
+        assert!(!settled.contains("v10"), "{settled:?}");
+    }
+
+    #[test]
+    fn an_intent_round_trips_and_knows_when_it_was_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("intent.json");
+        assert_eq!(Intent::read(&path).unwrap(), None);
+        let intent = Intent {
+            phase: Phase::Switch,
+            pid: 42,
+            record: record(1, Outcome::InProgress, Action::Deploy),
+            target_link_before: Some("v0".into()),
+        };
+        intent.write(&path).unwrap();
+        let back = Intent::read(&path).unwrap().unwrap();
+        assert_eq!(back.phase, Phase::Switch);
+        assert_eq!(back.record.time, intent.record.time);
+        assert!(!back.is_recorded(&[record(3, Outcome::Deployed, Action::Deploy)]));
+        let mut done = back.record.clone();
+        done.finish(Outcome::Deployed, None);
+        assert!(back.is_recorded(&[done]));
+        Intent::clear(&path).unwrap();
+        Intent::clear(&path).unwrap();
+        assert_eq!(Intent::read(&path).unwrap(), None);
+    }
+
+    #[test]
+    fn refusals_are_counted_as_the_history_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.jsonl");
+        let count = RefusalCount::default();
+        let mut tail = RefusalTail::new(&path);
+        tail.refresh(&count).unwrap();
+        assert_eq!(count.by_action(), [("train", 0), ("deploy", 0)]);
+        append(&path, &record(1, Outcome::Refused, Action::Train)).unwrap();
+        append(&path, &record(2, Outcome::Deployed, Action::Deploy)).unwrap();
+        // Half a line, as a reader may see between two writes of another writer.
+        let line = serde_json::to_string(&record(3, Outcome::Refused, Action::Deploy)).unwrap();
+        let (head, rest) = line.split_at(20);
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(head.as_bytes())
+            .unwrap();
+        tail.refresh(&count).unwrap();
+        assert_eq!(count.by_action(), [("train", 1), ("deploy", 0)]);
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(format!("{rest}\n").as_bytes())
+            .unwrap();
+        tail.refresh(&count).unwrap();
+        assert_eq!(count.by_action(), [("train", 1), ("deploy", 1)]);
+        std::fs::write(&path, "").unwrap();
+        tail.refresh(&count).unwrap();
+        assert_eq!(count.by_action(), [("train", 0), ("deploy", 0)]);
     }
 }

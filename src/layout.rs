@@ -7,8 +7,9 @@
 //!   models/<version>.json    immutable model artifacts
 //!   slots/<slot>.json        symlink to the artifact the slot serves
 //!   nginx/upstream.conf      the include that names the active slot (NGINX reads it)
-//!   deploys.jsonl            append-only history of deploys and rollbacks
-//!   run/                     locks, and the control socket of `bluegreen up`
+//!   deploys.jsonl            append-only history: switches, refusals, failures, recoveries
+//!   run/                     locks, the intent of a switch in progress, and the control
+//!                            socket of `bluegreen up`
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -73,6 +74,11 @@ impl Layout {
 
     pub fn train_lock(&self) -> PathBuf {
         self.run_dir().join("train.lock")
+    }
+
+    /// The switch a deploy or rollback is making, while it makes it (see `history::Intent`).
+    pub fn deploy_intent(&self) -> PathBuf {
+        self.run_dir().join("deploy-intent.json")
     }
 
     /// Where a running `bluegreen up` takes requests to restart a slot.

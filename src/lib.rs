@@ -19,4 +19,5 @@ pub mod nginx;
 pub mod number;
 pub mod server;
 pub mod slot;
+pub mod state;
 pub mod supervisor;

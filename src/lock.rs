@@ -1,5 +1,8 @@
 //! Exclusive locks between bluegreen processes (`flock` on a file under `state_dir/run`).
 //!
+//! The folder of the lock file is created when it is missing, so a state folder that has its
+//! data but lost `run/` (a tmpfs, a hand cleanup) works as it is (issue 8 §9).
+//!
 //! A lock is held for as long as the returned guard lives, and the kernel drops it if the
 //! process dies, so a crashed deploy can never wedge the next one. The holder writes its pid
 //! into the file so that a waiter can say whom it is waiting for.
@@ -14,6 +17,12 @@ use nix::fcntl::{Flock, FlockArg};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
+    #[error("cannot create the folder {dir} for the lock file; hint: run as a user who may write there, or `bluegreen init` as root")]
+    Folder {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot open lock file {path}")]
     Open {
         path: PathBuf,
@@ -49,6 +58,12 @@ pub fn acquire(
                 source,
             })
     };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| LockError::Folder {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+    }
     let started = Instant::now();
     let mut on_wait = Some(on_wait);
     let mut file = open()?;
@@ -103,7 +118,8 @@ mod tests {
     #[test]
     fn a_second_holder_waits_then_gives_up_naming_the_first() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.lock");
+        // The folder does not exist yet: the lock makes it.
+        let path = dir.path().join("run/x.lock");
         let first = acquire(&path, "deploy", Duration::from_secs(1), |_| {}).unwrap();
         let mut waited_for = None;
         let err = acquire(&path, "deploy", Duration::from_millis(200), |h| {

@@ -31,6 +31,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use crate::data::FEATURES;
+use crate::history::RefusalCount;
 use crate::model::{Artifact, Features};
 use crate::number;
 use crate::slot::Slot;
@@ -48,6 +49,8 @@ pub struct AppState {
     version_header: HeaderValue,
     slot_header: HeaderValue,
     metrics: Metrics,
+    /// Gate refusals in the history, kept current by `serve` off the request path.
+    gate_refusals: RefusalCount,
 }
 
 struct Metrics {
@@ -75,7 +78,13 @@ impl AppState {
                 latency_micros_sum: AtomicU64::new(0),
                 rows_predicted: AtomicU64::new(0),
             },
+            gate_refusals: RefusalCount::default(),
         })
+    }
+
+    /// The gate refusals that `/metrics` reports (issue 8 §7).
+    pub fn gate_refusals(&self) -> &RefusalCount {
+        &self.gate_refusals
     }
 }
 
@@ -477,6 +486,14 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         "bluegreen_model_info{{version=\"{}\",slot=\"{}\",rows=\"{}\"}} 1",
         state.model.version, state.slot, state.model.rows
     );
+    out.push_str("# HELP bluegreen_gate_refusals_total Models the quality gate refused, from the history, by the command that asked.\n");
+    out.push_str("# TYPE bluegreen_gate_refusals_total counter\n");
+    for (action, n) in state.gate_refusals.by_action() {
+        let _ = writeln!(
+            out,
+            "bluegreen_gate_refusals_total{{action=\"{action}\"}} {n}"
+        );
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 

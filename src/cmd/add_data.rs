@@ -44,13 +44,13 @@ pub fn execute(config: &Config, args: &AddDataArgs) -> anyhow::Result<ExitCode> 
             if more == 1 { "" } else { "s" }
         )
     };
-    println!(
-        "appended {} row{} ({} total, {since} since {of}; batch size {}: {verdict})",
+    super::out(&format!(
+        "appended {} row{} ({} total, {since} since {of}; batch size {}: {verdict})\n",
         appended.added,
         if appended.added == 1 { "" } else { "s" },
         appended.total,
         config.batch_size
-    );
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 

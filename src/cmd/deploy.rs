@@ -17,25 +17,33 @@ pub fn execute(config: &Config, args: &DeployArgs) -> anyhow::Result<ExitCode> {
     let deployer = Deployer::new(&config, supervisor.as_ref(), &super::say);
     match deployer.deploy(args.version.as_deref()) {
         Ok(Done::Switched(record)) => {
-            println!(
-                "deployed {} to {}: traffic moved from {} in {:.0} ms; `bluegreen rollback` moves it back",
+            super::out(&format!(
+                "deployed {} to {}: traffic moved from {} in {:.0} ms; `bluegreen rollback` moves it back\n",
                 record.to_version.as_deref().unwrap_or("?"),
                 record.to_slot.map_or("?".into(), |s| s.to_string()),
                 record.from_slot.map_or("?".into(), |s| s.to_string()),
                 record.duration_ms
-            );
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Ok(Done::AlreadyActive { slot, version }) => {
-            println!("{version} already serves on the active slot {slot}; nothing to do");
+            super::out(&format!(
+                "{version} already serves on the active slot {slot}; nothing to do\n"
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Err(err @ DeployError::Refused { .. }) => {
-            eprintln!(
+            super::warn(&format!(
                 "error: {err}; nothing changed (recorded in the history; see `bluegreen status`)"
-            );
+            ));
             Ok(ExitCode::from(super::train::EXIT_REFUSED))
         }
+        // These say what failed themselves.
+        Err(
+            err @ (DeployError::Failed { .. }
+            | DeployError::Unrecorded { .. }
+            | DeployError::Reconcile { .. }),
+        ) => Err(err.into()),
         Err(err) => Err(anyhow::Error::new(err).context("deploy failed")),
     }
 }

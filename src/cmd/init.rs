@@ -12,9 +12,11 @@ use crate::config::Config;
 use crate::data;
 use crate::fsutil;
 use crate::layout::Layout;
-use crate::model::Store;
 use crate::nginx;
 use crate::slot::Slot;
+use crate::state::State;
+
+use super::train::Trained;
 
 pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
     ensure(config, &super::say)?;
@@ -38,21 +40,21 @@ pub fn ensure(config: &Config, say: &dyn Fn(&str)) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", csv.display()))?;
         say(&format!("wrote the 506 Boston rows to {}", csv.display()));
     }
-    let store = Store::new(&layout.models_dir());
-    let newest = match store.newest()? {
-        Some(model) => model,
+    let state = State::read(config)?;
+    let newest = match state.newest() {
+        Some(model) => model.clone(),
         None => {
             say("no model yet: training the first one");
             match super::train::train(config, false, say)? {
-                super::train::Trained::Passed(m) | super::train::Trained::Refused(m) => m,
-                super::train::Trained::NotDue => {
+                Trained::Passed(m) | Trained::Refused(m) => m,
+                Trained::NotDue | Trained::Pending => {
                     anyhow::bail!("the first training did not run; hint: run `bluegreen train`")
                 }
             }
         }
     };
     for slot in Slot::ALL {
-        if layout.slot_version(slot)?.is_none() {
+        if state.version(slot).is_none() {
             fsutil::swap_symlink(
                 &Layout::link_target(&newest.version),
                 &layout.slot_link(slot),
@@ -61,8 +63,8 @@ pub fn ensure(config: &Config, say: &dyn Fn(&str)) -> anyhow::Result<()> {
             say(&format!("{slot} will serve {}", newest.version));
         }
     }
-    let include = layout.upstream_include();
-    if nginx::read_active(config, &include)?.is_none() {
+    if state.active().is_none() {
+        let include = layout.upstream_include();
         nginx::write_include(config, &include, Slot::Blue)?;
         say(&format!(
             "NGINX include {} names blue as active",

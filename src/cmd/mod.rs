@@ -1,6 +1,13 @@
 //! One module per subcommand, each with an `execute` that does the work and adds context to
 //! the core's errors for the operator.
+//!
+//! Output goes through [`say`], [`warn`] and [`out`], never `println!`, which panics (exit
+//! 101) when the reader of a pipe has gone (`bluegreen nginx-site | head -1`; issue 8 §9).
+//! Progress lines are best effort: a deploy must not stop half-way because nobody reads
+//! its progress any more. A command's result is written with [`out`], whose error ends the
+//! command; `main` ends a command whose pipe closed quietly, as Unix tools do.
 
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -35,7 +42,21 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Prints a progress line for the operator.
-fn say(line: &str) {
-    println!("{line}");
+/// Prints a progress line for the operator on standard output; best effort.
+pub fn say(line: &str) {
+    let _ = writeln!(io::stdout().lock(), "{line}");
+}
+
+/// Prints a warning (or an error that is also an exit status) on standard error; best
+/// effort.
+pub fn warn(line: &str) {
+    let _ = writeln!(io::stderr().lock(), "{line}");
+}
+
+/// Prints a command's result on standard output. A closed pipe is an error here, which
+/// `main` turns into a quiet exit.
+pub fn out(text: &str) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()
 }

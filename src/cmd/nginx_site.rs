@@ -9,6 +9,6 @@ use crate::nginx;
 
 pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
     let layout = Layout::new(&config.state_dir);
-    print!("{}", nginx::render_site(config, &layout.upstream_include()));
+    super::out(&nginx::render_site(config, &layout.upstream_include()))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use crate::cli::RollbackArgs;
 use crate::config::Config;
-use crate::deploy::Deployer;
+use crate::deploy::{DeployError, Deployer};
 use crate::layout::Layout;
 use crate::supervisor;
 
@@ -16,14 +16,17 @@ pub fn execute(config: &Config, args: &RollbackArgs) -> anyhow::Result<ExitCode>
     }
     let supervisor = supervisor::detect(&config, &Layout::new(&config.state_dir));
     let deployer = Deployer::new(&config, supervisor.as_ref(), &super::say);
-    let record = deployer
-        .rollback()
-        .map_err(|e| anyhow::Error::new(e).context("rollback failed"))?;
-    println!(
-        "rolled back to {} on {} in {:.0} ms",
+    let record = deployer.rollback().map_err(|err| match err {
+        DeployError::Failed { .. }
+        | DeployError::Unrecorded { .. }
+        | DeployError::Reconcile { .. } => anyhow::Error::new(err),
+        err => anyhow::Error::new(err).context("rollback failed"),
+    })?;
+    super::out(&format!(
+        "rolled back to {} on {} in {:.0} ms\n",
         record.to_version.as_deref().unwrap_or("?"),
         record.to_slot.map_or("?".into(), |s| s.to_string()),
         record.duration_ms
-    );
+    ))?;
     Ok(ExitCode::SUCCESS)
 }

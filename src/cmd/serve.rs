@@ -18,6 +18,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::ServeArgs;
 use crate::config::Config;
+use crate::history::RefusalTail;
 use crate::layout::Layout;
 use crate::model::Artifact;
 use crate::server::{self, AppState};
@@ -63,6 +64,7 @@ pub fn execute(config: &Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let bound = listener.local_addr()?;
         let version = model.version.clone();
         let state = AppState::new(model, slot, config.limits.max_rows);
+        count_refusals(&layout, state.clone());
         let router = server::router(state, config.limits.max_body_bytes);
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
@@ -74,14 +76,14 @@ pub fn execute(config: &Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             let _ = sd_notify::notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
         };
         let status = format!("serving {version} on {bound}");
-        println!("{slot}: {status}");
+        super::say(&format!("{slot}: {status}"));
         sd_notify::notify(&[NotifyState::Ready, NotifyState::Status(&status)])
             .context("cannot notify the supervisor (NOTIFY_SOCKET)")?;
         if let Some(interval) = sd_notify::watchdog_enabled() {
             tokio::spawn(watchdog(interval / 2));
         }
         server::run(listener, router, shutdown).await?;
-        println!("{slot}: stopped");
+        super::say(&format!("{slot}: stopped"));
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
@@ -128,6 +130,20 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)
+}
+
+/// Keeps the slot's count of gate refusals current from the history, once a second, on a
+/// thread of its own: off the request path, and cheap, since each pass reads only what was
+/// appended (issue 8 §7).
+fn count_refusals(layout: &Layout, state: std::sync::Arc<AppState>) {
+    let mut tail = RefusalTail::new(&layout.history());
+    let _ = std::thread::Builder::new()
+        .name("history".into())
+        .spawn(move || loop {
+            // A history that cannot be read leaves the count where it was.
+            let _ = tail.refresh(state.gate_refusals());
+            std::thread::sleep(Duration::from_secs(1));
+        });
 }
 
 /// Pings the systemd watchdog while the runtime is alive to run this task.

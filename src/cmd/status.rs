@@ -1,7 +1,15 @@
-//! `bluegreen status [--json]`: the whole story at a glance — which slot is active and with
-//! which model, whether each slot answers, how much data there is and whether training is
-//! due, and the last deploys.
+//! `bluegreen status [--json]`: the whole story at a glance — which slot NGINX routes to and
+//! with which model, whether each slot answers, how much data there is and whether training
+//! is due, whether a deploy is pending or a model was refused, and the last records of the
+//! history.
+//!
+//! Before it reads anything, `status` reconciles a deploy or rollback that was killed
+//! half-way, as the next deploy would (issue 8 §6, `crate::deploy`), so what it shows is
+//! what NGINX does. When it cannot (another deploy runs, or this user may not take the
+//! deploy lock), it says so, and still names the slot NGINX answers from.
 
+use std::io;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -11,28 +19,53 @@ use serde::Serialize;
 use crate::cli::StatusArgs;
 use crate::config::Config;
 use crate::data;
+use crate::deploy::Deployer;
 use crate::history::{self, Record};
 use crate::http;
 use crate::layout::Layout;
-use crate::model::Store;
-use crate::nginx;
+use crate::lock::LockError;
 use crate::slot::Slot;
-use crate::supervisor;
+use crate::state::State;
+use crate::supervisor::{self, Supervisor};
+
+/// How long `status` waits for a slot or NGINX to answer.
+const ASK_TIMEOUT: Duration = Duration::from_millis(800);
 
 #[derive(Serialize)]
 struct Status {
     state_dir: String,
     supervisor: &'static str,
     public_port: u16,
+    /// The slot NGINX answers from, or, when NGINX does not answer, the one the include
+    /// names.
     active: Option<Slot>,
+    /// The slot the NGINX include names.
+    include: Option<Slot>,
+    /// The slot NGINX answered `GET /readyz` from, through the public port.
+    nginx_routes: Option<Slot>,
     slots: Vec<SlotStatus>,
     data_rows: Option<usize>,
     newest_model: Option<String>,
+    /// The newest model whose gate verdict was "passed": what `bluegreen deploy` deploys.
+    newest_passed: Option<String>,
+    /// The newest model, when the gate refused it.
+    newest_refused: Option<Refusal>,
+    /// A model that passed the gate and waits for a deploy (the next trigger deploys it).
+    pending_deploy: Option<String>,
     rows_since_newest: Option<usize>,
     batch_size: usize,
     training_due: bool,
     models: usize,
+    /// What `status` had to say besides: a reconciled deploy, disagreements, skipped files.
+    notes: Vec<String>,
+    /// The last records of the history: switches, refusals, failures, recoveries.
     last_deploys: Vec<Record>,
+}
+
+#[derive(Serialize)]
+struct Refusal {
+    version: String,
+    reason: String,
 }
 
 #[derive(Serialize)]
@@ -50,21 +83,53 @@ struct SlotStatus {
 pub fn execute(config: &Config, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let status = gather(config)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        super::out(&format!("{}\n", serde_json::to_string_pretty(&status)?))?;
     } else {
-        print_table(&status);
+        super::out(&table(&status))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn gather(config: &Config) -> anyhow::Result<Status> {
     let layout = Layout::new(&config.state_dir);
-    let active = nginx::read_active(config, &layout.upstream_include())
-        .context("cannot tell which slot is active")?;
+    let supervisor = supervisor::detect(config, &layout);
+    let mut notes = Vec::new();
+    notes.extend(reconcile(config, &layout, supervisor.as_ref()));
+    let state = State::read(config).context("cannot read the state folder")?;
+    let public = SocketAddr::from(([127, 0, 0, 1], config.public_port));
+    let nginx_routes = match http::request(public, "GET", "/readyz", None, ASK_TIMEOUT) {
+        Ok(r) => {
+            let slot = r.header("x-slot").and_then(|s| s.parse::<Slot>().ok());
+            if slot.is_none() {
+                notes.push(format!(
+                    "NGINX on port {} answers {} from no slot: no slot answers it",
+                    config.public_port, r.status
+                ));
+            }
+            slot
+        }
+        Err(e) => {
+            notes.push(format!(
+                "NGINX does not answer on port {}: {}",
+                config.public_port,
+                in_words(&e, public)
+            ));
+            None
+        }
+    };
+    let include = state.active();
+    if let (Some(routes), Some(named)) = (nginx_routes, include) {
+        if routes != named {
+            notes.push(format!(
+                "NGINX routes to {routes}, but its include names {named}: a switch was interrupted and is not reconciled yet; the next deploy, rollback or status does it"
+            ));
+        }
+    }
+    let active = nginx_routes.or(include);
     let mut slots = Vec::new();
     for slot in Slot::ALL {
         let addr = config.slot_addr(slot);
-        let model = layout.slot_version(slot)?;
+        let model = state.version(slot).map(str::to_string);
         let (serving, health) = probe(addr, model.as_deref());
         slots.push(SlotStatus {
             slot,
@@ -79,34 +144,83 @@ fn gather(config: &Config) -> anyhow::Result<Status> {
             health,
         });
     }
-    let store = Store::new(&layout.models_dir());
-    let versions = store.versions()?;
-    let newest = store.newest()?;
+    for skipped in state.skipped() {
+        notes.push(format!("skipped {}", history::chain(skipped)));
+    }
+    let newest = state.newest();
     let data_rows = data::count_rows(&layout.data_csv()).ok();
-    let rows_since_newest = match (&data_rows, &newest) {
+    let rows_since_newest = match (&data_rows, newest) {
         (Some(rows), Some(m)) => Some(rows.saturating_sub(m.rows)),
         _ => None,
     };
+    let newest_refused = newest.and_then(|m| {
+        let gate = m.gate.as_ref().filter(|g| !g.passed)?;
+        Some(Refusal {
+            version: m.version.clone(),
+            reason: gate.reason.clone(),
+        })
+    });
+    let history = state.history();
     Ok(Status {
         state_dir: layout.root().display().to_string(),
-        supervisor: supervisor::detect(config, &layout).name(),
+        supervisor: supervisor.name(),
         public_port: config.public_port,
         active,
+        include,
+        nginx_routes,
         slots,
         data_rows,
-        newest_model: newest.map(|m| m.version),
+        newest_model: newest.map(|m| m.version.clone()),
+        newest_passed: state.newest_passed().map(|m| m.version.clone()),
+        newest_refused,
+        pending_deploy: state.pending().map(|m| m.version.clone()),
         training_due: rows_since_newest.is_some_and(|n| n >= config.batch_size),
         rows_since_newest,
         batch_size: config.batch_size,
-        models: versions.len(),
-        last_deploys: history::last(&layout.history(), 5)?,
+        models: state.versions().len(),
+        notes,
+        last_deploys: history[history.len().saturating_sub(5)..].to_vec(),
     })
+}
+
+/// Reconciles an interrupted switch when there is one and this process may; returns what
+/// the operator should know. Its progress goes to standard error, so `--json` stays JSON.
+fn reconcile(config: &Config, layout: &Layout, supervisor: &dyn Supervisor) -> Option<String> {
+    if !layout.deploy_intent().exists() {
+        return None;
+    }
+    let say = super::warn;
+    let deployer = Deployer::new(config, supervisor, &say);
+    let _lock = match deployer.lock(Duration::ZERO) {
+        Ok(lock) => lock,
+        Err(LockError::Busy { holder, .. }) => {
+            return Some(format!("a deploy or rollback (pid {holder}) is running"))
+        }
+        Err(e) => {
+            return Some(format!(
+                "a deploy or rollback was interrupted, and this user cannot reconcile it ({}); hint: run `bluegreen status` as root, or the next deploy does it",
+                history::chain(&e)
+            ))
+        }
+    };
+    match deployer.reconcile() {
+        Ok(Some(record)) => Some(format!(
+            "reconciled an interrupted {}: {}",
+            record.action,
+            record.reason.as_deref().unwrap_or(record.outcome.as_str())
+        )),
+        Ok(None) => None,
+        Err(e) => Some(format!(
+            "an interrupted deploy or rollback could not be reconciled: {}",
+            history::chain(&e)
+        )),
+    }
 }
 
 /// Asks a slot which model it serves. "healthy" only when it answers and serves its link's
 /// model; a slot that serves another one has not been restarted since its link moved.
-fn probe(addr: std::net::SocketAddr, linked: Option<&str>) -> (Option<String>, String) {
-    match http::request(addr, "GET", "/readyz", None, Duration::from_millis(800)) {
+fn probe(addr: SocketAddr, linked: Option<&str>) -> (Option<String>, String) {
+    match http::request(addr, "GET", "/readyz", None, ASK_TIMEOUT) {
         Ok(r) if r.status == 200 => {
             let serving = r
                 .json()
@@ -123,22 +237,41 @@ fn probe(addr: std::net::SocketAddr, linked: Option<&str>) -> (Option<String>, S
             (serving, health)
         }
         Ok(r) => (None, format!("unhealthy: /readyz answered {}", r.status)),
-        Err(e) => (None, format!("down ({e})")),
+        Err(e) => (None, format!("down: {}", in_words(&e, addr))),
     }
 }
 
-fn print_table(s: &Status) {
-    println!(
-        "bluegreen: state in {}, slots run by {}, NGINX on port {}",
+/// What an error of a request to `addr` means, in words rather than an errno ("Resource
+/// temporarily unavailable (os error 11)" is how a read timeout shows; issue 8 §9).
+fn in_words(e: &io::Error, addr: SocketAddr) -> String {
+    use io::ErrorKind as K;
+    match e.kind() {
+        K::WouldBlock | K::TimedOut => format!("no answer within {} ms", ASK_TIMEOUT.as_millis()),
+        K::ConnectionRefused => format!("nothing listens on {addr}"),
+        K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof | K::BrokenPipe => {
+            "it closed the connection without an answer".to_string()
+        }
+        K::InvalidData => "its answer is not HTTP".to_string(),
+        kind => kind.to_string(),
+    }
+}
+
+fn table(s: &Status) -> String {
+    use std::fmt::Write;
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "bluegreen: state in {}, slots run by {}, NGINX on port {}\n",
         s.state_dir, s.supervisor, s.public_port
     );
-    println!();
-    println!(
+    let _ = writeln!(
+        t,
         "  {:<8} {:<6} {:<16} {:<24} HEALTH",
         "ROLE", "SLOT", "ADDRESS", "MODEL"
     );
     for slot in &s.slots {
-        println!(
+        let _ = writeln!(
+            t,
             "  {:<8} {:<6} {:<16} {:<24} {}",
             slot.role,
             slot.slot,
@@ -147,9 +280,13 @@ fn print_table(s: &Status) {
             slot.health
         );
     }
-    println!();
-    match (s.data_rows, &s.newest_model, s.rows_since_newest) {
-        (Some(rows), Some(newest), Some(since)) => println!(
+    t.push('\n');
+    if let Some(slot) = s.nginx_routes {
+        let _ = writeln!(t, "  nginx    routes to {slot}");
+    }
+    let _ = match (s.data_rows, &s.newest_model, s.rows_since_newest) {
+        (Some(rows), Some(newest), Some(since)) => writeln!(
+            t,
             "  data     {rows} rows, {since} since {newest} (batch size {}: {})",
             s.batch_size,
             if s.training_due {
@@ -158,41 +295,62 @@ fn print_table(s: &Status) {
                 format!("{} more needed", s.batch_size - since)
             }
         ),
-        (Some(rows), _, _) => println!("  data     {rows} rows, no model yet"),
-        _ => println!("  data     none yet (hint: run `bluegreen init`)"),
-    }
-    println!(
+        (Some(rows), _, _) => writeln!(t, "  data     {rows} rows, no model yet"),
+        _ => writeln!(t, "  data     none yet (hint: run `bluegreen init`)"),
+    };
+    let _ = write!(
+        t,
         "  models   {} stored, newest {}",
         s.models,
         s.newest_model.as_deref().unwrap_or("-")
     );
-    println!();
-    if s.last_deploys.is_empty() {
-        println!("  no deploys yet");
-    } else {
-        println!("  last deploys:");
-        for r in &s.last_deploys {
-            let slots = match (r.from_slot, r.to_slot) {
-                (Some(f), Some(t)) => format!("{f}→{t}"),
-                _ => "-".to_string(),
-            };
-            let versions = format!(
-                "{}→{}",
-                r.from_version.as_deref().unwrap_or("-"),
-                r.to_version.as_deref().unwrap_or("-")
-            );
-            let outcome = serde_json::to_value(r.outcome)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            print!(
-                "    {}  {:<8} {:<11} {:<12} {:>7.0} ms  {}",
-                r.time, r.action, slots, outcome, r.duration_ms, versions
-            );
-            match &r.reason {
-                Some(reason) => println!("  ({reason})"),
-                None => println!(),
-            }
+    let _ = match &s.newest_passed {
+        Some(v) if Some(v) != s.newest_model.as_ref() => {
+            writeln!(t, "; the newest that passed the gate is {v}")
         }
+        _ => writeln!(t),
+    };
+    if let Some(r) = &s.newest_refused {
+        let _ = writeln!(
+            t,
+            "  refused  {} by the quality gate: {}",
+            r.version, r.reason
+        );
     }
+    if let Some(v) = &s.pending_deploy {
+        let _ = writeln!(
+            t,
+            "  pending  {v} passed the gate but is not active: the next trigger deploys it, or run `bluegreen deploy`"
+        );
+    }
+    for note in &s.notes {
+        let _ = writeln!(t, "  note     {note}");
+    }
+    t.push('\n');
+    if s.last_deploys.is_empty() {
+        let _ = writeln!(t, "  no deploys yet");
+        return t;
+    }
+    let _ = writeln!(t, "  history:");
+    for r in &s.last_deploys {
+        let slots = match (r.from_slot, r.to_slot) {
+            (Some(f), Some(t)) => format!("{f}→{t}"),
+            _ => "-".to_string(),
+        };
+        let versions = format!(
+            "{}→{}",
+            r.from_version.as_deref().unwrap_or("-"),
+            r.to_version.as_deref().unwrap_or("-")
+        );
+        let _ = write!(
+            t,
+            "    {}  {:<8} {:<11} {:<12} {:>7.0} ms  {}",
+            r.time, r.action, slots, r.outcome, r.duration_ms, versions
+        );
+        let _ = match &r.reason {
+            Some(reason) => writeln!(t, "  ({reason})"),
+            None => writeln!(t),
+        };
+    }
+    t
 }

@@ -1,5 +1,11 @@
 //! `bluegreen train [--if-due]`: fit a model on the data and store it as an artifact, with
 //! the quality gate's verdict against the active model.
+//!
+//! On the automatic path (`train --if-due`, run by the trainer of systemd and of `up`) the
+//! exit status is the whole message to the trigger (issue 8 §7, PLAN.md "Trigger path"):
+//! 10 asks for a deploy, 3 says the gate refused the model (recorded in the history, and a
+//! failure for systemd, so `systemctl status bluegreen-train.service` shows it), 0 says
+//! there is nothing to do.
 
 use std::process::ExitCode;
 
@@ -9,12 +15,15 @@ use crate::cli::TrainArgs;
 use crate::config::Config;
 use crate::data;
 use crate::gate;
+use crate::history::{self, Action, Outcome, Record};
 use crate::layout::Layout;
 use crate::lock;
 use crate::model::{self, Artifact, Store};
-use crate::nginx;
+use crate::state::State;
 
-/// Exit status of `train --if-due` when it trained (0 means "not due" there).
+/// Exit status of `train --if-due` when a deploy is wanted: it trained a model that passed
+/// the gate, or the newest model that passed the gate is not active (an interrupted or
+/// failed deploy). 0 means "nothing to do" there.
 pub const EXIT_TRAINED_IF_DUE: u8 = 10;
 /// Exit status when the quality gate refused the new model.
 pub const EXIT_REFUSED: u8 = 3;
@@ -22,6 +31,8 @@ pub const EXIT_REFUSED: u8 = 3;
 /// What a training run did.
 pub enum Trained {
     NotDue,
+    /// Not due, but this model passed the gate and waits for a deploy.
+    Pending,
     Passed(Artifact),
     Refused(Artifact),
 }
@@ -29,8 +40,8 @@ pub enum Trained {
 pub fn execute(config: &Config, args: &TrainArgs) -> anyhow::Result<ExitCode> {
     Ok(match train(config, args.if_due, &super::say)? {
         Trained::NotDue => ExitCode::SUCCESS,
-        Trained::Passed(_) if args.if_due => ExitCode::from(EXIT_TRAINED_IF_DUE),
-        Trained::Passed(_) => ExitCode::SUCCESS,
+        Trained::Passed(_) | Trained::Pending if args.if_due => ExitCode::from(EXIT_TRAINED_IF_DUE),
+        Trained::Passed(_) | Trained::Pending => ExitCode::SUCCESS,
         Trained::Refused(_) => ExitCode::from(EXIT_REFUSED),
     })
 }
@@ -38,6 +49,13 @@ pub fn execute(config: &Config, args: &TrainArgs) -> anyhow::Result<ExitCode> {
 /// Trains (when due, with `if_due`), gates against the active model and writes the artifact.
 pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Result<Trained> {
     let layout = Layout::new(&config.state_dir);
+    let csv = layout.data_csv();
+    if !csv.exists() {
+        anyhow::bail!(
+            "there is no training data at {}; hint: run `bluegreen init` (or `bluegreen up`) first",
+            csv.display()
+        );
+    }
     let store = Store::new(&layout.models_dir());
     // Two trainers must not pick the same version number; the lock also keeps a burst of
     // triggers from training the same rows twice, since the second sees the first's model.
@@ -51,7 +69,7 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
             ))
         },
     )?;
-    let csv = layout.data_csv();
+    let state = State::read(config).context("cannot read the state folder")?;
     say(&format!("reading {}…", csv.display()));
     let dataset = data::read_dataset(&csv).with_context(|| {
         format!(
@@ -59,30 +77,44 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
             csv.display()
         )
     })?;
-    let newest = store.newest().context("cannot read the newest model")?;
+    let newest = state.newest();
     let since = dataset
         .rows
         .len()
-        .saturating_sub(newest.as_ref().map_or(0, |m| m.rows));
-    if let Some(newest) = &newest {
+        .saturating_sub(newest.map_or(0, |m| m.rows));
+    if let Some(newest) = newest {
         if if_due && since < config.batch_size {
             let needed = config.batch_size - since;
             say(&format!(
                 "training not due: {since} new row(s) since {}, batch size {}; {needed} more needed",
                 newest.version, config.batch_size
             ));
+            if let Some(pending) = state.pending() {
+                say(&format!(
+                    "{} passed the quality gate but is not active (its deploy did not finish): asking for a deploy",
+                    pending.version
+                ));
+                return Ok(Trained::Pending);
+            }
             return Ok(Trained::NotDue);
         }
     }
     say(&format!(
         "training on {} rows ({})…",
         dataset.rows.len(),
-        match &newest {
+        match newest {
             Some(m) => format!("{since} new since {}", m.version),
             None => "first model".to_string(),
         }
     ));
+    std::fs::create_dir_all(layout.models_dir())
+        .with_context(|| format!("cannot create {}", layout.models_dir().display()))?;
     let version = store.next_version(time::OffsetDateTime::now_utc())?;
+    let mut record = Record::begin(
+        Action::Train,
+        (state.active(), state.active_version().map(str::to_string)),
+        (None, Some(version.clone())),
+    );
     let mut artifact = model::train(
         &dataset.rows,
         &dataset.sha256,
@@ -90,7 +122,8 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
         model::now_rfc3339(),
     )
     .context("hint: the data needs at least 15 rows whose features are not collinear")?;
-    let active = active_model(config, &layout, &store)?;
+    record.step("train");
+    let active = state.active_model()?;
     let report = gate::check(
         &artifact,
         active.as_ref(),
@@ -111,29 +144,24 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
     ));
     if report.passed {
         say(&format!("quality gate: passed: {}", report.reason));
-        Ok(Trained::Passed(artifact))
-    } else {
-        say(&format!(
-            "quality gate: REFUSED: {}; the model is kept in {} but will not be deployed; hint: check the rows added since {}",
-            report.reason,
-            store.path_of(&artifact.version).display(),
-            active.map_or("the last model".to_string(), |a| a.version)
+        return Ok(Trained::Passed(artifact));
+    }
+    say(&format!(
+        "quality gate: REFUSED: {}; the model is kept in {} but will not be deployed; hint: check the rows added since {}",
+        report.reason,
+        store.path_of(&artifact.version).display(),
+        active.map_or("the last model".to_string(), |a| a.version)
+    ));
+    // The automatic path must not stall silently (issue 8 §7): the refusal is in the
+    // history, which `status` shows and the slots count in their metrics.
+    record.step("gate");
+    record.gate = Some(report.clone());
+    record.finish(Outcome::Refused, Some(report.reason));
+    if let Err(e) = history::append(&layout.history(), &record) {
+        super::warn(&format!(
+            "warning: the refusal is not in the history: {}",
+            history::chain(&e)
         ));
-        Ok(Trained::Refused(artifact))
     }
-}
-
-/// The model the active slot serves, if there is one.
-fn active_model(
-    config: &Config,
-    layout: &Layout,
-    store: &Store,
-) -> anyhow::Result<Option<Artifact>> {
-    let Some(slot) = nginx::read_active(config, &layout.upstream_include())? else {
-        return Ok(None);
-    };
-    match layout.slot_version(slot)? {
-        Some(version) => Ok(Some(store.load(&version)?)),
-        None => Ok(None),
-    }
+    Ok(Trained::Refused(artifact))
 }

@@ -36,9 +36,10 @@ use crate::http;
 use crate::layout::Layout;
 use crate::nginx::{self, Nginx};
 use crate::slot::Slot;
+use crate::state::State;
 
 fn say(line: &str) {
-    println!("[up] {line}");
+    super::say(&format!("[up] {line}"));
 }
 
 pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
@@ -151,7 +152,7 @@ async fn run(config: &Config, layout: Layout, nginx: Nginx) -> anyhow::Result<Ex
         slots.insert(slot, tx);
     }
     let slots = Arc::new(slots);
-    let active = nginx::read_active(config, &layout.upstream_include())?.unwrap_or(Slot::Blue);
+    let active = State::read(config)?.active().unwrap_or(Slot::Blue);
     let started = Instant::now();
     say(&format!(
         "starting {active} (active) and waiting for READY=1"

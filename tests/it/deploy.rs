@@ -147,9 +147,14 @@ fn a_slot_that_never_becomes_ready_leaves_traffic_where_it_was() {
     std::fs::write(&corrupt, b"{\"format\": 1,").unwrap();
     let err = env.fails(&["deploy", "v0099-20261126T000000Z"], 1);
     assert!(err.contains("is corrupt"), "{err}");
+    // An unknown version is refused with the versions there are.
     let err = env.fails(&["deploy", "v0098-20261126T000000Z"], 1);
     assert!(
-        err.contains("cannot read model") && err.contains("v0098-"),
+        err.contains("there is no model \"v0098-20261126T000000Z\"; the stored models are v0001-"),
+        "{err}"
+    );
+    assert!(
+        err.contains(", v0002-") && err.contains(", v0099-"),
         "{err}"
     );
     // Green is down, so there is nothing to roll back to.
@@ -182,9 +187,11 @@ fn a_config_that_nginx_refuses_leaves_traffic_where_it_was() {
     assert_only(load, &v1);
 
     std::fs::write(&site, good).unwrap();
+    // The trainer of `up` may retry the failed deploy first (its model passed the gate and
+    // is not active); either way green still serves the model and needs no restart.
     let out = env.ok(&["deploy"]);
     assert!(
-        out.contains("green already serves"),
+        out.contains("already serves"),
         "the resting slot kept the new model: {out}"
     );
     assert_eq!(env.predict().header("x-slot"), Some("green"));
@@ -206,7 +213,10 @@ fn the_gate_refuses_a_model_trained_on_poisoned_rows() {
         assert!(Instant::now() < deadline, "the trainer never trained");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let err = env.fails(&["deploy"], 3);
+    // A plain deploy deploys the newest model that passed the gate: the active one.
+    let out = env.ok(&["deploy"]);
+    assert!(out.contains(&format!("{v1} already serves")), "{out}");
+    let err = env.fails(&["deploy", "v0002"], 3);
     assert!(
         err.contains("the quality gate refused v0002-") && err.contains("worse than"),
         "{err}"

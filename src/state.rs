@@ -1,0 +1,225 @@
+//! [`State`]: what a state folder says right now, read once per command.
+//!
+//! "Which slot is active, what does each slot's link name, which model is newest, which is
+//! the newest that passed the gate, is a deploy pending" used to be worked out in five
+//! places (train, deploy, status, init, up), each a little differently. This module is the
+//! one place: a command reads a `State` once and asks it.
+//!
+//! The active slot is the one the NGINX include names. The include is what NGINX loads, and
+//! a deploy or rollback killed half-way, which may leave the two apart, is reconciled before
+//! its successor reads a `State` (see `crate::deploy`), so they agree again.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use crate::config::Config;
+use crate::history::{self, HistoryError, Record};
+use crate::layout::Layout;
+use crate::model::{parse_seq, Artifact, ModelError, Store};
+use crate::nginx::{self, NginxError};
+use crate::slot::Slot;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot tell which slot is active")]
+    Include(#[source] NginxError),
+    #[error("cannot read the {slot} slot's model link {path}")]
+    Link {
+        slot: Slot,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Models(#[from] ModelError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+}
+
+/// A version asked for on the command line that names no stored model, or several.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("there are no models yet; hint: run `bluegreen train` (or `bluegreen init`)")]
+    NoModels,
+    #[error("there is no model {asked:?}; the stored models are {}; hint: name one of them, or a unique prefix such as `v0001`", list(.available))]
+    Unknown {
+        asked: String,
+        available: Vec<String>,
+    },
+    #[error("{asked:?} names {} models: {}; hint: give more of the version", .matches.len(), list(.matches))]
+    Ambiguous { asked: String, matches: Vec<String> },
+}
+
+fn list(versions: &[String]) -> String {
+    versions.join(", ")
+}
+
+/// The state folder's facts, as read at one moment (see the module doc).
+pub struct State {
+    store: Store,
+    active: Option<Slot>,
+    links: [Option<String>; 2],
+    versions: Vec<String>,
+    newest: Option<Artifact>,
+    newest_passed: Option<Artifact>,
+    skipped: Vec<ModelError>,
+    history: Vec<Record>,
+}
+
+fn index(slot: Slot) -> usize {
+    match slot {
+        Slot::Blue => 0,
+        Slot::Green => 1,
+    }
+}
+
+impl State {
+    /// Reads the include, both links, the models (newest first, until one that passed the
+    /// gate) and the history. A corrupt artifact is passed over and kept in
+    /// [`State::skipped`], so one bad file cannot stop a command.
+    pub fn read(config: &Config) -> Result<State, StateError> {
+        let layout = Layout::new(&config.state_dir);
+        let active =
+            nginx::read_active(config, &layout.upstream_include()).map_err(StateError::Include)?;
+        let mut links = [None, None];
+        for slot in Slot::ALL {
+            links[index(slot)] = layout
+                .slot_version(slot)
+                .map_err(|source| StateError::Link {
+                    slot,
+                    path: layout.slot_link(slot),
+                    source,
+                })?;
+        }
+        let store = Store::new(&layout.models_dir());
+        let versions = store.versions()?;
+        let (mut newest, mut newest_passed, mut skipped) = (None, None, Vec::new());
+        for version in versions.iter().rev() {
+            let artifact = match store.load(version) {
+                Ok(a) => a,
+                Err(e @ ModelError::Corrupt { .. }) => {
+                    skipped.push(e);
+                    continue;
+                }
+                // Pruned by a deploy since the folder was listed.
+                Err(ModelError::Read { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let passed = artifact.gate.as_ref().is_none_or(|g| g.passed);
+            if newest.is_none() {
+                newest = Some(artifact.clone());
+            }
+            if passed {
+                newest_passed = Some(artifact);
+                break;
+            }
+        }
+        Ok(State {
+            store,
+            active,
+            links,
+            versions,
+            newest,
+            newest_passed,
+            skipped,
+            history: history::read_all(&layout.history())?,
+        })
+    }
+
+    /// The slot NGINX sends traffic to; `None` before `bluegreen init` wrote the include.
+    pub fn active(&self) -> Option<Slot> {
+        self.active
+    }
+
+    /// The version `slot`'s link names, if it has one.
+    pub fn version(&self, slot: Slot) -> Option<&str> {
+        self.links[index(slot)].as_deref()
+    }
+
+    /// The version the active slot's link names.
+    pub fn active_version(&self) -> Option<&str> {
+        self.active.and_then(|s| self.version(s))
+    }
+
+    /// The active slot's model, loaded (the gate compares candidates with it).
+    pub fn active_model(&self) -> Result<Option<Artifact>, ModelError> {
+        self.active_version()
+            .map(|v| self.store.load(v))
+            .transpose()
+    }
+
+    /// Every stored version, oldest first (corrupt ones included: they hold their number).
+    pub fn versions(&self) -> &[String] {
+        &self.versions
+    }
+
+    /// The newest model that can be read.
+    pub fn newest(&self) -> Option<&Artifact> {
+        self.newest.as_ref()
+    }
+
+    /// The newest model whose gate verdict, made when it was trained, was "passed". This is
+    /// what a plain `bluegreen deploy` deploys.
+    pub fn newest_passed(&self) -> Option<&Artifact> {
+        self.newest_passed.as_ref()
+    }
+
+    /// The model the automatic path should deploy, if any: the newest that passed the gate
+    /// when it is newer than the active slot's model and no one has settled it. A version is
+    /// settled once traffic was moved away from it (a rollback or a deploy of another model)
+    /// or a deploy of it was refused: the automatic path must not undo an operator's choice.
+    /// A deploy that was killed or failed settles nothing, so it is retried at the next
+    /// trigger (issue 8 §7).
+    pub fn pending(&self) -> Option<&Artifact> {
+        let candidate = self.newest_passed.as_ref()?;
+        let active = self.active_version();
+        let newer = active.is_none_or(|v| parse_seq(v).is_none_or(|seq| candidate.seq() > seq));
+        let settled: HashSet<String> = history::settled(&self.history);
+        (self.active.is_some() && newer && !settled.contains(&candidate.version))
+            .then_some(candidate)
+    }
+
+    /// Corrupt artifacts that [`State::read`] passed over.
+    pub fn skipped(&self) -> &[ModelError] {
+        &self.skipped
+    }
+
+    /// The whole history, oldest first.
+    pub fn history(&self) -> &[Record] {
+        &self.history
+    }
+
+    /// The stored version that `asked` names: the version itself, or a prefix of exactly
+    /// one (`v0001` for `v0001-20261126T214415Z`).
+    pub fn resolve(&self, asked: &str) -> Result<&str, ResolveError> {
+        if let Some(v) = self.versions.iter().find(|v| *v == asked) {
+            return Ok(v);
+        }
+        let matches: Vec<&String> = self
+            .versions
+            .iter()
+            .filter(|v| v.starts_with(asked))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(one),
+            [] if self.versions.is_empty() => Err(ResolveError::NoModels),
+            [] => Err(ResolveError::Unknown {
+                asked: asked.to_string(),
+                available: self.versions.clone(),
+            }),
+            many => Err(ResolveError::Ambiguous {
+                asked: asked.to_string(),
+                matches: many.iter().map(|v| v.to_string()).collect(),
+            }),
+        }
+    }
+
+    /// Loads a stored model by its exact version.
+    pub fn load(&self, version: &str) -> Result<Artifact, ModelError> {
+        self.store.load(version)
+    }
+}
