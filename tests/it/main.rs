@@ -6,6 +6,7 @@ mod util;
 mod add_data;
 mod cli;
 mod deploy;
+mod faults;
 mod flips;
 mod load;
 mod serve;

@@ -1,0 +1,173 @@
+//! `kill -9` of `bluegreen deploy` at any instant (issue 8 §6): swept over time (0, 10, …
+//! 300 ms after the start) and over every step boundary (a deploy prints a line as each step
+//! ends; the kill follows the line at once), under concurrent load. After every kill:
+//! - traffic was served throughout (no failed request);
+//! - `bluegreen status` names the slot NGINX really routes to, and so does the include;
+//! - the history holds every switch that happened, and no intent is left behind.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+use bluegreen::history::{self, Record};
+
+use crate::load::{assert_no_failures, Client, Load};
+use crate::util::{get, read, Env};
+
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// This long after the deploy started.
+    After(Duration),
+    /// As soon as the deploy printed its line number `n` (from 0).
+    AtLine(usize),
+}
+
+/// The slot NGINX routes to: every one of several answers must come from the same slot.
+fn routed(env: &Env) -> String {
+    let slots: Vec<String> = (0..6)
+        .map(|_| {
+            get(env.public, "/readyz")
+                .header("x-slot")
+                .expect("every answer names its slot")
+                .to_string()
+        })
+        .collect();
+    assert!(
+        slots.iter().all(|s| *s == slots[0]),
+        "NGINX routes to both slots at once: {slots:?}"
+    );
+    slots[0].clone()
+}
+
+fn include_names(env: &Env) -> String {
+    let text = read(&env.state().join("nginx/upstream.conf"));
+    text.lines()
+        .find_map(|l| l.strip_prefix("# active slot: "))
+        .unwrap()
+        .to_string()
+}
+
+fn switches(env: &Env) -> Vec<Record> {
+    history::read_all(&env.state().join("deploys.jsonl"))
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.outcome.switched())
+        .collect()
+}
+
+/// A stored version that neither slot serves, so that the deploy restarts the resting slot.
+fn fresh_version(env: &Env, versions: &[String]) -> String {
+    let status = env.status_json();
+    let linked: Vec<&str> = status["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["model"].as_str())
+        .collect();
+    versions
+        .iter()
+        .find(|v| !linked.contains(&v.as_str()))
+        .unwrap()
+        .clone()
+}
+
+/// Runs `deploy version` and kills it as `kill` says; returns the lines it printed.
+fn deploy_killed(env: &Env, version: &str, kill: Kill) -> Vec<String> {
+    let mut child = env
+        .cmd(&["deploy", version])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let stdout = child.stdout.take().unwrap();
+    match kill {
+        Kill::After(after) => std::thread::sleep(after),
+        Kill::AtLine(n) => {
+            let mut reader = BufReader::new(stdout);
+            while lines.len() <= n {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap() == 0 {
+                    break;
+                }
+                lines.push(line.trim_end().to_string());
+            }
+        }
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    lines
+}
+
+#[test]
+fn a_deploy_killed_at_any_instant_leaves_traffic_status_and_history_true() {
+    let env = Env::with_extra("batch_size = 1000");
+    // Three models before `up` starts. Its trainer runs once at start and deploys the
+    // newest (it passed the gate and is not active); after that nothing triggers it, so no
+    // deploy but the test's own runs.
+    env.ok(&["init"]);
+    env.ok(&["add-data", "--sample", "4"]);
+    env.ok(&["train"]);
+    env.ok(&["train"]);
+    let _up = env.up();
+    let first = env.wait_for_new_version("v0001", Duration::from_secs(30));
+    assert!(first.starts_with("v0003-"), "{first}");
+    let mut versions: Vec<String> = std::fs::read_dir(env.state().join("models"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .map(|n| n.trim_end_matches(".json").to_string())
+        .collect();
+    versions.sort();
+    assert_eq!(versions.len(), 3);
+
+    // One whole deploy, to count the lines it prints: one per step.
+    let out = env.ok(&["deploy", &fresh_version(&env, &versions)]);
+    let steps = out.lines().count();
+    assert!(steps >= 8, "a line per step: {out}");
+
+    let load = Load::start(env.public, &[Client::Fresh, Client::Retrying], 2);
+    let mut kills: Vec<Kill> = (0..=300)
+        .step_by(10)
+        .map(|ms| Kill::After(Duration::from_millis(ms)))
+        .collect();
+    kills.extend((0..steps).map(Kill::AtLine));
+    let mut slot = routed(&env);
+    let mut switched = switches(&env).len();
+    let mut outcomes = Vec::new();
+    for kill in kills {
+        let version = fresh_version(&env, &versions);
+        let printed = deploy_killed(&env, &version, kill);
+        let status = env.status_json();
+        let now = routed(&env);
+        let context = format!("killed {kill:?} after {printed:?}; status: {status:#}");
+        assert_eq!(status["active"].as_str(), Some(now.as_str()), "{context}");
+        assert_eq!(status["include"].as_str(), Some(now.as_str()), "{context}");
+        assert_eq!(include_names(&env), now, "{context}");
+        assert!(
+            !env.state().join("run/deploy-intent.json").exists(),
+            "{context}"
+        );
+        if now != slot {
+            switched += 1;
+            slot = now.clone();
+        }
+        let records = switches(&env);
+        assert_eq!(
+            records.len(),
+            switched,
+            "every switch is recorded: {context}"
+        );
+        if let Some(last) = records.last() {
+            assert_eq!(last.to_slot.map(|s| s.to_string()), Some(now), "{context}");
+        }
+        let last = history::last(&env.state().join("deploys.jsonl"), 1)
+            .unwrap()
+            .pop()
+            .map(|r| r.outcome.as_str());
+        outcomes.push(format!("{kill:?}: {}", last.unwrap_or("-")));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let results = load.finish();
+    println!("last record after each kill:\n{}", outcomes.join("\n"));
+    assert_no_failures(&results);
+}

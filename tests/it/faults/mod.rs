@@ -1,0 +1,4 @@
+//! Faults, one file per kind: what is done to the system, and that it keeps serving and
+//! telling the truth afterwards.
+
+mod deploy_kill;
