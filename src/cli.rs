@@ -39,9 +39,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Train a model on the data and store it as a new artifact.
     #[command(after_help = "Exit status:\n  \
-        0   trained a new model (with --if-due: training was not due; nothing written)\n  \
-        10  with --if-due: trained a new model\n  \
-        3   trained, but the quality gate refused the model (it is kept, and not deployed)\n  \
+        0   trained a new model (with --if-due: training was not due and no deploy is wanted)\n  \
+        10  with --if-due: a deploy is wanted: it trained a model that passed the quality gate,\n      \
+        or the newest model that passed is not active (its deploy was interrupted or failed)\n  \
+        3   trained, but the quality gate refused the model (kept, recorded in the history,\n      \
+        not deployed)\n  \
         1   error")]
     Train(TrainArgs),
     /// Append validated rows to the training data.
@@ -93,7 +95,8 @@ pub struct AddDataArgs {
 
 #[derive(Debug, Args)]
 pub struct DeployArgs {
-    /// The model version to deploy [default: the newest]
+    /// The model version to deploy, or a unique prefix of one (`v0007`) [default: the newest
+    /// model that passed the quality gate]
     pub version: Option<String>,
     /// Fail at once if another deploy is running, instead of waiting for it.
     #[arg(long)]

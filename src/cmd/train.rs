@@ -96,6 +96,7 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
                 ));
                 return Ok(Trained::Pending);
             }
+            say("no deploy is wanted");
             return Ok(Trained::NotDue);
         }
     }

@@ -22,9 +22,9 @@ fn include_names(env: &Env) -> String {
         .to_string()
 }
 
-/// Adds data, trains, and runs a deploy that must fail at `step`; returns its stderr.
+/// Trains (on the same data: no trigger for `up`'s trainer), and runs a deploy that must
+/// fail at `step`; returns its stderr.
 fn failing_deploy(env: &Env, step: &str) -> String {
-    env.ok(&["add-data", "--sample", "2"]);
     env.ok(&["train"]);
     let err = env.fails(&["deploy"], 1);
     assert!(err.contains(&format!("failed at step \"{step}\"")), "{err}");
@@ -129,7 +129,7 @@ fn a_slot_that_never_becomes_ready_leaves_traffic_where_it_was() {
     let env = Env::with_extra("batch_size = 1000");
     // Something else holds green's port: green can start neither now nor in the deploy.
     let squatter = TcpListener::bind(env.green).unwrap();
-    let _up = env.up();
+    let _up = env.up_idle();
     let v1 = env.predict().header("x-model-version").unwrap().to_string();
     let load = Load::start(env.public, &[Client::Fresh, Client::Retrying], 2);
 
@@ -175,7 +175,7 @@ fn a_slot_that_never_becomes_ready_leaves_traffic_where_it_was() {
 #[test]
 fn a_config_that_nginx_refuses_leaves_traffic_where_it_was() {
     let env = Env::with_extra("batch_size = 1000");
-    let _up = env.up();
+    let _up = env.up_idle();
     let v1 = env.predict().header("x-model-version").unwrap().to_string();
     let site = env.state().join("nginx/site.conf");
     let good = read(&site);
@@ -187,11 +187,9 @@ fn a_config_that_nginx_refuses_leaves_traffic_where_it_was() {
     assert_only(load, &v1);
 
     std::fs::write(&site, good).unwrap();
-    // The trainer of `up` may retry the failed deploy first (its model passed the gate and
-    // is not active); either way green still serves the model and needs no restart.
     let out = env.ok(&["deploy"]);
     assert!(
-        out.contains("already serves"),
+        out.contains("green already serves"),
         "the resting slot kept the new model: {out}"
     );
     assert_eq!(env.predict().header("x-slot"), Some("green"));
@@ -233,9 +231,8 @@ fn the_gate_refuses_a_model_trained_on_poisoned_rows() {
 #[test]
 fn two_deploys_at_once_flip_once() {
     let env = Env::with_extra("batch_size = 1000");
-    let _up = env.up();
+    let _up = env.up_idle();
     let load = Load::start(env.public, &[Client::Fresh, Client::Retrying], 2);
-    env.ok(&["add-data", "--sample", "2"]);
     env.ok(&["train"]);
     let children: Vec<_> = (0..2)
         .map(|_| env.cmd(&["deploy"]).stdout(Stdio::piped()).spawn().unwrap())
@@ -340,4 +337,44 @@ fn up_restarts_a_slot_that_was_killed() {
         outage_answers.len()
     );
     assert_eq!(env.predict().header("x-slot"), Some("blue"));
+}
+
+#[test]
+fn a_version_is_named_by_a_unique_prefix_and_an_unknown_one_lists_the_stored_ones() {
+    let env = Env::with_extra("batch_size = 1000");
+    let _up = env.up_idle();
+    env.ok(&["train"]);
+    let mut versions: Vec<String> = std::fs::read_dir(env.state().join("models"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .map(|n| n.trim_end_matches(".json").to_string())
+        .collect();
+    versions.sort();
+    let listed = versions.join(", ");
+
+    let err = env.fails(&["deploy", "v9999"], 1);
+    assert!(
+        err.contains(&format!(
+            "there is no model \"v9999\"; the stored models are {listed}; hint:"
+        )),
+        "{err}"
+    );
+    let err = env.fails(&["deploy", "v000"], 1);
+    assert!(
+        err.contains(&format!(
+            "\"v000\" names 2 models: {listed}; hint: give more"
+        )),
+        "{err}"
+    );
+    assert!(history(&env).is_empty(), "nothing was tried");
+
+    let out = env.ok(&["deploy", "v0002"]);
+    assert!(
+        out.contains(&format!("deployed {} to green", versions[1])),
+        "{out}"
+    );
+    assert_eq!(
+        env.predict().header("x-model-version"),
+        Some(versions[1].as_str())
+    );
 }

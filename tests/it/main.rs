@@ -4,10 +4,12 @@
 mod util;
 
 mod add_data;
+mod automatic;
 mod cli;
 mod deploy;
 mod faults;
 mod flips;
 mod load;
 mod serve;
+mod status;
 mod train;

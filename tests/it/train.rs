@@ -1,4 +1,5 @@
-//! `train`: exit codes for trained, not due, refused and error; artifacts and their metadata.
+//! `train`: exit codes for trained, not due, a deploy wanted, refused and error; artifacts
+//! and their metadata.
 
 use bluegreen::model::Artifact;
 
@@ -50,6 +51,19 @@ fn exit_codes_tell_trained_not_due_refused_and_error_apart() {
     let newest = models(&env).pop().unwrap();
     let refused = Artifact::load(&env.state().join("models").join(newest)).unwrap();
     assert!(!refused.gate.unwrap().passed);
+    let history = bluegreen::history::read_all(&env.state().join("deploys.jsonl")).unwrap();
+    assert_eq!(history.len(), 1, "the refusal is recorded");
+    assert_eq!(history[0].outcome, bluegreen::history::Outcome::Refused);
+
+    // Not due, but v0003 passed the gate and was never deployed: a deploy is wanted.
+    let out = env.exits(&["train", "--if-due"], 10);
+    let out = stdout(&out);
+    assert!(
+        out.contains("training not due")
+            && out.contains("v0003-")
+            && out.contains("asking for a deploy"),
+        "{out}"
+    );
 
     // A broken CSV is an error that names the line.
     std::fs::write(env.csv(), format!("{}\n1,2,3\n", bluegreen::data::header())).unwrap();

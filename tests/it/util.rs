@@ -140,19 +140,18 @@ impl Env {
                 let _ = tx.send(line);
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line.contains("bluegreen is up") => break,
-                Ok(_) => {}
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("bluegreen up did not come up; its output is above");
-                }
-            }
-        }
-        Up { child }
+        let mut up = Up { child, lines: rx };
+        up.wait_for_line("bluegreen is up");
+        up
+    }
+
+    /// Starts `bluegreen up` and waits until its trainer's first run found nothing to do,
+    /// so that a test can train and deploy by hand without the trainer deploying too (it
+    /// deploys a model that passed the gate and is not active, at its next trigger).
+    pub fn up_idle(&self) -> Up {
+        let mut up = self.up();
+        up.wait_for_line("no deploy is wanted");
+        up
     }
 
     /// POSTs the original's example row through NGINX.
@@ -213,9 +212,26 @@ pub fn get(addr: SocketAddr, path: &str) -> http::Response {
 /// A running `bluegreen up`; stopped with SIGINT (as Ctrl-C would) when dropped.
 pub struct Up {
     child: Child,
+    lines: mpsc::Receiver<String>,
 }
 
 impl Up {
+    /// Waits (up to 60 s) for a line of `up`'s output that contains `needle`.
+    pub fn wait_for_line(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return,
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!("bluegreen up never said {needle:?}; its output is above");
+                }
+            }
+        }
+    }
+
     /// Stops it as Ctrl-C would and returns its exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
         self.interrupt()

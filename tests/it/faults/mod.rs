@@ -2,3 +2,4 @@
 //! telling the truth afterwards.
 
 mod deploy_kill;
+mod deploy_write;
