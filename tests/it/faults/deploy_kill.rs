@@ -71,10 +71,10 @@ fn fresh_version(env: &Env, versions: &[String]) -> String {
         .clone()
 }
 
-/// Runs `deploy version` and kills it as `kill` says; returns the lines it printed.
-fn deploy_killed(env: &Env, version: &str, kill: Kill) -> Vec<String> {
+/// Runs the binary with `args` and kills it as `kill` says; returns the lines it printed.
+fn killed(env: &Env, args: &[&str], kill: Kill) -> Vec<String> {
     let mut child = env
-        .cmd(&["deploy", version])
+        .cmd(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -99,6 +99,65 @@ fn deploy_killed(env: &Env, version: &str, kill: Kill) -> Vec<String> {
     lines
 }
 
+/// What the test knows to be true: where traffic went, and how many records and switches
+/// the history held, after the previous kill.
+struct Truth {
+    slot: String,
+    switches: usize,
+    records: usize,
+}
+
+impl Truth {
+    fn now(env: &Env) -> Truth {
+        Truth {
+            slot: routed(env),
+            switches: switches(env).len(),
+            records: history::read_all(&env.state().join("deploys.jsonl"))
+                .unwrap()
+                .len(),
+        }
+    }
+
+    /// After a kill: runs `status` and checks everything the module doc promises; returns
+    /// the outcomes of the records that appeared.
+    fn check(&mut self, env: &Env, what: &str) -> String {
+        let status = env.status_json();
+        let now = routed(env);
+        let context = format!("{what}; status: {status:#}");
+        assert_eq!(status["active"].as_str(), Some(now.as_str()), "{context}");
+        assert_eq!(status["include"].as_str(), Some(now.as_str()), "{context}");
+        assert_eq!(include_names(env), now, "{context}");
+        assert!(
+            !env.state().join("run/deploy-intent.json").exists(),
+            "{context}"
+        );
+        if now != self.slot {
+            self.switches += 1;
+            self.slot = now.clone();
+        }
+        let records = switches(env);
+        assert_eq!(
+            records.len(),
+            self.switches,
+            "every switch is recorded: {context}"
+        );
+        if let Some(last) = records.last() {
+            assert_eq!(last.to_slot.map(|s| s.to_string()), Some(now), "{context}");
+        }
+        let all = history::read_all(&env.state().join("deploys.jsonl")).unwrap();
+        let fresh: Vec<&str> = all[self.records..]
+            .iter()
+            .map(|r| r.outcome.as_str())
+            .collect();
+        self.records = all.len();
+        if fresh.is_empty() {
+            "no record".to_string()
+        } else {
+            fresh.join(", ")
+        }
+    }
+}
+
 #[test]
 fn a_deploy_killed_at_any_instant_leaves_traffic_status_and_history_true() {
     let env = Env::with_extra("batch_size = 1000");
@@ -120,54 +179,38 @@ fn a_deploy_killed_at_any_instant_leaves_traffic_status_and_history_true() {
     versions.sort();
     assert_eq!(versions.len(), 3);
 
-    // One whole deploy, to count the lines it prints: one per step.
+    // One whole deploy and one rollback, to count the lines they print: one per step.
     let out = env.ok(&["deploy", &fresh_version(&env, &versions)]);
-    let steps = out.lines().count();
-    assert!(steps >= 8, "a line per step: {out}");
+    let deploy_lines = out.lines().count();
+    assert!(deploy_lines >= 8, "a line per step: {out}");
+    let out = env.ok(&["rollback"]);
+    let rollback_lines = out.lines().count();
+    assert!(rollback_lines >= 4, "a line per step: {out}");
 
     let load = Load::start(env.public, &[Client::Fresh, Client::Retrying], 2);
     let mut kills: Vec<Kill> = (0..=300)
         .step_by(10)
         .map(|ms| Kill::After(Duration::from_millis(ms)))
         .collect();
-    kills.extend((0..steps).map(Kill::AtLine));
-    let mut slot = routed(&env);
-    let mut switched = switches(&env).len();
-    let mut outcomes = Vec::new();
+    kills.extend((0..deploy_lines).map(Kill::AtLine));
+    let mut truth = Truth::now(&env);
+    let mut report = Vec::new();
     for kill in kills {
         let version = fresh_version(&env, &versions);
-        let printed = deploy_killed(&env, &version, kill);
-        let status = env.status_json();
-        let now = routed(&env);
-        let context = format!("killed {kill:?} after {printed:?}; status: {status:#}");
-        assert_eq!(status["active"].as_str(), Some(now.as_str()), "{context}");
-        assert_eq!(status["include"].as_str(), Some(now.as_str()), "{context}");
-        assert_eq!(include_names(&env), now, "{context}");
-        assert!(
-            !env.state().join("run/deploy-intent.json").exists(),
-            "{context}"
-        );
-        if now != slot {
-            switched += 1;
-            slot = now.clone();
-        }
-        let records = switches(&env);
-        assert_eq!(
-            records.len(),
-            switched,
-            "every switch is recorded: {context}"
-        );
-        if let Some(last) = records.last() {
-            assert_eq!(last.to_slot.map(|s| s.to_string()), Some(now), "{context}");
-        }
-        let last = history::last(&env.state().join("deploys.jsonl"), 1)
-            .unwrap()
-            .pop()
-            .map(|r| r.outcome.as_str());
-        outcomes.push(format!("{kill:?}: {}", last.unwrap_or("-")));
+        let printed = killed(&env, &["deploy", &version], kill);
+        let what = format!("deploy killed {kill:?} after {printed:?}");
+        report.push(format!("deploy {kill:?}: {}", truth.check(&env, &what)));
+    }
+    for n in 0..rollback_lines {
+        let printed = killed(&env, &["rollback"], Kill::AtLine(n));
+        let what = format!("rollback killed at line {n} after {printed:?}");
+        report.push(format!(
+            "rollback AtLine({n}): {}",
+            truth.check(&env, &what)
+        ));
     }
     std::thread::sleep(Duration::from_millis(200));
     let results = load.finish();
-    println!("last record after each kill:\n{}", outcomes.join("\n"));
+    println!("records after each kill:\n{}", report.join("\n"));
     assert_no_failures(&results);
 }
