@@ -807,9 +807,13 @@ impl<'a> Deployer<'a> {
             return Ok(None);
         };
         let stopped = format!(
-            "bluegreen {action} (pid {}) stopped after step \"{}\"",
+            "bluegreen {action} (pid {}) stopped {}",
             intent.pid,
-            record.last_step().unwrap_or("start")
+            match intent.phase {
+                Phase::Restart => format!("while it restarted {to}"),
+                Phase::Switch => format!("while it switched NGINX to {to}"),
+                Phase::Switched => format!("after NGINX switched to {to}"),
+            }
         );
         (self.say)(&format!(
             "found an interrupted {action}: {stopped}, switching {from}→{to}, {}→{}",

@@ -215,11 +215,6 @@ impl Record {
         clock.step_started = now;
     }
 
-    /// The name of the last step that ended, if any.
-    pub fn last_step(&self) -> Option<&str> {
-        self.steps.last().map(|s| s.name.as_str())
-    }
-
     /// Closes the record with `outcome` and, for a refusal, an interruption or a
     /// recovery, why.
     pub fn finish(&mut self, outcome: Outcome, reason: Option<String>) {

@@ -99,10 +99,22 @@ fn killed(env: &Env, args: &[&str], kill: Kill) -> Vec<String> {
     lines
 }
 
-/// What the test knows to be true: where traffic went, and how many records and switches
-/// the history held, after the previous kill.
+/// The versions the slots' links name, blue then green.
+fn links(env: &Env) -> Vec<Option<String>> {
+    ["blue", "green"]
+        .iter()
+        .map(|slot| {
+            let link = std::fs::read_link(env.state().join(format!("slots/{slot}.json"))).ok()?;
+            Some(link.file_stem()?.to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+/// What the test knows to be true: where traffic went, what the slots' links named, and how
+/// many records and switches the history held, after the previous kill.
 struct Truth {
     slot: String,
+    links: Vec<Option<String>>,
     switches: usize,
     records: usize,
 }
@@ -110,6 +122,7 @@ struct Truth {
 impl Truth {
     fn now(env: &Env) -> Truth {
         Truth {
+            links: links(env),
             slot: routed(env),
             switches: switches(env).len(),
             records: history::read_all(&env.state().join("deploys.jsonl"))
@@ -150,6 +163,19 @@ impl Truth {
             .map(|r| r.outcome.as_str())
             .collect();
         self.records = all.len();
+        // Unless a switch was recorded, both links are as they were: a killed deploy's new
+        // link on the resting slot is undone.
+        let links = links(env);
+        if !fresh
+            .iter()
+            .any(|o| *o == "recovered" || *o == "deployed" || *o == "rolled-back")
+        {
+            assert_eq!(
+                links, self.links,
+                "the slots' links are as before: {context}"
+            );
+        }
+        self.links = links;
         if fresh.is_empty() {
             "no record".to_string()
         } else {
