@@ -71,6 +71,8 @@ pub const PROBE_ROW: Features = [
 /// How long a probe of a slot waits for its answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Why a deploy or rollback did not switch. Every variant that may leave something to put
+/// right says what the next command does about it.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
     #[error(transparent)]
@@ -227,6 +229,8 @@ impl Failure {
     }
 }
 
+/// Deploys, rolls back and reconciles for one state folder, through one supervisor; says
+/// each step with `say`.
 pub struct Deployer<'a> {
     config: &'a Config,
     layout: Layout,
@@ -235,6 +239,7 @@ pub struct Deployer<'a> {
 }
 
 impl<'a> Deployer<'a> {
+    /// A deployer for `config`'s state folder; `say` prints a progress line.
     pub fn new(config: &'a Config, supervisor: &'a dyn Supervisor, say: &'a dyn Fn(&str)) -> Self {
         Deployer {
             config,

@@ -30,6 +30,7 @@ use crate::gate::GateReport;
 use crate::model;
 use crate::slot::Slot;
 
+/// Why the history or the intent could not be read or written; the source is the OS error.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
     #[error("cannot append to the history {path}")]
@@ -71,6 +72,7 @@ pub enum Action {
 }
 
 impl Action {
+    /// The name in the history file and in `status`.
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Deploy => "deploy",
@@ -109,6 +111,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The name in the history file and in `status`.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Deployed => "deployed",
@@ -425,6 +428,7 @@ pub struct RefusalTail {
 }
 
 impl RefusalTail {
+    /// Counts the history at `path`, from its start at the first refresh.
     pub fn new(path: &Path) -> RefusalTail {
         RefusalTail {
             path: path.to_path_buf(),

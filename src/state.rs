@@ -19,6 +19,7 @@ use crate::model::{parse_seq, Artifact, ModelError, Store};
 use crate::nginx::{self, NginxError};
 use crate::slot::Slot;
 
+/// Why the state folder could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("cannot tell which slot is active")]
