@@ -790,7 +790,7 @@ impl<'a> Deployer<'a> {
         let Some(mut intent) = Intent::read(&path)? else {
             return Ok(None);
         };
-        let records = history::read_all(&self.layout.history())?;
+        let records = history::recent(&self.layout.history(), 1, Some(&intent.record.time))?;
         if intent.is_recorded(&records) {
             Intent::clear(&path)?;
             return Ok(None);

@@ -296,11 +296,38 @@ pub fn read_all(path: &Path) -> Result<Vec<Record>, HistoryError> {
         .collect())
 }
 
+/// The recent records, oldest first: at least the last `n`, and every record that began at
+/// or after `since` (an RFC 3339 time as [`Record::time`] holds it). Only those lines are
+/// parsed, so the cost follows what is asked for, not the length of the history.
+pub fn recent(path: &Path, n: usize, since: Option<&str>) -> Result<Vec<Record>, HistoryError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(HistoryError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let mut records = Vec::new();
+    for line in text.lines().rev() {
+        let Ok(record) = serde_json::from_str::<Record>(line) else {
+            continue;
+        };
+        let old = since.is_none_or(|t| record.time.as_str() < t);
+        if records.len() >= n && old {
+            break;
+        }
+        records.push(record);
+    }
+    records.reverse();
+    Ok(records)
+}
+
 /// The last `n` records, oldest first.
 pub fn last(path: &Path, n: usize) -> Result<Vec<Record>, HistoryError> {
-    let mut records = read_all(path)?;
-    let skip = records.len().saturating_sub(n);
-    Ok(records.split_off(skip))
+    recent(path, n, None)
 }
 
 /// Versions that an operator or the gate has settled, so that the automatic path must not
@@ -519,6 +546,27 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("\"outcome\":\"deployed\""), "{text}");
         assert!(text.contains("\"action\":\"deploy\""), "{text}");
+    }
+
+    #[test]
+    fn recent_reads_back_to_a_time_and_at_least_n_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.jsonl");
+        for (i, time) in ["t1", "t2", "t3", "t4"].iter().enumerate() {
+            let mut r = record(i, Outcome::Deployed, Action::Deploy);
+            r.time = time.to_string();
+            append(&path, &r).unwrap();
+        }
+        let times = |records: Vec<Record>| records.into_iter().map(|r| r.time).collect::<Vec<_>>();
+        assert_eq!(
+            times(recent(&path, 1, Some("t2")).unwrap()),
+            ["t2", "t3", "t4"]
+        );
+        assert_eq!(
+            times(recent(&path, 3, Some("t4")).unwrap()),
+            ["t2", "t3", "t4"]
+        );
+        assert_eq!(times(recent(&path, 2, None).unwrap()), ["t3", "t4"]);
     }
 
     #[test]

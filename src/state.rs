@@ -119,6 +119,12 @@ impl State {
                 break;
             }
         }
+        // Whether the newest model that passed is settled shows in records made since it was
+        // trained; `status` shows the last five.
+        let since = newest_passed
+            .as_ref()
+            .map(|a: &Artifact| a.trained_at.as_str());
+        let history = history::recent(&layout.history(), 5, since)?;
         Ok(State {
             store,
             active,
@@ -127,7 +133,7 @@ impl State {
             newest,
             newest_passed,
             skipped,
-            history: history::read_all(&layout.history())?,
+            history,
         })
     }
 
@@ -189,7 +195,8 @@ impl State {
         &self.skipped
     }
 
-    /// The whole history, oldest first.
+    /// The recent history, oldest first: the last five records, and every one made since
+    /// the newest model that passed the gate was trained.
     pub fn history(&self) -> &[Record] {
         &self.history
     }
