@@ -16,8 +16,8 @@
 //!    prediction of a known row equals the artifact's own;
 //! 6. include: the intent moves to phase `switch`, the new include is written and `nginx -t`
 //!    checks the whole configuration;
-//! 7. reload: the NGINX master gets SIGHUP; once every worker from before has stopped
-//!    accepting connections, the intent moves to phase `switched`;
+//! 7. reload: the NGINX master gets SIGHUP; the deploy waits until every worker from before
+//!    has stopped accepting connections;
 //! 8. confirm: answers through NGINX are polled until they carry the new version;
 //! 9. the record is appended to the history, then the intent is removed.
 //!
@@ -32,7 +32,7 @@
 //! anything else ([`Deployer::reconcile`]):
 //! - phase `restart`: NGINX was not touched, so traffic never moved. The target slot's link is
 //!   put back (and the slot restarted if it serves something else); recorded `interrupted`.
-//! - phase `switch` or `switched`: the include may name either slot and NGINX may have loaded
+//! - phase `switch`: the include may name either slot and NGINX may have loaded
 //!   either. The target was probed before this phase began, so the switch is completed: the
 //!   target is probed again, the include is written naming it, NGINX reloads, and the deploy
 //!   waits until no old worker accepts connections and NGINX answers from the target. After
@@ -584,13 +584,10 @@ impl<'a> Deployer<'a> {
                 ..Failure::at("reload", e)
             });
         }
+        // No new phase is written here: once the include may have changed, a reconcile does
+        // the same whatever happened next (a reload under the lock), and every intent write
+        // costs two fsyncs (10-25 ms on the test machine).
         intent.record.step("reload");
-        intent.phase = Phase::Switched;
-        if let Err(e) = self.write_intent(intent) {
-            // Traffic has moved; the intent still says `switch`, which reconciles the same
-            // way. Say it, and go on.
-            (self.say)(&format!("warning: {}", history::chain(&e)));
-        }
         (self.say)("NGINX reloaded; no worker from before the reload accepts connections");
         if let Err(e) = self.confirm(to, Some(version)) {
             let restored = self.restore_include(from, true);
@@ -816,8 +813,7 @@ impl<'a> Deployer<'a> {
             intent.pid,
             match intent.phase {
                 Phase::Restart => format!("while it restarted {to}"),
-                Phase::Switch => format!("while it switched NGINX to {to}"),
-                Phase::Switched => format!("after NGINX switched to {to}"),
+                Phase::Switch => format!("while it switched NGINX to {to}, or after"),
             }
         );
         (self.say)(&format!(
@@ -839,7 +835,7 @@ impl<'a> Deployer<'a> {
                     format!("{stopped}, before NGINX was touched: traffic stayed on {from}"),
                 )
             }
-            Phase::Switch | Phase::Switched => {
+            Phase::Switch => {
                 let fail = |source| DeployError::Reconcile {
                     action,
                     pid: intent.pid,

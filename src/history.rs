@@ -350,12 +350,9 @@ pub fn settled(records: &[Record]) -> HashSet<String> {
 pub enum Phase {
     /// The resting slot is being pointed at the new model and restarted; NGINX is untouched.
     Restart,
-    /// The target slot was probed; the include may have been rewritten and NGINX may have
-    /// been told to reload.
+    /// The target slot was probed; the include may have been rewritten, NGINX may have been
+    /// told to reload, and may have reloaded.
     Switch,
-    /// NGINX reloaded and its old workers no longer accept connections: traffic goes to the
-    /// target slot.
-    Switched,
 }
 
 /// A switch in progress, written whole before each phase begins.
