@@ -899,19 +899,19 @@ impl<'a> Deployer<'a> {
         Ok(())
     }
 
-    /// After a deploy killed while it restarted `slot`: its link back on `previous`, and the
-    /// slot restarted if it serves anything else.
+    /// After a deploy killed while it restarted `slot`: the slot back on `previous`, its
+    /// model before the deploy. Only the link moves if the slot still serves it; otherwise
+    /// the slot is restarted on it too.
     fn reconcile_resting(&self, slot: Slot, previous: Option<&str>) {
-        let link = self.layout.slot_link(slot);
-        if self.layout.slot_version(slot).ok().flatten().as_deref() == previous {
-            return;
-        }
-        let serves = previous.and_then(|v| {
-            let artifact = Store::new(&self.layout.models_dir()).load(v).ok()?;
-            self.probe(slot, &artifact).ok()
+        let serves_previous = previous.is_some_and(|v| {
+            Store::new(&self.layout.models_dir())
+                .load(v)
+                .is_ok_and(|artifact| self.probe(slot, &artifact).is_ok())
         });
-        if serves.is_some() {
-            if let Some(v) = previous {
+        let linked = self.layout.slot_version(slot).ok().flatten();
+        match previous {
+            Some(v) if serves_previous && linked.as_deref() != Some(v) => {
+                let link = self.layout.slot_link(slot);
                 if let Err(e) = fsutil::swap_symlink(&Layout::link_target(v), &link) {
                     (self.say)(&format!(
                         "could not point {slot} back at {v}: {}",
@@ -919,8 +919,8 @@ impl<'a> Deployer<'a> {
                     ));
                 }
             }
-        } else {
-            self.restore_resting(slot, previous);
+            _ if serves_previous => {}
+            _ => self.restore_resting(slot, previous),
         }
     }
 }

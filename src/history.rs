@@ -33,7 +33,9 @@ use crate::slot::Slot;
 /// Why the history or the intent could not be read or written; the source is the OS error.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
-    #[error("cannot append to the history {path}")]
+    #[error(
+        "cannot append to the history {path}; hint: free space there, or let this user write it"
+    )]
     Append {
         path: PathBuf,
         #[source]
@@ -577,7 +579,7 @@ mod tests {
         assert_eq!(r.outcome, Outcome::Failed);
         let reason = r.reason.unwrap();
         assert!(
-            reason.starts_with("include: cannot append to the history /x/deploys.jsonl: "),
+            reason.starts_with("include: cannot append to the history /x/deploys.jsonl; hint: "),
             "{reason}"
         );
         assert!(reason.contains("os error 28"), "{reason}");
