@@ -42,9 +42,11 @@
 //! - the record was already appended (killed before the intent was removed): only the intent
 //!   is removed.
 //!
-//! Asking NGINX alone (`X-Slot` through the public port) cannot settle it: right after a
-//! SIGHUP old and new workers both accept for about 100 ms, so one answer may come from
-//! either. A reload under the lock makes the state known instead of guessing it.
+//! Asking NGINX alone (`X-Slot` through the public port) cannot settle it: on SIGHUP the
+//! master starts new workers first and only then tells the old ones to close their listening
+//! sockets (<https://nginx.org/en/docs/control.html>), so for about 100 ms both accept and one
+//! answer may come from either. A reload under the lock makes the state known instead of
+//! guessing it.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
