@@ -78,6 +78,16 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Most rows one prediction request may carry.
     pub max_rows: usize,
+    /// How long a slot waits for a request's head (request line and headers), from the moment
+    /// the connection is opened or its previous answer was sent; then it closes the
+    /// connection without an answer. This is also how long a slot keeps an idle keep-alive
+    /// connection, so it must exceed NGINX's idle upstream timeout
+    /// ([`crate::nginx::UPSTREAM_IDLE_SECS`]): NGINX, not the slot, must close idle
+    /// connections, or a request could be sent on one the slot is closing (issue 8, §9).
+    pub header_read_timeout_secs: u64,
+    /// How long a slot waits for a request's whole body once its head has arrived; then it
+    /// answers 408 and closes the connection (issue 8, §9).
+    pub body_read_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -91,6 +101,11 @@ pub struct Nginx {
     pub pid_file: PathBuf,
     /// How long an old worker may finish requests after a reload.
     pub worker_shutdown_timeout_secs: u64,
+    /// How long NGINX waits on a slot: to send it the request, and between two reads of its
+    /// answer (`proxy_send_timeout`, `proxy_read_timeout`), and for how long after the first
+    /// attempt it may still retry on another (`proxy_next_upstream_timeout`). Past it, the
+    /// client gets a 504 in JSON.
+    pub upstream_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -141,6 +156,8 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 2 * 1024 * 1024,
             max_rows: 10_000,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 10,
         }
     }
 }
@@ -152,6 +169,7 @@ impl Default for Nginx {
             conf: PathBuf::from("/etc/nginx/nginx.conf"),
             pid_file: PathBuf::from("/run/nginx.pid"),
             worker_shutdown_timeout_secs: 10,
+            upstream_timeout_secs: 10,
         }
     }
 }
@@ -288,11 +306,26 @@ impl Config {
         if self.limits.max_rows == 0 {
             return bad("limits.max_rows", "must be at least 1");
         }
+        if self.limits.header_read_timeout_secs <= crate::nginx::UPSTREAM_IDLE_SECS {
+            return bad(
+                "limits.header_read_timeout_secs",
+                format!(
+                    "must be more than {} s, the time NGINX keeps an idle connection to a slot",
+                    crate::nginx::UPSTREAM_IDLE_SECS
+                ),
+            );
+        }
+        if self.limits.body_read_timeout_secs == 0 {
+            return bad("limits.body_read_timeout_secs", "must be at least 1 second");
+        }
         if self.nginx.binary.as_os_str().is_empty() {
             return bad("nginx.binary", "must not be empty");
         }
         if self.nginx.worker_shutdown_timeout_secs == 0 {
             return bad("nginx.worker_shutdown_timeout_secs", "must be at least 1");
+        }
+        if self.nginx.upstream_timeout_secs == 0 {
+            return bad("nginx.upstream_timeout_secs", "must be at least 1 second");
         }
         for (key, secs) in [
             ("deploy.ready_timeout_secs", self.deploy.ready_timeout_secs),
@@ -335,6 +368,14 @@ impl Config {
 
     pub fn worker_shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.nginx.worker_shutdown_timeout_secs)
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.header_read_timeout_secs)
+    }
+
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.body_read_timeout_secs)
     }
 }
 
@@ -396,6 +437,20 @@ mod tests {
             "limits.max_body_bytes"
         );
         assert_eq!(invalid_key("[limits]\nmax_rows = 0"), "limits.max_rows");
+        for secs in [0, 1, 2] {
+            assert_eq!(
+                invalid_key(&format!("[limits]\nheader_read_timeout_secs = {secs}")),
+                "limits.header_read_timeout_secs"
+            );
+        }
+        assert_eq!(
+            invalid_key("[limits]\nbody_read_timeout_secs = 0"),
+            "limits.body_read_timeout_secs"
+        );
+        assert_eq!(
+            invalid_key("[nginx]\nupstream_timeout_secs = 0"),
+            "nginx.upstream_timeout_secs"
+        );
         assert_eq!(invalid_key("[nginx]\nbinary = \"\""), "nginx.binary");
         assert_eq!(
             invalid_key("[nginx]\nworker_shutdown_timeout_secs = 0"),

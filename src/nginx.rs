@@ -41,6 +41,8 @@ pub enum NginxError {
         #[source]
         source: io::Error,
     },
+    #[error("the NGINX include {path} names both slots; hint: keep the `server` lines of one slot only, as bluegreen writes it")]
+    BothSlots { path: PathBuf },
     #[error("`nginx -t` refused the configuration:\n{output}")]
     TestFailed { output: String },
     #[error("the NGINX pid file {path} does not hold a pid; hint: is NGINX running? (`systemctl status nginx`)")]
@@ -193,26 +195,52 @@ fn parent_pid(pid: i32) -> Option<i32> {
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// How many times the include lists the active slot, which is how many attempts NGINX makes
+/// at one request (`proxy_next_upstream_tries` in the site).
+///
+/// NGINX tries each `server` line of an upstream at most once per request, so with the slot
+/// listed once a failed attempt has nowhere to go. A prediction is a pure function of its
+/// request, so NGINX may send it again when an attempt failed before any answer (issue 8, §4):
+/// three lines give the first attempt and two retries, e.g. one on a kept-alive connection the
+/// slot closed at that instant, then one that waits in the slot's held socket while a crashed
+/// slot restarts. NGINX accepts the same address on several `server` lines (`nginx -t`).
+pub const ATTEMPTS: usize = 3;
+
+/// How long NGINX keeps an idle connection to a slot (`keepalive_timeout` in the upstream),
+/// in seconds. Slots close connections idle for `limits.header_read_timeout_secs`, which the
+/// config requires to be longer: NGINX, not the slot, closes an idle connection, so NGINX never
+/// sends a request on a connection the slot is closing at that very moment.
+pub const UPSTREAM_IDLE_SECS: u64 = 2;
+
 /// The include that defines `upstream bluegreen_active` for `slot`.
 pub fn render_include(config: &Config, slot: Slot) -> String {
+    let addr = config.slot_addr(slot);
+    let servers: String = (0..ATTEMPTS)
+        .map(|_| format!("    server {addr} max_fails=0;\n"))
+        .collect();
     format!(
         "# Written by bluegreen; every deploy and rollback replaces it. Do not edit.\n\
          # active slot: {slot}\n\
          upstream bluegreen_active {{\n    \
-             # max_fails=0: with one server, NGINX must never mark it down and refuse\n    \
-             # requests for fail_timeout after the slot is back.\n    \
-             server {} max_fails=0;\n    \
+             # The active slot, {ATTEMPTS} times: NGINX tries each line at most once per\n    \
+             # request, so a request whose attempt failed before any answer is retried on the\n    \
+             # next line (proxy_next_upstream in the site). max_fails=0: NGINX must never mark\n    \
+             # the slot down and refuse requests for fail_timeout after it is back.\n\
+         {servers}    \
              # Idle connections kept open to the slot, per NGINX worker. Past this many\n    \
              # requests in flight, each extra one opens and closes a connection of its own:\n    \
              # with 64, 256 clients made ~10,000 new connections a second (bench/run).\n    \
              keepalive 256;\n    \
-             keepalive_requests 100000;\n\
-         }}\n",
-        config.slot_addr(slot)
+             keepalive_requests 100000;\n    \
+             # Shorter than the slots' own idle limit (limits.header_read_timeout_secs), so\n    \
+             # that NGINX, not the slot, closes an idle connection.\n    \
+             keepalive_timeout {UPSTREAM_IDLE_SECS}s;\n\
+         }}\n"
     )
 }
 
-/// The active slot, read from the include; `None` when there is no include yet.
+/// The active slot, read from the include; `None` when there is no include yet. Every
+/// `server` line must name the same slot's address.
 pub fn read_active(config: &Config, include: &Path) -> Result<Option<Slot>, NginxError> {
     let text = match fs::read_to_string(include) {
         Ok(text) => text,
@@ -225,18 +253,32 @@ pub fn read_active(config: &Config, include: &Path) -> Result<Option<Slot>, Ngin
             })
         }
     };
-    let slot = text
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter_map(|l| l.strip_prefix("server "))
-        .filter_map(|rest| rest.split_whitespace().next())
-        .filter_map(|addr| addr.trim_end_matches(';').parse::<SocketAddr>().ok())
-        .find_map(|addr| config.slot_at(addr));
-    slot.map(Some).ok_or_else(|| NginxError::UnknownUpstream {
+    let unknown = || NginxError::UnknownUpstream {
         path: include.to_path_buf(),
         blue: config.slots.blue,
         green: config.slots.green,
-    })
+    };
+    let mut active = None;
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        let Some(rest) = line.strip_prefix("server ") else {
+            continue;
+        };
+        let addr = rest.split_whitespace().next().unwrap_or("");
+        let slot = addr
+            .trim_end_matches(';')
+            .parse::<SocketAddr>()
+            .ok()
+            .and_then(|addr| config.slot_at(addr))
+            .ok_or_else(unknown)?;
+        if active.is_some_and(|a| a != slot) {
+            return Err(NginxError::BothSlots {
+                path: include.to_path_buf(),
+            });
+        }
+        active = Some(slot);
+    }
+    active.map(Some).ok_or_else(unknown)
 }
 
 /// Writes the include for `slot` whole.
@@ -250,9 +292,137 @@ pub fn write_include(config: &Config, include: &Path, slot: Slot) -> Result<(), 
     })
 }
 
+/// Where the site's `error_page`s send NGINX's own answers: internal locations, one per
+/// status. Not named locations (`@…`): NGINX refuses to enter one for a request whose request
+/// line it could not read ("empty URI in redirect to named location", a 500 instead of the
+/// 400 or 414), while an internal redirect to a URI works at any stage.
+const ERROR_PREFIX: &str = "/_bluegreen/error/";
+
+/// An answer NGINX makes itself, without a slot: the status NGINX raises, the status the
+/// client gets, and the JSON body's `error` and `hint`.
+struct OwnAnswer {
+    raised: u16,
+    sent: u16,
+    error: String,
+    hint: &'static str,
+}
+
+/// Every status NGINX itself answers with in this site (ngx_http_special_response.c lists
+/// them). 408 is not among them: NGINX closes a connection whose client is too slow without
+/// an answer. The texts hold no `'`, `$` or `\`, which NGINX would read inside `return '…'`.
+fn own_answers(config: &Config) -> Vec<OwnAnswer> {
+    let slot_wait = config.nginx.upstream_timeout_secs;
+    let answer = |raised, sent, error: String, hint| OwnAnswer {
+        raised,
+        sent,
+        error,
+        hint,
+    };
+    vec![
+        answer(
+            400,
+            400,
+            "NGINX could not read the request: its request line, a header (HTTP/1.1 needs Host) or its chunked body is malformed".into(),
+            "send one HTTP/1.1 request: POST / with a JSON body {data: [[numbers], ...]}",
+        ),
+        answer(
+            404,
+            404,
+            "no such path".into(),
+            "predictions are POST / or POST /inference",
+        ),
+        answer(
+            413,
+            413,
+            format!(
+                "the request body is larger than {} bytes (limits.max_body_bytes)",
+                config.limits.max_body_bytes
+            ),
+            "send fewer rows per request",
+        ),
+        answer(
+            414,
+            414,
+            "the request line is longer than 8 KB (large_client_header_buffers)".into(),
+            "send the rows in the JSON body of POST /, not in the URI",
+        ),
+        // NGINX's own code for a header line or cookie over one large buffer (8 KB), sent as
+        // a plain 400 unless error_page says otherwise; 431 is the status for it (RFC 6585).
+        answer(
+            494,
+            431,
+            "a request header, or a cookie, is longer than 8 KB (large_client_header_buffers)".into(),
+            "send fewer or smaller headers: this API reads none but Content-Type and Content-Length",
+        ),
+        answer(
+            500,
+            500,
+            "NGINX failed while handling the request".into(),
+            "see the NGINX error log, then `bluegreen status`",
+        ),
+        answer(
+            501,
+            501,
+            "the request uses a Transfer-Encoding NGINX does not implement".into(),
+            "send the body with Content-Length, or with Transfer-Encoding: chunked",
+        ),
+        answer(
+            502,
+            502,
+            "no model server answered: the active slot refused or dropped the connection".into(),
+            "retry shortly, the slot may be restarting; see `bluegreen status` on the server",
+        ),
+        answer(
+            503,
+            503,
+            "no model server is available".into(),
+            "retry shortly; see `bluegreen status` on the server",
+        ),
+        answer(
+            504,
+            504,
+            format!("the model server did not answer within {slot_wait} s (nginx.upstream_timeout_secs)"),
+            "send fewer rows per request; see `bluegreen status` on the server",
+        ),
+        answer(
+            505,
+            505,
+            "the request uses an HTTP version NGINX does not support".into(),
+            "send HTTP/1.1",
+        ),
+    ]
+}
+
 /// The site: NGINX's public server, proxying everything to the active slot.
 pub fn render_site(config: &Config, include: &Path) -> String {
     let body = config.limits.max_body_bytes;
+    let slot_wait = config.nginx.upstream_timeout_secs;
+    let answers = own_answers(config);
+    let error_pages: String = answers
+        .iter()
+        .map(|a| {
+            let to = if a.raised == a.sent {
+                String::new()
+            } else {
+                format!("={} ", a.sent)
+            };
+            format!(
+                "    error_page {} {to}{ERROR_PREFIX}{};\n",
+                a.raised, a.sent
+            )
+        })
+        .collect();
+    let error_locations: String = answers
+        .iter()
+        .map(|a| {
+            let json = serde_json::json!({ "error": a.error, "hint": a.hint }).to_string();
+            format!(
+                "    location = {ERROR_PREFIX}{sent} {{\n        internal;\n        return {sent} '{json}';\n    }}\n",
+                sent = a.sent
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     format!(
         r#"# bluegreen: the public entry point for the model's API.
 # `upstream bluegreen_active` comes from the include below, which `bluegreen deploy` and
@@ -264,31 +434,53 @@ server {{
     server_name _;
 
     # Bodies up to the slots' own limit stay in memory: no temp files, and a request the
-    # slot would refuse as too large is refused here with the same status.
+    # slot would refuse as too large is refused here with the same status. Being in memory,
+    # a request can be sent again to the slot (proxy_next_upstream below).
     client_max_body_size {body};
     client_body_buffer_size {body};
+    # NGINX's defaults, stated: a request line or one header line longer than 8 KB is refused
+    # (414, 431 below).
+    client_header_buffer_size 1k;
+    large_client_header_buffers 4 8k;
 
+    # Everything NGINX answers itself is JSON, whatever the path looks like.
+    types {{ }}
+    default_type application/json;
+
+    # NGINX's own answers, in JSON like the slots' (issue 8, §2). Here at server level, not in
+    # a location: 400, 414 and 494 arise while NGINX reads the request head, before it chooses
+    # a location, and then only the server's error_page applies. Without `=`, the status sent
+    # is NGINX's own. A slot's own answers pass through untouched (proxy_intercept_errors is
+    # off), so these are only what NGINX itself says. The targets are internal locations
+    # (below), so a client asking for one of them gets the JSON 404.
+{error_pages}
     location / {{
         proxy_pass http://bluegreen_active;
         # Keep-alive to the slot: HTTP/1.1 with the client's Connection header cleared.
         proxy_http_version 1.1;
         proxy_set_header Connection "";
-        proxy_set_header Host $host;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        # A slot reads the body and its type, nothing else, so no other client header reaches
+        # it: NGINX bounds header sizes, but the slot's parser also takes at most 100 header
+        # lines, and would answer more with an empty 431 instead of JSON.
+        proxy_pass_request_headers off;
+        proxy_set_header Content-Type $content_type;
+        # A slot answers in microseconds or refuses at once: connect and answer timeouts are
+        # short, so a slot that hangs costs a client {slot_wait} s and a 504, not a minute.
         proxy_connect_timeout 2s;
-        proxy_read_timeout 60s;
+        proxy_send_timeout {slot_wait}s;
+        proxy_read_timeout {slot_wait}s;
+        # An attempt that failed before any answer (the slot closed a kept-alive connection,
+        # crashed or restarted) is sent again: predictions are pure, so POST may be retried
+        # too. The include lists the slot {ATTEMPTS} times to give it somewhere to go. Retries
+        # may start until the first attempt's answer was due, never after a read timeout.
+        proxy_next_upstream error timeout non_idempotent;
+        proxy_next_upstream_tries {ATTEMPTS};
+        proxy_next_upstream_timeout {slot_wait}s;
         # Answers are small; never spill one to a temp file.
         proxy_max_temp_file_size 0;
-        # The slot's own statuses (400, 404, 405, 413, 422) pass through unchanged. Only
-        # when no slot answers at all does NGINX speak, and then in JSON too.
-        error_page 502 503 504 = @unavailable;
     }}
 
-    location @unavailable {{
-        default_type application/json;
-        return 503 '{{"error": "the model server is not answering; hint: run bluegreen status"}}';
-    }}
-}}
+{error_locations}}}
 "#,
         include = include.display(),
         port = config.public_port,
@@ -348,6 +540,54 @@ mod tests {
         .unwrap();
         let err = read_active(&config, &include).unwrap_err().to_string();
         assert!(err.contains("names no known slot"), "{err}");
+    }
+
+    #[test]
+    fn the_include_lists_the_active_slot_once_per_attempt_and_names_one_slot_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::default();
+        let include = dir.path().join("upstream.conf");
+        let text = render_include(&config, Slot::Green);
+        let servers: Vec<&str> = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with("server "))
+            .collect();
+        assert_eq!(servers.len(), ATTEMPTS);
+        assert!(servers
+            .iter()
+            .all(|l| l.contains("127.0.0.1:8082 max_fails=0")));
+        let both = text.replacen("127.0.0.1:8082", "127.0.0.1:8081", 1);
+        fs::write(&include, both).unwrap();
+        let err = read_active(&config, &include).unwrap_err().to_string();
+        assert!(err.contains("names both slots"), "{err}");
+    }
+
+    #[test]
+    fn every_answer_nginx_makes_itself_is_json_with_an_error_and_a_hint() {
+        let config = Config::default();
+        let site = render_site(&config, Path::new("/x/upstream.conf"));
+        for answer in own_answers(&config) {
+            let page = format!("error_page {} ", answer.raised);
+            assert!(site.contains(&page), "{page}");
+            let start = format!("return {} '", answer.sent);
+            let body = site
+                .split(&start)
+                .nth(1)
+                .and_then(|rest| rest.split("';").next())
+                .unwrap_or_else(|| panic!("no {start}"));
+            // Inside '…' NGINX reads `$` as a variable and `\` as an escape.
+            assert!(!body.contains(['$', '\\', '\'']), "{body}");
+            let json: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert!(
+                json["error"].as_str().is_some_and(|e| !e.is_empty()),
+                "{body}"
+            );
+            assert!(
+                json["hint"].as_str().is_some_and(|h| !h.is_empty()),
+                "{body}"
+            );
+        }
+        assert!(site.contains("proxy_next_upstream_tries 3;"));
     }
 
     #[test]

@@ -54,18 +54,27 @@ pub struct Load {
 }
 
 impl Load {
-    /// Starts `n` clients of each kind in `kinds` against `addr`.
+    /// Starts `n` clients of each kind in `kinds` against `addr`, all posting to `/`.
     pub fn start(addr: SocketAddr, kinds: &[Client], n: usize) -> Load {
+        Load::start_paths(addr, kinds, n, &["/"])
+    }
+
+    /// Starts `n` clients of each kind in `kinds` against `addr`; each one posts to every
+    /// path of `paths` in turn, starting at a different one.
+    pub fn start_paths(addr: SocketAddr, kinds: &[Client], n: usize, paths: &[&str]) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
+        let paths: Arc<Vec<String>> = Arc::new(paths.iter().map(|p| p.to_string()).collect());
         let threads = kinds
             .iter()
             .flat_map(|kind| std::iter::repeat_n(*kind, n))
-            .map(|kind| {
+            .enumerate()
+            .map(|(i, kind)| {
                 let stop = stop.clone();
+                let paths = paths.clone();
                 (
                     kind,
-                    std::thread::spawn(move || run(addr, kind, &stop, started)),
+                    std::thread::spawn(move || run(addr, kind, &paths, i, &stop, started)),
                 )
             })
             .collect();
@@ -104,30 +113,43 @@ pub fn assert_no_failures(results: &[(Client, Tally)]) {
     }
 }
 
-fn request_bytes(keep_alive: bool) -> Vec<u8> {
+fn request_bytes(keep_alive: bool, path: &str) -> Vec<u8> {
     format!(
-        "POST / HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n{EXAMPLE}",
+        "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n{EXAMPLE}",
         EXAMPLE.len(),
         if keep_alive { "keep-alive" } else { "close" }
     )
     .into_bytes()
 }
 
-fn run(addr: SocketAddr, kind: Client, stop: &AtomicBool, started: Instant) -> Tally {
+fn run(
+    addr: SocketAddr,
+    kind: Client,
+    paths: &[String],
+    first: usize,
+    stop: &AtomicBool,
+    started: Instant,
+) -> Tally {
     let mut tally = Tally::default();
     let mut conn: Option<BufReader<TcpStream>> = None;
     let keep_alive = kind != Client::Fresh;
-    let request = request_bytes(keep_alive);
+    let requests: Vec<Vec<u8>> = paths
+        .iter()
+        .map(|path| request_bytes(keep_alive, path))
+        .collect();
+    let mut next = first;
     while !stop.load(Ordering::Relaxed) {
+        let request = &requests[next % requests.len()];
+        next += 1;
         if kind != Client::KeepAlive && conn.as_ref().is_some_and(|c| closed_by_server(c.get_ref()))
         {
             conn = None;
         }
         let reused = conn.is_some();
-        let mut result = send(addr, &mut conn, &request);
+        let mut result = send(addr, &mut conn, request);
         if result.is_err() && reused && kind == Client::Retrying {
             conn = None;
-            result = send(addr, &mut conn, &request);
+            result = send(addr, &mut conn, request);
         }
         match result {
             Ok(r) => {

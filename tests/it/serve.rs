@@ -1,52 +1,9 @@
 //! `serve`: the slot's API on an ephemeral port, its 4xx answers, and sd_notify readiness.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use crate::util::{get, post, price, Env, EXAMPLE};
-
-/// A server process, killed when dropped, so a failed assertion leaves none behind.
-struct Served(Option<Child>);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Starts `serve --slot blue` on a port the OS picks; returns the child and its address.
-fn serve(env: &Env, notify: Option<&std::path::Path>) -> (Served, SocketAddr) {
-    let mut cmd = env.cmd(&["serve", "--slot", "blue", "--listen", "127.0.0.1:0"]);
-    if let Some(path) = notify {
-        cmd.env("NOTIFY_SOCKET", path);
-    }
-    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    (Served(Some(child)), addr)
-}
-
-/// Stops the server as systemd would (SIGTERM) and returns how it exited.
-fn stop(mut served: Served) -> std::process::ExitStatus {
-    let mut child = served.0.take().unwrap();
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    child.wait().unwrap()
-}
+use crate::util::{get, post, price, serve, serve_activated, stop, Env, Served, EXAMPLE};
 
 #[test]
 fn answers_the_original_example_with_about_30_and_its_headers() {
@@ -264,50 +221,12 @@ fn ready_is_notified_only_after_the_model_loaded_and_the_socket_is_bound() {
     );
 }
 
-/// Runs `serve --slot blue` the way systemd's socket activation does: `listener` as fd 3,
-/// `LISTEN_FDS=1`, and `LISTEN_PID` set to the server's own pid (a shell's `$$`, kept by
-/// its `exec`).
-fn serve_activated(env: &Env, listener: &std::net::TcpListener) -> std::process::Child {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
-    let fd = listener.as_raw_fd();
-    let mut cmd = std::process::Command::new("sh");
-    cmd.arg("-c")
-        .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
-        .arg(env!("CARGO_BIN_EXE_bluegreen"))
-        .args([
-            "--config",
-            env.config.to_str().unwrap(),
-            "serve",
-            "--slot",
-            "blue",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    // SAFETY: between fork and exec this only calls dup2 or fcntl (async-signal-safe) to put
-    // the listener at fd 3 without close-on-exec; fd 3 is deliberately left open for exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            use nix::fcntl::{fcntl, FcntlArg, FdFlag};
-            use std::os::fd::{BorrowedFd, IntoRawFd};
-            let old = BorrowedFd::borrow_raw(fd);
-            if fd == 3 {
-                fcntl(old, FcntlArg::F_SETFD(FdFlag::empty()))?;
-            } else {
-                let _ = nix::unistd::dup2_raw(old, 3)?.into_raw_fd();
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn().unwrap()
-}
-
 #[test]
 fn a_socket_passed_by_systemd_is_served_only_on_the_slots_address() {
     let env = Env::new();
     env.ok(&["init"]);
     let listener = std::net::TcpListener::bind(env.blue).unwrap();
-    let child = Served(Some(serve_activated(&env, &listener)));
+    let child = Served(Some(serve_activated(&env, &listener, &[])));
     drop(listener);
     // The socket was open before the server started, so this connects at once and waits in
     // the backlog until the server accepts it.
@@ -317,7 +236,9 @@ fn a_socket_passed_by_systemd_is_served_only_on_the_slots_address() {
     assert!(stop(child).success());
 
     let wrong = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let out = serve_activated(&env, &wrong).wait_with_output().unwrap();
+    let out = serve_activated(&env, &wrong, &[])
+        .wait_with_output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -1,9 +1,9 @@
 //! The test harness: a temp dir with its own config and ports, and the real binary.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -44,19 +44,27 @@ impl Env {
         Env::with_extra("")
     }
 
-    /// An environment whose config also holds `extra` TOML (top-level keys, then tables).
+    /// An environment whose config also holds `extra` TOML; its tables are merged with the
+    /// environment's own (`[nginx]` keys join `binary` and the rest).
     pub fn with_extra(extra: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let (p, b, g) = (free_port(), free_port(), free_port());
         let config = dir.path().join("bluegreen.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "state_dir = \"state\"\npublic_port = {p}\n{extra}\n[slots]\nblue = \"127.0.0.1:{b}\"\ngreen = \"127.0.0.1:{g}\"\n[nginx]\nbinary = \"{}\"\nworker_shutdown_timeout_secs = 5\n",
-                nginx_binary().display()
-            ),
-        )
-        .unwrap();
+        let base = format!(
+            "state_dir = \"state\"\npublic_port = {p}\n[slots]\nblue = \"127.0.0.1:{b}\"\ngreen = \"127.0.0.1:{g}\"\n[nginx]\nbinary = \"{}\"\nworker_shutdown_timeout_secs = 5\n",
+            nginx_binary().display()
+        );
+        let mut table: toml::Table = base.parse().unwrap();
+        let extra: toml::Table = extra.parse().expect("extra config is TOML");
+        for (key, value) in extra {
+            match (table.get_mut(&key), value) {
+                (Some(toml::Value::Table(ours)), toml::Value::Table(theirs)) => ours.extend(theirs),
+                (_, value) => {
+                    table.insert(key, value);
+                }
+            }
+        }
+        std::fs::write(&config, toml::to_string(&table).unwrap()).unwrap();
         Env {
             public: SocketAddr::from(([127, 0, 0, 1], p)),
             blue: SocketAddr::from(([127, 0, 0, 1], b)),
@@ -280,4 +288,150 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> http::
         Duration::from_secs(5),
     )
     .unwrap()
+}
+
+/// Sends `bytes` as they are on a new connection and reads one answer: for requests no
+/// well-behaved client would send. A server may refuse early and close while the rest is
+/// still being written; the answer is read all the same.
+pub fn raw(addr: SocketAddr, bytes: &[u8]) -> http::Response {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = stream.write_all(bytes);
+    http::read_response(&mut BufReader::new(stream)).unwrap()
+}
+
+/// Asserts an answer NGINX or a slot made for a bad request: `status`, a JSON body with a
+/// non-empty `error` and `hint`, and `Content-Type: application/json`. Returns the error.
+pub fn assert_json_error(r: &http::Response, status: u16, what: &str) -> String {
+    let body = String::from_utf8_lossy(&r.body);
+    assert_eq!(r.status, status, "{what}: {body}");
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json"),
+        "{what}: {body}"
+    );
+    let json = r
+        .json()
+        .unwrap_or_else(|| panic!("{what}: not JSON: {body}"));
+    let hint = json["hint"].as_str().unwrap_or_default();
+    assert!(!hint.is_empty(), "{what}: no hint in {body}");
+    let error = json["error"].as_str().unwrap_or_default();
+    assert!(!error.is_empty(), "{what}: no error in {body}");
+    error.to_string()
+}
+
+/// A `bluegreen serve` process, killed when dropped, so a failed assertion leaves none behind.
+pub struct Served(pub Option<Child>);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts `serve --slot blue` on a port the OS picks; returns the child and its address.
+pub fn serve(env: &Env, notify: Option<&Path>) -> (Served, SocketAddr) {
+    let mut cmd = env.cmd(&["serve", "--slot", "blue", "--listen", "127.0.0.1:0"]);
+    if let Some(path) = notify {
+        cmd.env("NOTIFY_SOCKET", path);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    (Served(Some(child)), addr)
+}
+
+/// Stops the server as systemd would (SIGTERM) and returns how it exited.
+pub fn stop(mut served: Served) -> ExitStatus {
+    let mut child = served.0.take().unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    child.wait().unwrap()
+}
+
+/// Runs `serve --slot blue` the way systemd's socket activation does: `listener` as fd 3,
+/// `LISTEN_FDS=1`, and `LISTEN_PID` set to the server's own pid (a shell's `$$`, kept by
+/// its `exec`). `extra` are more arguments to `serve`.
+pub fn serve_activated(env: &Env, listener: &TcpListener, extra: &[&str]) -> Child {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let fd = listener.as_raw_fd();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_bluegreen"))
+        .args([
+            "--config",
+            env.config.to_str().unwrap(),
+            "serve",
+            "--slot",
+            "blue",
+        ])
+        .args(extra)
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: between fork and exec this only calls dup2 or fcntl (async-signal-safe) to put
+    // the listener at fd 3 without close-on-exec; fd 3 is deliberately left open for exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+            use std::os::fd::{BorrowedFd, IntoRawFd};
+            let old = BorrowedFd::borrow_raw(fd);
+            if fd == 3 {
+                fcntl(old, FcntlArg::F_SETFD(FdFlag::empty()))?;
+            } else {
+                let _ = nix::unistd::dup2_raw(old, 3)?.into_raw_fd();
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().unwrap()
+}
+
+impl Env {
+    /// Points `up`'s NGINX at `addr` instead of the active slot, as a test's stand-in for a
+    /// slot: rewrites the include with that address on every `server` line and reloads.
+    /// Returns once NGINX's new workers run (the old ones may still finish requests).
+    pub fn point_nginx_at(&self, addr: SocketAddr) {
+        let include = self.state().join("nginx/upstream.conf");
+        let text = read(&include);
+        let mut out = String::new();
+        for line in text.lines() {
+            match line.trim_start().strip_prefix("server ") {
+                Some(rest) => {
+                    let old = rest.split_whitespace().next().unwrap();
+                    out += &line.replacen(old, &addr.to_string(), 1);
+                }
+                None => out += line,
+            }
+            out.push('\n');
+        }
+        std::fs::write(&include, out).unwrap();
+        let config = bluegreen::config::Config::from_file(&self.config).unwrap();
+        let nginx = bluegreen::nginx::Nginx::local(
+            &config,
+            &bluegreen::layout::Layout::new(&config.state_dir),
+        );
+        let before = nginx.workers();
+        nginx.reload().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !nginx.workers().iter().any(|w| !before.contains(w)) {
+            assert!(Instant::now() < deadline, "NGINX did not reload");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }

@@ -3,3 +3,5 @@
 
 mod deploy_kill;
 mod deploy_write;
+mod nginx_errors;
+mod nginx_retry;
