@@ -21,3 +21,4 @@ pub mod server;
 pub mod slot;
 pub mod state;
 pub mod supervisor;
+pub mod up;

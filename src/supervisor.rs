@@ -3,13 +3,12 @@
 //! The deploy needs two things from whoever runs the slots: restart one slot and return only
 //! once it reported `READY=1`, and name the NGINX to reload. [`Supervisor`] is that seam.
 //! Both implementations wait for the same sd_notify readiness: systemd because the unit is
-//! `Type=notify`, `up` because it hands each slot a `NOTIFY_SOCKET` of its own.
+//! `Type=notify`, `up` because it hands each slot a `NOTIFY_SOCKET` of its own. The `up` side
+//! (its client and server of the control socket) lives in `crate::up::control`.
 
-use std::io::{self, BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
+use std::io;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 use crate::config::Config;
 use crate::layout::Layout;
@@ -44,13 +43,8 @@ pub trait Supervisor {
 /// Picks the supervisor: `bluegreen up` when it is running for this state folder (its
 /// control socket answers), systemd otherwise.
 pub fn detect(config: &Config, layout: &Layout) -> Box<dyn Supervisor> {
-    let socket = layout.control_socket();
-    if UnixStream::connect(&socket).is_ok() {
-        Box::new(Local {
-            socket,
-            nginx: Nginx::local(config, layout),
-            timeout: config.ready_timeout() + Duration::from_secs(15),
-        })
+    if crate::up::control::is_running(layout) {
+        Box::new(crate::up::control::Client::new(config, layout))
     } else {
         Box::new(Systemd {
             nginx: Nginx::system(config),
@@ -87,49 +81,5 @@ impl Supervisor for Systemd {
 
     fn name(&self) -> &'static str {
         "systemd"
-    }
-}
-
-/// Talks to a running `bluegreen up` over its control socket (see `cmd::up`).
-pub struct Local {
-    socket: PathBuf,
-    nginx: Nginx,
-    timeout: Duration,
-}
-
-impl Supervisor for Local {
-    fn restart(&self, slot: Slot) -> Result<(), SupervisorError> {
-        let control = |source| SupervisorError::Control {
-            path: self.socket.clone(),
-            source,
-        };
-        let mut stream = UnixStream::connect(&self.socket).map_err(control)?;
-        stream
-            .set_read_timeout(Some(self.timeout))
-            .map_err(control)?;
-        writeln!(stream, "restart {slot}").map_err(control)?;
-        let mut answer = String::new();
-        BufReader::new(stream)
-            .read_line(&mut answer)
-            .map_err(control)?;
-        match answer.trim_end().split_once(' ') {
-            _ if answer.trim_end() == "ok" => Ok(()),
-            Some(("error", why)) => Err(SupervisorError::NotReady {
-                slot,
-                why: why.to_string(),
-            }),
-            _ => Err(SupervisorError::NotReady {
-                slot,
-                why: format!("unexpected answer {answer:?} from bluegreen up"),
-            }),
-        }
-    }
-
-    fn nginx(&self) -> &Nginx {
-        &self.nginx
-    }
-
-    fn name(&self) -> &'static str {
-        "bluegreen up"
     }
 }

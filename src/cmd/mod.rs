@@ -22,7 +22,7 @@ mod nginx_site;
 mod rollback;
 mod serve;
 mod status;
-mod train;
+pub(crate) mod train;
 mod up;
 
 /// Runs the parsed command line.

@@ -1,0 +1,121 @@
+//! `bluegreen up`: the whole system in the foreground, without systemd.
+//!
+//! It plays systemd's part for a laptop and for the tests, and does it the same way. One file
+//! per job:
+//! - [`slots`]: each slot is a child process (`bluegreen serve`) with a `NOTIFY_SOCKET` of
+//!   its own, so readiness travels over the very sd_notify path that `Type=notify` uses; a
+//!   slot that dies is restarted, as `Restart=on-failure` would;
+//! - [`nginx`]: NGINX runs as a child with a configuration generated under `state_dir/nginx`;
+//! - [`watch`] and [`trainer`]: the data folder is watched with inotify, and when the CSV
+//!   changes the trainer runs `bluegreen train --if-due` and, if it trained,
+//!   `bluegreen deploy`: the same commands the systemd trainer unit runs;
+//! - [`control`]: `bluegreen deploy` (from the trainer or a terminal) asks for slot restarts
+//!   over a Unix control socket (`state_dir/run/up.sock`), which is how it knows `up` is
+//!   running;
+//! - [`child`]: how children are started and stopped.
+//!
+//! This file is the orchestration: start in order, wait for Ctrl-C (or SIGTERM), stop in
+//! order: trainer, NGINX (gracefully), slots.
+
+pub mod child;
+pub mod control;
+pub mod nginx;
+pub mod slots;
+pub mod trainer;
+pub mod watch;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use nix::sys::signal::Signal;
+use tokio::net::UnixListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::layout::Layout;
+use crate::nginx::Nginx;
+use crate::slot::Slot;
+use crate::state::State;
+use child::SelfCommand;
+use slots::Slots;
+
+/// Prints one line of `up`'s log.
+pub(crate) fn say(line: &str) {
+    crate::cmd::say(&format!("[up] {line}"));
+}
+
+/// Runs the system until SIGINT or SIGTERM. The state folder and NGINX's files must exist
+/// (`cmd::up` sees to that); this must run on a single-threaded runtime (see [`child::setup`]).
+pub async fn run(config: &Config, layout: Layout, nginx: Nginx) -> anyhow::Result<ExitCode> {
+    let me = SelfCommand::new(config)?;
+    let control = layout.control_socket();
+    let _ = std::fs::remove_file(&control);
+    let slots = Slots::spawn(config, &layout, &me)?;
+    let active = State::read(config)?.active().unwrap_or(Slot::Blue);
+    let started = Instant::now();
+    say(&format!(
+        "starting {active} (active) and waiting for READY=1"
+    ));
+    if let Err(why) = slots.restart(active).await {
+        slots.stop().await;
+        bail!("the active slot {active} did not start: {why}");
+    }
+    // The resting slot is not needed to serve; without it only a rollback is impossible,
+    // and the next deploy restarts it anyway. So it is a warning, not a failure.
+    let resting = active.other();
+    say(&format!(
+        "starting {resting} (resting) and waiting for READY=1"
+    ));
+    if let Err(why) = slots.restart(resting).await {
+        say(&format!(
+            "warning: the resting slot {resting} did not start: {why}; serving from {active} alone until the next deploy"
+        ));
+    }
+    let mut nginx_child = match nginx::start(config, &nginx, active).await {
+        Ok(child) => child,
+        Err(e) => {
+            slots.stop().await;
+            return Err(e);
+        }
+    };
+    let listener = UnixListener::bind(&control)
+        .with_context(|| format!("cannot bind the control socket {}", control.display()))?;
+    tokio::spawn(control::serve(listener, slots.clone()));
+    let wake = Arc::new(Notify::new());
+    watch::watch_data(&layout, wake.clone())?;
+    let trainer = tokio::spawn(trainer::run(me.clone(), wake.clone()));
+    wake.notify_one();
+    say(&format!(
+        "bluegreen is up in {:.1}s: http://127.0.0.1:{}/ → {active}; add data with `bluegreen add-data --sample 2`, see `bluegreen status`; Ctrl-C stops",
+        started.elapsed().as_secs_f64(),
+        config.public_port
+    ));
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let outcome = tokio::select! {
+        _ = term.recv() => Ok(()),
+        _ = int.recv() => Ok(()),
+        status = nginx_child.wait() => Err(anyhow::anyhow!(
+            "NGINX exited unexpectedly ({}); see {} and the lines above",
+            child::describe(status.ok()),
+            layout.nginx_dir().join("error.log").display()
+        )),
+    };
+    say("stopping: trainer, NGINX, slots");
+    trainer.abort();
+    let _ = trainer.await;
+    child::stop(&mut nginx_child, Signal::SIGQUIT, Duration::from_secs(15)).await;
+    slots.stop().await;
+    let _ = std::fs::remove_file(&control);
+    for slot in Slot::ALL {
+        let _ = std::fs::remove_file(layout.notify_socket(slot));
+    }
+    outcome?;
+    say("stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,35 @@
+//! The trainer loop: what the systemd trainer unit does, for `up`.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use super::child::SelfCommand;
+use super::say;
+use crate::cmd::train::{EXIT_REFUSED, EXIT_TRAINED_IF_DUE};
+
+/// Runs `train --if-due` and, when it trained, `deploy` — once per wake-up. A change that
+/// arrives while they run leaves a stored permit in `wake`, so it is never lost.
+pub async fn run(me: SelfCommand, wake: Arc<Notify>) {
+    loop {
+        wake.notified().await;
+        let trained = me
+            .command(&["train", "--if-due"])
+            .status()
+            .await
+            .map(|s| s.code());
+        match trained {
+            Ok(Some(code)) if code == EXIT_TRAINED_IF_DUE as i32 => {
+                match me.command(&["deploy"]).status().await {
+                    Ok(s) if s.success() => {}
+                    Ok(s) => say(&format!("deploy did not complete ({s}); see above")),
+                    Err(e) => say(&format!("cannot run deploy: {e}")),
+                }
+            }
+            Ok(Some(0)) => {}
+            Ok(Some(code)) if code == EXIT_REFUSED as i32 => {}
+            Ok(code) => say(&format!("training failed (exit {code:?}); see above")),
+            Err(e) => say(&format!("cannot run training: {e}")),
+        }
+    }
+}
