@@ -70,6 +70,11 @@ pub struct ServeArgs {
     /// Listen here instead of the slot's configured address (for tests; port 0 picks one).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Accept on this inherited listening socket (a file descriptor number), bound by the
+    /// supervisor on the slot's address: how `bluegreen up` keeps the socket open across
+    /// restarts. (Under systemd the socket comes from `bluegreen@.socket` instead.)
+    #[arg(long, value_name = "FD", conflicts_with = "listen")]
+    pub listen_fd: Option<i32>,
 }
 
 #[derive(Debug, Args)]

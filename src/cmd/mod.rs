@@ -20,7 +20,7 @@ mod deploy;
 mod init;
 mod nginx_site;
 mod rollback;
-mod serve;
+pub(crate) mod serve;
 mod status;
 pub(crate) mod train;
 mod up;

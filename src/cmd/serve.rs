@@ -4,10 +4,11 @@
 //! only then tells the supervisor `READY=1` with a `STATUS=` line naming the model, so that
 //! `systemctl restart` (Type=notify) and `bluegreen up` return only for a slot that can
 //! really answer. Under systemd the listening socket may come from `bluegreen@.socket`
-//! (socket activation), which must be on the slot's configured address. SIGTERM or SIGINT stop it gracefully: no new connections, requests in
-//! flight finish, then exit 0.
+//! (socket activation), under `bluegreen up` from `up` itself (`--listen-fd`); either must be
+//! on the slot's configured address. SIGTERM or SIGINT stop it gracefully: no new
+//! connections, requests in flight finish, then exit 0.
 
-use std::os::fd::FromRawFd;
+use std::os::fd::{FromRawFd, RawFd};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -47,12 +48,27 @@ pub fn execute(config: &Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let listener = match inherited_listener()? {
-            Some(listener) => {
+        let inherited = match args.listen_fd {
+            Some(fd) => Some((
+                from_fd(fd)?,
+                "bluegreen up",
+                "restart `bluegreen up`: it binds the addresses in the config when it starts"
+                    .to_string(),
+            )),
+            None => inherited_listener()?.map(|l| {
+                (
+                    l,
+                    "systemd",
+                    format!("make bluegreen@{slot}.socket listen on the address in the config ([slots] {slot})"),
+                )
+            }),
+        };
+        let listener = match inherited {
+            Some((listener, by, fix)) => {
                 let got = listener.local_addr()?;
                 if got != addr {
                     anyhow::bail!(
-                        "slot {slot} was handed a socket on {got} by systemd, but its address is {addr}; hint: make bluegreen@{slot}.socket listen on the address in the config ([slots] {slot})"
+                        "slot {slot} was handed a socket on {got} by {by}, but its address is {addr}; hint: {fix}"
                     );
                 }
                 listener
@@ -100,13 +116,21 @@ fn inherited_listener() -> anyhow::Result<Option<TcpListener>> {
     if fds.len() > 0 {
         anyhow::bail!("systemd passed more than one socket; a slot listens on one");
     }
-    // SAFETY: systemd hands this descriptor to this process alone (LISTEN_PID is ours) and
-    // nothing else in the program takes ownership of it.
+    Ok(Some(from_fd(fd)?))
+}
+
+/// Takes ownership of an inherited listening socket.
+fn from_fd(fd: RawFd) -> anyhow::Result<TcpListener> {
+    // SAFETY: F_GETFD only asks whether the number names an open descriptor.
+    if fd < 3 || unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } == -1 {
+        anyhow::bail!("file descriptor {fd} is not an inherited socket");
+    }
+    // SAFETY: the descriptor is open (checked above), was handed to this process alone to
+    // listen on, and nothing else in the program takes ownership of it.
     let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
     listener.set_nonblocking(true)?;
-    Ok(Some(TcpListener::from_std(listener).context(
-        "the socket systemd passed is not a TCP listener",
-    )?))
+    TcpListener::from_std(listener)
+        .with_context(|| format!("file descriptor {fd} is not a TCP listening socket"))
 }
 
 /// Pending connections the kernel may queue for the slot (it caps this at
@@ -118,7 +142,7 @@ fn inherited_listener() -> anyhow::Result<Option<TcpListener>> {
 /// 1 s SYN retransmit: `bench/run` measured a p99 of 0.2–0.9 s at 256 connections (ceiling:
 /// 12–18 ms) with `TcpExtListenOverflows` counting the drops. (Under systemd the socket
 /// unit's `Backlog=` applies instead.)
-const BACKLOG: u32 = 4096;
+pub(crate) const BACKLOG: u32 = 4096;
 
 fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {

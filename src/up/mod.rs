@@ -6,6 +6,9 @@
 //!   its own, so readiness travels over the very sd_notify path that `Type=notify` uses; a
 //!   slot that dies is restarted, as `Restart=on-failure` would;
 //! - [`nginx`]: NGINX runs as a child with a configuration generated under `state_dir/nginx`;
+//!   when its master dies, its stray workers are stopped and it is started again;
+//! - [`listeners`]: `up` holds each slot's listening socket and the public one, and hands
+//!   them to every incarnation of the slot and of NGINX, as systemd's socket units do;
 //! - [`watch`] and [`trainer`]: the data folder is watched with inotify, and when the CSV
 //!   changes the trainer runs `bluegreen train --if-due` and, if it trained,
 //!   `bluegreen deploy`: the same commands the systemd trainer unit runs;
@@ -19,6 +22,7 @@
 
 pub mod child;
 pub mod control;
+pub mod listeners;
 pub mod nginx;
 pub mod slots;
 pub mod trainer;
@@ -26,13 +30,11 @@ pub mod watch;
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
-use nix::sys::signal::Signal;
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
 use crate::config::Config;
@@ -52,6 +54,8 @@ pub(crate) fn say(line: &str) {
 /// (`cmd::up` sees to that); this must run on a single-threaded runtime (see [`child::setup`]).
 pub async fn run(config: &Config, layout: Layout, nginx: Nginx) -> anyhow::Result<ExitCode> {
     let me = SelfCommand::new(config)?;
+    // First, so that a port someone else holds stops `up` before anything started.
+    let mut front = nginx::Front::bind(config, nginx)?;
     let control = layout.control_socket();
     let _ = std::fs::remove_file(&control);
     let slots = Slots::spawn(config, &layout, &me)?;
@@ -75,13 +79,12 @@ pub async fn run(config: &Config, layout: Layout, nginx: Nginx) -> anyhow::Resul
             "warning: the resting slot {resting} did not start: {why}; serving from {active} alone until the next deploy"
         ));
     }
-    let mut nginx_child = match nginx::start(config, &nginx, active).await {
-        Ok(child) => child,
-        Err(e) => {
-            slots.stop().await;
-            return Err(e);
-        }
-    };
+    if let Err(e) = front.start(Some(active)).await {
+        slots.stop().await;
+        return Err(e);
+    }
+    let (stop_nginx, stopped) = oneshot::channel();
+    let front = tokio::spawn(front.supervise(stopped));
     let listener = UnixListener::bind(&control)
         .with_context(|| format!("cannot bind the control socket {}", control.display()))?;
     tokio::spawn(control::serve(listener, slots.clone()));
@@ -97,25 +100,20 @@ pub async fn run(config: &Config, layout: Layout, nginx: Nginx) -> anyhow::Resul
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let outcome = tokio::select! {
-        _ = term.recv() => Ok(()),
-        _ = int.recv() => Ok(()),
-        status = nginx_child.wait() => Err(anyhow::anyhow!(
-            "NGINX exited unexpectedly ({}); see {} and the lines above",
-            child::describe(status.ok()),
-            layout.nginx_dir().join("error.log").display()
-        )),
-    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
     say("stopping: trainer, NGINX, slots");
     trainer.abort();
     let _ = trainer.await;
-    child::stop(&mut nginx_child, Signal::SIGQUIT, Duration::from_secs(15)).await;
+    let _ = stop_nginx.send(());
+    let _ = front.await;
     slots.stop().await;
     let _ = std::fs::remove_file(&control);
     for slot in Slot::ALL {
         let _ = std::fs::remove_file(layout.notify_socket(slot));
     }
-    outcome?;
     say("stopped");
     Ok(ExitCode::SUCCESS)
 }

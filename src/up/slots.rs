@@ -1,9 +1,16 @@
 //! The slot supervisor: one task per slot that owns its `bluegreen serve` process.
 //!
-//! It starts and restarts the slot on request (a deploy, over the control socket), and
-//! restarts it when it dies, as `Restart=on-failure` would. A start counts only once the slot
-//! sent `READY=1` on the notify socket `up` gave it, the very sd_notify path that systemd's
-//! `Type=notify` uses.
+//! It does for `up` what systemd does for `bluegreen@.service` and `bluegreen@.socket`:
+//! - it holds the slot's listening socket (see [`super::listeners`]) and hands it to every
+//!   incarnation of the slot (`serve --listen-fd N`), so connections wait in the backlog
+//!   while the slot restarts instead of being refused;
+//! - it starts and restarts the slot on request (a deploy or `bluegreen restart`, over the
+//!   control socket), and a start counts only once the slot sent `READY=1` on the notify
+//!   socket `up` gave it, the very sd_notify path that `Type=notify` uses;
+//! - a slot that dies, or fails to come back, is started again with a backoff, forever, as
+//!   `Restart=on-failure` with `RestartSec=`, `RestartSteps=` and `RestartMaxDelaySec=`
+//!   would (issue 8 §5: a replacement killed before it was ready used to leave the slot
+//!   down for good).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,13 +23,27 @@ use nix::sys::signal::Signal;
 use tokio::net::UnixDatagram;
 use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::sleep;
+use tokio::time::{sleep, sleep_until, Instant};
 
 use super::child::{self, SelfCommand};
+use super::listeners::{self, Held};
 use super::say;
+use crate::cmd::serve::BACKLOG;
 use crate::config::Config;
 use crate::layout::Layout;
 use crate::slot::Slot;
+
+/// The first pause before a dead slot is started again: the unit's `RestartSec=100ms`.
+const RESTART_FIRST: Duration = Duration::from_millis(100);
+/// The pause doubles with every failed start, up to this.
+const RESTART_MAX: Duration = Duration::from_secs(5);
+/// A slot that ran this long before it died starts again after the first pause; one that
+/// died sooner counts as another failure, so a slot that crashes at every start backs off.
+const STABLE: Duration = Duration::from_secs(10);
+
+/// How long a stopped slot has to finish its requests before it is killed (the unit's
+/// `TimeoutStopSec=`).
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// The handle to both slots' supervisors.
 #[derive(Clone)]
@@ -43,6 +64,7 @@ impl Slots {
                 me: me.clone(),
                 notify_path: path,
                 socket,
+                listener: Held::new(config.slot_addr(slot), BACKLOG),
                 ready_timeout: config.ready_timeout(),
             };
             tokio::spawn(actor.run(rx));
@@ -51,7 +73,8 @@ impl Slots {
         Ok(Slots(Arc::new(slots)))
     }
 
-    /// Stops `slot` if it runs, starts it again, and returns once it sent `READY=1`.
+    /// Stops `slot` if it runs, starts it again, and returns once it sent `READY=1`. If the
+    /// start fails, the supervisor keeps trying in the background.
     pub async fn restart(&self, slot: Slot) -> Result<(), String> {
         let (reply, answer) = oneshot::channel();
         self.0[&slot]
@@ -79,44 +102,82 @@ enum SlotCmd {
     Stop(oneshot::Sender<()>),
 }
 
-/// Owns one slot's process: starts and restarts it on request, restarts it when it dies.
+/// Owns one slot's process and listening socket.
 struct SlotActor {
     slot: Slot,
     me: SelfCommand,
     notify_path: PathBuf,
     socket: UnixDatagram,
+    listener: Held,
     ready_timeout: Duration,
 }
 
+/// The slot's process, and since when it has been ready.
+struct Running {
+    child: Child,
+    ready_at: Instant,
+}
+
+fn backoff(failures: u32) -> Duration {
+    RESTART_FIRST
+        .saturating_mul(1u32 << failures.min(16))
+        .min(RESTART_MAX)
+}
+
 impl SlotActor {
-    async fn run(self, mut commands: mpsc::Receiver<SlotCmd>) {
-        let mut child: Option<Child> = None;
+    async fn run(mut self, mut commands: mpsc::Receiver<SlotCmd>) {
+        let mut running: Option<Running> = None;
+        // When the next start is due after a death or a failed start, and how many of those
+        // came in a row (the backoff's exponent).
+        let mut retry: Option<Instant> = None;
+        let mut failures = 0u32;
         let mut buf = vec![0u8; 4096];
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(SlotCmd::Restart(reply)) => {
-                        let result = self.start(&mut child).await;
+                        let result = self.start(&mut running).await;
+                        retry = match &result {
+                            Ok(()) => {
+                                failures = 0;
+                                None
+                            }
+                            Err(why) => Some(self.failed(why, &mut failures)),
+                        };
                         let _ = reply.send(result);
                     }
                     Some(SlotCmd::Stop(reply)) => {
-                        if let Some(c) = child.as_mut() {
-                            child::stop(c, Signal::SIGTERM, Duration::from_secs(10)).await;
+                        if let Some(r) = running.as_mut() {
+                            child::stop(&mut r.child, Signal::SIGTERM, STOP_GRACE).await;
                         }
                         let _ = reply.send(());
                         return;
                     }
                     None => return,
                 },
-                status = wait(&mut child) => {
-                    say(&format!("{} exited unexpectedly ({}); restarting it in 200 ms", self.slot, child::describe(status)));
-                    child = None;
-                    // As systemd's RestartSec: a pause, so a slot that dies at once does
-                    // not spin.
-                    sleep(Duration::from_millis(200)).await;
-                    if let Err(why) = self.start(&mut child).await {
-                        say(&format!("{} did not come back: {why}", self.slot));
+                (status, ready_at) = wait(&mut running) => {
+                    running = None;
+                    if ready_at.elapsed() >= STABLE {
+                        failures = 0;
                     }
+                    let pause = backoff(failures);
+                    failures += 1;
+                    say(&format!(
+                        "{} exited unexpectedly ({}); starting it again in {} ms",
+                        self.slot,
+                        child::describe(status),
+                        pause.as_millis()
+                    ));
+                    retry = Some(Instant::now() + pause);
+                }
+                () = sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() => {
+                    retry = match self.start(&mut running).await {
+                        Ok(()) => {
+                            say(&format!("{} is back", self.slot));
+                            None
+                        }
+                        Err(why) => Some(self.failed(&why, &mut failures)),
+                    };
                 }
                 // Drain STATUS=, STOPPING=1 and the like between starts.
                 _ = self.socket.recv(&mut buf) => {}
@@ -124,14 +185,40 @@ impl SlotActor {
         }
     }
 
-    /// Stops the running process, if any, and starts a new one; Ok once it sent READY=1.
-    async fn start(&self, child: &mut Option<Child>) -> Result<(), String> {
-        if let Some(mut old) = child.take() {
-            child::stop(&mut old, Signal::SIGTERM, Duration::from_secs(10)).await;
+    /// Says why a start failed; returns when the next one is due.
+    fn failed(&self, why: &str, failures: &mut u32) -> Instant {
+        let pause = backoff(*failures);
+        *failures += 1;
+        say(&format!(
+            "{} did not come back: {why}; trying again in {} ms ({} failures in a row)",
+            self.slot,
+            pause.as_millis(),
+            failures
+        ));
+        Instant::now() + pause
+    }
+
+    /// Stops the running process, if any, and starts a new one on the held socket; Ok once
+    /// it sent READY=1.
+    async fn start(&mut self, running: &mut Option<Running>) -> Result<(), String> {
+        if let Some(mut old) = running.take() {
+            child::stop(&mut old.child, Signal::SIGTERM, STOP_GRACE).await;
         }
+        let addr = self.listener.addr();
+        let fd = self.listener.fd().map_err(|e| {
+            format!("cannot listen on {addr}: {e}; hint: is another server using the port? (`ss -ltnp 'sport = :{}'`)", addr.port())
+        })?;
         let mut buf = vec![0u8; 4096];
         while self.socket.try_recv(&mut buf).is_ok() {}
-        let mut cmd = self.me.command(&["serve", "--slot", self.slot.as_str()]);
+        let fd_arg = fd.to_string();
+        let mut cmd = self.me.command(&[
+            "serve",
+            "--slot",
+            self.slot.as_str(),
+            "--listen-fd",
+            &fd_arg,
+        ]);
+        listeners::pass(&mut cmd, fd);
         cmd.env("NOTIFY_SOCKET", &self.notify_path);
         let mut new = cmd.spawn().map_err(|e| format!("cannot start: {e}"))?;
         let deadline = sleep(self.ready_timeout);
@@ -142,7 +229,7 @@ impl SlotActor {
                     let Ok(n) = received else { continue };
                     let message = String::from_utf8_lossy(&buf[..n]);
                     if message.lines().any(|l| l == "READY=1") {
-                        *child = Some(new);
+                        *running = Some(Running { child: new, ready_at: Instant::now() });
                         return Ok(());
                     }
                 }
@@ -158,9 +245,10 @@ impl SlotActor {
     }
 }
 
-async fn wait(child: &mut Option<Child>) -> Option<ExitStatus> {
-    match child {
-        Some(c) => c.wait().await.ok(),
+/// Waits for the running slot to exit; never returns while none runs.
+async fn wait(running: &mut Option<Running>) -> (Option<ExitStatus>, Instant) {
+    match running {
+        Some(r) => (r.child.wait().await.ok(), r.ready_at),
         None => std::future::pending().await,
     }
 }

@@ -62,12 +62,28 @@ impl Load {
     /// Starts `n` clients of each kind in `kinds` against `addr`; each one posts to every
     /// path of `paths` in turn, starting at a different one.
     pub fn start_paths(addr: SocketAddr, kinds: &[Client], n: usize, paths: &[&str]) -> Load {
+        let kinds = kinds.iter().flat_map(|kind| std::iter::repeat_n(*kind, n));
+        Load::spawn(addr, kinds, paths)
+    }
+
+    /// The load issue 8 measures with: 16 plain keep-alive clients and 8 that open a
+    /// connection per request (`Connection: close`), all posting to `/`.
+    pub fn issue8(addr: SocketAddr) -> Load {
+        Load::mixed(addr, &[(Client::KeepAlive, 16), (Client::Fresh, 8)])
+    }
+
+    /// Starts, for each `(kind, n)`, `n` clients of that kind against `addr`, all posting
+    /// to `/`.
+    pub fn mixed(addr: SocketAddr, mix: &[(Client, usize)]) -> Load {
+        let kinds = mix.iter().flat_map(|(kind, n)| std::iter::repeat_n(*kind, *n));
+        Load::spawn(addr, kinds, &["/"])
+    }
+
+    fn spawn(addr: SocketAddr, kinds: impl Iterator<Item = Client>, paths: &[&str]) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
         let paths: Arc<Vec<String>> = Arc::new(paths.iter().map(|p| p.to_string()).collect());
         let threads = kinds
-            .iter()
-            .flat_map(|kind| std::iter::repeat_n(*kind, n))
             .enumerate()
             .map(|(i, kind)| {
                 let stop = stop.clone();

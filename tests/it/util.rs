@@ -167,6 +167,46 @@ impl Env {
         post(self.public, EXAMPLE)
     }
 
+    /// The pids of this environment's processes whose command line holds `pattern` (and this
+    /// environment's config file, which `up` passes to every `bluegreen` it starts).
+    pub fn pids(&self, pattern: &str) -> Vec<i32> {
+        let config = self.config.display().to_string();
+        processes()
+            .into_iter()
+            .filter(|(_, cmdline)| cmdline.contains(&config) && cmdline.contains(pattern))
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
+    /// The pid of the process that serves `slot`; panics if there is none.
+    pub fn slot_pid(&self, slot: &str) -> i32 {
+        let pids = self.pids(&format!("serve --slot {slot} "));
+        assert_eq!(pids.len(), 1, "one process serves {slot}: {pids:?}");
+        pids[0]
+    }
+
+    /// The pid of `up`'s NGINX master, from its pid file.
+    pub fn nginx_master(&self) -> i32 {
+        read(&self.state().join("nginx/nginx.pid"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Every NGINX process of this environment, master and workers alike: the members of
+    /// the process groups of the masters that ran here (`up` starts each NGINX as the leader
+    /// of a group of its own).
+    pub fn nginx_processes(&self, masters: &[i32]) -> Vec<i32> {
+        processes()
+            .into_iter()
+            .filter(|(pid, cmdline)| {
+                cmdline.starts_with("nginx:")
+                    && process_group(*pid).is_some_and(|g| masters.contains(&g))
+            })
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
     pub fn status_json(&self) -> serde_json::Value {
         serde_json::from_str(&self.ok(&["status", "--json"])).unwrap()
     }
@@ -195,6 +235,37 @@ impl Env {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Every process with its command line (arguments joined by spaces).
+pub fn processes() -> Vec<(i32, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            Some((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")))
+        })
+        .collect()
+}
+
+/// A process's group, from `/proc/PID/stat`.
+pub fn process_group(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+/// Sends SIGKILL, as `kill -9` does.
+pub fn kill9(pid: i32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
 }
 
 /// A command's standard output as text.

@@ -3,5 +3,7 @@
 
 mod deploy_kill;
 mod deploy_write;
+mod nginx_crash;
 mod nginx_errors;
 mod nginx_retry;
+mod slot_crash;
