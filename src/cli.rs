@@ -56,6 +56,10 @@ pub enum Command {
     Deploy(DeployArgs),
     /// Move traffic back to the resting slot, which still serves the previous model.
     Rollback(RollbackArgs),
+    /// Apply a configuration change: check it, then restart the slots one at a time, the
+    /// resting one first, each until it sent READY=1 and answers a probe. Nothing is
+    /// restarted when a check fails.
+    Restart,
     /// Show the slots, their models and health, the data, and the last deploys.
     Status(StatusArgs),
     /// Print the NGINX site configuration for this config.

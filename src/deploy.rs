@@ -671,8 +671,9 @@ impl<'a> Deployer<'a> {
         }
     }
 
-    /// Step 5: the slot names `candidate`'s version and predicts exactly what it does.
-    fn probe(&self, slot: Slot, candidate: &Artifact) -> Result<(), ProbeError> {
+    /// Step 5: the slot names `candidate`'s version and predicts exactly what it does. Also
+    /// what `bluegreen restart` asks of a restarted slot.
+    pub fn probe(&self, slot: Slot, candidate: &Artifact) -> Result<(), ProbeError> {
         let addr = self.config.slot_addr(slot);
         let unreachable = |method, path| {
             move |source| ProbeError::Unreachable {

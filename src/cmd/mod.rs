@@ -19,6 +19,7 @@ mod add_data;
 mod deploy;
 mod init;
 mod nginx_site;
+mod restart;
 mod rollback;
 pub(crate) mod serve;
 mod status;
@@ -37,6 +38,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::AddData(args) => add_data::execute(&config, &args),
         Command::Deploy(args) => deploy::execute(&config, &args),
         Command::Rollback(args) => rollback::execute(&config, &args),
+        Command::Restart => restart::execute(&config),
         Command::Status(args) => status::execute(&config, &args),
         Command::NginxSite => nginx_site::execute(&config),
     }

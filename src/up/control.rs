@@ -38,7 +38,9 @@ pub async fn serve(listener: UnixListener, slots: Slots) {
             let answer = match line.trim().split_once(' ') {
                 Some(("restart", name)) => match name.parse::<Slot>() {
                     Ok(slot) => {
-                        say(&format!("restarting {slot} for a deploy"));
+                        say(&format!(
+                            "restarting {slot}, as asked on the control socket"
+                        ));
                         match slots.restart(slot).await {
                             Ok(()) => "ok".to_string(),
                             Err(why) => format!("error {why}"),

@@ -75,7 +75,9 @@ impl Load {
     /// Starts, for each `(kind, n)`, `n` clients of that kind against `addr`, all posting
     /// to `/`.
     pub fn mixed(addr: SocketAddr, mix: &[(Client, usize)]) -> Load {
-        let kinds = mix.iter().flat_map(|(kind, n)| std::iter::repeat_n(*kind, *n));
+        let kinds = mix
+            .iter()
+            .flat_map(|(kind, n)| std::iter::repeat_n(*kind, *n));
         Load::spawn(addr, kinds, &["/"])
     }
 

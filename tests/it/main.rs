@@ -10,6 +10,7 @@ mod deploy;
 mod faults;
 mod flips;
 mod load;
+mod restart;
 mod serve;
 mod status;
 mod train;

@@ -1,0 +1,108 @@
+//! `bluegreen restart`: applies a configuration change to the running slots (issue 8 §3).
+//!
+//! It checks first and touches nothing if anything is wrong; then it restarts the slots one
+//! at a time, the resting one first, so that a slot that cannot start on the new
+//! configuration is found while the active one still serves. Each restart waits for
+//! `READY=1` (the supervisor's restart returns only then) and a probe of the slot itself:
+//! `/readyz` names its model, and a prediction equals the artifact's own. The supervisor is
+//! whoever runs the slots: `bluegreen up` over its control socket, or systemd
+//! (`systemctl restart bluegreen@<slot>.service`).
+//!
+//! No request fails meanwhile: while a slot restarts, its listening socket stays open (held
+//! by `bluegreen@.socket` or by `up`), and NGINX resends a request that a stopping slot closed
+//! before answering (`tests/it/restart.rs`, bench/run section 6).
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+
+use crate::config::Config;
+use crate::deploy::Deployer;
+use crate::layout::Layout;
+use crate::model::Artifact;
+use crate::slot::Slot;
+use crate::state::State;
+use crate::supervisor::{self, Supervisor};
+
+pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
+    let layout = Layout::new(&config.state_dir);
+    let supervisor = supervisor::detect(config, &layout);
+    preflight(config, supervisor.as_ref())?;
+    let deployer = Deployer::new(config, supervisor.as_ref(), &super::say);
+    // A deploy restarts and flips slots: the two must not interleave. And a switch that was
+    // interrupted is finished first, so that the active slot is the one NGINX routes to.
+    let _lock = deployer.lock(config.lock_timeout())?;
+    if let Some(record) = deployer.reconcile()? {
+        super::say(&format!(
+            "reconciled an interrupted {} first: {}",
+            record.action,
+            record.reason.as_deref().unwrap_or(record.outcome.as_str())
+        ));
+    }
+    let state = State::read(config)?;
+    let active = state
+        .active()
+        .context("no slot is active; hint: run `bluegreen init`")?;
+    let started = Instant::now();
+    for (slot, role) in [(active.other(), "resting"), (active, "active")] {
+        super::say(&format!(
+            "restarting {slot} ({role}) through {} and waiting for READY=1",
+            supervisor.name()
+        ));
+        let model = model(&state, slot)?;
+        supervisor
+            .restart(slot)
+            .with_context(|| format!("restart stopped at {slot} ({role})"))?;
+        deployer.probe(slot, &model).with_context(|| {
+            format!(
+                "{slot} ({role}) restarted but does not serve {}",
+                model.version
+            )
+        })?;
+        super::say(&format!("{slot} is ready and serves {}", model.version));
+    }
+    println!(
+        "restarted {} (resting), then {active} (active), in {} ms",
+        active.other(),
+        started.elapsed().as_millis()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What must hold before a restart touches anything.
+fn preflight(config: &Config, supervisor: &dyn Supervisor) -> anyhow::Result<()> {
+    check(config, supervisor).context("nothing was restarted")
+}
+
+/// The configuration parsed and is valid (`Config::discover` saw to that before this runs),
+/// NGINX accepts its configuration (`nginx -t`), the include names a slot, and each slot's
+/// model loads.
+///
+/// This is what `bluegreen check` validates (issue 8 §3); once that command is on main, the
+/// body of this function is a call to it.
+fn check(config: &Config, supervisor: &dyn Supervisor) -> anyhow::Result<()> {
+    supervisor.nginx().test()?;
+    let state = State::read(config)?;
+    for slot in Slot::ALL {
+        model(&state, slot)?;
+    }
+    Ok(())
+}
+
+/// The model `slot` serves after a restart: the artifact its link points at, which must load
+/// and hold finite numbers, as `serve` requires.
+fn model(state: &State, slot: Slot) -> anyhow::Result<Artifact> {
+    let version = state.version(slot).with_context(|| {
+        format!("slot {slot} has no model; hint: run `bluegreen init`, or `bluegreen deploy`")
+    })?;
+    let model = state
+        .load(version)
+        .with_context(|| format!("slot {slot} could not load its model"))?;
+    if !model.is_finite() {
+        bail!(
+            "slot {slot} could not serve {version}: its parameters are not finite numbers; hint: deploy another model"
+        );
+    }
+    Ok(model)
+}
