@@ -37,9 +37,10 @@ use crate::slot::Slot;
 const RESTART_FIRST: Duration = Duration::from_millis(100);
 /// The pause doubles with every failed start, up to this.
 const RESTART_MAX: Duration = Duration::from_secs(5);
-/// A slot that ran this long before it died starts again after the first pause; one that
-/// died sooner counts as another failure, so a slot that crashes at every start backs off.
-const STABLE: Duration = Duration::from_secs(10);
+/// A slot that ran this long after READY=1 before it died starts again after the first
+/// pause; one that died sooner counts as another failure, so a slot that crashes right after
+/// every start backs off too.
+const STABLE: Duration = Duration::from_secs(1);
 
 /// How long a stopped slot has to finish its requests before it is killed (the unit's
 /// `TimeoutStopSec=`).
