@@ -7,6 +7,7 @@
 //! (its client and server of the control socket) lives in `crate::up::control`.
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -29,11 +30,22 @@ pub enum SupervisorError {
     },
     #[error("slot {slot} did not become ready: {why}")]
     NotReady { slot: Slot, why: String },
+    #[error("unexpected answer {answer:?} from bluegreen up; hint: is it the same version as this bluegreen?")]
+    Answer { answer: String },
+    #[error("config key `{key}` asks for {wanted}, but bluegreen up has held {held} since it started, and restarting slots cannot move it; hint: stop bluegreen up (Ctrl-C) and start it again")]
+    Moved {
+        key: &'static str,
+        held: SocketAddr,
+        wanted: SocketAddr,
+    },
 }
 
 pub trait Supervisor {
     /// Restarts `slot` and returns once it has reported `READY=1`.
     fn restart(&self, slot: Slot) -> Result<(), SupervisorError>;
+    /// Fails if restarting the slots would not apply `config`: some of it is fixed for as
+    /// long as the supervisor runs (`bluegreen restart` asks before it touches anything).
+    fn can_apply(&self, config: &Config) -> Result<(), SupervisorError>;
     /// The NGINX in front of the slots.
     fn nginx(&self) -> &Nginx;
     /// A short name for messages: "systemd" or "bluegreen up".
@@ -73,6 +85,13 @@ impl Supervisor for Systemd {
                 output: String::from_utf8_lossy(&output.stderr).trim().to_string(),
             })
         }
+    }
+
+    /// The socket units hold the slots' addresses, and a slot refuses a socket on any
+    /// address but its configured one (`serve`); NGINX's own configuration has the public
+    /// port, which `nginx -t` checks.
+    fn can_apply(&self, _config: &Config) -> Result<(), SupervisorError> {
+        Ok(())
     }
 
     fn nginx(&self) -> &Nginx {

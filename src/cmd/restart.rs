@@ -70,8 +70,12 @@ pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What must hold before a restart touches anything.
+/// What must hold before a restart touches anything: the supervisor can apply the
+/// configuration by restarting slots, and the checks below.
 fn preflight(config: &Config, supervisor: &dyn Supervisor) -> anyhow::Result<()> {
+    supervisor
+        .can_apply(config)
+        .context("nothing was restarted")?;
     check(config, supervisor).context("nothing was restarted")
 }
 

@@ -3,9 +3,12 @@
 //! a slot. That the socket answers is also how they know `up` runs this state folder.
 //!
 //! Both halves of the protocol live here. One request per connection, one line each way:
-//! `restart <slot>` is answered `ok` once the slot sent `READY=1`, or `error <why>`.
+//! - `restart <slot>` is answered `ok` once the slot sent `READY=1`, or `error <why>`;
+//! - `addresses` is answered `ok blue=<addr> green=<addr> public=<addr>`: the listening
+//!   sockets `up` has held since it started, which a slot restart cannot move.
 
 use std::io::{self, BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,8 +24,47 @@ use crate::nginx::Nginx;
 use crate::slot::Slot;
 use crate::supervisor::{Supervisor, SupervisorError};
 
+/// The listening sockets `up` holds, by the config key that named them at its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addresses {
+    pub blue: SocketAddr,
+    pub green: SocketAddr,
+    pub public: SocketAddr,
+}
+
+impl Addresses {
+    /// What `up` binds for `config`.
+    pub fn of(config: &Config) -> Addresses {
+        Addresses {
+            blue: config.slot_addr(Slot::Blue),
+            green: config.slot_addr(Slot::Green),
+            public: super::nginx::public_listen_addr(config),
+        }
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "blue={} green={} public={}",
+            self.blue, self.green, self.public
+        )
+    }
+
+    fn parse(line: &str) -> Option<Addresses> {
+        let mut fields = line.split(' ').map(|f| f.split_once('='));
+        let mut next = |name: &str| match fields.next()? {
+            Some((n, addr)) if n == name => addr.parse().ok(),
+            _ => None,
+        };
+        Some(Addresses {
+            blue: next("blue")?,
+            green: next("green")?,
+            public: next("public")?,
+        })
+    }
+}
+
 /// Answers requests on `listener` until the task is dropped.
-pub async fn serve(listener: UnixListener, slots: Slots) {
+pub async fn serve(listener: UnixListener, slots: Slots, held: Addresses) {
     while let Ok((stream, _)) = listener.accept().await {
         let slots = slots.clone();
         tokio::spawn(async move {
@@ -48,6 +90,7 @@ pub async fn serve(listener: UnixListener, slots: Slots) {
                     }
                     Err(e) => format!("error {e}"),
                 },
+                None if line.trim() == "addresses" => format!("ok {}", held.line()),
                 _ if line.trim().is_empty() => return,
                 _ => format!("error unknown command {:?}", line.trim()),
             };
@@ -78,8 +121,9 @@ impl Client {
     }
 }
 
-impl Supervisor for Client {
-    fn restart(&self, slot: Slot) -> Result<(), SupervisorError> {
+impl Client {
+    /// Sends one request line; returns the answer line without its end.
+    fn ask(&self, request: &str) -> Result<String, SupervisorError> {
         let control = |source: io::Error| SupervisorError::Control {
             path: self.socket.clone(),
             source,
@@ -88,13 +132,20 @@ impl Supervisor for Client {
         stream
             .set_read_timeout(Some(self.timeout))
             .map_err(control)?;
-        writeln!(stream, "restart {slot}").map_err(control)?;
+        writeln!(stream, "{request}").map_err(control)?;
         let mut answer = String::new();
         BufReader::new(stream)
             .read_line(&mut answer)
             .map_err(control)?;
-        match answer.trim_end().split_once(' ') {
-            _ if answer.trim_end() == "ok" => Ok(()),
+        Ok(answer.trim_end().to_string())
+    }
+}
+
+impl Supervisor for Client {
+    fn restart(&self, slot: Slot) -> Result<(), SupervisorError> {
+        let answer = self.ask(&format!("restart {slot}"))?;
+        match answer.split_once(' ') {
+            _ if answer == "ok" => Ok(()),
             Some(("error", why)) => Err(SupervisorError::NotReady {
                 slot,
                 why: why.to_string(),
@@ -106,11 +157,50 @@ impl Supervisor for Client {
         }
     }
 
+    /// `up` binds the slots' and the public socket once, at its start: a configuration that
+    /// moves one of them cannot be applied by restarting slots.
+    fn can_apply(&self, config: &Config) -> Result<(), SupervisorError> {
+        let answer = self.ask("addresses")?;
+        let held = answer
+            .strip_prefix("ok ")
+            .and_then(Addresses::parse)
+            .ok_or_else(|| SupervisorError::Answer {
+                answer: answer.clone(),
+            })?;
+        let wanted = Addresses::of(config);
+        for (key, held, wanted) in [
+            ("slots.blue", held.blue, wanted.blue),
+            ("slots.green", held.green, wanted.green),
+            ("public_port", held.public, wanted.public),
+        ] {
+            if held != wanted {
+                return Err(SupervisorError::Moved { key, held, wanted });
+            }
+        }
+        Ok(())
+    }
+
     fn nginx(&self) -> &Nginx {
         &self.nginx
     }
 
     fn name(&self) -> &'static str {
         "bluegreen up"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_round_trip_through_their_line() {
+        let held = Addresses::of(&Config::default());
+        assert_eq!(Addresses::parse(&held.line()), Some(held));
+        assert_eq!(Addresses::parse("blue=127.0.0.1:1 green=127.0.0.1:2"), None);
+        assert_eq!(
+            Addresses::parse("green=127.0.0.1:2 blue=127.0.0.1:1 public=0.0.0.0:3"),
+            None
+        );
     }
 }

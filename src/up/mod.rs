@@ -87,7 +87,11 @@ pub async fn run(config: &Config, layout: Layout, nginx: Nginx) -> anyhow::Resul
     let front = tokio::spawn(front.supervise(stopped));
     let listener = UnixListener::bind(&control)
         .with_context(|| format!("cannot bind the control socket {}", control.display()))?;
-    tokio::spawn(control::serve(listener, slots.clone()));
+    tokio::spawn(control::serve(
+        listener,
+        slots.clone(),
+        control::Addresses::of(config),
+    ));
     let wake = Arc::new(Notify::new());
     watch::watch_data(&layout, wake.clone())?;
     let trainer = tokio::spawn(trainer::run(me.clone(), wake.clone()));

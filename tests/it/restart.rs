@@ -74,6 +74,23 @@ fn restart_refuses_a_bad_config_and_restarts_nothing() {
     );
     std::fs::write(&site, site_text).unwrap();
 
+    // `up` has held green's socket since it started: a restart cannot move it.
+    let moved = crate::util::free_port();
+    let green = env.green.to_string();
+    std::fs::write(
+        &env.config,
+        good.replace(&green, &format!("127.0.0.1:{moved}")),
+    )
+    .unwrap();
+    let err = env.fails(&["restart"], 1);
+    assert!(
+        err.contains(&format!(
+            "config key `slots.green` asks for 127.0.0.1:{moved}, but bluegreen up has held {green}"
+        )) && err.contains("hint: stop bluegreen up"),
+        "{err}"
+    );
+    std::fs::write(&env.config, &good).unwrap();
+
     std::thread::sleep(Duration::from_millis(300));
     assert_no_failures(&load.finish());
     assert_eq!(
