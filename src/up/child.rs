@@ -25,6 +25,8 @@ pub struct SelfCommand {
 }
 
 impl SelfCommand {
+    /// This executable (resolved once: a later upgrade replaces the file at that path, and
+    /// the next child runs the new one) and the config file `up` was started with.
     pub fn new(config: &Config) -> anyhow::Result<SelfCommand> {
         Ok(SelfCommand {
             exe: std::env::current_exe().context("cannot find the bluegreen executable")?,

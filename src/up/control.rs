@@ -112,6 +112,7 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client for the `up` of `layout`'s state folder, whose NGINX is `up`'s own.
     pub fn new(config: &Config, layout: &Layout) -> Client {
         Client {
             socket: layout.control_socket(),

@@ -31,6 +31,7 @@ impl Held {
         }
     }
 
+    /// The address it listens on (or will, once bound).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

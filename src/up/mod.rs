@@ -55,36 +55,12 @@ pub(crate) fn say(line: &str) {
 pub async fn run(config: &Config, layout: Layout, nginx: Nginx) -> anyhow::Result<ExitCode> {
     let me = SelfCommand::new(config)?;
     // First, so that a port someone else holds stops `up` before anything started.
-    let mut front = nginx::Front::bind(config, nginx)?;
+    let front = nginx::Front::bind(config, nginx)?;
+    let wake = Arc::new(Notify::new());
+    watch::watch_data(&layout, wake.clone())?;
+    let slots = Slots::spawn(config, &layout, &me)?;
     let control = layout.control_socket();
     let _ = std::fs::remove_file(&control);
-    let slots = Slots::spawn(config, &layout, &me)?;
-    let active = State::read(config)?.active().unwrap_or(Slot::Blue);
-    let started = Instant::now();
-    say(&format!(
-        "starting {active} (active) and waiting for READY=1"
-    ));
-    if let Err(why) = slots.restart(active).await {
-        slots.stop().await;
-        bail!("the active slot {active} did not start: {why}");
-    }
-    // The resting slot is not needed to serve; without it only a rollback is impossible,
-    // and the next deploy restarts it anyway. So it is a warning, not a failure.
-    let resting = active.other();
-    say(&format!(
-        "starting {resting} (resting) and waiting for READY=1"
-    ));
-    if let Err(why) = slots.restart(resting).await {
-        say(&format!(
-            "warning: the resting slot {resting} did not start: {why}; serving from {active} alone until the next deploy"
-        ));
-    }
-    if let Err(e) = front.start(Some(active)).await {
-        slots.stop().await;
-        return Err(e);
-    }
-    let (stop_nginx, stopped) = oneshot::channel();
-    let front = tokio::spawn(front.supervise(stopped));
     let listener = UnixListener::bind(&control)
         .with_context(|| format!("cannot bind the control socket {}", control.display()))?;
     tokio::spawn(control::serve(
@@ -92,8 +68,49 @@ pub async fn run(config: &Config, layout: Layout, nginx: Nginx) -> anyhow::Resul
         slots.clone(),
         control::Addresses::of(config),
     ));
-    let wake = Arc::new(Notify::new());
-    watch::watch_data(&layout, wake.clone())?;
+    let outcome = serve(config, &me, &slots, front, wake).await;
+    // Whatever happened, no slot outlives `up`, and no socket file names it.
+    slots.stop().await;
+    let _ = std::fs::remove_file(&control);
+    for slot in Slot::ALL {
+        let _ = std::fs::remove_file(layout.notify_socket(slot));
+    }
+    outcome?;
+    say("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the slots (the active one first), NGINX and the trainer; serves until SIGINT or
+/// SIGTERM; then stops the trainer and NGINX. The caller stops the slots.
+async fn serve(
+    config: &Config,
+    me: &SelfCommand,
+    slots: &Slots,
+    mut front: nginx::Front,
+    wake: Arc<Notify>,
+) -> anyhow::Result<()> {
+    let active = State::read(config)?.active().unwrap_or(Slot::Blue);
+    let started = Instant::now();
+    say(&format!(
+        "starting {active} (active) and waiting for READY=1"
+    ));
+    if let Err(why) = slots.restart(active).await {
+        bail!("the active slot {active} did not start: {why}");
+    }
+    // The resting slot is not needed to serve; without it only a rollback is impossible,
+    // and its supervisor keeps trying to start it. So it is a warning, not a failure.
+    let resting = active.other();
+    say(&format!(
+        "starting {resting} (resting) and waiting for READY=1"
+    ));
+    if let Err(why) = slots.restart(resting).await {
+        say(&format!(
+            "warning: the resting slot {resting} did not start: {why}; serving from {active} alone meanwhile"
+        ));
+    }
+    front.start(Some(active)).await?;
+    let (stop_nginx, stopped) = oneshot::channel();
+    let front = tokio::spawn(front.supervise(stopped));
     let trainer = tokio::spawn(trainer::run(me.clone(), wake.clone()));
     wake.notify_one();
     say(&format!(
@@ -113,11 +130,5 @@ pub async fn run(config: &Config, layout: Layout, nginx: Nginx) -> anyhow::Resul
     let _ = trainer.await;
     let _ = stop_nginx.send(());
     let _ = front.await;
-    slots.stop().await;
-    let _ = std::fs::remove_file(&control);
-    for slot in Slot::ALL {
-        let _ = std::fs::remove_file(layout.notify_socket(slot));
-    }
-    say("stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

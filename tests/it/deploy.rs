@@ -94,7 +94,9 @@ fn up_answers_flips_on_new_data_shows_it_and_rolls_back() {
     let started = Instant::now();
     let out = env.ok(&["rollback"]);
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(1), "rollback took {took:?}");
+    // No timing assertion (PLAN.md): with the fault tests' 24 clients running beside it on
+    // two cores this took up to 3 s; how long a rollback takes is the benchmarks' to say.
+    println!("rollback took {took:?}");
     assert!(
         out.contains(&format!("rolled back to {v1} on blue")),
         "{out}"
