@@ -1,23 +1,29 @@
 //! The slot's HTTP server: the prediction API, health, model info and metrics.
 //!
 //! Error policy: a request that is wrong in any way (bad JSON, wrong row length, a value that
-//! is not a finite number, no rows, too many rows, a body over the limit, a wrong method or
-//! path) gets a 4xx with `{"error": "<what is wrong and where>"}`. Nothing a client sends can
-//! produce a 5xx or a panic: the handler has no fallible step that is not the client's fault.
+//! is not a finite number, no rows, too many rows, a body over the limit or too slow, a wrong
+//! method or path) gets a 4xx with `{"error": "<what is wrong and where>", "hint": "<what to
+//! do>"}`. Nothing a client sends can produce a 5xx or a panic: the handler has no fallible
+//! step that is not the client's fault.
 //!
 //! The request path is lean: the model is loaded once before the server starts and shared
 //! read-only; there are no locks and no file I/O per request; metrics are atomics.
 //!
 //! [`run`] takes the listener and a shutdown future (as mini-redis does), so tests can bind
-//! `127.0.0.1:0` and stop the server when they like.
+//! `127.0.0.1:0` and stop the server when they like; `conn` owns the connections and their
+//! timeouts, `path` how a request's path finds its route.
+
+mod conn;
+mod path;
+
+pub use conn::run;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -26,9 +32,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 
 use crate::data::FEATURES;
 use crate::history::RefusalCount;
@@ -88,9 +94,29 @@ impl AppState {
     }
 }
 
+/// How long a slot waits on a client (issue 8, §9); `limits.header_read_timeout_secs` and
+/// `limits.body_read_timeout_secs` in the config.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// For a request's head, from the moment the connection opens or its previous answer was
+    /// sent; then the connection is closed without an answer.
+    pub header: Duration,
+    /// For the rest of a request, its body, once the head has arrived; then a 408.
+    pub body: Duration,
+}
+
+impl Timeouts {
+    pub fn from_config(config: &crate::config::Config) -> Timeouts {
+        Timeouts {
+            header: config.header_read_timeout(),
+            body: config.body_read_timeout(),
+        }
+    }
+}
+
 /// The service for one slot: its routes inside [`App`]. `max_body_bytes` bounds request
-/// bodies.
-pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> App {
+/// bodies, `timeouts` how long a client may take to send one.
+pub fn router(state: Arc<AppState>, max_body_bytes: usize, timeouts: Timeouts) -> App {
     let routes = Router::new()
         .route("/", post(predict))
         .route("/inference", post(predict))
@@ -102,23 +128,16 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> App {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state.clone());
-    App { routes, state }
-}
-
-/// Serves `app` on `listener` until `shutdown` completes, then lets requests in flight
-/// finish before returning.
-pub async fn run(
-    listener: TcpListener,
-    app: App,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, axum::ServiceExt::into_make_service(app))
-        .with_graceful_shutdown(shutdown)
-        .await
+    App {
+        routes,
+        state,
+        timeouts,
+    }
 }
 
 /// The slot's routes, wrapped so that every answer gets the version and slot headers and is
-/// counted in the metrics (status, latency).
+/// counted in the metrics (status, latency), every path reaches its route in normal form
+/// (`path`), and a request whose body is too slow gets a 408.
 ///
 /// Why not `axum::middleware::from_fn`: a layer runs inside axum's per-request clone of
 /// each route, so every request cloned and boxed the inner service and built a `Next`.
@@ -128,27 +147,51 @@ pub async fn run(
 pub struct App {
     routes: Router,
     state: Arc<AppState>,
+    timeouts: Timeouts,
 }
 
-impl tower_service::Service<Request> for App {
+impl hyper::service::Service<Request<Incoming>> for App {
     type Response = Response;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        tower_service::Service::<Request>::poll_ready(&mut self.routes, cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         let started = Instant::now();
-        let answer = self.routes.call(request);
+        if let Some(uri) = path::normalise_uri(request.uri()) {
+            *request.uri_mut() = uri;
+        }
+        // A Router is always ready (axum docs), and cloning it clones one Arc.
+        let answer = tower_service::Service::call(&mut self.routes.clone(), request);
         let state = self.state.clone();
+        let body_timeout = self.timeouts.body;
         Box::pin(async move {
-            let mut response = answer.await?;
+            // The timer is armed only if the answer is not ready at the first poll, as it
+            // is whenever the body came with the head.
+            let mut response = match tokio::time::timeout(body_timeout, answer).await {
+                Ok(answer) => answer?,
+                Err(_) => body_too_slow(body_timeout),
+            };
             observe(&state, started, &mut response);
             Ok(response)
         })
     }
+}
+
+/// The 408 for a request whose body did not arrive within `waited`. The connection is closed
+/// after it: the rest of that body may still be on its way.
+fn body_too_slow(waited: Duration) -> Response {
+    let mut response = ApiError(
+        StatusCode::REQUEST_TIMEOUT,
+        format!(
+            "the request body did not arrive within {} s (limits.body_read_timeout_secs)",
+            waited.as_secs()
+        ),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// A client error: its status and the message the client sees.
@@ -156,9 +199,26 @@ struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
+        let hint = hint(self.0);
+        (self.0, axum::Json(json!({ "error": self.1, "hint": hint }))).into_response()
     }
 }
+
+/// What to do next, by the kind of error: the message says what is wrong and where.
+fn hint(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            "send fewer rows per request (limits.max_rows, limits.max_body_bytes)"
+        }
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => ROUTES,
+        StatusCode::REQUEST_TIMEOUT => "send the whole request at once",
+        _ => "send {\"data\": [row, ...]}: each row a list of numbers in the order GET /model lists the features, or an object keyed by feature name",
+    }
+}
+
+/// The routes, for the hint of a 404 or 405.
+const ROUTES: &str =
+    "predictions are POST / or POST /inference; GET /healthz, /readyz, /model, /metrics";
 
 fn unprocessable(message: String) -> ApiError {
     ApiError(StatusCode::UNPROCESSABLE_ENTITY, message)
@@ -497,20 +557,21 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
-async fn method_not_allowed() -> ApiError {
+async fn method_not_allowed(request: Request) -> ApiError {
     ApiError(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method not allowed: predictions are POST / or POST /inference; GET /healthz, /readyz, /model, /metrics".to_string(),
+        format!(
+            "method {} not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
     )
 }
 
 async fn not_found(request: Request) -> ApiError {
     ApiError(
         StatusCode::NOT_FOUND,
-        format!(
-            "no such path {:?}: predictions are POST / or POST /inference; GET /healthz, /readyz, /model, /metrics",
-            request.uri().path()
-        ),
+        format!("no such path {:?}", request.uri().path()),
     )
 }
 #[cfg(test)]

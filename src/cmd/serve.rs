@@ -81,7 +81,11 @@ pub fn execute(config: &Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let version = model.version.clone();
         let state = AppState::new(model, slot, config.limits.max_rows);
         count_refusals(&layout, state.clone());
-        let router = server::router(state, config.limits.max_body_bytes);
+        let router = server::router(
+            state,
+            config.limits.max_body_bytes,
+            server::Timeouts::from_config(config),
+        );
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let shutdown = async move {

@@ -10,6 +10,7 @@ mod deploy;
 mod faults;
 mod flips;
 mod load;
+mod paths;
 mod restart;
 mod serve;
 mod status;

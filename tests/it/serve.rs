@@ -154,22 +154,34 @@ fn every_bad_request_gets_a_4xx_json_error_that_says_what_and_where() {
             error.contains(message),
             "{body:.80}: {error:?} lacks {message:?}"
         );
+        assert!(
+            json["hint"].as_str().is_some_and(|h| !h.is_empty()),
+            "{body:.80}: no hint in {json}"
+        );
         assert!(r.header("x-model-version").is_some());
     }
-    for (method, path, status) in [
-        ("GET", "/", 405),
-        ("PUT", "/inference", 405),
-        ("POST", "/readyz", 405),
-        ("GET", "/nope", 404),
+    for (method, path, status, message) in [
+        ("GET", "/", 405, "method GET not allowed on /"),
+        (
+            "PUT",
+            "/inference",
+            405,
+            "method PUT not allowed on /inference",
+        ),
+        ("POST", "/readyz", 405, "method POST not allowed on /readyz"),
+        ("GET", "/nope", 404, "no such path \"/nope\""),
+        ("POST", "//nope/", 404, "no such path \"/nope\""),
     ] {
         let r = crate::util::request(addr, method, path, "");
         assert_eq!(r.status, status, "{method} {path}");
+        let json = r.json().unwrap();
         assert!(
-            r.json().unwrap()["error"]
-                .as_str()
-                .unwrap()
-                .contains("POST /"),
-            "{method} {path}"
+            json["error"].as_str().unwrap().contains(message),
+            "{method} {path}: {json}"
+        );
+        assert!(
+            json["hint"].as_str().unwrap().contains("POST /"),
+            "{method} {path}: {json}"
         );
     }
     let metrics = String::from_utf8(get(addr, "/metrics").body).unwrap();

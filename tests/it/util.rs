@@ -396,6 +396,12 @@ pub fn assert_json_error(r: &http::Response, status: u16, what: &str) -> String 
 /// A `bluegreen serve` process, killed when dropped, so a failed assertion leaves none behind.
 pub struct Served(pub Option<Child>);
 
+impl Served {
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.0.as_ref().unwrap().id() as i32)
+    }
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         if let Some(mut child) = self.0.take() {

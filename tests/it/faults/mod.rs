@@ -7,3 +7,5 @@ mod nginx_crash;
 mod nginx_errors;
 mod nginx_retry;
 mod slot_crash;
+mod slot_shutdown;
+mod slow_clients;

@@ -1,0 +1,111 @@
+//! Slow clients cannot hold a slot's connection forever (issue 8, §9): a slot closes a
+//! connection whose request head has not arrived within `limits.header_read_timeout_secs`
+//! (trickled headers, or nothing at all), and answers 408 to a body that has not arrived within
+//! `limits.body_read_timeout_secs`, while other clients are served as usual.
+
+use std::io::{BufReader, ErrorKind, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bluegreen::http;
+
+use crate::load::{assert_no_failures, Client, Load};
+use crate::util::{assert_json_error, serve, stop, Env, EXAMPLE};
+
+/// Longer than any timeout in the test's config: a connection still open by then is held.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// True once the server has closed `stream`: a read sees end of file or a reset.
+fn closed(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    stream.set_nonblocking(true).unwrap();
+    let closed = match stream.peek(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != ErrorKind::WouldBlock,
+    };
+    stream.set_nonblocking(false).unwrap();
+    closed
+}
+
+/// A client that sends `bytes` one at a time, `gap` apart, and never more than `bytes`;
+/// returns how many it had sent when the server closed the connection, or panics after
+/// PATIENCE if the server never did.
+fn trickle(addr: SocketAddr, bytes: &'static [u8], gap: Duration) -> JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        let started = Instant::now();
+        let mut sent = 0;
+        while started.elapsed() < PATIENCE {
+            if closed(&stream) {
+                return sent;
+            }
+            if sent < bytes.len() {
+                if stream.write_all(&bytes[sent..sent + 1]).is_err() {
+                    return sent;
+                }
+                sent += 1;
+            }
+            std::thread::sleep(gap);
+        }
+        panic!("the slot still holds a slow client's connection after {PATIENCE:?}");
+    })
+}
+
+#[test]
+fn a_slot_closes_slow_and_silent_connections_and_answers_a_slow_body_with_408() {
+    let env = Env::with_extra("[limits]\nheader_read_timeout_secs = 3\nbody_read_timeout_secs = 1");
+    env.ok(&["init"]);
+    let (slot, addr) = serve(&env, None);
+    let load = Load::start(addr, &[Client::Fresh, Client::KeepAlive], 2);
+
+    // Slowloris: heads trickled a byte every 100 ms (40 s to finish), and connections that
+    // send nothing at all.
+    const HEAD: &[u8] = b"POST / HTTP/1.1\r\nHost: slot\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let slowloris: Vec<_> = (0..10)
+        .map(|_| trickle(addr, HEAD, Duration::from_millis(100)))
+        .chain((0..10).map(|_| trickle(addr, b"", Duration::from_millis(100))))
+        .collect();
+    for client in slowloris {
+        let sent = client.join().unwrap();
+        assert!(
+            sent < HEAD.len(),
+            "the head was never whole, yet the slot waited for it"
+        );
+    }
+
+    // A whole head, then the body a byte every 300 ms: a 408 in JSON, and the connection closed.
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: slot\r\nContent-Length: {}\r\n\r\n",
+        EXAMPLE.len()
+    )
+    .unwrap();
+    let reader = stream.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        for byte in EXAMPLE.as_bytes() {
+            if stream.write_all(&[*byte]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let r = http::read_response(&mut BufReader::new(&reader)).unwrap();
+    let error = assert_json_error(&r, 408, "a slow body");
+    assert!(
+        error.contains("within 1 s (limits.body_read_timeout_secs)"),
+        "{error}"
+    );
+    assert_eq!(r.header("connection"), Some("close"));
+    drop(reader);
+    writer.join().unwrap();
+
+    let results = load.finish();
+    assert_no_failures(&results);
+    assert!(stop(slot).success());
+}
