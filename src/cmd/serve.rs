@@ -1,7 +1,8 @@
 //! `bluegreen serve --slot blue|green`: one slot's inference server.
 //!
 //! It loads the model through the slot's symlink, binds the slot's loopback address, and
-//! only then tells the supervisor `READY=1` with a `STATUS=` line naming the model, so that
+//! only then tells the supervisor `READY=1` with a `STATUS=` line naming its role (active or
+//! resting, kept current by `status`) and its model, so that
 //! `systemctl restart` (Type=notify) and `bluegreen up` return only for a slot that can
 //! really answer. Under systemd the listening socket may come from `bluegreen@.socket`
 //! (socket activation), under `bluegreen up` from `up` itself (`--listen-fd`); either must be
@@ -23,6 +24,8 @@ use crate::history::RefusalTail;
 use crate::layout::Layout;
 use crate::model::Artifact;
 use crate::server::{self, AppState};
+
+mod status;
 
 pub fn execute(config: &Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let layout = Layout::new(&config.state_dir);
@@ -95,7 +98,7 @@ pub fn execute(config: &Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             }
             let _ = sd_notify::notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
         };
-        let status = format!("serving {version} on {bound}");
+        let status = status::Status::new(config, slot, version, bound).follow();
         super::say(&format!("{slot}: {status}"));
         sd_notify::notify(&[NotifyState::Ready, NotifyState::Status(&status)])
             .context("cannot notify the supervisor (NOTIFY_SOCKET)")?;

@@ -203,7 +203,10 @@ fn ready_is_notified_only_after_the_model_loaded_and_the_socket_is_bound() {
     let n = socket.recv(&mut buf).unwrap();
     let message = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(message.lines().any(|l| l == "READY=1"), "{message}");
-    assert!(message.contains("STATUS=serving v0001-"), "{message}");
+    assert!(
+        message.contains("STATUS=active: serving v0001-"),
+        "{message}"
+    );
     assert!(message.contains(&addr.to_string()), "{message}");
     // READY came after the bind: the very next request is answered.
     assert_eq!(post(addr, EXAMPLE).status, 200);
@@ -231,6 +234,66 @@ fn ready_is_notified_only_after_the_model_loaded_and_the_socket_is_bound() {
         socket.recv(&mut buf).is_err(),
         "no notification from a server that failed"
     );
+}
+
+/// The next `STATUS=` line the slot sends on `socket`.
+fn next_status(socket: &UnixDatagram) -> String {
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = socket.recv(&mut buf).expect("a STATUS= line within 10 s");
+        let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if let Some(line) = message.lines().find_map(|l| l.strip_prefix("STATUS=")) {
+            return line.to_string();
+        }
+    }
+}
+
+#[test]
+fn the_status_line_says_whether_the_slot_is_active_and_follows_every_flip() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let config = bluegreen::config::Config::from_file(&env.config).unwrap();
+    let include = env.state().join("nginx/upstream.conf");
+    let socket_path = env.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (child, addr) = serve(&env, Some(&socket_path));
+    let first = next_status(&socket);
+    assert!(
+        first.starts_with("active: serving v0001-") && first.ends_with(&addr.to_string()),
+        "{first}"
+    );
+    // Flips, as deploy and rollback write the include; the slot keeps running.
+    use bluegreen::slot::Slot;
+    for (active, expected) in [
+        (
+            Slot::Green,
+            "resting (NGINX sends requests to green): serving v0001-",
+        ),
+        (Slot::Blue, "active: serving v0001-"),
+        (
+            Slot::Green,
+            "resting (NGINX sends requests to green): serving v0001-",
+        ),
+    ] {
+        bluegreen::nginx::write_include(&config, &include, active).unwrap();
+        let line = next_status(&socket);
+        assert!(
+            line.starts_with(expected),
+            "after a flip to {active}: {line}"
+        );
+    }
+    std::fs::remove_file(&include).unwrap();
+    let line = next_status(&socket);
+    assert!(line.starts_with("role unknown (no NGINX include"), "{line}");
+    // An include rewritten with the same role sends nothing new: the next line is the change.
+    bluegreen::nginx::write_include(&config, &include, Slot::Blue).unwrap();
+    bluegreen::nginx::write_include(&config, &include, Slot::Blue).unwrap();
+    assert!(next_status(&socket).starts_with("active: "));
+    assert!(stop(child).success());
+    assert_eq!(next_status(&socket), "stopping");
 }
 
 #[test]
