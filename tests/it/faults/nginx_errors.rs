@@ -138,6 +138,11 @@ fn no_slot_answering_is_a_json_502_and_a_slot_that_hangs_a_json_504() {
     env.point_nginx_at(wedged.local_addr().unwrap());
     let error = wait_for_status(&env, 504);
     assert!(error.contains("within 1 s"), "{error}");
+    // One connection for that one request: a slot that took a request and hung is not sent
+    // it again (the retries' window closes when the first answer was due).
+    wedged.set_nonblocking(true).unwrap();
+    let attempts = std::iter::from_fn(|| wedged.accept().ok()).count();
+    assert_eq!(attempts, 1, "attempts at the wedged slot for one request");
     env.point_nginx_at(env.blue);
     wait_for_status_ok(&env);
 }
