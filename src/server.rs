@@ -106,6 +106,7 @@ pub struct Timeouts {
 }
 
 impl Timeouts {
+    /// The timeouts the config sets (`[limits]`).
     pub fn from_config(config: &crate::config::Config) -> Timeouts {
         Timeouts {
             header: config.header_read_timeout(),

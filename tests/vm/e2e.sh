@@ -169,7 +169,7 @@ before_reboot() {
     local overview
     overview=$(systemctl status --no-pager --lines=0 'bluegreen*' 2>&1)
     if grep -q 'bluegreen@blue.service' <<<"$overview" && grep -q 'bluegreen@green.service' <<<"$overview" \
-        && [[ $(grep -c 'Status: "serving' <<<"$overview") -ge 2 ]]; then
+        && [[ $(grep -cE 'Status: "(active|resting)[^"]*: serving' <<<"$overview") -ge 2 ]]; then
         pass "systemctl status 'bluegreen*' shows both slots with their models"
     else
         fail "systemctl status 'bluegreen*' shows both slots with their models"
