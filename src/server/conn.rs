@@ -13,7 +13,7 @@
 //! the site), so no client sees that race.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, Write};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -71,6 +71,10 @@ async fn accept_failed(e: io::Error) {
     ) {
         return;
     }
-    eprintln!("cannot accept a connection: {e}; retrying in 1 s");
+    // Best effort: a closed stderr must not stop the slot.
+    let _ = writeln!(
+        io::stderr().lock(),
+        "cannot accept a connection: {e}; retrying in 1 s"
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
