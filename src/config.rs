@@ -7,19 +7,31 @@
 //! keeps its state beside it whatever the current directory is.
 //!
 //! Values are checked once, here, when the file is read; the rest of the program trusts them.
+//!
+//! This module also owns the **last good configuration** (issue 8 §3): a copy of the last
+//! configuration that passed `bluegreen check` (or that `bluegreen init` set a state folder up
+//! for), saved with every path resolved as `state_dir/config.last-good.toml`. A slot that
+//! starts while the configuration file is bad runs on that copy instead of failing, and says
+//! so (see [`Config::discover_or_last_good`]); a bad edit then never takes serving down.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use crate::fsutil;
 use crate::slot::Slot;
 
 /// Where the packaged configuration lives.
 pub const SYSTEM_CONFIG: &str = "/etc/bluegreen/config.toml";
 /// A configuration in the current directory, as the repository ships for development.
 pub const LOCAL_CONFIG: &str = "bluegreen.toml";
+/// Names the last good configuration when set (`bluegreen@.service` does): a configuration
+/// that does not even parse cannot say where its `state_dir` is.
+pub const LAST_GOOD_ENV: &str = "BLUEGREEN_LAST_GOOD_CONFIG";
+/// The last good configuration's file name, in `state_dir`.
+pub const LAST_GOOD_FILE: &str = "config.last-good.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -33,9 +45,64 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("config key `{key}` is invalid: {why}")]
     Invalid { key: &'static str, why: String },
+    #[error("cannot save the last good configuration as {path}")]
+    Save {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration is bad, and the last good one cannot stand in for it.
+    #[error("{bad}; the last good configuration {path} cannot stand in for it")]
+    NoFallback {
+        bad: Box<ConfigError>,
+        path: PathBuf,
+        #[source]
+        source: Box<ConfigError>,
+    },
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// Why a command runs on the last good configuration instead of the file it was given.
+#[derive(Debug)]
+pub struct Fallback {
+    /// The configuration file that is bad (`None`: no file, which cannot be bad).
+    pub file: Option<PathBuf>,
+    /// What is wrong with it.
+    pub bad: ConfigError,
+    /// The last good configuration, used instead.
+    pub last_good: PathBuf,
+    /// When that was saved (its modification time), as `YYYY-MM-DDTHH:MM:SSZ`.
+    pub saved: Option<String>,
+}
+
+impl Fallback {
+    /// What is wrong, on one line, naming the file.
+    pub fn reason(&self) -> String {
+        let why = error_chain(&self.bad);
+        match &self.file {
+            Some(file) if !why.contains(&file.display().to_string()) => {
+                format!("{}: {why}", file.display())
+            }
+            _ => why,
+        }
+    }
+
+    /// One loud line for the journal, a STATUS= line and `bluegreen status`; `consequence`
+    /// says who runs on the last good configuration ("running on", "slots that start now
+    /// run on").
+    pub fn summary(&self, consequence: &str) -> String {
+        format!(
+            "CONFIG IS BAD ({}), {consequence} the last good one ({}{}); hint: fix it, `bluegreen check`, then `bluegreen restart`",
+            self.reason(),
+            self.last_good.display(),
+            self.saved
+                .as_deref()
+                .map(|t| format!(", saved {t}"))
+                .unwrap_or_default(),
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Everything bluegreen writes: data, models, slot links, the NGINX include, history.
@@ -56,14 +123,14 @@ pub struct Config {
     pub source: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Slots {
     pub blue: SocketAddr,
     pub green: SocketAddr,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Gate {
     /// How much worse (relative) a candidate's RMSE may be than the active model's on the
@@ -71,7 +138,7 @@ pub struct Gate {
     pub tolerance: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest request body a slot accepts.
@@ -90,7 +157,7 @@ pub struct Limits {
     pub body_read_timeout_secs: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Nginx {
     /// The nginx executable (looked up in PATH when it has no slash).
@@ -108,7 +175,7 @@ pub struct Nginx {
     pub upstream_timeout_secs: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Deploy {
     /// How long a restarted slot has to report READY=1.
@@ -185,16 +252,21 @@ impl Default for Deploy {
 }
 
 impl Config {
-    /// Finds, reads and validates the configuration (see the module doc for the order).
-    pub fn discover(explicit: Option<&Path>) -> Result<Config, ConfigError> {
-        let candidate = match explicit {
+    /// The file a configuration is read from (see the module doc for the order); `None`
+    /// means the built-in defaults.
+    pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
+        match explicit {
             Some(path) => Some(path.to_path_buf()),
             None => [LOCAL_CONFIG, SYSTEM_CONFIG]
                 .iter()
                 .map(PathBuf::from)
                 .find(|p| p.is_file()),
-        };
-        match candidate {
+        }
+    }
+
+    /// Finds, reads and validates the configuration (see the module doc for the order).
+    pub fn discover(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        match Config::locate(explicit) {
             Some(path) => Config::from_file(&path),
             None => {
                 let config = Config::default();
@@ -204,24 +276,66 @@ impl Config {
         }
     }
 
-    /// Reads one file; relative paths in it are resolved against its folder.
+    /// As [`Config::discover`], but when the configuration is bad (unreadable, not TOML, a
+    /// bad value), the last good configuration stands in for it, and the [`Fallback`] says
+    /// why. For the slots, so that a bad edit followed by a restart keeps serving, and for
+    /// `bluegreen status`, which must say so (issue 8 §3). Fails with both reasons when
+    /// there is no usable last good configuration either.
+    pub fn discover_or_last_good(
+        explicit: Option<&Path>,
+    ) -> Result<(Config, Option<Fallback>), ConfigError> {
+        let bad = match Config::discover(explicit) {
+            Ok(config) => return Ok((config, None)),
+            Err(bad) => bad,
+        };
+        let file = Config::locate(explicit);
+        let path = last_good_for_bad(file.as_deref());
+        match Config::from_file(&path) {
+            Ok(config) => {
+                let saved = std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| utc_seconds(time::OffsetDateTime::from(t)));
+                Ok((
+                    config,
+                    Some(Fallback {
+                        file,
+                        bad,
+                        last_good: path,
+                        saved,
+                    }),
+                ))
+            }
+            Err(source) => Err(ConfigError::NoFallback {
+                bad: Box::new(bad),
+                path,
+                source: Box::new(source),
+            }),
+        }
+    }
+
+    /// Reads one file and validates it; relative paths in it are resolved against its folder.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let config = Config::read_file(path)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads one file without judging its values (relative paths resolved), so that
+    /// `bluegreen check` can list every bad value at once ([`Config::invalid`]).
+    pub fn read_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut config = Config::from_toml(&text).map_err(|e| match e {
+        let mut config = Config::parse(&text).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_path_buf(),
                 message,
             },
             other => other,
         })?;
-        let base = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
+        let base = base_dir(path);
         for p in [
             &mut config.state_dir,
             &mut config.nginx.conf,
@@ -237,37 +351,48 @@ impl Config {
 
     /// Parses and validates TOML text.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let config = Config::parse(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::from("<text>"),
             message: e.message().to_string()
                 + &e.span()
                     .map(|s| format!(" (at {})", line_col(text, s.start)))
                     .unwrap_or_default(),
-        })?;
-        config.validate()?;
-        Ok(config)
+        })
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        fn bad(key: &'static str, why: impl Into<String>) -> Result<(), ConfigError> {
-            Err(ConfigError::Invalid {
-                key,
-                why: why.into(),
-            })
+        match self.invalid().into_iter().next() {
+            Some(first) => Err(first),
+            None => Ok(()),
         }
+    }
+
+    /// Every bad value, each as a [`ConfigError::Invalid`] naming its key; empty when the
+    /// configuration is valid.
+    pub fn invalid(&self) -> Vec<ConfigError> {
+        let mut found = Vec::new();
+        let mut bad = |key: &'static str, why: String| {
+            found.push(ConfigError::Invalid { key, why });
+        };
         if self.state_dir.as_os_str().is_empty() {
-            return bad("state_dir", "must not be empty");
+            bad("state_dir", "must not be empty".into());
         }
         if self.batch_size == 0 {
-            return bad("batch_size", "must be at least 1 row");
+            bad("batch_size", "must be at least 1 row".into());
         }
         if self.public_port == 0 {
-            return bad("public_port", "must be a port from 1 to 65535");
+            bad("public_port", "must be a port from 1 to 65535".into());
         }
         if self.keep_models < 2 {
-            return bad(
+            bad(
                 "keep_models",
-                "must be at least 2 (the models that both slots serve)",
+                "must be at least 2 (the models that both slots serve)".into(),
             );
         }
         for slot in Slot::ALL {
@@ -277,34 +402,35 @@ impl Config {
                 Slot::Green => "slots.green",
             };
             if !addr.ip().is_loopback() {
-                return bad(
+                bad(
                     key,
                     format!(
                         "{addr} is not a loopback address; slots are reached only through NGINX"
                     ),
                 );
-            }
-            if addr.port() == 0 {
-                return bad(key, "needs a fixed port, not 0");
-            }
-            if addr.port() == self.public_port {
-                return bad(key, format!("port {} is also public_port", addr.port()));
+            } else if addr.port() == 0 {
+                bad(key, "needs a fixed port, not 0".into());
+            } else if addr.port() == self.public_port {
+                bad(key, format!("port {} is also public_port", addr.port()));
             }
         }
         if self.slots.blue == self.slots.green {
-            return bad("slots.green", "is the same address as slots.blue");
+            bad("slots.green", "is the same address as slots.blue".into());
         }
         if !self.gate.tolerance.is_finite() || self.gate.tolerance < 0.0 {
-            return bad(
+            bad(
                 "gate.tolerance",
                 format!("{} is not a finite number >= 0", self.gate.tolerance),
             );
         }
         if self.limits.max_body_bytes < 1024 {
-            return bad("limits.max_body_bytes", "must be at least 1024 bytes");
+            bad(
+                "limits.max_body_bytes",
+                "must be at least 1024 bytes".into(),
+            );
         }
         if self.limits.max_rows == 0 {
-            return bad("limits.max_rows", "must be at least 1");
+            bad("limits.max_rows", "must be at least 1".into());
         }
         if self.limits.header_read_timeout_secs <= crate::nginx::UPSTREAM_IDLE_SECS {
             return bad(
@@ -319,10 +445,13 @@ impl Config {
             return bad("limits.body_read_timeout_secs", "must be at least 1 second");
         }
         if self.nginx.binary.as_os_str().is_empty() {
-            return bad("nginx.binary", "must not be empty");
+            bad("nginx.binary", "must not be empty".into());
         }
         if self.nginx.worker_shutdown_timeout_secs == 0 {
-            return bad("nginx.worker_shutdown_timeout_secs", "must be at least 1");
+            bad(
+                "nginx.worker_shutdown_timeout_secs",
+                "must be at least 1".into(),
+            );
         }
         if self.nginx.upstream_timeout_secs == 0 {
             return bad("nginx.upstream_timeout_secs", "must be at least 1 second");
@@ -336,10 +465,48 @@ impl Config {
             ("deploy.lock_timeout_secs", self.deploy.lock_timeout_secs),
         ] {
             if secs == 0 {
-                return bad(key, "must be at least 1 second");
+                bad(key, "must be at least 1 second".into());
             }
         }
-        Ok(())
+        found
+    }
+
+    /// The built-in default of a key (`batch_size`, `slots.blue`), as TOML shows it; for
+    /// hints.
+    pub fn default_of(key: &str) -> Option<String> {
+        let defaults = toml::Value::try_from(Config::default()).ok()?;
+        key.split('.')
+            .try_fold(&defaults, |v, part| v.get(part))
+            .map(|v| v.to_string())
+    }
+
+    /// Where the last good configuration is kept: `$BLUEGREEN_LAST_GOOD_CONFIG` if set (the
+    /// units set it), else `state_dir/config.last-good.toml`.
+    pub fn last_good_path(&self) -> PathBuf {
+        last_good_env().unwrap_or_else(|| self.state_dir.join(LAST_GOOD_FILE))
+    }
+
+    /// Saves this configuration as the last good one, whole (temp file, fsync, rename), with
+    /// every path absolute, so it means the same wherever it is read from. Returns its path.
+    pub fn save_as_last_good(&self) -> Result<PathBuf, ConfigError> {
+        let path = self.last_good_path();
+        let save = |source| ConfigError::Save {
+            path: path.clone(),
+            source,
+        };
+        let body = toml::to_string(self)
+            .map_err(|e| save(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+        let text = format!(
+            "# The last configuration that passed `bluegreen check`, saved {} from {}.\n\
+             # A slot that starts while that file is bad runs on this copy instead, and says so.\n\
+             # Written by bluegreen; do not edit (edit the configuration, then `bluegreen check`).\n\n{body}",
+            utc_seconds(time::OffsetDateTime::now_utc()).unwrap_or_default(),
+            self.source
+                .as_deref()
+                .map_or("the built-in defaults".to_string(), |p| p.display().to_string()),
+        );
+        fsutil::write_atomic(&path, text.as_bytes()).map_err(save)?;
+        Ok(path)
     }
 
     pub fn slot_addr(&self, slot: Slot) -> SocketAddr {
@@ -377,6 +544,65 @@ impl Config {
     pub fn body_read_timeout(&self) -> Duration {
         Duration::from_secs(self.limits.body_read_timeout_secs)
     }
+}
+
+/// An error and its sources on one line, as `main` prints a chain (`{:#}`), for text that
+/// outlives the error: a STATUS= line, `bluegreen check`'s report.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The folder a file's relative paths are relative to.
+fn base_dir(path: &Path) -> PathBuf {
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf())
+}
+
+fn last_good_env() -> Option<PathBuf> {
+    std::env::var_os(LAST_GOOD_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The last good configuration for a configuration file that does not load: the
+/// environment's, else the `state_dir` the file names if that much of it parses, else the
+/// default `state_dir`'s.
+fn last_good_for_bad(file: Option<&Path>) -> PathBuf {
+    if let Some(path) = last_good_env() {
+        return path;
+    }
+    let named = file.and_then(|file| {
+        let text = std::fs::read_to_string(file).ok()?;
+        let table: toml::Table = text.parse().ok()?;
+        let dir = PathBuf::from(table.get("state_dir")?.as_str()?);
+        Some(if dir.is_relative() {
+            base_dir(file).join(dir)
+        } else {
+            dir
+        })
+    });
+    named
+        .unwrap_or_else(|| Config::default().state_dir)
+        .join(LAST_GOOD_FILE)
+}
+
+/// A UTC time to the second, `YYYY-MM-DDTHH:MM:SSZ`.
+fn utc_seconds(t: time::OffsetDateTime) -> Option<String> {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))
+        .ok()
 }
 
 fn line_col(text: &str, offset: usize) -> String {
@@ -476,6 +702,119 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn every_bad_value_is_listed_at_once() {
+        let config =
+            Config::parse("batch_size = 0\nkeep_models = 1\n[limits]\nmax_rows = 0\n").unwrap();
+        let keys: Vec<String> = config
+            .invalid()
+            .iter()
+            .map(|e| match e {
+                ConfigError::Invalid { key, .. } => key.to_string(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(keys, ["batch_size", "keep_models", "limits.max_rows"]);
+        assert!(Config::default().invalid().is_empty());
+    }
+
+    #[test]
+    fn defaults_are_named_for_hints() {
+        assert_eq!(Config::default_of("batch_size").as_deref(), Some("2"));
+        assert_eq!(
+            Config::default_of("slots.blue").as_deref(),
+            Some("\"127.0.0.1:8081\"")
+        );
+        assert_eq!(Config::default_of("no.such.key"), None);
+    }
+
+    #[test]
+    fn the_last_good_config_round_trips_with_absolute_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bg.toml");
+        std::fs::write(
+            &path,
+            "state_dir = \"state\"\nbatch_size = 7\n[gate]\ntolerance = 0.25\n",
+        )
+        .unwrap();
+        let config = Config::from_file(&path).unwrap();
+        std::fs::create_dir_all(&config.state_dir).unwrap();
+        let saved = config.save_as_last_good().unwrap();
+        assert_eq!(saved, config.state_dir.join(LAST_GOOD_FILE));
+        let text = std::fs::read_to_string(&saved).unwrap();
+        assert!(
+            text.starts_with("# The last configuration that passed"),
+            "{text}"
+        );
+        let back = Config::from_file(&saved).unwrap();
+        assert_eq!(
+            Config {
+                source: None,
+                ..back
+            },
+            Config {
+                source: None,
+                ..config
+            }
+        );
+    }
+
+    #[test]
+    fn a_bad_file_falls_back_to_the_last_good_one_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bg.toml");
+        std::fs::write(&path, "state_dir = \"state\"\nbatch_size = 5\n").unwrap();
+        let good = Config::from_file(&path).unwrap();
+        std::fs::create_dir_all(&good.state_dir).unwrap();
+
+        // No last good config yet: the error names both.
+        std::fs::write(&path, "state_dir = \"state\"\nbatch_size = 0\n").unwrap();
+        let err = Config::discover_or_last_good(Some(&path)).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("`batch_size`") && text.contains(LAST_GOOD_FILE),
+            "{text}"
+        );
+
+        good.save_as_last_good().unwrap();
+        let (config, fallback) = Config::discover_or_last_good(Some(&path)).unwrap();
+        assert_eq!(config.batch_size, 5);
+        let fallback = fallback.expect("a fallback");
+        assert!(
+            fallback.reason().contains("`batch_size` is invalid"),
+            "{}",
+            fallback.reason()
+        );
+        assert!(
+            fallback.reason().contains("bg.toml"),
+            "{}",
+            fallback.reason()
+        );
+        let summary = fallback.summary("running on");
+        assert!(
+            summary.starts_with("CONFIG IS BAD (")
+                && summary.contains("running on the last good one (")
+                && summary.contains("hint:"),
+            "{summary}"
+        );
+
+        // A file that is not TOML at all cannot say where its state is: the copy is looked
+        // for under the default state_dir, and the error names that place.
+        std::fs::write(&path, "state_dir = \"state\"\nbatch_size = \n").unwrap();
+        let err = Config::discover_or_last_good(Some(&path)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("/var/lib/bluegreen/config.last-good.toml"),
+            "{err}"
+        );
+
+        // A good file needs no fallback.
+        std::fs::write(&path, "state_dir = \"state\"\n").unwrap();
+        let (config, fallback) = Config::discover_or_last_good(Some(&path)).unwrap();
+        assert!(fallback.is_none());
+        assert_eq!(config.batch_size, 2);
     }
 
     #[test]
