@@ -64,6 +64,12 @@ pub enum Command {
     Status(StatusArgs),
     /// Print the NGINX site configuration for this config.
     NginxSite,
+    /// Check the configuration, the state and NGINX's configuration, like `nginx -t`; when
+    /// all pass, save the configuration as the last good one (slots fall back to it).
+    #[command(after_help = "Exit status:\n  \
+        0   everything passed (warnings may be printed)\n  \
+        1   a problem was found; each is printed with its key or file and a hint")]
+    Check,
 }
 
 #[derive(Debug, Args)]

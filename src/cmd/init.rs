@@ -71,5 +71,11 @@ pub fn ensure(config: &Config, say: &dyn Fn(&str)) -> anyhow::Result<()> {
             include.display()
         ));
     }
+    // The configuration the state was just set up for is the slots' fallback until
+    // `bluegreen check` passes another (issue 8 §3). Not being able to save it (`init` run
+    // again by a user who may not write here) takes nothing away from the state.
+    if let Err(e) = config.save_as_last_good() {
+        say(&format!("note: {}", crate::config::error_chain(&e)));
+    }
     Ok(())
 }

@@ -16,6 +16,7 @@ use crate::cli::{Cli, Command};
 use crate::config::Config;
 
 mod add_data;
+mod check;
 mod deploy;
 mod init;
 mod nginx_site;
@@ -28,18 +29,28 @@ mod up;
 
 /// Runs the parsed command line.
 pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = Config::discover(cli.config.as_deref())
-        .context("cannot load the configuration; hint: fix the file, or pass --config PATH")?;
+    let path = cli.config.as_deref();
+    let (config, fallback) = match cli.command {
+        // `check` judges the configuration itself, bad or not.
+        Command::Check => return check::execute(path),
+        // A slot keeps serving on the last good configuration when the file is bad, and
+        // `status` says so (issue 8 §3).
+        Command::Serve(_) | Command::Status(_) => Config::discover_or_last_good(path),
+        _ => Config::discover(path).map(|c| (c, None)),
+    }
+    .context("cannot load the configuration; hint: fix the file (`bluegreen check` lists every problem), or pass --config PATH")?;
+    let fallback = fallback.as_ref();
     match cli.command {
+        Command::Check => unreachable!("handled above"),
         Command::Up => up::execute(&config),
         Command::Init => init::execute(&config),
-        Command::Serve(args) => serve::execute(&config, &args),
+        Command::Serve(args) => serve::execute(&config, &args, fallback),
         Command::Train(args) => train::execute(&config, &args),
         Command::AddData(args) => add_data::execute(&config, &args),
         Command::Deploy(args) => deploy::execute(&config, &args),
         Command::Rollback(args) => rollback::execute(&config, &args),
         Command::Restart => restart::execute(&config),
-        Command::Status(args) => status::execute(&config, &args),
+        Command::Status(args) => status::execute(&config, &args, fallback),
         Command::NginxSite => nginx_site::execute(&config),
     }
 }

@@ -5,6 +5,7 @@ mod util;
 
 mod add_data;
 mod automatic;
+mod check;
 mod cli;
 mod deploy;
 mod faults;

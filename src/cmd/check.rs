@@ -1,0 +1,541 @@
+//! `bluegreen check`: like `nginx -t`, for the whole system (issue 8 §3).
+//!
+//! It judges three things and changes none of them:
+//! - **the configuration**: it reads, parses, and every value is valid (all bad keys are
+//!   listed, not only the first);
+//! - **the state** it names: the data parses, models load, each slot's link names a model
+//!   that loads, the NGINX include names a configured slot; under systemd, each slot's socket
+//!   unit listens on the slot's configured address;
+//! - **NGINX's configuration**, with `nginx -T` (the test, and the configuration it tested):
+//!   the system's NGINX, or the one `bluegreen up` runs when `up` is running; it must pass,
+//!   include this state's include and listen on `public_port`.
+//!
+//! Each problem is printed with the key or the file it is about and a hint. Corrupt model
+//! files that no slot serves are warnings: serving does not depend on them. When everything
+//! passed, the configuration is saved as the last good one (see `config`), which slots fall
+//! back to if they start while the file is bad; that is the one thing `check` writes.
+//!
+//! `bluegreen restart` runs the same checks first ([`run`], [`Report::print`], [`finish`]) and
+//! refuses to touch anything when they fail.
+
+use std::fmt;
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::config::{error_chain as chain, Config, ConfigError};
+use crate::data;
+use crate::layout::Layout;
+use crate::model::{Artifact, Store};
+use crate::nginx::{self, Nginx};
+use crate::slot::Slot;
+use crate::supervisor;
+
+/// Exit status when `check` found a problem.
+pub const EXIT_PROBLEMS: u8 = 1;
+
+/// How much a finding matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Serving, deploying or a restart would break: `check` fails.
+    Error,
+    /// Worth fixing, but nothing depends on it: `check` still passes.
+    Warning,
+}
+
+/// One thing `check` found wrong.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub severity: Severity,
+    /// The config key or the file it is about.
+    pub subject: String,
+    /// What is wrong.
+    pub what: String,
+    /// What to do about it.
+    pub hint: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(
+            f,
+            "{level}: {}: {}\n  hint: {}",
+            self.subject, self.what, self.hint
+        )
+    }
+}
+
+/// Everything `check` found, and what passed.
+#[derive(Debug)]
+pub struct Report {
+    /// The configuration, when it loaded and is valid.
+    pub config: Option<Config>,
+    /// A line for each part that passed ("config …: ok").
+    pub passed: Vec<String>,
+    pub problems: Vec<Problem>,
+    /// Parts that were not checked, and why.
+    pub skipped: Vec<String>,
+}
+
+impl Report {
+    /// True when nothing would break: no [`Severity::Error`].
+    pub fn ok(&self) -> bool {
+        !self.problems.iter().any(|p| p.severity == Severity::Error)
+    }
+
+    fn errors(&self) -> usize {
+        self.problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .count()
+    }
+
+    /// Prints what passed to stdout and every problem to stderr, as `nginx -t` does.
+    pub fn print(&self) {
+        for line in &self.passed {
+            println!("{line}");
+        }
+        for problem in &self.problems {
+            eprintln!("{problem}");
+        }
+        for skipped in &self.skipped {
+            eprintln!("note: {skipped}");
+        }
+    }
+}
+
+pub fn execute(explicit: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let report = run(explicit);
+    report.print();
+    finish(&report)?;
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_PROBLEMS)
+    })
+}
+
+/// Prints the verdict, and saves the last good configuration when everything passed. For
+/// `bluegreen restart` too, which must refuse to act on a report that is not [`Report::ok`].
+pub fn finish(report: &Report) -> anyhow::Result<()> {
+    let Some(config) = report.config.as_ref().filter(|_| report.ok()) else {
+        eprintln!(
+            "check failed: {} problem(s); the last good configuration was left as it was",
+            report.errors()
+        );
+        return Ok(());
+    };
+    match config.save_as_last_good() {
+        Ok(path) => println!(
+            "check passed; saved as the last good configuration: {}",
+            path.display()
+        ),
+        // Reading needs no privilege, saving does: the verdict stands, and says so.
+        Err(e @ ConfigError::Save { .. }) if is_permission(&e) => println!(
+            "check passed; not saved as the last good configuration ({}: permission denied; run as root to save it)",
+            config.last_good_path().display()
+        ),
+        Err(e) => return Err(anyhow::Error::new(e).context("check passed")),
+    }
+    Ok(())
+}
+
+fn is_permission(e: &ConfigError) -> bool {
+    matches!(e, ConfigError::Save { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied)
+}
+
+/// Runs every check; prints nothing and writes nothing.
+pub fn run(explicit: Option<&Path>) -> Report {
+    let mut report = Report {
+        config: None,
+        passed: Vec::new(),
+        problems: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let Some(config) = check_config(explicit, &mut report) else {
+        report
+            .skipped
+            .push("the state and NGINX are checked once the configuration is valid".into());
+        return report;
+    };
+    check_state(&config, &mut report);
+    check_nginx(&config, &mut report);
+    report.config = Some(config);
+    report
+}
+
+fn check_config(explicit: Option<&Path>, report: &mut Report) -> Option<Config> {
+    let Some(path) = Config::locate(explicit) else {
+        report
+            .passed
+            .push("config: no file; the built-in defaults: ok".into());
+        return Some(Config::default());
+    };
+    let config = match Config::read_file(&path) {
+        Ok(config) => config,
+        Err(e) => {
+            let (what, hint) = match &e {
+                ConfigError::Read { source, .. } => (
+                    format!("cannot read it: {source}"),
+                    "create it, or pass --config PATH (every key is optional: an empty file is valid)",
+                ),
+                ConfigError::Parse { message, .. } => (
+                    format!("is not valid: {message}"),
+                    "fix the file at the place named; every key is optional, and the package's config.toml lists them all with their defaults",
+                ),
+                other => (chain(other), "fix the file"),
+            };
+            report.problems.push(Problem {
+                severity: Severity::Error,
+                subject: path.display().to_string(),
+                what,
+                hint: hint.into(),
+            });
+            return None;
+        }
+    };
+    let shown = config
+        .source
+        .as_deref()
+        .unwrap_or(&path)
+        .display()
+        .to_string();
+    let invalid = config.invalid();
+    if invalid.is_empty() {
+        report.passed.push(format!("config {shown}: ok"));
+        return Some(config);
+    }
+    for e in invalid {
+        let ConfigError::Invalid { key, why } = e else {
+            continue;
+        };
+        let default = Config::default_of(key)
+            .map(|d| format!(" (default: {d})"))
+            .unwrap_or_default();
+        report.problems.push(Problem {
+            severity: Severity::Error,
+            subject: format!("{shown}: key `{key}`"),
+            what: why,
+            hint: format!("fix `{key}`, or remove the line to use the default{default}"),
+        });
+    }
+    None
+}
+
+fn check_state(config: &Config, report: &mut Report) {
+    let layout = Layout::new(&config.state_dir);
+    let before = report.problems.len();
+    let error = |subject: &Path, what: String, hint: &str| Problem {
+        severity: Severity::Error,
+        subject: subject.display().to_string(),
+        what,
+        hint: hint.to_string(),
+    };
+    if !layout.root().is_dir() {
+        report.problems.push(error(
+            layout.root(),
+            "the state folder (state_dir) does not exist".into(),
+            "run `bluegreen init`, or set state_dir to the folder that holds the state",
+        ));
+        return;
+    }
+    let csv = layout.data_csv();
+    let rows = match data::read_dataset(&csv) {
+        Ok(dataset) => Some(dataset.rows.len()),
+        Err(e) => {
+            report.problems.push(error(
+                &csv,
+                chain(&e),
+                "fix or remove the line named (`bluegreen init` writes the initial data if the file is missing)",
+            ));
+            None
+        }
+    };
+
+    let store = Store::new(&layout.models_dir());
+    let versions = match store.versions() {
+        Ok(v) => v,
+        Err(e) => {
+            report.problems.push(error(
+                &layout.models_dir(),
+                chain(&e),
+                "make the folder readable, or run `bluegreen init`",
+            ));
+            Vec::new()
+        }
+    };
+    let linked: Vec<Option<String>> = Slot::ALL
+        .iter()
+        .map(|s| layout.slot_version(*s).ok().flatten())
+        .collect();
+    if versions.is_empty() {
+        report.problems.push(error(
+            &layout.models_dir(),
+            "holds no model".into(),
+            "run `bluegreen init` (it trains the first model) or `bluegreen train`",
+        ));
+    }
+    for version in &versions {
+        if let Err(e) = store.load(version) {
+            if linked.iter().any(|l| l.as_deref() == Some(version)) {
+                continue; // reported with the slot below
+            }
+            report.problems.push(Problem {
+                severity: Severity::Warning,
+                subject: store.path_of(version).display().to_string(),
+                what: chain(&e),
+                hint: "no slot serves it: remove it, or leave it; it is skipped".into(),
+            });
+        }
+    }
+
+    let active = match nginx::read_active(config, &layout.upstream_include()) {
+        Ok(Some(slot)) => Some(slot),
+        Ok(None) => {
+            report.problems.push(error(
+                &layout.upstream_include(),
+                "does not exist: NGINX has no slot to send traffic to".into(),
+                "run `bluegreen init` (it writes an include naming blue)",
+            ));
+            None
+        }
+        Err(e) => {
+            report.problems.push(error(
+                &layout.upstream_include(),
+                chain(&e),
+                "set [slots] back to the addresses the include names; or remove the include and run `bluegreen init` (it names blue)",
+            ));
+            None
+        }
+    };
+
+    let mut serving = Vec::new();
+    for slot in Slot::ALL {
+        let link = layout.slot_link(slot);
+        let other = if Some(slot) == active {
+            "`bluegreen rollback` moves traffic to the other slot; then `bluegreen deploy` a good model"
+        } else {
+            "`bluegreen deploy` puts the newest model on this slot"
+        };
+        if std::fs::symlink_metadata(&link).is_err() {
+            report.problems.push(error(
+                &link,
+                format!("slot {slot} has no model link"),
+                "run `bluegreen init` (it links the newest model)",
+            ));
+            continue;
+        }
+        match Artifact::load(&link) {
+            Ok(model) if model.is_finite() => {
+                let role = match active {
+                    Some(a) if a == slot => "active",
+                    Some(_) => "resting",
+                    None => "-",
+                };
+                serving.push(format!("{slot} {role} ({})", model.version))
+            }
+            Ok(model) => report.problems.push(error(
+                &link,
+                format!(
+                    "slot {slot}'s model {} has parameters that are not finite numbers",
+                    model.version
+                ),
+                other,
+            )),
+            Err(e) => report.problems.push(error(
+                &link,
+                format!("slot {slot} cannot load its model: {}", chain(&e)),
+                other,
+            )),
+        }
+    }
+
+    check_sockets(config, report);
+
+    if report.problems[before..]
+        .iter()
+        .all(|p| p.severity != Severity::Error)
+    {
+        report.passed.push(format!(
+            "state {}: ok: {} rows, {} model(s), {}",
+            layout.root().display(),
+            rows.unwrap_or(0),
+            versions.len(),
+            serving.join(", ")
+        ));
+    }
+}
+
+/// Under systemd, `bluegreen@<slot>.socket` must listen where the config says the slot is:
+/// the slot refuses a socket on any other address.
+fn check_sockets(config: &Config, report: &mut Report) {
+    if !Path::new("/run/systemd/system").is_dir() {
+        return;
+    }
+    for slot in Slot::ALL {
+        let unit = format!("bluegreen@{slot}.socket");
+        let Ok(out) = std::process::Command::new("systemctl")
+            .args(["show", "--property=LoadState,Listen", &unit])
+            .output()
+        else {
+            return;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .map(str::to_string)
+        };
+        if value("LoadState").as_deref() != Some("loaded") {
+            continue;
+        }
+        // "127.0.0.1:8081 (Stream)", one per ListenStream=.
+        let listens: Vec<String> = value("Listen")
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter(|w| !w.starts_with('('))
+            .map(str::to_string)
+            .collect();
+        let want = config.slot_addr(slot);
+        if !listens.iter().any(|l| l.parse() == Ok(want)) {
+            report.problems.push(Problem {
+                severity: Severity::Error,
+                subject: format!("key `slots.{slot}` and {unit}"),
+                what: format!(
+                    "the config puts slot {slot} on {want}, but {unit} listens on {}; the slot would refuse that socket",
+                    if listens.is_empty() { "nothing".to_string() } else { listens.join(", ") }
+                ),
+                hint: format!(
+                    "set slots.{slot} back, or give the socket the same address (`systemctl edit {unit}`, see the comment in bluegreen@.socket)"
+                ),
+            });
+        }
+    }
+}
+
+fn check_nginx(config: &Config, report: &mut Report) {
+    let layout = Layout::new(&config.state_dir);
+    let supervisor = supervisor::detect(config, &layout);
+    let nginx: &Nginx = supervisor.nginx();
+    let whose = match supervisor.name() {
+        "systemd" => "the system's NGINX",
+        _ => "the NGINX of `bluegreen up`",
+    };
+    let subject = format!("{} ({whose})", nginx.conf.display());
+    let mut error = |what: String, hint: String| {
+        report.problems.push(Problem {
+            severity: Severity::Error,
+            subject: subject.clone(),
+            what,
+            hint,
+        })
+    };
+    let output = match nginx.command().arg("-T").output() {
+        Ok(output) => output,
+        Err(e) => {
+            return error(
+                format!("cannot run {}: {e}", nginx.binary.display()),
+                "install NGINX (`apt install nginx`), or set nginx.binary in the config".into(),
+            )
+        }
+    };
+    if !output.status.success() {
+        let text = String::from_utf8_lossy(&output.stderr);
+        let text = text.trim();
+        let root = nix::unistd::geteuid().is_root();
+        return error(
+            format!("`nginx -t` failed:\n    {}", text.replace('\n', "\n    ")),
+            if !root && text.contains("Permission denied") {
+                "run it as root (`sudo bluegreen check`): NGINX opens its logs and pid file as root"
+                    .into()
+            } else {
+                "fix the file and line NGINX names above".into()
+            },
+        );
+    }
+    // `-T` prints every file it read, so what NGINX would run can be checked too.
+    let dump = String::from_utf8_lossy(&output.stdout);
+    let include = layout.upstream_include();
+    let site = if whose == "the system's NGINX" {
+        "/etc/nginx/sites-available/bluegreen (enabled by a link in /etc/nginx/sites-enabled/)"
+    } else {
+        "the site `bluegreen up` writes at start (restart `up` to apply the change)"
+    };
+    let mut ok = true;
+    if !directives(&dump, "include").any(|arg| Path::new(arg) == include) {
+        ok = false;
+        error(
+            format!(
+                "does not include {}: NGINX would not route to the slots of this state",
+                include.display()
+            ),
+            format!(
+                "the site must hold `include {};`: {site}",
+                include.display()
+            ),
+        );
+    }
+    let port = config.public_port;
+    if !directives(&dump, "listen").any(|arg| listen_port(arg) == Some(port)) {
+        ok = false;
+        error(
+            format!("listens on no port {port} (public_port)"),
+            format!("make the site listen on {port}, or set public_port to the port it listens on: {site}"),
+        );
+    }
+    if ok {
+        report.passed.push(format!(
+            "nginx {}: ok: `nginx -t` passed; includes {} and listens on {port}",
+            nginx.conf.display(),
+            include.display()
+        ));
+    }
+}
+
+/// The first argument of every `name` directive in an `nginx -T` dump (comments removed).
+fn directives<'a>(dump: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    dump.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter_map(move |l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some(name)).then(|| words.next())?
+        })
+        .map(|arg| arg.trim_end_matches(';'))
+}
+
+/// The port of a `listen` argument: `8080`, `127.0.0.1:8080`, `[::]:8080`, `*:8080`.
+fn listen_port(arg: &str) -> Option<u16> {
+    arg.rsplit(':').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_ports_in_every_form() {
+        for (arg, port) in [
+            ("8080", Some(8080)),
+            ("127.0.0.1:8080", Some(8080)),
+            ("[::]:8080", Some(8080)),
+            ("*:80", Some(80)),
+            ("unix:/run/x.sock", None),
+        ] {
+            assert_eq!(listen_port(arg), port, "{arg}");
+        }
+    }
+
+    #[test]
+    fn directives_skip_comments_and_other_names() {
+        let dump =
+            "# include /nope;\n  include /etc/x.conf;\nlisten 8080 default_server;\nlistening 1;\n";
+        assert_eq!(
+            directives(dump, "include").collect::<Vec<_>>(),
+            ["/etc/x.conf"]
+        );
+        assert_eq!(directives(dump, "listen").collect::<Vec<_>>(), ["8080"]);
+    }
+}

@@ -1,0 +1,197 @@
+//! `bluegreen check` (issue 8 §3): the configuration, the state and NGINX's configuration,
+//! each problem named with its key or file and a hint; the last good configuration saved only
+//! when everything passed.
+
+use std::fs;
+
+use crate::util::{read, stdout, Env};
+
+fn last_good(env: &Env) -> std::path::PathBuf {
+    env.state().join("config.last-good.toml")
+}
+
+/// Runs `check`, which must fail; returns its stderr, where the problems are.
+fn problems(env: &Env) -> String {
+    env.fails(&["check"], 1)
+}
+
+/// Asserts that `err` reports a problem about `subject` saying `what`, with a hint.
+fn reports(err: &str, subject: &str, what: &str) {
+    let found = err
+        .split("\nerror: ")
+        .any(|p| p.contains(subject) && p.contains(what) && p.contains("\n  hint: "));
+    assert!(
+        found,
+        "no problem about {subject:?} saying {what:?} with a hint in:\n{err}"
+    );
+}
+
+#[test]
+fn a_running_system_passes_and_its_config_is_saved_as_the_last_good_one() {
+    let env = Env::with_extra("batch_size = 3");
+    let _up = env.up();
+    fs::remove_file(last_good(&env)).unwrap(); // `up` saved one at start (init); check saves anew
+    let out = env.exits(&["check"], 0);
+    let text = stdout(&out);
+    assert!(text.contains("bluegreen.toml: ok"), "{text}");
+    assert!(
+        text.contains("ok: 506 rows, 1 model(s), blue active (v0001-"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`nginx -t` passed; includes")
+            && text.contains(&format!("listens on {}", env.public.port())),
+        "{text}"
+    );
+    assert!(
+        text.contains("saved as the last good configuration"),
+        "{text}"
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved = read(&last_good(&env));
+    assert!(saved.contains("batch_size = 3"), "{saved}");
+    assert!(
+        saved.contains(&format!(
+            "state_dir = \"{}\"",
+            fs::canonicalize(env.state()).unwrap().display()
+        )),
+        "paths are saved absolute:\n{saved}"
+    );
+}
+
+#[test]
+fn every_bad_key_is_named_with_its_default_and_nothing_is_saved() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let before = read(&last_good(&env));
+    let text = read(&env.config);
+    fs::write(
+        &env.config,
+        format!("batch_size = 0\nkeep_models = 1\n{text}[gate]\ntolerance = -1\n"),
+    )
+    .unwrap();
+    let err = problems(&env);
+    reports(&err, "key `batch_size`", "must be at least 1 row");
+    assert!(err.contains("default: 2"), "{err}");
+    reports(&err, "key `keep_models`", "at least 2");
+    reports(&err, "key `gate.tolerance`", "not a finite number >= 0");
+    assert!(err.contains("check failed: 3 problem(s)"), "{err}");
+    assert_eq!(
+        read(&last_good(&env)),
+        before,
+        "a failed check saves nothing"
+    );
+}
+
+#[test]
+fn a_config_that_does_not_parse_or_does_not_exist_is_named_with_its_place() {
+    let env = Env::new();
+    fs::write(&env.config, "[slots]\nblue = 8081\n").unwrap();
+    let err = problems(&env);
+    reports(&err, "bluegreen.toml", "line 2");
+    assert!(
+        err.contains("note: the state and NGINX are checked once"),
+        "{err}"
+    );
+
+    let missing = env.dir.path().join("nope.toml");
+    let out = env
+        .cmd(&["check"])
+        .args(["--config", missing.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    reports(&err, "nope.toml", "cannot read it");
+}
+
+#[test]
+fn each_kind_of_broken_state_is_named_with_its_file() {
+    let env = Env::new();
+    // No state at all.
+    reports(&problems(&env), "state", "does not exist");
+    assert!(problems(&env).contains("bluegreen init"));
+
+    env.ok(&["init"]);
+    let state = env.state();
+    // A broken data line, a missing link, a corrupt model a slot serves, no include.
+    let csv = env.csv();
+    let mut data = read(&csv);
+    data.push_str("1,2,3\n");
+    fs::write(&csv, data).unwrap();
+    fs::remove_file(state.join("slots/green.json")).unwrap();
+    let model = fs::canonicalize(state.join("slots/blue.json")).unwrap();
+    fs::write(&model, "{\"format\": 1,").unwrap();
+    fs::remove_file(state.join("nginx/upstream.conf")).unwrap();
+    let err = problems(&env);
+    reports(&err, "boston.csv", "line 508");
+    reports(&err, "slots/green.json", "slot green has no model link");
+    reports(&err, "slots/blue.json", "slot blue cannot load its model");
+    reports(&err, "upstream.conf", "does not exist");
+
+    // An include that names an address no slot has any more.
+    fs::write(
+        state.join("nginx/upstream.conf"),
+        "upstream bluegreen_active { server 127.0.0.1:9; }\n",
+    )
+    .unwrap();
+    reports(&problems(&env), "upstream.conf", "names no known slot");
+}
+
+#[test]
+fn a_corrupt_model_no_slot_serves_is_a_warning_only() {
+    let env = Env::new();
+    let _up = env.up();
+    fs::write(env.state().join("models/v0009-20260101T000000Z.json"), "{").unwrap();
+    let out = env.exits(&["check"], 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: ")
+            && err.contains("v0009-20260101T000000Z.json")
+            && err.contains("hint: no slot serves it"),
+        "{err}"
+    );
+    assert!(stdout(&out).contains("check passed"));
+}
+
+#[test]
+fn nginx_is_tested_and_must_route_this_state_on_public_port() {
+    let env = Env::new();
+    let _up = env.up();
+    // A changed public_port that the running NGINX (up's, written at its start) does not
+    // listen on.
+    let text = read(&env.config);
+    let port = crate::util::free_port();
+    fs::write(
+        &env.config,
+        text.replace(
+            &format!("public_port = {}", env.public.port()),
+            &format!("public_port = {port}"),
+        ),
+    )
+    .unwrap();
+    let err = problems(&env);
+    reports(
+        &err,
+        "the NGINX of `bluegreen up`",
+        &format!("listens on no port {port}"),
+    );
+    fs::write(&env.config, &text).unwrap();
+    env.exits(&["check"], 0);
+
+    // A configuration NGINX itself refuses: `nginx -t` names the file and line.
+    let site = env.state().join("nginx/site.conf");
+    let good = read(&site);
+    fs::write(&site, format!("{good}\nno_such_directive on;\n")).unwrap();
+    let err = problems(&env);
+    reports(&err, "nginx.conf", "`nginx -t` failed");
+    assert!(
+        err.contains("unknown directive \"no_such_directive\""),
+        "{err}"
+    );
+    fs::write(&site, good).unwrap();
+}
