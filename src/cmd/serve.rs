@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::ServeArgs;
-use crate::config::Config;
+use crate::config::{Config, Fallback};
 use crate::history::RefusalTail;
 use crate::layout::Layout;
 use crate::model::Artifact;
@@ -27,7 +27,13 @@ use crate::server::{self, AppState};
 
 mod status;
 
-pub fn execute(config: &Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+/// `fallback`: set when the configuration file is bad and `config` is the last good one; the
+/// slot serves anyway and says so loudly, in the journal and its STATUS= (issue 8 §3).
+pub fn execute(
+    config: &Config,
+    args: &ServeArgs,
+    fallback: Option<&Fallback>,
+) -> anyhow::Result<ExitCode> {
     let layout = Layout::new(&config.state_dir);
     let slot = args.slot;
     let link = layout.slot_link(slot);
@@ -98,7 +104,13 @@ pub fn execute(config: &Config, args: &ServeArgs) -> anyhow::Result<ExitCode> {
             }
             let _ = sd_notify::notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
         };
-        let status = status::Status::new(config, slot, version, bound).follow();
+        let mut status = status::Status::new(config, slot, version, bound);
+        if let Some(fallback) = fallback {
+            let loud = fallback.summary("running on");
+            super::warn(&format!("{slot}: {loud}"));
+            status = status.with_note(loud);
+        }
+        let status = status.follow();
         super::say(&format!("{slot}: {status}"));
         sd_notify::notify(&[NotifyState::Ready, NotifyState::Status(&status)])
             .context("cannot notify the supervisor (NOTIFY_SOCKET)")?;

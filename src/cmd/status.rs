@@ -17,7 +17,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::cli::StatusArgs;
-use crate::config::Config;
+use crate::config::{Config, Fallback};
 use crate::data;
 use crate::deploy::Deployer;
 use crate::history::{self, Record};
@@ -33,6 +33,8 @@ const ASK_TIMEOUT: Duration = Duration::from_millis(800);
 
 #[derive(Serialize)]
 struct Status {
+    /// Set when the configuration file is bad: why, and the last good one shown instead.
+    config_error: Option<String>,
     state_dir: String,
     supervisor: &'static str,
     public_port: u16,
@@ -80,8 +82,14 @@ struct SlotStatus {
     health: String,
 }
 
-pub fn execute(config: &Config, args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let status = gather(config)?;
+/// `fallback`: the configuration file is bad and `config` is the last good one (issue 8 §3).
+pub fn execute(
+    config: &Config,
+    args: &StatusArgs,
+    fallback: Option<&Fallback>,
+) -> anyhow::Result<ExitCode> {
+    let mut status = gather(config)?;
+    status.config_error = fallback.map(|f| f.summary("slots that start now run on"));
     if args.json {
         super::out(&format!("{}\n", serde_json::to_string_pretty(&status)?))?;
     } else {
@@ -162,6 +170,7 @@ fn gather(config: &Config) -> anyhow::Result<Status> {
     });
     let history = state.history();
     Ok(Status {
+        config_error: None,
         state_dir: layout.root().display().to_string(),
         supervisor: supervisor.name(),
         public_port: config.public_port,
@@ -259,6 +268,9 @@ fn in_words(e: &io::Error, addr: SocketAddr) -> String {
 fn table(s: &Status) -> String {
     use std::fmt::Write;
     let mut t = String::new();
+    if let Some(error) = &s.config_error {
+        let _ = writeln!(t, "!! {error}\n");
+    }
     let _ = writeln!(
         t,
         "bluegreen: state in {}, slots run by {}, NGINX on port {}\n",

@@ -46,6 +46,8 @@ pub struct Status {
     addr: SocketAddr,
     config: Config,
     include: PathBuf,
+    /// Said after the rest on every line: the slot runs on the last good configuration.
+    note: Option<String>,
 }
 
 impl Status {
@@ -56,6 +58,16 @@ impl Status {
             addr,
             config: config.clone(),
             include: Layout::new(&config.state_dir).upstream_include(),
+            note: None,
+        }
+    }
+
+    /// Adds `note` to every line, the first and those after a flip (issue 8 §3: a slot on
+    /// the last good configuration says so for as long as it runs).
+    pub fn with_note(self, note: String) -> Status {
+        Status {
+            note: Some(note),
+            ..self
         }
     }
 
@@ -75,7 +87,12 @@ impl Status {
             Role::Resting => format!(" (NGINX sends requests to {})", self.slot.other()),
             _ => String::new(),
         };
-        format!("{role}{other}: serving {} on {}", self.version, self.addr)
+        let note = self
+            .note
+            .as_deref()
+            .map(|n| format!("; {n}"))
+            .unwrap_or_default();
+        format!("{role}{other}: serving {} on {}{note}", self.version, self.addr)
     }
 
     /// Starts watching the include: from now on every change of role is sent as a new
