@@ -71,6 +71,13 @@ pub struct Systemd {
 impl Supervisor for Systemd {
     fn restart(&self, slot: Slot) -> Result<(), SupervisorError> {
         let unit = slot.unit();
+        // A deploy's restart is deliberate: zero the slot's start limit counter first
+        // (`systemctl reset-failed`, systemctl(1)), so that a burst of deploys never uses up
+        // the limit bluegreen@.service keeps for crash loops. Its failure is not this
+        // restart's: the restart below says what matters.
+        let _ = Command::new("systemctl")
+            .args(["reset-failed", "--no-ask-password", &unit])
+            .output();
         // Type=notify: systemctl returns when the job is done, that is once READY=1 came or
         // the unit's start timeout expired.
         let output = Command::new("systemctl")
