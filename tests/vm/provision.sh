@@ -11,7 +11,7 @@ deb=${1:-$(ls -t /vagrant/target/debian/bluegreen_*.deb 2>/dev/null | head -n1 |
 
 # Only what is missing is fetched, so an offline system that has it all needs no mirror.
 missing=()
-for pkg in nginx curl jq; do
+for pkg in nginx curl jq wrk; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 done
 export DEBIAN_FRONTEND=noninteractive

@@ -20,8 +20,9 @@ MIRROR=${BLUEGREEN_VM_MIRROR:-$(
 )}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 # systemd-sysv: systemd as PID 1. dbus: systemctl/systemd-analyze as on a real host.
-# nginx: the .deb's dependency. curl, jq, procps, iproute2: what e2e.sh uses.
-PACKAGES=systemd,systemd-sysv,dbus,nginx,curl,jq,procps,iproute2,ca-certificates
+# nginx: the .deb's dependency. curl, jq, procps, iproute2: what e2e.sh uses; wrk: its
+# load (16 keep-alive and 8 `Connection: close` clients at once, failures counted).
+PACKAGES=systemd,systemd-sysv,dbus,nginx,curl,jq,procps,iproute2,ca-certificates,wrk
 
 key=$(printf '%s\n' "$SUITE" "$MIRROR" "$PACKAGES" | cat - "${BASH_SOURCE[0]}" | sha256sum | cut -c1-12)
 tarball="$CACHE_DIR/rootfs-$SUITE-$key.tar"
