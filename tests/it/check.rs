@@ -183,9 +183,26 @@ fn nginx_is_tested_and_must_route_this_state_on_public_port() {
     fs::write(&env.config, &text).unwrap();
     env.exits(&["check"], 0);
 
-    // A configuration NGINX itself refuses: `nginx -t` names the file and line.
+    // A site that routes to another include than this state's: NGINX would not follow
+    // this state's deploys.
     let site = env.state().join("nginx/site.conf");
     let good = read(&site);
+    let include = env.state().join("nginx/upstream.conf");
+    let elsewhere = env.dir.path().join("elsewhere.conf");
+    fs::copy(&include, &elsewhere).unwrap();
+    fs::write(
+        &site,
+        good.replace(
+            &include.display().to_string(),
+            &elsewhere.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let err = problems(&env);
+    reports(&err, "nginx.conf", "does not include");
+    assert!(err.contains("upstream.conf"), "{err}");
+
+    // A configuration NGINX itself refuses: `nginx -t` names the file and line.
     fs::write(&site, format!("{good}\nno_such_directive on;\n")).unwrap();
     let err = problems(&env);
     reports(&err, "nginx.conf", "`nginx -t` failed");

@@ -44,7 +44,9 @@ now_ms() { date +%s%3N; }
 pass() { echo "PASS  $*"; echo "PASS $*" >> "$RESULTS"; }
 fail() { echo "FAIL  $*"; echo "FAIL $*" >> "$RESULTS"; }
 info() { echo "      $*"; }
-section() { echo; echo "== $*"; }
+T0=$(date +%s%3N)
+# A section's title, with the seconds since this phase started (the run's time is bounded).
+section() { echo; echo "== $* (at $(( ($(now_ms) - T0) / 1000 )) s)"; }
 # check NAME COMMAND...: PASS if the command succeeds; its output is shown on FAIL.
 check() {
     local name=$1; shift
@@ -445,10 +447,12 @@ config_bad_everywhere() {
         text=$(unit_prop "bluegreen@$s.service" StatusText)
         [[ $text == *"CONFIG IS BAD"*batch_size*"running on the last good one"* ]] \
             || { echo "bluegreen@$s: $text"; return 1; }
-        journalctl -b -q -u "bluegreen@$s.service" --since "-2min" | grep -q "$s: CONFIG IS BAD" \
-            || { echo "no CONFIG IS BAD line in the journal of bluegreen@$s"; return 1; }
+        # Whole outputs, not `| grep -q`: under pipefail an early exit of grep fails the writer.
+        text=$(journalctl -b -q -u "bluegreen@$s.service" --since "-2min")
+        [[ $text == *"$s: CONFIG IS BAD"* ]] || { echo "no CONFIG IS BAD line in the journal of bluegreen@$s"; return 1; }
     done
-    bluegreen status | head -n1 | grep -q '^!! CONFIG IS BAD (.*batch_size' || { bluegreen status | head -n3; return 1; }
+    text=$(bluegreen status)
+    [[ ${text%%$'\n'*} =~ ^'!! CONFIG IS BAD ('.*batch_size ]] || { echo "$text" | head -n3; return 1; }
 }
 target_says_dependency_failed() {
     local out; out=$(systemctl status --no-pager bluegreen.target 2>&1)
@@ -488,6 +492,17 @@ config_changes() {
     else
         fail "bluegreen check passes and saves $LAST_GOOD"; sed 's/^/      | /' <<<"$out"
     fi
+
+    # A slot moved in the config but not in its socket unit: the slot would refuse the socket.
+    sed -i 's/^#blue = "127.0.0.1:8081"$/blue = "127.0.0.1:9081"/' "$CONFIG"
+    out=$(bluegreen check 2>&1)
+    if [[ $? != 0 ]] && grep -q 'key `slots.blue` and bluegreen@blue.socket' <<<"$out"; then
+        pass "with slots.blue moved only in the config, bluegreen check names the key and the socket unit"
+    else
+        fail "with slots.blue moved only in the config, bluegreen check names the key and the socket unit"
+        sed 's/^/      | /' <<<"$out"
+    fi
+    cp "$WORK/config.good" "$CONFIG"
 
     sed -i '1i batch_size = 0' "$CONFIG"
     out=$(bluegreen check 2>&1)
@@ -552,8 +567,9 @@ config_changes() {
 # left failed by its start limit within seconds (issue 8 §3: no unit restarts several times
 # a second forever). Shown on the resting slot, which has no traffic.
 hopeless_slot() {
-    local resting t0 ms n
-    [[ $(active_slot) == blue ]] && resting=green || resting=blue
+    local active resting t0 ms n
+    active=$(active_slot)
+    [[ $active == blue ]] && resting=green || resting=blue
     mv "$LAST_GOOD" "$WORK/last-good.toml"
     t0=$(now_ms)
     systemctl restart "bluegreen@$resting.service" >/dev/null 2>&1
@@ -566,9 +582,32 @@ hopeless_slot() {
     else
         fail "a slot that cannot start stops restarting (after $ms ms: $(systemctl is-failed "bluegreen@$resting.service"), NRestarts $n -> $(unit_prop "bluegreen@$resting.service" NRestarts))"
     fi
+    # The active slot: NGINX's connections start it again through its socket too, yet it
+    # stops within seconds, and then clients get a 503 at once instead of waiting.
+    local code took
+    ( while :; do curl -s -m 70 -o /dev/null -H 'Content-Type: application/json' -d "{\"data\": [$ROW]}" "$URL/"; sleep 0.05; done ) &
+    local poker=$!
+    t0=$(now_ms)
+    systemctl restart "bluegreen@$active.service" >/dev/null 2>&1
+    wait_for 30 bash -c "[[ \$(systemctl is-failed bluegreen@$active.socket) == failed ]]"
+    ms=$(( $(now_ms) - t0 ))
+    n=$(unit_prop "bluegreen@$active.service" NRestarts)
+    kill "$poker"; wait "$poker" 2>/dev/null
+    read -r code took < <(curl -s -m 70 -o /dev/null -w '%{http_code} %{time_total}' -H 'Content-Type: application/json' -d "{\"data\": [$ROW]}" "$URL/")
+    sleep 2
+    if [[ $(systemctl is-failed "bluegreen@$active.service") == failed && $(unit_prop "bluegreen@$active.service" NRestarts) == "$n" && $code == 503 ]] \
+        && awk -v t="$took" 'BEGIN { exit !(t < 1) }'; then
+        pass "...the active one too, with clients knocking: failed with its socket after $(( n + 1 )) starts in $ms ms; then NGINX answers $code in ${took} s"
+    else
+        fail "...the active one too: after $ms ms $(systemctl is-failed "bluegreen@$active.service"), socket $(systemctl is-failed "bluegreen@$active.socket"), NRestarts $n -> $(unit_prop "bluegreen@$active.service" NRestarts); NGINX answered $code in ${took} s"
+    fi
+
     mv "$WORK/last-good.toml" "$LAST_GOOD"
-    systemctl reset-failed "bluegreen@$resting.service" "bluegreen@$resting.socket"
-    check "...it starts again once there is a last good config to fall back to" systemctl start "bluegreen@$resting.service"
+    systemctl reset-failed "bluegreen@$resting.service" "bluegreen@$resting.socket" \
+        "bluegreen@$active.service" "bluegreen@$active.socket"
+    check "...both start again once there is a last good config to fall back to" \
+        systemctl start "bluegreen@$resting.service" "bluegreen@$active.service"
+    check "...and the active one serves" readyz_on "$active"
 }
 
 # Issue 8 §7: a model the gate refuses fails bluegreen-train.service (exit 3), so that
