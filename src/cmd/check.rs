@@ -370,9 +370,13 @@ fn check_state(config: &Config, report: &mut Report) {
 }
 
 /// Under systemd, `bluegreen@<slot>.socket` must listen where the config says the slot is:
-/// the slot refuses a socket on any other address.
+/// the slot refuses a socket on any other address. (Under `bluegreen up`, `up` binds the
+/// configured addresses itself.)
 fn check_sockets(config: &Config, report: &mut Report) {
-    if !Path::new("/run/systemd/system").is_dir() {
+    let layout = Layout::new(&config.state_dir);
+    if !Path::new("/run/systemd/system").is_dir()
+        || supervisor::detect(config, &layout).name() != "systemd"
+    {
         return;
     }
     for slot in Slot::ALL {
