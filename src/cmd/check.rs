@@ -45,6 +45,7 @@ pub enum Severity {
 /// One thing `check` found wrong.
 #[derive(Debug, Clone)]
 pub struct Problem {
+    /// Whether it fails the check.
     pub severity: Severity,
     /// The config key or the file it is about.
     pub subject: String,
@@ -75,6 +76,7 @@ pub struct Report {
     pub config: Option<Config>,
     /// A line for each part that passed ("config …: ok").
     pub passed: Vec<String>,
+    /// Every problem found, errors and warnings, in the order checked.
     pub problems: Vec<Problem>,
     /// Parts that were not checked, and why.
     pub skipped: Vec<String>,
@@ -107,6 +109,7 @@ impl Report {
     }
 }
 
+/// `bluegreen check`: exit 0 when nothing would break, [`EXIT_PROBLEMS`] otherwise.
 pub fn execute(explicit: Option<&Path>) -> anyhow::Result<ExitCode> {
     let report = run(explicit);
     report.print();
@@ -134,17 +137,17 @@ pub fn finish(report: &Report) -> anyhow::Result<()> {
             path.display()
         ),
         // Reading needs no privilege, saving does: the verdict stands, and says so.
-        Err(e @ ConfigError::Save { .. }) if is_permission(&e) => println!(
-            "check passed; not saved as the last good configuration ({}: permission denied; run as root to save it)",
-            config.last_good_path().display()
-        ),
+        Err(ConfigError::Save { ref source, .. })
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            println!(
+                "check passed; not saved as the last good configuration ({}: permission denied; run as root to save it)",
+                config.last_good_path().display()
+            )
+        }
         Err(e) => return Err(anyhow::Error::new(e).context("check passed")),
     }
     Ok(())
-}
-
-fn is_permission(e: &ConfigError) -> bool {
-    matches!(e, ConfigError::Save { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied)
 }
 
 /// Runs every check; prints nothing and writes nothing.
@@ -213,13 +216,13 @@ fn check_config(explicit: Option<&Path>, report: &mut Report) -> Option<Config> 
             continue;
         };
         let default = Config::default_of(key)
-            .map(|d| format!(" (default: {d})"))
+            .map(|d| format!(" ({d})"))
             .unwrap_or_default();
         report.problems.push(Problem {
             severity: Severity::Error,
             subject: format!("{shown}: key `{key}`"),
             what: why,
-            hint: format!("fix `{key}`, or remove the line to use the default{default}"),
+            hint: format!("fix `{key}`, or remove the line for its default{default}"),
         });
     }
     None

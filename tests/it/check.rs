@@ -76,7 +76,7 @@ fn every_bad_key_is_named_with_its_default_and_nothing_is_saved() {
     .unwrap();
     let err = problems(&env);
     reports(&err, "key `batch_size`", "must be at least 1 row");
-    assert!(err.contains("default: 2"), "{err}");
+    assert!(err.contains("remove the line for its default (2)"), "{err}");
     reports(&err, "key `keep_models`", "at least 2");
     reports(&err, "key `gate.tolerance`", "not a finite number >= 0");
     assert!(err.contains("check failed: 3 problem(s)"), "{err}");
