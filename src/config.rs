@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::fsutil;
 use crate::slot::Slot;
@@ -32,6 +32,10 @@ pub const LOCAL_CONFIG: &str = "bluegreen.toml";
 pub const LAST_GOOD_ENV: &str = "BLUEGREEN_LAST_GOOD_CONFIG";
 /// The last good configuration's file name, in `state_dir`.
 pub const LAST_GOOD_FILE: &str = "config.last-good.toml";
+/// Keys whose relative paths are relative to the config file's folder.
+const PATH_KEYS: [&str; 3] = ["state_dir", "nginx.conf", "nginx.pid_file"];
+/// The packaged configuration: every key, commented out with its default.
+const PACKAGED_CONFIG: &str = include_str!("../packaging/config.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -102,7 +106,7 @@ impl Fallback {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Everything bluegreen writes: data, models, slot links, the NGINX include, history.
@@ -121,16 +125,20 @@ pub struct Config {
     /// The file this configuration was read from, handed on to the processes `up` starts.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+    /// The file's own keys and values, its relative paths made absolute: what
+    /// [`Config::save_as_last_good`] writes, so the copy says what the file said, no more.
+    #[serde(skip)]
+    pub keys: toml::Table,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Slots {
     pub blue: SocketAddr,
     pub green: SocketAddr,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Gate {
     /// How much worse (relative) a candidate's RMSE may be than the active model's on the
@@ -138,7 +146,7 @@ pub struct Gate {
     pub tolerance: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest request body a slot accepts.
@@ -157,7 +165,7 @@ pub struct Limits {
     pub body_read_timeout_secs: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Nginx {
     /// The nginx executable (looked up in PATH when it has no slash).
@@ -175,7 +183,7 @@ pub struct Nginx {
     pub upstream_timeout_secs: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Deploy {
     /// How long a restarted slot has to report READY=1.
@@ -199,6 +207,7 @@ impl Default for Config {
             nginx: Nginx::default(),
             deploy: Deploy::default(),
             source: None,
+            keys: toml::Table::new(),
         }
     }
 }
@@ -345,6 +354,23 @@ impl Config {
                 *p = base.join(&*p);
             }
         }
+        // It parsed as a Config, so it parses as a table.
+        config.keys = text.parse().unwrap_or_default();
+        for key in PATH_KEYS {
+            let value = match key.split_once('.') {
+                Some((table, key)) => config
+                    .keys
+                    .get_mut(table)
+                    .and_then(|t| t.as_table_mut())
+                    .and_then(|t| t.get_mut(key)),
+                None => config.keys.get_mut(key),
+            };
+            if let Some(toml::Value::String(p)) = value {
+                if Path::new(p.as_str()).is_relative() {
+                    *p = base.join(&*p).display().to_string();
+                }
+            }
+        }
         config.source = Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
         Ok(config)
     }
@@ -471,13 +497,26 @@ impl Config {
         found
     }
 
-    /// The built-in default of a key (`batch_size`, `slots.blue`), as TOML shows it; for
-    /// hints.
+    /// The built-in default of a key (`batch_size`, `slots.blue`), as TOML writes it, for
+    /// hints: read from the packaged config.toml, which lists every key commented out with its
+    /// default (`#batch_size = 2` under its `[table]`).
     pub fn default_of(key: &str) -> Option<String> {
-        let defaults = toml::Value::try_from(Config::default()).ok()?;
-        key.split('.')
-            .try_fold(&defaults, |v, part| v.get(part))
-            .map(|v| v.to_string())
+        let (table, name) = key.rsplit_once('.').unwrap_or(("", key));
+        let mut current = "";
+        for line in PACKAGED_CONFIG.lines().map(str::trim) {
+            if let Some(t) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                current = t;
+            } else if current == table {
+                let setting = line.strip_prefix('#').unwrap_or("");
+                if let Some((k, v)) = setting.split_once('=') {
+                    if k.trim() == name {
+                        let v = v.split(" #").next().unwrap_or(v).trim();
+                        return Some(v.to_string());
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// Where the last good configuration is kept: `$BLUEGREEN_LAST_GOOD_CONFIG` if set (the
@@ -494,16 +533,17 @@ impl Config {
             path: path.clone(),
             source,
         };
-        let body = toml::to_string(self)
+        let body = toml::to_string(&self.keys)
             .map_err(|e| save(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         let text = format!(
-            "# The last configuration that passed `bluegreen check`, saved {} from {}.\n\
+            "# The last configuration that passed `bluegreen check`: {}\n\
+             # as it was at {}, its relative paths made absolute (a key not here has its default).\n\
              # A slot that starts while that file is bad runs on this copy instead, and says so.\n\
              # Written by bluegreen; do not edit (edit the configuration, then `bluegreen check`).\n\n{body}",
-            utc_seconds(time::OffsetDateTime::now_utc()).unwrap_or_default(),
             self.source
                 .as_deref()
                 .map_or("the built-in defaults".to_string(), |p| p.display().to_string()),
+            utc_seconds(time::OffsetDateTime::now_utc()).unwrap_or_default(),
         );
         fsutil::write_atomic(&path, text.as_bytes()).map_err(save)?;
         Ok(path)
