@@ -128,7 +128,7 @@ pub struct Config {
     /// The file's own keys and values, its relative paths made absolute: what
     /// [`Config::save_as_last_good`] writes, so the copy says what the file said, no more.
     #[serde(skip)]
-    pub keys: toml::Table,
+    keys: toml::Table,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
