@@ -98,13 +98,13 @@ impl Report {
     /// Prints what passed to stdout and every problem to stderr, as `nginx -t` does.
     pub fn print(&self) {
         for line in &self.passed {
-            println!("{line}");
+            super::say(line);
         }
         for problem in &self.problems {
-            eprintln!("{problem}");
+            super::warn(&problem.to_string());
         }
         for skipped in &self.skipped {
-            eprintln!("note: {skipped}");
+            super::warn(&format!("note: {skipped}"));
         }
     }
 }
@@ -125,25 +125,25 @@ pub fn execute(explicit: Option<&Path>) -> anyhow::Result<ExitCode> {
 /// `bluegreen restart` too, which must refuse to act on a report that is not [`Report::ok`].
 pub fn finish(report: &Report) -> anyhow::Result<()> {
     let Some(config) = report.config.as_ref().filter(|_| report.ok()) else {
-        eprintln!(
+        super::warn(&format!(
             "check failed: {} problem(s); the last good configuration was left as it was",
             report.errors()
-        );
+        ));
         return Ok(());
     };
     match config.save_as_last_good() {
-        Ok(path) => println!(
+        Ok(path) => super::say(&format!(
             "check passed; saved as the last good configuration: {}",
             path.display()
-        ),
+        )),
         // Reading needs no privilege, saving does: the verdict stands, and says so.
         Err(ConfigError::Save { ref source, .. })
             if source.kind() == std::io::ErrorKind::PermissionDenied =>
         {
-            println!(
+            super::say(&format!(
                 "check passed; not saved as the last good configuration ({}: permission denied; run as root to save it)",
                 config.last_good_path().display()
-            )
+            ))
         }
         Err(e) => return Err(anyhow::Error::new(e).context("check passed")),
     }
