@@ -459,7 +459,7 @@ impl Config {
             bad("limits.max_rows", "must be at least 1".into());
         }
         if self.limits.header_read_timeout_secs <= crate::nginx::UPSTREAM_IDLE_SECS {
-            return bad(
+            bad(
                 "limits.header_read_timeout_secs",
                 format!(
                     "must be more than {} s, the time NGINX keeps an idle connection to a slot",
@@ -468,7 +468,10 @@ impl Config {
             );
         }
         if self.limits.body_read_timeout_secs == 0 {
-            return bad("limits.body_read_timeout_secs", "must be at least 1 second");
+            bad(
+                "limits.body_read_timeout_secs",
+                "must be at least 1 second".into(),
+            );
         }
         if self.nginx.binary.as_os_str().is_empty() {
             bad("nginx.binary", "must not be empty".into());
@@ -480,7 +483,10 @@ impl Config {
             );
         }
         if self.nginx.upstream_timeout_secs == 0 {
-            return bad("nginx.upstream_timeout_secs", "must be at least 1 second");
+            bad(
+                "nginx.upstream_timeout_secs",
+                "must be at least 1 second".into(),
+            );
         }
         for (key, secs) in [
             ("deploy.ready_timeout_secs", self.deploy.ready_timeout_secs),

@@ -92,7 +92,10 @@ impl Status {
             .as_deref()
             .map(|n| format!("; {n}"))
             .unwrap_or_default();
-        format!("{role}{other}: serving {} on {}{note}", self.version, self.addr)
+        format!(
+            "{role}{other}: serving {} on {}{note}",
+            self.version, self.addr
+        )
     }
 
     /// Starts watching the include: from now on every change of role is sent as a new
