@@ -1,8 +1,8 @@
 //! `bluegreen restart`: applies a configuration change to the running slots (issue 8 §3).
 //!
-//! It checks first and touches nothing if anything is wrong; then it restarts the slots one
-//! at a time, the resting one first, so that a slot that cannot start on the new
-//! configuration is found while the active one still serves. Each restart waits for
+//! It checks first (`bluegreen check`) and touches nothing if anything is wrong; then it
+//! restarts the slots one at a time, the resting one first, so that a slot that cannot start
+//! on the new configuration is found while the active one still serves. Each restart waits for
 //! `READY=1` (the supervisor's restart returns only then) and a probe of the slot itself:
 //! `/readyz` names its model, and a prediction equals the artifact's own. The supervisor is
 //! whoever runs the slots: `bluegreen up` over its control socket, or systemd
@@ -71,25 +71,23 @@ pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
 }
 
 /// What must hold before a restart touches anything: the supervisor can apply the
-/// configuration by restarting slots, and the checks below.
+/// configuration by restarting slots, and `bluegreen check` passes.
 fn preflight(config: &Config, supervisor: &dyn Supervisor) -> anyhow::Result<()> {
     supervisor
         .can_apply(config)
         .context("nothing was restarted")?;
-    check(config, supervisor).context("nothing was restarted")
+    check(config).context("nothing was restarted")
 }
 
-/// The configuration parsed and is valid (`Config::discover` saw to that before this runs),
-/// NGINX accepts its configuration (`nginx -t`), the include names a slot, and each slot's
-/// model loads.
-///
-/// This is what `bluegreen check` validates (issue 8 §3); once that command is on main, the
-/// body of this function is a call to it.
-fn check(config: &Config, supervisor: &dyn Supervisor) -> anyhow::Result<()> {
-    supervisor.nginx().test()?;
-    let state = State::read(config)?;
-    for slot in Slot::ALL {
-        model(&state, slot)?;
+/// `bluegreen check` (issue 8 §3): the configuration, the state (data, models, each slot's
+/// link, the include) and NGINX's configuration (`nginx -t`). Its report is printed, and the
+/// configuration is saved as the last good one when all passed.
+fn check(config: &Config) -> anyhow::Result<()> {
+    let report = super::check::run(config.source.as_deref());
+    report.print();
+    super::check::finish(&report)?;
+    if !report.ok() {
+        bail!("`bluegreen check` found problems (above)");
     }
     Ok(())
 }
