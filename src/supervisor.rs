@@ -28,6 +28,8 @@ pub enum SupervisorError {
         #[source]
         source: io::Error,
     },
+    #[error("`systemctl start {unit}` failed: {output}; hint: `systemctl status bluegreen-check.service` says why")]
+    StartFailed { unit: String, output: String },
     #[error("slot {slot} did not become ready: {why}")]
     NotReady { slot: Slot, why: String },
     #[error("unexpected answer {answer:?} from bluegreen up; hint: is it the same version as this bluegreen?")]
@@ -50,6 +52,11 @@ pub trait Supervisor {
     fn nginx(&self) -> &Nginx;
     /// A short name for messages: "systemd" or "bluegreen up".
     fn name(&self) -> &'static str;
+    /// After `bluegreen restart` applied a configuration that passed `bluegreen check`: what
+    /// the supervisor itself still says about the old one. Nothing by default.
+    fn applied(&self) -> Result<(), SupervisorError> {
+        Ok(())
+    }
 }
 
 /// Picks the supervisor: `bluegreen up` when it is running for this state folder (its
@@ -107,5 +114,24 @@ impl Supervisor for Systemd {
 
     fn name(&self) -> &'static str {
         "systemd"
+    }
+
+    /// A restart with a bad configuration (`systemctl restart bluegreen.target`) left
+    /// bluegreen-check.service failed and the target stopped ("Dependency failed"); starting
+    /// the target runs that check again, and it passes now. A no-op when the target is up.
+    fn applied(&self) -> Result<(), SupervisorError> {
+        let unit = "bluegreen.target".to_string();
+        let output = Command::new("systemctl")
+            .args(["start", "--no-ask-password", &unit])
+            .output()
+            .map_err(SupervisorError::Systemctl)?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(SupervisorError::StartFailed {
+                unit,
+                output: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            })
+        }
     }
 }

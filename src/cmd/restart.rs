@@ -67,6 +67,9 @@ pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
         active.other(),
         started.elapsed().as_millis()
     );
+    supervisor
+        .applied()
+        .context("the slots were restarted on the new configuration")?;
     Ok(ExitCode::SUCCESS)
 }
 
