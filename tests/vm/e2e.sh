@@ -133,13 +133,13 @@ load_stop() {
             LOAD_FIGURES+="$kind: wrk printed no summary ($(tail -n1 "$WORK/$LOAD_NAME.$kind")); "
             continue
         fi
-        # requests= non200= connect= read= write= timeout= max_ms= p99_ms=
-        local requests non200 connect read write timeout max_ms p99_ms
+        # requests= non200= connect= read= write= timeout= max_ms= p99_ms= codes=
+        local requests non200 connect read write timeout max_ms p99_ms codes
         eval "$(sed 's/^LOAD //' <<<"$line")"
         failed=$(( non200 + connect + read + write + timeout ))
         LOAD_FAILED=$(( LOAD_FAILED + failed ))
         LOAD_FIGURES+="${kind/keepalive/keep-alive}: $requests answers, $failed failed"
-        (( failed )) && LOAD_FIGURES+=" ($non200 non-200, $(( connect + read + write + timeout )) socket errors)"
+        (( failed )) && LOAD_FIGURES+=" ($non200 non-200: $codes; $(( connect + read + write + timeout )) socket errors)"
         LOAD_FIGURES+=", slowest $max_ms ms; "
     done
     LOAD_FIGURES=${LOAD_FIGURES%; }
