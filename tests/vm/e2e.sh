@@ -630,8 +630,16 @@ refused_model() {
         sed 's/^/      | /' <<<"$out"
     fi
     check "...no deploy was asked for: $active still serves $model" keeps "$active" "$model"
+    check "...and the refusal is in the history and in bluegreen status" refusal_recorded
     check "...and the trainer still watches" systemctl is-active bluegreen-train.path bluegreen-data.path
     systemctl reset-failed bluegreen-train.service
+}
+
+# The last refusal is in the history (as the trainer wrote it) and `status` names it.
+refusal_recorded() {
+    local j; j=$(status_json)
+    jq -e '.newest_refused.reason != null and ([.last_deploys[] | select(.outcome == "refused")] | length > 0)' <<<"$j" >/dev/null \
+        || { jq '{newest_refused, last: [.last_deploys[] | {action, outcome, reason}]}' <<<"$j"; return 1; }
 }
 
 # The two systemd behaviours that shaped the units, shown with throwaway units on this very
