@@ -70,6 +70,15 @@ pub enum Command {
         0   everything passed (warnings may be printed)\n  \
         1   a problem was found; each is printed with its key or file and a hint")]
     Check,
+    /// Write a model to standard output as an export file, for `bluegreen import` on another
+    /// host: `bluegreen export VERSION > FILE`.
+    Export(ExportArgs),
+    /// Add a model exported on another host, keeping its version name. The file's format,
+    /// checksum and artifact are checked first; nothing is written unless all are sound.
+    #[command(after_help = "Exit status:\n  \
+        0   imported, or this very version with identical content was already here\n  \
+        1   error: a bad file, or this version is here with different content; nothing written")]
+    Import(ImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +132,19 @@ pub struct RollbackArgs {
     /// Fail at once if a deploy is running, instead of waiting for it.
     #[arg(long)]
     pub no_wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The model version to export (see `bluegreen status`).
+    pub version: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A file written by `bluegreen export`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]

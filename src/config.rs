@@ -122,6 +122,7 @@ pub struct Config {
     pub limits: Limits,
     pub nginx: Nginx,
     pub deploy: Deploy,
+    pub fleet: Fleet,
     /// The file this configuration was read from, handed on to the processes `up` starts.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -194,6 +195,62 @@ pub struct Deploy {
     pub lock_timeout_secs: u64,
 }
 
+/// This host's part in a fleet of hosts (issue 13). See `crate::fleet` for what each role
+/// does, and `deploy/ansible/` for the playbooks that drive a fleet.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Fleet {
+    pub role: Role,
+    /// Trainer only: the program and its arguments, run once a new model passed the quality
+    /// gate, before any local deploy. `{version}` in an argument becomes the model's version;
+    /// the environment also carries `BLUEGREEN_VERSION` and `BLUEGREEN_ARTIFACT` (its path).
+    pub on_new_model: Vec<String>,
+    /// Trainer only: after `on_new_model` succeeded, also deploy the model on this host.
+    /// `false` when the rollout itself deploys this host, as one host of the fleet.
+    pub deploy_locally: bool,
+    /// Trainer only: how long `on_new_model` may run before it is killed and counted failed.
+    pub on_new_model_timeout_secs: u64,
+}
+
+/// What a host does with its data and its models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// One host on its own: new data trains a model, which is deployed here (the default).
+    Standalone,
+    /// Trains on new data and hands every model that passed the gate to `on_new_model`.
+    Trainer,
+    /// Never trains: serves the models it is given (`bluegreen import`, then `deploy VERSION`).
+    Server,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Standalone => "standalone",
+            Role::Trainer => "trainer",
+            Role::Server => "server",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Fleet {
+            role: Role::Standalone,
+            on_new_model: Vec::new(),
+            deploy_locally: true,
+            on_new_model_timeout_secs: 3600,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -206,6 +263,7 @@ impl Default for Config {
             limits: Limits::default(),
             nginx: Nginx::default(),
             deploy: Deploy::default(),
+            fleet: Fleet::default(),
             source: None,
             keys: toml::Table::new(),
         }
@@ -500,6 +558,9 @@ impl Config {
                 bad(key, "must be at least 1 second".into());
             }
         }
+        for (key, why) in self.fleet.problems() {
+            bad(key, why);
+        }
         found
     }
 
@@ -658,6 +719,57 @@ fn line_col(text: &str, offset: usize) -> String {
     format!("line {line}, column {col}")
 }
 
+impl Fleet {
+    /// Every bad `[fleet]` value, with its key.
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut found = Vec::new();
+        if self.role != Role::Trainer {
+            if !self.on_new_model.is_empty() {
+                found.push((
+                    "fleet.on_new_model",
+                    format!(
+                        "only a trainer runs it, and this host's role is \"{}\"; hint: remove it, or set role = \"trainer\"",
+                        self.role
+                    ),
+                ));
+            }
+            if !self.deploy_locally {
+                found.push((
+                    "fleet.deploy_locally",
+                    format!(
+                        "only applies to role = \"trainer\", and this host's role is \"{}\"; hint: remove it",
+                        self.role
+                    ),
+                ));
+            }
+            return found;
+        }
+        if self
+            .on_new_model
+            .first()
+            .is_some_and(|p| p.trim().is_empty())
+        {
+            found.push((
+                "fleet.on_new_model",
+                "its first item is the program to run and must not be empty".to_string(),
+            ));
+        }
+        if self.on_new_model.is_empty() && !self.deploy_locally {
+            found.push((
+                "fleet.on_new_model",
+                "a trainer with deploy_locally = false needs a command to hand its models on, or no host would ever serve them; hint: on_new_model = [\"ansible-playbook\", \"-i\", \"INVENTORY\", \"rollout.yml\", \"-e\", \"version={version}\"]".to_string(),
+            ));
+        }
+        if self.on_new_model_timeout_secs == 0 {
+            found.push((
+                "fleet.on_new_model_timeout_secs",
+                "must be at least 1 second".to_string(),
+            ));
+        }
+        found
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -732,6 +844,63 @@ mod tests {
             invalid_key("[deploy]\nready_timeout_secs = 0"),
             "deploy.ready_timeout_secs"
         );
+    }
+
+    #[test]
+    fn fleet_roles_and_their_keys() {
+        assert_eq!(Config::default().fleet.role, Role::Standalone);
+        let server = Config::from_toml("[fleet]\nrole = \"server\"").unwrap();
+        assert_eq!(server.fleet.role, Role::Server);
+        let trainer = Config::from_toml(
+            "[fleet]\nrole = \"trainer\"\non_new_model = [\"ansible-playbook\", \"rollout.yml\", \"-e\", \"version={version}\"]\ndeploy_locally = false",
+        )
+        .unwrap();
+        assert_eq!(trainer.fleet.role, Role::Trainer);
+        assert!(!trainer.fleet.deploy_locally);
+        // A trainer with no command deploys locally, as a standalone host would.
+        Config::from_toml("[fleet]\nrole = \"trainer\"").unwrap();
+    }
+
+    #[test]
+    fn every_bad_fleet_value_names_its_key() {
+        let err = Config::from_toml("[fleet]\nrole = \"leader\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("leader") && err.contains("`standalone`, `trainer`, `server`"),
+            "{err}"
+        );
+        assert!(err.contains("line 2"), "{err}");
+        assert_eq!(
+            invalid_key("[fleet]\nrole = \"server\"\non_new_model = [\"true\"]"),
+            "fleet.on_new_model"
+        );
+        assert_eq!(
+            invalid_key("[fleet]\non_new_model = [\"true\"]"),
+            "fleet.on_new_model"
+        );
+        assert_eq!(
+            invalid_key("[fleet]\nrole = \"server\"\ndeploy_locally = false"),
+            "fleet.deploy_locally"
+        );
+        assert_eq!(
+            invalid_key("[fleet]\nrole = \"trainer\"\ndeploy_locally = false"),
+            "fleet.on_new_model"
+        );
+        assert_eq!(
+            invalid_key("[fleet]\nrole = \"trainer\"\non_new_model = [\" \", \"x\"]"),
+            "fleet.on_new_model"
+        );
+        assert_eq!(
+            invalid_key(
+                "[fleet]\nrole = \"trainer\"\non_new_model = [\"true\"]\non_new_model_timeout_secs = 0"
+            ),
+            "fleet.on_new_model_timeout_secs"
+        );
+        let err = Config::from_toml("[fleet]\non_new_model = \"ansible-playbook rollout.yml\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
     }
 
     #[test]

@@ -21,4 +21,5 @@ pub mod server;
 pub mod slot;
 pub mod state;
 pub mod supervisor;
+pub mod transfer;
 pub mod up;

@@ -18,6 +18,8 @@ use crate::config::Config;
 mod add_data;
 mod check;
 mod deploy;
+mod export;
+mod import;
 mod init;
 mod nginx_site;
 mod restart;
@@ -52,6 +54,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Restart => restart::execute(&config),
         Command::Status(args) => status::execute(&config, &args, fallback),
         Command::NginxSite => nginx_site::execute(&config),
+        Command::Export(args) => export::execute(&config, &args),
+        Command::Import(args) => import::execute(&config, &args),
     }
 }
 

@@ -16,3 +16,4 @@ mod restart;
 mod serve;
 mod status;
 mod train;
+mod transfer;

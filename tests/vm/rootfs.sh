@@ -2,6 +2,12 @@
 # Builds (once) and caches the Debian 12 root file system that tests/vm/run boots with
 # systemd-nspawn, then prints the path of the cached tarball.
 #
+#   rootfs.sh [FLAVOUR EXTRA_PACKAGES]
+#
+# A flavour is the same system with more packages (comma-separated), cached under its own
+# name: tests/fleet/run asks for `fleet` with SSH, Python and Ansible. Flavours never evict
+# one another, so the VM test and the fleet test each build theirs once.
+#
 # debootstrap takes about a minute and a half, the VM test a few minutes, so the tarball is
 # kept outside the repo and reused. Its name carries a hash of everything that shapes it
 # (suite, mirror, package list, this script), so changing any of them builds a new one
@@ -23,9 +29,12 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 # nginx: the .deb's dependency. curl, jq, procps, iproute2: what e2e.sh uses; wrk: its
 # load (16 keep-alive and 8 `Connection: close` clients at once, failures counted).
 PACKAGES=systemd,systemd-sysv,dbus,nginx,curl,jq,procps,iproute2,ca-certificates,wrk
+FLAVOUR=${1:-}
+[[ -z $FLAVOUR ]] || PACKAGES+=",${2:?rootfs.sh: a flavour needs its extra packages}"
 
 key=$(printf '%s\n' "$SUITE" "$MIRROR" "$PACKAGES" | cat - "${BASH_SOURCE[0]}" | sha256sum | cut -c1-12)
-tarball="$CACHE_DIR/rootfs-$SUITE-$key.tar"
+name=rootfs-$SUITE${FLAVOUR:+-$FLAVOUR}
+tarball="$CACHE_DIR/$name-$key.tar"
 
 if [[ -s $tarball ]]; then
     echo "$tarball"
@@ -45,7 +54,7 @@ root=$work/root
 # A machine-id left empty makes systemd treat each boot as a first boot (ConditionFirstBoot,
 # fresh machine-id); an id written now keeps reboots honest.
 systemd-machine-id-setup --root="$root" >/dev/null
-echo bluegreen-vm > "$root/etc/hostname"
+echo "bluegreen-${FLAVOUR:-vm}" > "$root/etc/hostname"
 # Only a console: the units that expect real hardware or a network just slow the boot.
 ln -sf /dev/null "$root/etc/systemd/system/systemd-networkd-wait-online.service"
 ln -sf /dev/null "$root/etc/systemd/system/getty@tty1.service"
@@ -55,7 +64,8 @@ rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*_Packages
 
 tar -C "$root" --numeric-owner -cf "$work/rootfs.tar" .
 mv "$work/rootfs.tar" "$tarball"
-# Older keys are dead weight once a new one exists.
-find "$CACHE_DIR" -maxdepth 1 -name "rootfs-$SUITE-*.tar" ! -path "$tarball" -delete
+# Older keys of this flavour are dead weight once a new one exists (a key is 12 hex digits,
+# so `rootfs-bookworm-????????????.tar` never matches another flavour's tarball).
+find "$CACHE_DIR" -maxdepth 1 -name "$name-????????????.tar" ! -path "$tarball" -delete
 echo "rootfs: built in $(( $(date +%s) - start )) s" >&2
 echo "$tarball"
