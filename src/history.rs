@@ -71,6 +71,8 @@ pub enum Action {
     Rollback,
     /// `bluegreen train`: recorded only when the gate refused the new model.
     Train,
+    /// A trainer handing a model to its fleet: `fleet.on_new_model` (issue 13).
+    Release,
 }
 
 impl Action {
@@ -80,6 +82,7 @@ impl Action {
             Action::Deploy => "deploy",
             Action::Rollback => "rollback",
             Action::Train => "train",
+            Action::Release => "release",
         }
     }
 }
@@ -110,6 +113,8 @@ pub enum Outcome {
     Interrupted,
     /// Only in the intent file, while the action runs; never appended.
     InProgress,
+    /// A trainer handed the model to its fleet: `fleet.on_new_model` succeeded (issue 13).
+    Released,
 }
 
 impl Outcome {
@@ -123,6 +128,7 @@ impl Outcome {
             Outcome::Recovered => "recovered",
             Outcome::Interrupted => "interrupted",
             Outcome::InProgress => "in-progress",
+            Outcome::Released => "released",
         }
     }
 

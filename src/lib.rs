@@ -8,6 +8,7 @@ pub mod cmd;
 pub mod config;
 pub mod data;
 pub mod deploy;
+pub mod fleet;
 pub mod fsutil;
 pub mod gate;
 pub mod history;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cli::AddDataArgs;
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::data::{self, Row};
 use crate::layout::Layout;
 use crate::model::Store;
@@ -35,7 +35,10 @@ pub fn execute(config: &Config, args: &AddDataArgs) -> anyhow::Result<ExitCode> 
         Some(m) => (appended.total.saturating_sub(m.rows), m.version.as_str()),
         None => (appended.total, "the start"),
     };
-    let verdict = if since >= config.batch_size {
+    let verdict = if config.fleet.role == Role::Server {
+        "this host's fleet role is \"server\": it never trains on them; add data on the trainer"
+            .to_string()
+    } else if since >= config.batch_size {
         "training is due".to_string()
     } else {
         let more = config.batch_size - since;

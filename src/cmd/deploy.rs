@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use crate::cli::DeployArgs;
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::deploy::{DeployError, Deployer, Done};
+use crate::fleet::{self, Released};
 use crate::layout::Layout;
 use crate::supervisor;
 
@@ -13,9 +14,34 @@ pub fn execute(config: &Config, args: &DeployArgs) -> anyhow::Result<ExitCode> {
     if args.no_wait {
         config.deploy.lock_timeout_secs = 0;
     }
+    let mut version = args.version.clone();
+    // Without a version this is the trigger path's deploy; in a fleet, the role decides.
+    if version.is_none() {
+        match config.fleet.role {
+            Role::Standalone => {}
+            Role::Server => anyhow::bail!(
+                "this host's fleet role is \"server\": it deploys only the version it is given; hint: `bluegreen import FILE`, then `bluegreen deploy VERSION` (or roll out from the trainer with rollout.yml)"
+            ),
+            Role::Trainer => match fleet::release(&config, &super::say) {
+                Ok(released) => {
+                    if let Released::Already { version, at } = &released {
+                        super::say(&format!(
+                            "{version} was released at {at} already; not running fleet.on_new_model again"
+                        ));
+                    }
+                    if !config.fleet.deploy_locally {
+                        super::say("fleet.deploy_locally is false: this host is deployed by the rollout, if at all");
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    version = Some(released.version().to_string());
+                }
+                Err(err) => return Err(anyhow::Error::new(err).context("release failed")),
+            },
+        }
+    }
     let supervisor = supervisor::detect(&config, &Layout::new(&config.state_dir));
     let deployer = Deployer::new(&config, supervisor.as_ref(), &super::say);
-    match deployer.deploy(args.version.as_deref()) {
+    match deployer.deploy(version.as_deref()) {
         Ok(Done::Switched(record)) => {
             super::out(&format!(
                 "deployed {} to {}: traffic moved from {} in {:.0} ms; `bluegreen rollback` moves it back\n",

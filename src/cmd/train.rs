@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cli::TrainArgs;
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::data;
 use crate::gate;
 use crate::history::{self, Action, Outcome, Record};
@@ -38,6 +38,17 @@ pub enum Trained {
 }
 
 pub fn execute(config: &Config, args: &TrainArgs) -> anyhow::Result<ExitCode> {
+    // A fleet server's data triggers (the systemd path units, `up`'s watcher) run
+    // `train --if-due`, so this is where they stop: nothing is ever due here (issue 13).
+    if config.fleet.role == Role::Server {
+        if args.if_due {
+            super::say("training not due: this host's fleet role is \"server\"; it never trains (the trainer does)");
+            return Ok(ExitCode::SUCCESS);
+        }
+        anyhow::bail!(
+            "this host's fleet role is \"server\": it never trains; hint: add data and train on the fleet's trainer, which rolls its models out; or bring a model here with `bluegreen import FILE` and `bluegreen deploy VERSION`"
+        );
+    }
     Ok(match train(config, args.if_due, &super::say)? {
         Trained::NotDue => ExitCode::SUCCESS,
         Trained::Passed(_) | Trained::Pending if args.if_due => ExitCode::from(EXIT_TRAINED_IF_DUE),

@@ -9,6 +9,7 @@ mod check;
 mod cli;
 mod deploy;
 mod faults;
+mod fleet;
 mod flips;
 mod load;
 mod paths;

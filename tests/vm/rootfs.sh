@@ -30,9 +30,10 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 # load (16 keep-alive and 8 `Connection: close` clients at once, failures counted).
 PACKAGES=systemd,systemd-sysv,dbus,nginx,curl,jq,procps,iproute2,ca-certificates,wrk
 FLAVOUR=${1:-}
-[[ -z $FLAVOUR ]] || PACKAGES+=",${2:?rootfs.sh: a flavour needs its extra packages}"
+EXTRA=
+[[ -z $FLAVOUR ]] || EXTRA=${2:?rootfs.sh: a flavour needs its extra packages}
 
-key=$(printf '%s\n' "$SUITE" "$MIRROR" "$PACKAGES" | cat - "${BASH_SOURCE[0]}" | sha256sum | cut -c1-12)
+key=$(printf '%s\n' "$SUITE" "$MIRROR" "$PACKAGES" "$EXTRA" | cat - "${BASH_SOURCE[0]}" | sha256sum | cut -c1-12)
 name=rootfs-$SUITE${FLAVOUR:+-$FLAVOUR}
 tarball="$CACHE_DIR/$name-$key.tar"
 
@@ -51,6 +52,21 @@ debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$work/root" "$MIRR
     > "$work/debootstrap.log" 2>&1 || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
 
 root=$work/root
+# Same sources as the host, so `apt-get install` in the container (Vagrant too) resolves alike.
+printf 'deb %s %s main\n' "$MIRROR" "$SUITE" > "$root/etc/apt/sources.list"
+if [[ -n $EXTRA ]]; then
+    # apt, not debootstrap --include: debootstrap's own resolver cannot configure some
+    # dependency trees (python3-cryptography, under ansible-core, fails there).
+    echo "rootfs: adding ${EXTRA//,/ }" >&2
+    # Services (sshd) are not started while installing: the system is not running.
+    printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
+    chmod 755 "$root/usr/sbin/policy-rc.d"
+    systemd-nspawn --quiet --register=no --keep-unit --directory="$root" --resolv-conf=copy-host \
+        --timezone=off --setenv=DEBIAN_FRONTEND=noninteractive \
+        sh -c "apt-get update -q && apt-get install -y -q --no-install-recommends ${EXTRA//,/ }" \
+        > "$work/apt.log" 2>&1 || { tail -n 30 "$work/apt.log" >&2; exit 1; }
+    rm -f "$root/usr/sbin/policy-rc.d"
+fi
 # A machine-id left empty makes systemd treat each boot as a first boot (ConditionFirstBoot,
 # fresh machine-id); an id written now keeps reboots honest.
 systemd-machine-id-setup --root="$root" >/dev/null
@@ -58,8 +74,6 @@ echo "bluegreen-${FLAVOUR:-vm}" > "$root/etc/hostname"
 # Only a console: the units that expect real hardware or a network just slow the boot.
 ln -sf /dev/null "$root/etc/systemd/system/systemd-networkd-wait-online.service"
 ln -sf /dev/null "$root/etc/systemd/system/getty@tty1.service"
-# Same sources as the host, so `apt-get install` in the container (Vagrant too) resolves alike.
-printf 'deb %s %s main\n' "$MIRROR" "$SUITE" > "$root/etc/apt/sources.list"
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*_Packages
 
 tar -C "$root" --numeric-owner -cf "$work/rootfs.tar" .
