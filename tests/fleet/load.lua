@@ -36,7 +36,7 @@ function response(status, headers, body)
   if status ~= 200 then
     non200 = non200 + 1
   end
-  local v = headers["X-Model-Version"] or "none"
+  local v = headers["x-model-version"] or headers["X-Model-Version"] or "none"
   versions[v] = (versions[v] or 0) + 1
 end
 
