@@ -119,9 +119,11 @@ machine_stop() {
 }
 
 # Waits until NAME's nspawn has exited by itself (a reboot or poweroff from inside), up to
-# SECS; prints nspawn's exit status (133 means "reboot requested").
+# SECS, and sets MACHINE_EXIT to nspawn's exit status (133 means "reboot requested"). Not in
+# a subshell: only this shell can wait for its own children.
 machine_wait_down() {
-    local name=$1 secs=$2 pid=${MACHINE_PID[$1]:-} rc=0
+    local name=$1 secs=$2 pid=${MACHINE_PID[$1]:-}
+    MACHINE_EXIT=0
     [[ -n $pid ]] || return 0
     for _ in $(seq $(( secs * 10 ))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$pid" 2>/dev/null; then
@@ -129,9 +131,8 @@ machine_wait_down() {
         machine_stop "$name"
         return 1
     fi
-    wait "$pid" 2>/dev/null || rc=$?
+    wait "$pid" 2>/dev/null || MACHINE_EXIT=$?
     unset "MACHINE_PID[$name]" "MACHINE_LEADER[$name]"
-    echo "$rc"
 }
 
 # Stops every machine still running (in parallel), then removes their cgroups.
