@@ -225,6 +225,7 @@ pub enum Role {
 }
 
 impl Role {
+    /// The name in the config file.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Standalone => "standalone",

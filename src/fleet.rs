@@ -68,6 +68,7 @@ pub enum Released {
 }
 
 impl Released {
+    /// The version that was (or had already been) released.
     pub fn version(&self) -> &str {
         match self {
             Released::Done { version } | Released::Already { version, .. } => version,

@@ -72,6 +72,29 @@ fn active_model(env: &Env) -> String {
 }
 
 #[test]
+fn a_bad_fleet_setting_stops_every_command_with_its_key_and_a_hint() {
+    let env = Env::new();
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(&env.config, format!("{text}[fleet]\nrole = \"leader\"\n")).unwrap();
+    let err = env.fails(&["status"], 1);
+    assert!(
+        err.contains("unknown variant `leader`")
+            && err.contains("`standalone`, `trainer`, `server`"),
+        "{err}"
+    );
+    std::fs::write(
+        &env.config,
+        format!("{text}[fleet]\nrole = \"trainer\"\ndeploy_locally = false\n"),
+    )
+    .unwrap();
+    let err = env.fails(&["deploy"], 1);
+    assert!(
+        err.contains("config key `fleet.on_new_model` is invalid") && err.contains("hint:"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_server_never_trains_and_deploys_only_the_version_it_is_given() {
     let env = Env::with_extra("[fleet]\nrole = \"server\"\n");
     env.ok(&["init"]);
