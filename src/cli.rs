@@ -34,7 +34,7 @@ pub enum Command {
     Up,
     /// Create the state folder: data, the initial model, slot links, the NGINX include.
     /// Safe to run again; it only adds what is missing.
-    Init,
+    Init(InitArgs),
     /// Serve one slot's model over HTTP (what `bluegreen@<slot>.service` runs).
     Serve(ServeArgs),
     /// Train a model on the data and store it as a new artifact.
@@ -48,6 +48,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Append validated rows to the training data.
     AddData(AddDataArgs),
+    /// Predict locally from a model artifact, without a server: one prediction a line.
+    Predict(PredictArgs),
     /// Deploy a model to the resting slot and move traffic to it.
     #[command(after_help = "Exit status:\n  \
         0   deployed, or the model already serves on the active slot\n  \
@@ -82,6 +84,15 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The first training data, when there is none yet: a CSV of the columns [data] names
+    /// (with a header in any order and case, or none). Without it, the Boston demo's rows
+    /// are the first data when [data] is the default.
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Which slot to serve.
     #[arg(long, value_enum)]
@@ -106,13 +117,17 @@ pub struct TrainArgs {
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("input").required(true).multiple(true))]
 pub struct AddDataArgs {
-    /// A CSV file of rows (with or without the header line); `-` reads standard input.
+    /// A CSV file of rows; `-` reads standard input. With a header, columns are matched by
+    /// name (any order and case; [data] ignore columns dropped); without one, they are the
+    /// [data] features, then the label.
     #[arg(group = "input", value_name = "FILE")]
     pub file: Option<PathBuf>,
-    /// One row of 14 comma-separated numbers: CRIM,...,LSTAT,MEDV. May be repeated.
+    /// One row of comma-separated numbers: the [data] features, then the label (for the
+    /// Boston default: CRIM,...,LSTAT,MEDV). May be repeated.
     #[arg(long, group = "input", value_name = "ROW")]
     pub row: Vec<String>,
-    /// Append N of the original demo's example rows (it had two; they repeat).
+    /// Append N of the original demo's example rows (it had two; they repeat). Only for the
+    /// Boston default [data].
     #[arg(long, group = "input", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub sample: Option<u32>,
 }
@@ -125,6 +140,26 @@ pub struct DeployArgs {
     /// Fail at once if another deploy is running, instead of waiting for it.
     #[arg(long)]
     pub no_wait: bool,
+    /// Deploy a model whose features or label differ from the active model's: this changes
+    /// what clients must send. The history records the change.
+    #[arg(long)]
+    pub allow_schema_change: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("input").required(true).multiple(true))]
+pub struct PredictArgs {
+    /// The model: a version (a unique prefix such as v0003 will do) or an artifact's path
+    /// [default: the model the active slot serves, else the newest]
+    #[arg(long, value_name = "VERSION|PATH")]
+    pub model: Option<String>,
+    /// A CSV file of rows of features; `-` reads standard input. With a header, columns are
+    /// matched by name (any order and case; the label and [data] ignore columns dropped).
+    #[arg(group = "input", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// One row of the model's features, comma-separated. May be repeated.
+    #[arg(long, group = "input", value_name = "ROW")]
+    pub row: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::data;
 use crate::fsutil;
+use crate::model::{Kind, Params};
 use crate::slot::Slot;
 
 /// Where the packaged configuration lives.
@@ -123,6 +125,8 @@ pub struct Config {
     pub nginx: Nginx,
     pub deploy: Deploy,
     pub fleet: Fleet,
+    pub data: Data,
+    pub model: Model,
     /// The file this configuration was read from, handed on to the processes `up` starts.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -252,6 +256,54 @@ impl Default for Fleet {
     }
 }
 
+/// `[data]`: the training data's file and columns (issue #9).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Data {
+    /// The CSV's file name, in `state_dir/data/`.
+    pub file: String,
+    /// The feature columns, in the order of the API's rows and of the stored CSV.
+    pub features: Vec<String>,
+    /// The column the model predicts; last in the stored CSV.
+    pub label: String,
+    /// Columns that files given to `add-data` may carry but the model does not use (an ID).
+    pub ignore: Vec<String>,
+}
+
+/// `[model]`: the model's name, its kind, and the kind's parameters, flat beside them
+/// (issue #9). Which kind takes which parameter is [`Kind::parameters`]' to say.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Model {
+    /// The model's name in the inference protocols' paths (`/v2/models/<name>`).
+    pub name: String,
+    pub kind: Kind,
+    /// Every other key under `[model]`; an unknown one is refused while parsing.
+    #[serde(flatten)]
+    pub params: Params,
+}
+
+impl Default for Data {
+    fn default() -> Self {
+        Data {
+            file: "boston.csv".to_string(),
+            features: data::FEATURES.iter().map(|s| s.to_string()).collect(),
+            label: data::LABEL.to_string(),
+            ignore: Vec::new(),
+        }
+    }
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Model {
+            name: "bluegreen".to_string(),
+            kind: Kind::Linear,
+            params: Params::default(),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -265,6 +317,8 @@ impl Default for Config {
             nginx: Nginx::default(),
             deploy: Deploy::default(),
             fleet: Fleet::default(),
+            data: Data::default(),
+            model: Model::default(),
             source: None,
             keys: toml::Table::new(),
         }
@@ -562,6 +616,8 @@ impl Config {
         for (key, why) in self.fleet.problems() {
             bad(key, why);
         }
+        found.extend(self.invalid_data());
+        found.extend(self.invalid_model());
         found
     }
 
@@ -615,6 +671,90 @@ impl Config {
         );
         fsutil::write_atomic(&path, text.as_bytes()).map_err(save)?;
         Ok(path)
+    }
+
+    /// `[data]`: a plain file name, and column names that a header can be matched against
+    /// unambiguously (case-insensitively, as `add-data` matches them).
+    fn invalid_data(&self) -> Option<ConfigError> {
+        self.data_problem().err()
+    }
+
+    fn data_problem(&self) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, why: String| Err(ConfigError::Invalid { key, why });
+        let file = &self.data.file;
+        if file.is_empty() || file == "." || file == ".." || file.contains('/') {
+            return bad(
+                "data.file",
+                format!("{file:?} is not a file name; the file lives in state_dir/data/"),
+            );
+        }
+        if file.starts_with('.') {
+            return bad(
+                "data.file",
+                format!("{file:?} starts with a dot; such names are for temporary files (and systemd's path units ignore them)"),
+            );
+        }
+        if self.data.features.is_empty() {
+            return bad("data.features", "must name at least one column".to_string());
+        }
+        let mut seen: Vec<(&'static str, &str)> = Vec::new();
+        let named = self
+            .data
+            .features
+            .iter()
+            .map(|f| ("data.features", f.as_str()));
+        let label = std::iter::once(("data.label", self.data.label.as_str()));
+        let ignore = self.data.ignore.iter().map(|f| ("data.ignore", f.as_str()));
+        for (key, name) in named.chain(label).chain(ignore) {
+            if name.trim().is_empty() || name.trim() != name {
+                return bad(
+                    key,
+                    format!("{name:?} is not a column name: it is empty or has spaces around it"),
+                );
+            }
+            if crate::number::parse(name).is_some() {
+                return bad(
+                    key,
+                    format!("{name:?} is a number, so a header holding it would read as a row"),
+                );
+            }
+            if let Some((other, _)) = seen.iter().find(|(_, n)| n.eq_ignore_ascii_case(name)) {
+                return bad(
+                    key,
+                    format!("{name:?} is also in {other} (names are matched ignoring case)"),
+                );
+            }
+            seen.push((key, name));
+        }
+        Ok(())
+    }
+
+    /// `[model]`: a name usable in a URL path, and parameters the kind takes, in range.
+    fn invalid_model(&self) -> Option<ConfigError> {
+        self.model_problem().err()
+    }
+
+    fn model_problem(&self) -> Result<(), ConfigError> {
+        let name = &self.model.name;
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(ConfigError::Invalid {
+                key: "model.name",
+                why: format!(
+                    "{name:?} must be letters, digits, '-', '_' or '.' (it is part of URL paths)"
+                ),
+            });
+        }
+        self.model
+            .params
+            .check(self.model.kind, self.data.features.len())
+            .map_err(|bad| ConfigError::Invalid {
+                key: bad.key,
+                why: bad.why,
+            })
     }
 
     pub fn slot_addr(&self, slot: Slot) -> SocketAddr {

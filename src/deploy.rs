@@ -59,16 +59,11 @@ use crate::history::{self, Action, HistoryError, Intent, Outcome, Phase, Record}
 use crate::http;
 use crate::layout::Layout;
 use crate::lock::{self, LockError};
-use crate::model::{Artifact, Features, ModelError, Store};
+use crate::model::{Artifact, ModelError, Store};
 use crate::nginx::{self, NginxError};
 use crate::slot::Slot;
 use crate::state::{ResolveError, State, StateError};
 use crate::supervisor::{Supervisor, SupervisorError};
-
-/// The original demo's example row; its price is the probe that a slot really serves a model.
-pub const PROBE_ROW: Features = [
-    0.00632, 18.0, 2.31, 0.0, 0.538, 6.575, 65.2, 4.09, 1.0, 296.0, 15.3, 396.9, 4.98,
-];
 
 /// How long a probe of a slot waits for its answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -189,6 +184,12 @@ pub enum ProbeError {
         version: String,
         expected: f64,
     },
+    #[error("{version} cannot predict its own example row")]
+    Predict {
+        version: String,
+        #[source]
+        source: ModelError,
+    },
 }
 
 /// Why the resting slot cannot take traffic back.
@@ -265,13 +266,25 @@ impl<'a> Deployer<'a> {
     }
 
     /// Deploys `version` (a version or a unique prefix of one; default: the newest model
-    /// that passed the gate) to the resting slot.
-    pub fn deploy(&self, version: Option<&str>) -> Result<Done, DeployError> {
+    /// that passed the gate) to the resting slot. A candidate of another schema than the
+    /// active model's passes the gate only with `allow_schema_change`, and then the default
+    /// is the newest model when the gate refused it for its schema alone (issue 9).
+    pub fn deploy(
+        &self,
+        version: Option<&str>,
+        allow_schema_change: bool,
+    ) -> Result<Done, DeployError> {
         let _lock = self.lock(self.config.lock_timeout())?;
         self.reconcile()?;
         let state = State::read(self.config)?;
+        let schema_refused = state
+            .newest()
+            .filter(|n| n.gate.as_ref().is_some_and(|g| g.schema_change.is_some()));
         let candidate = match version {
             Some(asked) => state.load(state.resolve(asked)?)?,
+            None if allow_schema_change && schema_refused.is_some() => {
+                schema_refused.cloned().expect("checked above")
+            }
             None => match state.newest_passed() {
                 Some(a) => a.clone(),
                 None if state.versions().is_empty() => return Err(ResolveError::NoModels.into()),
@@ -301,7 +314,7 @@ impl<'a> Deployer<'a> {
         ));
         record.step("resolve");
 
-        let report = self.gate(&state, &candidate)?;
+        let report = self.gate(&state, &candidate, allow_schema_change)?;
         record.gate = Some(report.clone());
         record.step("gate");
         if !report.passed {
@@ -456,28 +469,39 @@ impl<'a> Deployer<'a> {
     }
 
     /// The gate's verdict on `candidate` against the active model.
-    fn gate(&self, state: &State, candidate: &Artifact) -> Result<GateReport, DeployError> {
+    fn gate(
+        &self,
+        state: &State,
+        candidate: &Artifact,
+        allow_schema_change: bool,
+    ) -> Result<GateReport, DeployError> {
         let active_version = state.active_version();
         match &candidate.gate {
             // `train` already judged the candidate against this very model with this
             // tolerance, on rows that cannot have changed since: the gate reads only rows
             // the active model was trained on, and the data only grows (`add-data`
             // appends). Reading and parsing all of it again was most of a deploy on large
-            // data: 0.4–0.7 s of a 0.5–0.75 s deploy at 10^6 rows.
+            // data: 0.4–0.7 s of a 0.5–0.75 s deploy at 10^6 rows. A schema change is
+            // judged again: `train` refuses it, a deploy may allow it.
             Some(verdict)
                 if verdict.against.as_deref() == active_version
-                    && verdict.tolerance == self.config.gate.tolerance =>
+                    && verdict.tolerance == self.config.gate.tolerance
+                    && verdict.schema_change.is_none() =>
             {
                 Ok(verdict.clone())
             }
             _ => {
                 let active_model = state.active_model()?;
-                let data = data::read_dataset(&self.layout.data_csv())?;
+                let data = data::read_dataset(
+                    &self.layout.data_csv(&self.config.data),
+                    &data::Schema::of(&self.config.data),
+                )?;
                 Ok(gate::check(
                     candidate,
                     active_model.as_ref(),
-                    &data.rows,
+                    &data,
                     self.config.gate.tolerance,
+                    allow_schema_change,
                 ))
             }
         }
@@ -697,12 +721,18 @@ impl<'a> Deployer<'a> {
                 expected: candidate.version.clone(),
             });
         }
-        let body = serde_json::to_vec(&serde_json::json!({ "data": [PROBE_ROW] }))
+        // The artifact's example row (its first training row; for Boston, the original's).
+        let body = serde_json::to_vec(&serde_json::json!({ "data": [&candidate.example] }))
             .expect("a row serializes");
         let answer = http::request(addr, "POST", "/", Some(&body), PROBE_TIMEOUT)
             .map_err(unreachable("POST", "/"))?;
         let price = answer.json().and_then(|j| j["Price"].as_f64());
-        let expected = candidate.predict(&PROBE_ROW);
+        let expected = candidate
+            .predict_one(&candidate.example)
+            .map_err(|source| ProbeError::Predict {
+                version: candidate.version.clone(),
+                source,
+            })?;
         match price {
             Some(p)
                 if answer.status == 200

@@ -1,15 +1,23 @@
 //! The quality gate: may a candidate model replace the active one?
 //!
-//! A candidate is refused when any parameter is not finite, or when its RMSE is worse than the
-//! active model's by more than the configured tolerance, both measured on the same rows. Those
-//! rows are the holdout rows (every fifth) among the rows the *active* model was trained on:
-//! rows that existed before the candidate's new data. New rows are left out on purpose: if a
-//! batch of poisoned rows (a label of 1e9, say) were part of the comparison, both models would
-//! look equally terrible on them and the poisoned candidate would pass.
+//! A candidate is refused when a parameter of a linear model is not finite, when its
+//! predictions are not finite, or when its RMSE is worse than the active model's by more than
+//! the configured tolerance, both measured on the same rows. The two may be of any kinds:
+//! changing the kind is an ordinary deploy that the gate judges (issue #9). The rows are the
+//! holdout rows (every fifth) among the rows the *active* model was trained on: rows that
+//! existed before the candidate's new data. New rows are left out on purpose: if a batch of
+//! poisoned rows (a label of 1e9, say) were part of the comparison, both models would look
+//! equally terrible on them and the poisoned candidate would pass.
+//!
+//! **Schema safety** (issue #9): a candidate whose features (names or order) or label differ
+//! from the active model's changes what clients must send, or what the answer means. It is
+//! refused unless the deploy says it is meant (`bluegreen deploy --allow-schema-change`); the
+//! report records the change either way, and with it the history.
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::Row;
+use crate::data::{Dataset, Schema};
+use crate::model::kinds::Matrix;
 use crate::model::{evaluate, is_holdout, Artifact};
 
 /// The gate's decision, with the figures behind it.
@@ -26,14 +34,41 @@ pub struct GateReport {
     pub active_rmse: Option<f64>,
     pub tolerance: f64,
     pub rows_compared: usize,
+    /// The schema the candidate changes to, when it differs from the active model's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_change: Option<SchemaChange>,
 }
 
-/// Judges `candidate` against `active` on `data` (the current training rows).
+/// A change of features or label between the active model and a candidate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaChange {
+    pub from: Schema,
+    pub to: Schema,
+}
+
+impl std::fmt::Display for SchemaChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "features {} → {}",
+            self.from.features.join(","),
+            self.to.features.join(",")
+        )?;
+        if self.from.label != self.to.label {
+            write!(f, ", label {} → {}", self.from.label, self.to.label)?;
+        }
+        Ok(())
+    }
+}
+
+/// Judges `candidate` against `active` on `data` (the current training data). A schema
+/// change passes only with `allow_schema_change`.
 pub fn check(
     candidate: &Artifact,
     active: Option<&Artifact>,
-    data: &[Row],
+    data: &Dataset,
     tolerance: f64,
+    allow_schema_change: bool,
 ) -> GateReport {
     let mut report = GateReport {
         passed: false,
@@ -43,6 +78,7 @@ pub fn check(
         active_rmse: None,
         tolerance,
         rows_compared: 0,
+        schema_change: None,
     };
     if !candidate.is_finite() {
         report.reason = "a coefficient or the intercept is not a finite number".to_string();
@@ -58,24 +94,62 @@ pub fn check(
         report.reason = "the candidate is the active model".to_string();
         return report;
     }
-    let known = &data[..active.rows.min(data.len())];
-    let mut rows: Vec<&Row> = known
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| is_holdout(*i))
-        .map(|(_, r)| r)
-        .collect();
-    if rows.is_empty() {
-        rows = known.iter().collect();
+    if candidate.schema() != active.schema() {
+        let change = SchemaChange {
+            from: active.schema(),
+            to: candidate.schema(),
+        };
+        if !allow_schema_change {
+            report.reason = format!(
+                "its schema differs from {}'s ({change}), which changes what clients send; hint: if that is meant, deploy it with `bluegreen deploy --allow-schema-change`",
+                active.version
+            );
+            report.schema_change = Some(change);
+            return report;
+        }
+        report.schema_change = Some(change);
     }
-    report.rows_compared = rows.len();
-    if rows.is_empty() {
+    let known = active.rows.min(data.rows.len());
+    let mut keep: Box<dyn Fn(usize) -> bool> = Box::new(move |i| i < known && is_holdout(i));
+    let mut rows = (0..known).filter(|&i| is_holdout(i)).count();
+    if rows == 0 {
+        keep = Box::new(move |i| i < known);
+        rows = known;
+    }
+    if rows == 0 {
         report.passed = true;
         report.reason = "no rows to compare on".to_string();
         return report;
     }
-    let (candidate_rmse, _) = evaluate(|x| candidate.predict(x), &rows);
-    let (active_rmse, _) = evaluate(|x| active.predict(x), &rows);
+    let rmse = |model: &Artifact| -> Result<f64, String> {
+        let columns = data
+            .columns_of(&model.features, &model.label)
+            .ok_or_else(|| {
+                format!(
+                    "the data ({}) lacks {}'s columns ({})",
+                    data.schema.header(),
+                    model.version,
+                    model.schema().header()
+                )
+            })?;
+        let (x, y) = data.select(&keep, &columns);
+        let x = Matrix::new(y.len(), columns.len(), x, false).map_err(|e| e.to_string())?;
+        let predicted = model.fitted.predict(&x).map_err(|e| e.to_string())?;
+        Ok(evaluate(&predicted, &y).0)
+    };
+    let (candidate_rmse, active_rmse) = match (rmse(candidate), rmse(active)) {
+        (Ok(c), Ok(a)) => (c, a),
+        (Err(why), _) | (_, Err(why)) => {
+            report.passed = report.schema_change.is_some();
+            report.reason = if report.passed {
+                format!("the schema change is allowed, and the two cannot be compared: {why}")
+            } else {
+                format!("the two models cannot be compared: {why}")
+            };
+            return report;
+        }
+    };
+    report.rows_compared = rows;
     report.candidate_rmse = Some(candidate_rmse);
     report.active_rmse = Some(active_rmse);
     let limit = active_rmse * (1.0 + tolerance);
@@ -83,18 +157,18 @@ pub fn check(
         report.reason = "the candidate's predictions are not finite".to_string();
     } else if candidate_rmse > limit {
         report.reason = format!(
-            "RMSE {candidate_rmse:.4} on {} holdout rows is worse than {} ({active_rmse:.4}) by more than {:.0}% (limit {limit:.4})",
-            rows.len(),
+            "RMSE {candidate_rmse:.4} on {rows} holdout rows is worse than {} ({active_rmse:.4}) by more than {:.0}% (limit {limit:.4})",
             active.version,
             tolerance * 100.0
         );
     } else {
         report.passed = true;
         report.reason = format!(
-            "RMSE {candidate_rmse:.4} within {:.0}% of {} ({active_rmse:.4}) on {} holdout rows",
+            "RMSE {candidate_rmse:.4} ({}) within {:.0}% of {} ({active_rmse:.4}, {}) on {rows} holdout rows",
+            candidate.kind,
             tolerance * 100.0,
             active.version,
-            rows.len()
+            active.kind,
         );
     }
     report
@@ -103,34 +177,48 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{data, model};
+    use crate::data::Rows;
+    use crate::model::tests::{boston, trained};
+    use crate::model::{Fitted, Kind};
 
-    fn boston() -> Vec<Row> {
-        data::parse_rows(&data::boston_csv(), "boston").unwrap()
+    fn with_rows(data: &Dataset, extra: &[[f64; 14]]) -> Dataset {
+        let mut data = data.clone();
+        for row in extra {
+            data.rows.values.extend_from_slice(row);
+        }
+        data
     }
 
-    fn trained(rows: &[Row], version: &str) -> Artifact {
-        model::train(rows, "sha", version.to_string(), model::now_rfc3339()).unwrap()
-    }
+    const SAMPLES: [[f64; 14]; 2] = [
+        [
+            0.13004, 12.5, 8.87, 0.0, 0.592, 6.836, 72.9, 6.543, 5.0, 331.0, 15.2, 299.71, 13.1,
+            12.9,
+        ],
+        [
+            0.95204, 0.0, 8.14, 0.0, 0.882, 5.935, 87.2, 4.9013, 4.0, 301.0, 21.0, 452.87, 15.83,
+            21.2,
+        ],
+    ];
 
     #[test]
     fn honest_new_rows_pass_and_poisoned_rows_are_refused() {
-        let mut rows = boston();
-        let active = trained(&rows, "v0001-a");
-        assert!(check(&active, None, &rows, 0.1).passed);
+        let base = boston();
+        let active = trained(&base, Kind::Linear, "v0001-a");
+        assert!(check(&active, None, &base, 0.1, false).passed);
 
-        rows.extend(data::parse_rows(&data::SAMPLE_ROWS.join("\n"), "t").unwrap());
-        let honest = trained(&rows, "v0002-a");
-        let report = check(&honest, Some(&active), &rows, 0.1);
+        let data = with_rows(&base, &SAMPLES);
+        let honest = trained(&data, Kind::Linear, "v0002-a");
+        let report = check(&honest, Some(&active), &data, 0.1, false);
         assert!(report.passed, "{report:?}");
         assert_eq!(report.rows_compared, 101);
 
-        let mut poisoned = rows.clone();
-        for row in poisoned.iter_mut().skip(506) {
+        let mut poisoned = SAMPLES;
+        for row in &mut poisoned {
             row[13] = 1e9;
         }
-        let bad = trained(&poisoned, "v0003-a");
-        let report = check(&bad, Some(&active), &poisoned, 0.1);
+        let data = with_rows(&base, &poisoned);
+        let bad = trained(&data, Kind::Linear, "v0003-a");
+        let report = check(&bad, Some(&active), &data, 0.1, false);
         assert!(!report.passed, "{report:?}");
         assert!(
             report.reason.contains("worse than v0001-a"),
@@ -140,11 +228,70 @@ mod tests {
     }
 
     #[test]
+    fn any_kind_is_judged_against_any_kind_on_the_same_rows() {
+        let data = boston();
+        let linear = trained(&data, Kind::Linear, "v0001-a");
+        let forest = trained(&data, Kind::RandomForest, "v0002-a");
+        let report = check(&forest, Some(&linear), &data, 0.1, false);
+        assert!(report.passed, "{report:?}");
+        assert!(report.candidate_rmse < report.active_rmse, "{report:?}");
+        let knn = trained(&data, Kind::Knn, "v0003-a");
+        let report = check(&knn, Some(&forest), &data, 0.1, false);
+        assert!(
+            !report.passed,
+            "knn is far worse than a forest on Boston: {report:?}"
+        );
+        assert_eq!(report.rows_compared, 101);
+    }
+
+    #[test]
+    fn a_schema_change_is_refused_unless_allowed_and_recorded_either_way() {
+        let data = boston();
+        let active = trained(&data, Kind::Linear, "v0001-a");
+        // The same data with the first two features swapped: other order, same names.
+        let mut swapped = data.clone();
+        swapped.schema.features.swap(0, 1);
+        let mut values = Vec::new();
+        for row in data.rows.iter() {
+            let mut row = row.to_vec();
+            row.swap(0, 1);
+            values.extend(row);
+        }
+        swapped.rows = Rows { width: 14, values };
+        let candidate = trained(&swapped, Kind::Linear, "v0002-a");
+        let report = check(&candidate, Some(&active), &swapped, 0.1, false);
+        assert!(!report.passed);
+        assert!(
+            report.reason.contains("--allow-schema-change"),
+            "{}",
+            report.reason
+        );
+        let change = report.schema_change.unwrap();
+        assert!(
+            change.to_string().starts_with("features CRIM,ZN,"),
+            "{change}"
+        );
+        // Allowed: both are compared, each with its own columns, on the same rows.
+        let report = check(&candidate, Some(&active), &swapped, 0.1, true);
+        assert!(report.passed, "{report:?}");
+        assert!(report.schema_change.is_some());
+        let (c, a) = (report.candidate_rmse.unwrap(), report.active_rmse.unwrap());
+        assert!(
+            (c - a).abs() < 1e-6,
+            "the same model in another order: {c} vs {a}"
+        );
+    }
+
+    #[test]
     fn non_finite_parameters_are_refused_even_without_an_active_model() {
-        let rows = boston();
-        let mut candidate = trained(&rows, "v0002-a");
-        candidate.coefficients[3] = f64::NAN;
-        let report = check(&candidate, None, &rows, 0.1);
+        let data = boston();
+        let mut candidate = trained(&data, Kind::Linear, "v0002-a");
+        if let Fitted::Linear { coefficients, .. } =
+            std::sync::Arc::get_mut(&mut candidate.fitted).unwrap()
+        {
+            coefficients[3] = f64::NAN;
+        }
+        let report = check(&candidate, None, &data, 0.1, false);
         assert!(!report.passed);
         assert!(report.reason.contains("not a finite"));
     }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! state_dir/
-//!   data/boston.csv          training data, header + rows, label MEDV last
+//!   data/<data.file>         training data (boston.csv by default): header + rows, label last
 //!   models/<version>.json    immutable model artifacts
 //!   slots/<slot>.json        symlink to the artifact the slot serves
 //!   nginx/upstream.conf      the include that names the active slot (NGINX reads it)
@@ -36,8 +36,9 @@ impl Layout {
         self.root.join("data")
     }
 
-    pub fn data_csv(&self) -> PathBuf {
-        self.data_dir().join("boston.csv")
+    /// The training data: `[data] file` in the data folder.
+    pub fn data_csv(&self, data: &crate::config::Data) -> PathBuf {
+        self.data_dir().join(&data.file)
     }
 
     pub fn models_dir(&self) -> PathBuf {

@@ -36,9 +36,8 @@ use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::data::FEATURES;
 use crate::history::RefusalCount;
-use crate::model::{Artifact, Features};
+use crate::model::Artifact;
 use crate::number;
 use crate::slot::Slot;
 
@@ -50,6 +49,8 @@ const BUCKETS: [f64; 13] = [
 /// What the server needs: the model, which slot it is, and the request limits.
 pub struct AppState {
     model: Artifact,
+    /// `GET /model`'s description of it, made once.
+    described: Value,
     slot: Slot,
     max_rows: usize,
     version_header: HeaderValue,
@@ -73,6 +74,7 @@ impl AppState {
         let version_header = HeaderValue::from_str(&model.version)
             .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
         Arc::new(AppState {
+            described: model.describe(),
             model,
             slot,
             max_rows,
@@ -255,15 +257,16 @@ struct Prediction<'a> {
     slot: Slot,
 }
 
-/// Reads `{"data": [[13 numbers], …]}` and nothing else (whitespace aside), the shape nearly
-/// every request has; `None` for anything else (object rows, extra fields, or an error to
-/// explain), which then goes through the careful path in [`parse_rows`].
+/// Reads `{"data": [[width numbers], …]}` and nothing else (whitespace aside), the shape
+/// nearly every request has, into one row-major block; `None` for anything else (object
+/// rows, extra fields, or an error to explain), which then goes through the careful path in
+/// [`parse_rows`].
 ///
 /// Why not serde alone: its generic sequence machinery and exact float path were about 70%
 /// of the slot's CPU on 10,000-row requests (bench/run, section 2): 180 ns a row, against
 /// about 95 ns here. The numbers come out bit for bit as serde reads them (see [`number`];
 /// a unit test checks both on every Boston row).
-fn parse_common(body: &[u8]) -> Option<Vec<Features>> {
+fn parse_common(body: &[u8], width: usize) -> Option<Vec<f64>> {
     let mut at = Scan { body, i: 0 };
     at.punct(b'{')?;
     at.skip_ws();
@@ -273,21 +276,19 @@ fn parse_common(body: &[u8]) -> Option<Vec<Features>> {
         .map(|_| 6)?;
     at.punct(b':')?;
     at.punct(b'[')?;
-    // A row as text is at least 27 bytes; most are about 70.
-    let mut rows = Vec::with_capacity(body.len() / 64 + 1);
+    // A number as text is at least 2 bytes with its comma; most are about 5.
+    let mut rows = Vec::with_capacity(body.len() / 5 + 1);
     if at.punct(b']').is_none() {
         loop {
             at.punct(b'[')?;
-            let mut row = [0.0; FEATURES.len()];
-            for (col, value) in row.iter_mut().enumerate() {
+            for col in 0..width {
                 if col > 0 {
                     at.punct(b',')?;
                 }
                 at.skip_ws();
-                *value = at.number()?;
+                rows.push(at.number()?);
             }
             at.punct(b']')?;
-            rows.push(row);
             if at.punct(b',').is_none() {
                 at.punct(b']')?;
                 break;
@@ -347,45 +348,41 @@ async fn predict(
             )
         }
     })?;
-    let rows = match parse_common(&body) {
+    let features = &state.model.features;
+    let width = features.len();
+    let rows = match parse_common(&body, width) {
         Some(rows) => rows,
-        None => parse_rows(&body)?,
+        None => parse_rows(&body, features)?,
     };
-    if rows.is_empty() {
-        return Err(unprocessable(
-            "\"data\" is empty: send at least one row of 13 numbers".to_string(),
-        ));
+    let count = rows.len() / width;
+    if count == 0 {
+        return Err(unprocessable(format!(
+            "\"data\" is empty: send at least one row of {width} numbers"
+        )));
     }
-    if rows.len() > state.max_rows {
+    if count > state.max_rows {
         return Err(ApiError(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
-                "\"data\" has {} rows; at most {} are allowed per request (limits.max_rows)",
-                rows.len(),
+                "\"data\" has {count} rows; at most {} are allowed per request (limits.max_rows)",
                 state.max_rows
             ),
         ));
     }
-    let mut prices = Vec::with_capacity(rows.len());
-    for (i, row) in rows.iter().enumerate() {
-        if let Some(col) = row.iter().position(|v| !v.is_finite()) {
-            return Err(unprocessable(format!(
-                "data[{i}][{col}] ({}) is not a finite number",
-                FEATURES[col]
-            )));
-        }
-        let price = state.model.predict(row);
-        if !price.is_finite() {
-            return Err(unprocessable(format!(
-                "data[{i}]: the prediction is not a finite number; are the values in range?"
-            )));
-        }
-        prices.push(price);
+    // Every value is a finite number here: both parsers refuse anything else.
+    let prices = state
+        .model
+        .predict_rows(&rows)
+        .map_err(|e| unprocessable(format!("the model cannot predict these rows: {e}")))?;
+    if let Some(i) = prices.iter().position(|p| !p.is_finite()) {
+        return Err(unprocessable(format!(
+            "data[{i}]: the prediction is not a finite number; are the values in range?"
+        )));
     }
     state
         .metrics
         .rows_predicted
-        .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        .fetch_add(count as u64, Ordering::Relaxed);
     Ok(axum::Json(Prediction {
         price: prices[0],
         prices,
@@ -395,8 +392,10 @@ async fn predict(
     .into_response())
 }
 
-/// Parses a request body the careful way, naming what is wrong and where.
-fn parse_rows(body: &[u8]) -> Result<Vec<Features>, ApiError> {
+/// Parses a request body the careful way, naming what is wrong and where: rows of the
+/// model's `features`, as lists in their order or as objects keyed by their names. Returns
+/// the rows as one row-major block.
+fn parse_rows(body: &[u8], features: &[String]) -> Result<Vec<f64>, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,
@@ -404,10 +403,10 @@ fn parse_rows(body: &[u8]) -> Result<Vec<Features>, ApiError> {
         )
     })?;
     let Some(data) = value.as_object().and_then(|o| o.get("data")) else {
-        return Err(unprocessable(
-            "the body must be an object with a \"data\" field: {\"data\": [[13 numbers]]}"
-                .to_string(),
-        ));
+        return Err(unprocessable(format!(
+            "the body must be an object with a \"data\" field: {{\"data\": [[{} numbers]]}}",
+            features.len()
+        )));
     };
     let Some(rows) = data.as_array() else {
         return Err(unprocessable(format!(
@@ -415,61 +414,68 @@ fn parse_rows(body: &[u8]) -> Result<Vec<Features>, ApiError> {
             kind(data)
         )));
     };
-    rows.iter()
-        .enumerate()
-        .map(|(i, row)| parse_row(i, row))
-        .collect()
+    let mut out = Vec::with_capacity(rows.len() * features.len());
+    for (i, row) in rows.iter().enumerate() {
+        parse_row(i, row, features, &mut out)?;
+    }
+    Ok(out)
 }
 
-fn parse_row(i: usize, row: &Value) -> Result<Features, ApiError> {
-    let mut out = [0.0; FEATURES.len()];
+/// Appends row `i` of a request to `out`.
+fn parse_row(
+    i: usize,
+    row: &Value,
+    features: &[String],
+    out: &mut Vec<f64>,
+) -> Result<(), ApiError> {
     match row {
         Value::Array(values) => {
-            if values.len() != FEATURES.len() {
+            if values.len() != features.len() {
                 return Err(unprocessable(format!(
                     "data[{i}] has {} values; expected {} ({})",
                     values.len(),
-                    FEATURES.len(),
-                    FEATURES.join(", ")
+                    features.len(),
+                    features.join(", ")
                 )));
             }
             for (col, v) in values.iter().enumerate() {
-                out[col] = number(v).ok_or_else(|| {
+                out.push(number(v).ok_or_else(|| {
                     unprocessable(format!(
                         "data[{i}][{col}] ({}) must be a finite number, not {}",
-                        FEATURES[col],
+                        features[col],
                         kind(v)
                     ))
-                })?;
+                })?);
             }
         }
         Value::Object(fields) => {
-            if let Some(unknown) = fields.keys().find(|k| !FEATURES.contains(&k.as_str())) {
+            if let Some(unknown) = fields.keys().find(|k| !features.contains(k)) {
                 return Err(unprocessable(format!(
                     "data[{i}] has an unknown field {unknown:?}; the fields are {}",
-                    FEATURES.join(", ")
+                    features.join(", ")
                 )));
             }
-            for (col, name) in FEATURES.iter().enumerate() {
-                let v = fields.get(*name).ok_or_else(|| {
+            for name in features {
+                let v = fields.get(name).ok_or_else(|| {
                     unprocessable(format!("data[{i}] is missing the field {name:?}"))
                 })?;
-                out[col] = number(v).ok_or_else(|| {
+                out.push(number(v).ok_or_else(|| {
                     unprocessable(format!(
                         "data[{i}].{name} must be a finite number, not {}",
                         kind(v)
                     ))
-                })?;
+                })?);
             }
         }
         other => {
             return Err(unprocessable(format!(
-                "data[{i}] must be a list of 13 numbers or an object keyed by feature name, not {}",
+                "data[{i}] must be a list of {} numbers or an object keyed by feature name, not {}",
+                features.len(),
                 kind(other)
             )))
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn number(v: &Value) -> Option<f64> {
@@ -500,7 +506,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 async fn model_info(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    axum::Json(json!({ "slot": state.slot, "model": state.model }))
+    axum::Json(json!({ "slot": state.slot, "model": state.described }))
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
@@ -544,8 +550,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     out.push_str("# TYPE bluegreen_model_info gauge\n");
     let _ = writeln!(
         out,
-        "bluegreen_model_info{{version=\"{}\",slot=\"{}\",rows=\"{}\"}} 1",
-        state.model.version, state.slot, state.model.rows
+        "bluegreen_model_info{{version=\"{}\",kind=\"{}\",slot=\"{}\",rows=\"{}\"}} 1",
+        state.model.version, state.model.kind, state.slot, state.model.rows
     );
     out.push_str("# HELP bluegreen_gate_refusals_total Models the quality gate refused, from the history, by the command that asked.\n");
     out.push_str("# TYPE bluegreen_gate_refusals_total counter\n");
@@ -582,13 +588,13 @@ mod tests {
     /// serde's reading of the common shape, the reference for the scanner.
     #[derive(serde::Deserialize)]
     struct FastRequest {
-        data: Vec<Features>,
+        data: Vec<Vec<f64>>,
     }
 
     #[test]
     fn the_common_shape_reads_what_serde_reads() {
-        let rows: Vec<String> = crate::data::parse_rows(&crate::data::boston_csv(), "boston")
-            .unwrap()
+        let rows: Vec<String> = crate::model::tests::boston()
+            .rows
             .iter()
             .map(|r| format!("{:?}", &r[..13]))
             .collect();
@@ -600,14 +606,13 @@ mod tests {
                 .into(),
             "{\"data\": []}".into(),
         ] {
-            let ours = parse_common(body.as_bytes()).expect(&body);
-            let theirs = serde_json::from_slice::<FastRequest>(body.as_bytes())
+            let ours = parse_common(body.as_bytes(), 13).expect(&body);
+            let theirs: Vec<f64> = serde_json::from_slice::<FastRequest>(body.as_bytes())
                 .unwrap()
-                .data;
-            assert_eq!(ours.len(), theirs.len());
-            for (a, b) in ours.iter().zip(&theirs) {
-                assert_eq!(a.map(f64::to_bits), b.map(f64::to_bits), "{body}");
-            }
+                .data
+                .concat();
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&ours), bits(&theirs), "{body}");
         }
     }
 
@@ -634,7 +639,7 @@ mod tests {
             ["01", "1.", ".5", "+1", "1e", "1e+", "-", "0x10"]
                 .map(|n| format!("{{\"data\": [[1,2,3,4,5,6,7,8,9,10,11,12,{n}]]}}")),
         ) {
-            assert!(parse_common(body.as_bytes()).is_none(), "{body}");
+            assert!(parse_common(body.as_bytes(), 13).is_none(), "{body}");
         }
     }
 }

@@ -21,7 +21,7 @@
 //! here" a byte comparison.
 //!
 //! The header also carries the artifact's own prediction for the probe row that `deploy`
-//! uses ([`crate::deploy::PROBE_ROW`]). A rollout compares each host's answer with it, and
+//! uses (the artifact's example row, [`Artifact::example`]). A rollout compares each host's answer with it, and
 //! `import` recomputes it on the receiving host, so two hosts that read the same artifact
 //! differently (a version skew) are caught before a deploy.
 
@@ -149,13 +149,13 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// The probe row as a vector, and `artifact`'s prediction for it.
-fn probe_of(artifact: &Artifact) -> Probe {
-    let row = crate::deploy::PROBE_ROW;
-    Probe {
-        row: row.to_vec(),
-        price: artifact.predict(&row),
-    }
+/// The probe row (the artifact's example row, which `deploy` probes with), and
+/// `artifact`'s prediction for it.
+fn probe_of(artifact: &Artifact) -> Result<Probe, ModelError> {
+    Ok(Probe {
+        row: artifact.example.clone(),
+        price: artifact.predict_one(&artifact.example)?,
+    })
 }
 
 /// Builds the export of `version` from `store`: header line, then the stored bytes.
@@ -173,7 +173,7 @@ pub fn export(store: &Store, version: &str) -> Result<Vec<u8>, ModelError> {
         version: artifact.version.clone(),
         bytes: payload.len() as u64,
         sha256: sha256_hex(&payload),
-        probe: probe_of(&artifact),
+        probe: probe_of(&artifact)?,
     };
     let mut out = serde_json::to_vec(&header).expect("a header serializes");
     out.push(b'\n');
@@ -331,9 +331,15 @@ fn write_checked(
             artifact: artifact.version,
         });
     }
-    let here = artifact.predict(&crate::deploy::PROBE_ROW);
+    let schema_err = |source| TransferError::Schema {
+        path: origin.to_path_buf(),
+        source,
+    };
+    let here = artifact
+        .predict_one(&artifact.example)
+        .map_err(schema_err)?;
     let there = export.header.probe.price;
-    if export.header.probe.row != crate::deploy::PROBE_ROW || here.to_bits() != there.to_bits() {
+    if export.header.probe.row != artifact.example || here.to_bits() != there.to_bits() {
         return Err(TransferError::ProbeMismatch {
             path: origin.to_path_buf(),
             here,
@@ -350,14 +356,12 @@ fn write_checked(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data;
     use crate::model;
 
     fn store_with_model(dir: &Path, version: &str) -> Store {
         let store = Store::new(dir);
         fs::create_dir_all(dir).unwrap();
-        let rows = data::parse_rows(&data::boston_csv(), "boston").unwrap();
-        let artifact = model::train(&rows, "sha", version.into(), model::now_rfc3339()).unwrap();
+        let artifact = model::tests::trained(&model::tests::boston(), model::Kind::Linear, version);
         store.write(&artifact).unwrap();
         store
     }
@@ -401,7 +405,7 @@ mod tests {
                 bytes: payload.len() as u64,
                 sha256: sha256_hex(&payload),
                 probe: Probe {
-                    row: crate::deploy::PROBE_ROW.to_vec(),
+                    row: model::tests::EXAMPLE.to_vec(),
                     price: 30.0,
                 },
             },

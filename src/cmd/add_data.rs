@@ -1,86 +1,103 @@
 //! `bluegreen add-data`: validate rows from a file, stdin, `--row` or `--sample`, then append
 //! them all at once, or none of them.
+//!
+//! Exit status 0 means the rows were written, and an error means they were not (issue #8
+//! §8): everything that could fail after the write (reading the newest model, for the
+//! summary) is done before it, so a client that retries on an error never adds rows twice.
 
-use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::Context;
 
 use crate::cli::AddDataArgs;
 use crate::config::{Config, Role};
-use crate::data::{self, Row};
+use crate::data::{self, Rows, Schema};
 use crate::layout::Layout;
-use crate::model::Store;
+use crate::model::Artifact;
+use crate::state::State;
 
 pub fn execute(config: &Config, args: &AddDataArgs) -> anyhow::Result<ExitCode> {
-    let rows = collect(args)?;
+    let schema = Schema::of(&config.data);
+    let rows = collect(config, &schema, args)?;
     let layout = Layout::new(&config.state_dir);
-    let csv = layout.data_csv();
+    let csv = layout.data_csv(&config.data);
     if !csv.exists() {
         anyhow::bail!(
             "there is no training data at {}; hint: run `bluegreen init` (or `bluegreen up`) first",
             csv.display()
         );
     }
-    let appended = data::append_rows(&csv, &rows).with_context(|| {
-        format!(
-            "nothing was added; hint: check that you may write {}",
-            csv.display()
-        )
-    })?;
-    let newest = Store::new(&layout.models_dir())
-        .newest()
-        .context("rows were added, but the newest model cannot be read")?;
-    let (since, of) = match &newest {
-        Some(m) => (appended.total.saturating_sub(m.rows), m.version.as_str()),
-        None => (appended.total, "the start"),
+    // Everything that may fail is done before the write (see the module doc).
+    let newest = match State::read(config) {
+        Ok(state) => {
+            for err in state.skipped() {
+                super::warn(&format!(
+                    "warning: skipping a model that cannot be read: {err}; hint: remove the file, or restore it from a backup"
+                ));
+            }
+            state.newest().cloned()
+        }
+        Err(err) => {
+            super::warn(&format!(
+                "warning: {:#}; the summary below cannot compare with the newest model",
+                anyhow::Error::from(err)
+            ));
+            None
+        }
     };
+    let appended = data::append_rows(&csv, &schema, &rows, newest.as_ref().map(Artifact::learned))
+        .with_context(|| format!("nothing was added to {}", csv.display()))?;
+    let scan = appended.scan;
     let verdict = if config.fleet.role == Role::Server {
         "this host's fleet role is \"server\": it never trains on them; add data on the trainer"
             .to_string()
-    } else if since >= config.batch_size {
-        "training is due".to_string()
     } else {
-        let more = config.batch_size - since;
-        format!(
-            "{more} more row{} needed for training",
-            if more == 1 { "" } else { "s" }
-        )
+        scan.verdict(config.batch_size)
     };
     super::out(&format!(
-        "appended {} row{} ({} total, {since} since {of}; batch size {}: {verdict})\n",
+        "appended {} row{} ({} total, {}; {})\n",
         appended.added,
         if appended.added == 1 { "" } else { "s" },
-        appended.total,
-        config.batch_size
+        scan.rows,
+        scan.since_text(newest.as_ref().map(|m| m.version.as_str())),
+        verdict
     ))?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Reads and validates every input; any bad row fails the whole call before a write.
-fn collect(args: &AddDataArgs) -> anyhow::Result<Vec<Row>> {
-    let mut rows = Vec::new();
+fn collect(config: &Config, schema: &Schema, args: &AddDataArgs) -> anyhow::Result<Rows> {
+    let columns = schema.columns();
+    let ignore: Vec<&str> = config.data.ignore.iter().map(String::as_str).collect();
+    let mut rows = Rows::new(columns.len());
     if let Some(path) = &args.file {
-        let (text, origin) = if path.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("cannot read rows from standard input")?;
-            (text, "stdin".to_string())
+        let read = if path.as_os_str() == "-" {
+            data::read_rows(std::io::stdin().lock(), "stdin", &columns, &ignore)
         } else {
-            let text = std::fs::read_to_string(path)
+            let file = std::fs::File::open(path)
                 .with_context(|| format!("cannot read rows from {}", path.display()))?;
-            (text, path.display().to_string())
+            data::read_rows(file, &path.display().to_string(), &columns, &ignore)
         };
-        rows.extend(data::parse_rows(&text, &origin).context("nothing was added")?);
+        rows.extend(&read.context("nothing was added")?);
     }
     for (i, row) in args.row.iter().enumerate() {
         let origin = format!("--row #{}", i + 1);
-        rows.push(data::parse_row(row.trim(), &origin, 1).context("nothing was added")?);
+        let read = data::read_rows(row.as_bytes(), &origin, &columns, &ignore);
+        rows.extend(&read.context("nothing was added")?);
     }
     if let Some(n) = args.sample {
-        let samples = data::parse_rows(&data::SAMPLE_ROWS.join("\n"), "sample")?;
-        rows.extend(samples.iter().cycle().take(n as usize));
+        if !schema.is_boston() {
+            anyhow::bail!(
+                "there are no sample rows for this data: the samples are the Boston demo's, and [data] in the config names other columns ({}); hint: add your own rows with --row or a FILE; nothing was added",
+                schema.header()
+            );
+        }
+        let text = data::SAMPLE_ROWS.join("\n");
+        let samples = data::read_rows(text.as_bytes(), "sample", &columns, &[])?;
+        for i in 0..n as usize {
+            rows.values
+                .extend_from_slice(samples.row(i % samples.len()));
+        }
     }
     if rows.is_empty() {
         anyhow::bail!("no rows to add: the input held no rows; nothing was added");

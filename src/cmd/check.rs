@@ -245,8 +245,8 @@ fn check_state(config: &Config, report: &mut Report) {
         ));
         return;
     }
-    let csv = layout.data_csv();
-    let rows = match data::read_dataset(&csv) {
+    let csv = layout.data_csv(&config.data);
+    let rows = match data::read_dataset(&csv, &data::Schema::of(&config.data)) {
         Ok(dataset) => Some(dataset.rows.len()),
         Err(e) => {
             report.problems.push(error(

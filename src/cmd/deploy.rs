@@ -41,7 +41,7 @@ pub fn execute(config: &Config, args: &DeployArgs) -> anyhow::Result<ExitCode> {
     }
     let supervisor = supervisor::detect(&config, &Layout::new(&config.state_dir));
     let deployer = Deployer::new(&config, supervisor.as_ref(), &super::say);
-    match deployer.deploy(version.as_deref()) {
+    match deployer.deploy(version.as_deref(), args.allow_schema_change) {
         Ok(Done::Switched(record)) => {
             super::out(&format!(
                 "deployed {} to {}: traffic moved from {} in {:.0} ms; `bluegreen rollback` moves it back\n",

@@ -2,14 +2,20 @@
 //!
 //! Both `bluegreen up` and the package's postinst call this, so a first start and a reinstall
 //! take the same path: data, the first model, the slot links, and the include naming blue.
+//!
+//! The first data is the Boston demo's when `[data]` is the default; for other data it comes
+//! from `--data FILE`, read as `add-data` reads a file (header matched by name, ignoring case
+//! and order, `[data] ignore` columns dropped) and stored in the canonical form.
 
 use std::fs;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::cli::InitArgs;
 use crate::config::Config;
-use crate::data;
+use crate::data::{self, Schema};
 use crate::fsutil;
 use crate::layout::Layout;
 use crate::nginx;
@@ -18,13 +24,18 @@ use crate::state::State;
 
 use super::train::Trained;
 
-pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
-    ensure(config, &super::say)?;
+pub fn execute(config: &Config, args: &InitArgs) -> anyhow::Result<ExitCode> {
+    prepare(config, args.data.as_deref(), &super::say)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Brings the state folder up to a servable state; says what it had to do.
 pub fn ensure(config: &Config, say: &dyn Fn(&str)) -> anyhow::Result<()> {
+    prepare(config, None, say)
+}
+
+/// [`ensure`], with the first data taken from `first_data` when there is none yet.
+fn prepare(config: &Config, first_data: Option<&Path>, say: &dyn Fn(&str)) -> anyhow::Result<()> {
     let layout = Layout::new(&config.state_dir);
     for dir in layout.dirs() {
         fs::create_dir_all(&dir).with_context(|| {
@@ -34,11 +45,41 @@ pub fn ensure(config: &Config, say: &dyn Fn(&str)) -> anyhow::Result<()> {
             )
         })?;
     }
-    let csv = layout.data_csv();
-    if !csv.exists() {
-        fsutil::write_atomic(&csv, data::boston_csv().as_bytes())
-            .with_context(|| format!("cannot write {}", csv.display()))?;
-        say(&format!("wrote the 506 Boston rows to {}", csv.display()));
+    let csv = layout.data_csv(&config.data);
+    let schema = Schema::of(&config.data);
+    match (csv.exists(), first_data) {
+        (true, None) => {}
+        (true, Some(_)) => anyhow::bail!(
+            "{} exists already, and --data is for the first data only; hint: add rows with `bluegreen add-data FILE`",
+            csv.display()
+        ),
+        (false, Some(file)) => {
+            let input = fs::File::open(file)
+                .with_context(|| format!("cannot read the first data from {}", file.display()))?;
+            let ignore: Vec<&str> = config.data.ignore.iter().map(String::as_str).collect();
+            let rows = data::read_rows(input, &file.display().to_string(), &schema.columns(), &ignore)
+                .context("nothing was written; hint: fix the file, or [data] in the config")?;
+            if rows.is_empty() {
+                anyhow::bail!("{} holds no rows; nothing was written", file.display());
+            }
+            data::create(&csv, &schema, &rows)?;
+            say(&format!(
+                "wrote {} rows from {} to {}",
+                rows.len(),
+                file.display(),
+                csv.display()
+            ));
+        }
+        (false, None) if schema.is_boston() => {
+            fsutil::write_atomic(&csv, data::boston_csv().as_bytes())
+                .with_context(|| format!("cannot write {}", csv.display()))?;
+            say(&format!("wrote the 506 Boston rows to {}", csv.display()));
+        }
+        (false, None) => anyhow::bail!(
+            "there is no training data at {}, and [data] in the config names columns of its own ({}); hint: run `bluegreen init --data FILE` with a CSV of those columns",
+            csv.display(),
+            schema.header()
+        ),
     }
     let state = State::read(config)?;
     let newest = match state.newest() {

@@ -22,6 +22,7 @@ mod export;
 mod import;
 mod init;
 mod nginx_site;
+mod predict;
 mod restart;
 mod rollback;
 pub(crate) mod serve;
@@ -45,10 +46,11 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check => unreachable!("handled above"),
         Command::Up => up::execute(&config),
-        Command::Init => init::execute(&config),
+        Command::Init(args) => init::execute(&config, &args),
         Command::Serve(args) => serve::execute(&config, &args, fallback),
         Command::Train(args) => train::execute(&config, &args),
         Command::AddData(args) => add_data::execute(&config, &args),
+        Command::Predict(args) => predict::execute(&config, &args),
         Command::Deploy(args) => deploy::execute(&config, &args),
         Command::Rollback(args) => rollback::execute(&config, &args),
         Command::Restart => restart::execute(&config),

@@ -55,6 +55,13 @@ struct Status {
     /// A model that passed the gate and waits for a deploy (the next trigger deploys it).
     pending_deploy: Option<String>,
     rows_since_newest: Option<usize>,
+    /// The data is no longer what the newest model learned from (rows removed or edited).
+    data_changed: bool,
+    /// Why the data cannot be read (a partial last line, a wrong header), if so.
+    data_error: Option<String>,
+    /// What changed since the newest model, and whether training is due, for people.
+    #[serde(skip)]
+    data_summary: Option<String>,
     batch_size: usize,
     training_due: bool,
     models: usize,
@@ -156,10 +163,15 @@ fn gather(config: &Config) -> anyhow::Result<Status> {
         notes.push(format!("skipped {}", history::chain(skipped)));
     }
     let newest = state.newest();
-    let data_rows = data::count_rows(&layout.data_csv()).ok();
-    let rows_since_newest = match (&data_rows, newest) {
-        (Some(rows), Some(m)) => Some(rows.saturating_sub(m.rows)),
-        _ => None,
+    let csv = layout.data_csv(&config.data);
+    let schema = data::Schema::of(&config.data);
+    let scan = csv
+        .exists()
+        .then(|| data::scan(&csv, &schema, newest.map(|m| m.learned())));
+    let (scan, data_error) = match scan {
+        Some(Ok(scan)) => (Some(scan), None),
+        Some(Err(e)) => (None, Some(format!("{:#}", anyhow::Error::from(e)))),
+        None => (None, None),
     };
     let newest_refused = newest.and_then(|m| {
         let gate = m.gate.as_ref().filter(|g| !g.passed)?;
@@ -178,13 +190,19 @@ fn gather(config: &Config) -> anyhow::Result<Status> {
         include,
         nginx_routes,
         slots,
-        data_rows,
+        data_rows: scan.map(|s| s.rows),
+        data_summary: scan.map(|s| {
+            let since = s.since_text(newest.map(|m| m.version.as_str()));
+            format!("{since} ({})", s.verdict(config.batch_size))
+        }),
         newest_model: newest.map(|m| m.version.clone()),
         newest_passed: state.newest_passed().map(|m| m.version.clone()),
         newest_refused,
         pending_deploy: state.pending().map(|m| m.version.clone()),
-        training_due: rows_since_newest.is_some_and(|n| n >= config.batch_size),
-        rows_since_newest,
+        training_due: scan.is_some_and(|s| s.due(config.batch_size)),
+        rows_since_newest: scan.map(|s| s.rows_since()),
+        data_changed: scan.is_some_and(|s| s.since == data::Since::Changed),
+        data_error,
         batch_size: config.batch_size,
         models: state.versions().len(),
         notes,
@@ -296,18 +314,9 @@ fn table(s: &Status) -> String {
     if let Some(slot) = s.nginx_routes {
         let _ = writeln!(t, "  nginx    routes to {slot}");
     }
-    let _ = match (s.data_rows, &s.newest_model, s.rows_since_newest) {
-        (Some(rows), Some(newest), Some(since)) => writeln!(
-            t,
-            "  data     {rows} rows, {since} since {newest} (batch size {}: {})",
-            s.batch_size,
-            if s.training_due {
-                "training is due".to_string()
-            } else {
-                format!("{} more needed", s.batch_size - since)
-            }
-        ),
-        (Some(rows), _, _) => writeln!(t, "  data     {rows} rows, no model yet"),
+    let _ = match (s.data_rows, &s.data_summary, &s.data_error) {
+        (Some(rows), Some(summary), _) => writeln!(t, "  data     {rows} rows, {summary}"),
+        (_, _, Some(error)) => writeln!(t, "  data     cannot be read: {error}"),
         _ => writeln!(t, "  data     none yet (hint: run `bluegreen init`)"),
     };
     let _ = write!(

@@ -13,7 +13,7 @@ use anyhow::Context;
 
 use crate::cli::TrainArgs;
 use crate::config::{Config, Role};
-use crate::data;
+use crate::data::{self, Schema};
 use crate::gate;
 use crate::history::{self, Action, Outcome, Record};
 use crate::layout::Layout;
@@ -60,7 +60,8 @@ pub fn execute(config: &Config, args: &TrainArgs) -> anyhow::Result<ExitCode> {
 /// Trains (when due, with `if_due`), gates against the active model and writes the artifact.
 pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Result<Trained> {
     let layout = Layout::new(&config.state_dir);
-    let csv = layout.data_csv();
+    let csv = layout.data_csv(&config.data);
+    let schema = Schema::of(&config.data);
     if !csv.exists() {
         anyhow::bail!(
             "there is no training data at {}; hint: run `bluegreen init` (or `bluegreen up`) first",
@@ -81,24 +82,29 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
         },
     )?;
     let state = State::read(config).context("cannot read the state folder")?;
-    say(&format!("reading {}…", csv.display()));
-    let dataset = data::read_dataset(&csv).with_context(|| {
+    for skipped in state.skipped() {
+        say(&format!(
+            "skipping a model that cannot be read: {}; hint: remove the file, or restore it from a backup",
+            history::chain(skipped)
+        ));
+    }
+    let fix_hint = || {
         format!(
-            "cannot read the training data; hint: fix the line named above in {}",
+            "cannot read the training data; hint: fix what is named above in {}",
             csv.display()
         )
-    })?;
+    };
     let newest = state.newest();
-    let since = dataset
-        .rows
-        .len()
-        .saturating_sub(newest.map_or(0, |m| m.rows));
-    if let Some(newest) = newest {
-        if if_due && since < config.batch_size {
-            let needed = config.batch_size - since;
+    if let (true, Some(newest)) = (if_due, newest) {
+        // Due when rows were appended, or the data changed otherwise (issue 8 §7). A scan
+        // hashes the file without parsing it: a trigger that finds nothing to do costs
+        // about a `sha256sum` of the data.
+        let scan = data::scan(&csv, &schema, Some(newest.learned())).with_context(fix_hint)?;
+        if !scan.due(config.batch_size) {
             say(&format!(
-                "training not due: {since} new row(s) since {}, batch size {}; {needed} more needed",
-                newest.version, config.batch_size
+                "training not due: {} ({})",
+                scan.since_text(Some(&newest.version)),
+                scan.verdict(config.batch_size)
             ));
             if let Some(pending) = state.pending() {
                 say(&format!(
@@ -111,11 +117,18 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
             return Ok(Trained::NotDue);
         }
     }
+    say(&format!("reading {}…", csv.display()));
+    let dataset = data::read_dataset(&csv, &schema).with_context(fix_hint)?;
+    let kind = config.model.kind;
     say(&format!(
-        "training on {} rows ({})…",
+        "training a {kind} model on {} rows ({})…",
         dataset.rows.len(),
         match newest {
-            Some(m) => format!("{since} new since {}", m.version),
+            Some(m) => format!(
+                "{} since {}",
+                dataset.rows.len().saturating_sub(m.rows),
+                m.version
+            ),
             None => "first model".to_string(),
         }
     ));
@@ -128,19 +141,21 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
         (None, Some(version.clone())),
     );
     let mut artifact = model::train(
-        &dataset.rows,
-        &dataset.sha256,
+        &dataset,
+        kind,
+        &config.model.params,
         version,
         model::now_rfc3339(),
     )
-    .context("hint: the data needs at least 15 rows whose features are not collinear")?;
+    .context("hint: the data needs more rows than features (at least 15 rows for 13 features), and features that are not collinear")?;
     record.step("train");
     let active = state.active_model()?;
     let report = gate::check(
         &artifact,
         active.as_ref(),
-        &dataset.rows,
+        &dataset,
         config.gate.tolerance,
+        false,
     );
     artifact.gate = Some(report.clone());
     store.write(&artifact)?;
@@ -158,11 +173,18 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
         say(&format!("quality gate: passed: {}", report.reason));
         return Ok(Trained::Passed(artifact));
     }
+    // A schema refusal carries its own hint (deploy it on purpose).
+    let hint = match report.schema_change {
+        Some(_) => String::new(),
+        None => format!(
+            "; hint: check the rows added since {}",
+            active.map_or("the last model".to_string(), |a| a.version)
+        ),
+    };
     say(&format!(
-        "quality gate: REFUSED: {}; the model is kept in {} but will not be deployed; hint: check the rows added since {}",
+        "quality gate: REFUSED: {}; the model is kept in {} but will not be deployed{hint}",
         report.reason,
         store.path_of(&artifact.version).display(),
-        active.map_or("the last model".to_string(), |a| a.version)
     ));
     // The automatic path must not stall silently (issue 8 §7): the refusal is in the
     // history, which `status` shows and the slots count in their metrics.

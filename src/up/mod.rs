@@ -57,7 +57,7 @@ pub async fn run(config: &Config, layout: Layout, nginx: Nginx) -> anyhow::Resul
     // First, so that a port someone else holds stops `up` before anything started.
     let front = nginx::Front::bind(config, nginx)?;
     let wake = Arc::new(Notify::new());
-    watch::watch_data(&layout, wake.clone())?;
+    watch::watch_data(&layout, &config.data, wake.clone())?;
     let slots = Slots::spawn(config, &layout, &me)?;
     let control = layout.control_socket();
     let _ = std::fs::remove_file(&control);

@@ -5,14 +5,16 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::sync::Notify;
 
+use crate::config::Data;
 use crate::layout::Layout;
 
-/// Wakes the trainer whenever the data CSV is written and closed, or renamed into place.
-pub fn watch_data(layout: &Layout, wake: Arc<Notify>) -> anyhow::Result<()> {
+/// Wakes the trainer whenever the data CSV (`[data] file`) is written and closed, or renamed
+/// into place.
+pub fn watch_data(layout: &Layout, data: &Data, wake: Arc<Notify>) -> anyhow::Result<()> {
     use inotify::{Inotify, WatchMask};
     let dir = layout.data_dir();
     let name = layout
-        .data_csv()
+        .data_csv(data)
         .file_name()
         .map(|n| n.to_os_string())
         .unwrap_or_default();

@@ -29,7 +29,11 @@ fn rows_from_every_source_are_appended_and_summarised() {
     let file = env.dir.path().join("rows.csv");
     std::fs::write(
         &file,
-        format!("{}\n{}\n", data::header(), data::SAMPLE_ROWS[1]),
+        format!(
+            "{}\n{}\n",
+            data::Schema::boston().header(),
+            data::SAMPLE_ROWS[1]
+        ),
     )
     .unwrap();
     env.ok(&["add-data", file.to_str().unwrap()]);
@@ -48,7 +52,9 @@ fn rows_from_every_source_are_appended_and_summarised() {
         .unwrap();
     assert!(child.wait().unwrap().success());
 
-    let rows = data::read_dataset(&env.csv()).unwrap().rows;
+    let rows = data::read_dataset(&env.csv(), &data::Schema::boston())
+        .unwrap()
+        .rows;
     assert_eq!(rows.len(), 511);
     let last: Vec<String> = read(&env.csv())
         .lines()
@@ -90,7 +96,7 @@ fn one_bad_row_writes_nothing_and_names_line_and_column() {
         ("1,2,3", "has 3 values; expected 14"),
         (
             "1,2,3,4,5,6,7,8,9,10,11,12,13,NaN",
-            "column 14 (MEDV): \"NaN\" is not a finite number",
+            "column 14 (MEDV): \"NaN\" is a missing value",
         ),
         ("1,2,3,4,5,6,7,8,9,10,11,12,13,1e999", "not a finite number"),
     ] {
@@ -100,7 +106,7 @@ fn one_bad_row_writes_nothing_and_names_line_and_column() {
             "{err}"
         );
     }
-    std::fs::write(&file, format!("{}\n\n", data::header())).unwrap();
+    std::fs::write(&file, format!("{}\n\n", data::Schema::boston().header())).unwrap();
     let err = env.fails(&["add-data", file.to_str().unwrap()], 1);
     assert!(err.contains("no rows to add"), "{err}");
     env.exits(&["add-data"], 2); // no input is a usage error
@@ -133,11 +139,13 @@ fn eight_concurrent_writers_of_500_rows_lose_and_mix_nothing() {
         lines.iter().all(|l| l.split(',').count() == 14),
         "a line was mixed"
     );
-    let rows = data::read_dataset(&env.csv()).unwrap().rows;
+    let rows = data::read_dataset(&env.csv(), &data::Schema::boston())
+        .unwrap()
+        .rows;
     assert_eq!(rows.len(), 4506);
     // Every writer's 500 rows arrive whole and in order: each block is 0..500.
-    for block in rows[506..].chunks(500) {
-        let firsts: Vec<f64> = block.iter().map(|r| r[0]).collect();
+    let added: Vec<f64> = rows.iter().skip(506).map(|r| r[0]).collect();
+    for firsts in added.chunks(500) {
         assert_eq!(firsts, (0..500).map(f64::from).collect::<Vec<_>>());
     }
 }

@@ -66,7 +66,11 @@ fn exit_codes_tell_trained_not_due_refused_and_error_apart() {
     );
 
     // A broken CSV is an error that names the line.
-    std::fs::write(env.csv(), format!("{}\n1,2,3\n", bluegreen::data::header())).unwrap();
+    std::fs::write(
+        env.csv(),
+        format!("{}\n1,2,3\n", bluegreen::data::Schema::boston().header()),
+    )
+    .unwrap();
     let err = env.fails(&["train"], 1);
     assert!(err.contains("boston.csv line 2: has 3 values"), "{err}");
 }
