@@ -272,15 +272,45 @@ pub struct Data {
 
 /// `[model]`: the model's name, its kind, and the kind's parameters, flat beside them
 /// (issue #9). Which kind takes which parameter is [`Kind::parameters`]' to say.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Model {
     /// The model's name in the inference protocols' paths (`/v2/models/<name>`).
     pub name: String,
     pub kind: Kind,
-    /// Every other key under `[model]`; an unknown one is refused while parsing.
-    #[serde(flatten)]
+    /// The kind's parameters, flat beside `name` and `kind`.
     pub params: Params,
+}
+
+/// By hand, because serde's `flatten` would take the parameters flat but neither refuses an
+/// unknown key nor names the key of a value of the wrong type. Each key is read on its own,
+/// so an error names it.
+impl<'de> Deserialize<'de> for Model {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(deserializer)?;
+        let mut model = Model::default();
+        let bad = |key: &str, e: toml::de::Error| {
+            D::Error::custom(format!("`model.{key}`: {}", e.message()))
+        };
+        if let Some(name) = table.remove("name") {
+            model.name = name.try_into().map_err(|e| bad("name", e))?;
+        }
+        if let Some(kind) = table.remove("kind") {
+            model.kind = kind.try_into().map_err(|e| bad("kind", e))?;
+        }
+        for (key, value) in &table {
+            if !Params::NAMES.contains(&key.as_str()) {
+                return Err(D::Error::custom(format!(
+                    "unknown key `{key}` in [model]; it takes name, kind, and the parameters {}",
+                    Params::NAMES.join(", ")
+                )));
+            }
+            let one = toml::Table::from_iter([(key.clone(), value.clone())]);
+            Params::deserialize(toml::Value::Table(one)).map_err(|e| bad(key, e))?;
+        }
+        model.params = Params::deserialize(toml::Value::Table(table)).map_err(D::Error::custom)?;
+        Ok(model)
+    }
 }
 
 impl Default for Data {
@@ -1042,6 +1072,128 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn every_bad_data_value_names_its_key() {
+        for (text, key) in [
+            ("[data]\nfile = \"\"", "data.file"),
+            ("[data]\nfile = \"../x.csv\"", "data.file"),
+            ("[data]\nfile = \"sub/x.csv\"", "data.file"),
+            ("[data]\nfile = \".x.csv\"", "data.file"),
+            ("[data]\nfeatures = []", "data.features"),
+            ("[data]\nfeatures = [\"a\", \"\"]", "data.features"),
+            ("[data]\nfeatures = [\" a\"]", "data.features"),
+            ("[data]\nfeatures = [\"a\", \"A\"]", "data.features"),
+            ("[data]\nfeatures = [\"a\", \"2\"]", "data.features"),
+            ("[data]\nlabel = \"crim\"", "data.label"),
+            ("[data]\nlabel = \"\"", "data.label"),
+            ("[data]\nignore = [\"MEDV\"]", "data.ignore"),
+            ("[data]\nignore = [\"id\", \"ID\"]", "data.ignore"),
+        ] {
+            assert_eq!(invalid_key(text), key, "{text}");
+        }
+        let err = Config::from_toml("[data]\nlabel = \"crim\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"crim\" is also in data.features"), "{err}");
+    }
+
+    #[test]
+    fn every_bad_model_value_names_its_key() {
+        for (text, key) in [
+            ("name = \"\"", "model.name"),
+            ("name = \"my model\"", "model.name"),
+            ("kind = \"ridge\"\nalpha = -1.0", "model.alpha"),
+            ("kind = \"ridge\"\nalpha = nan", "model.alpha"),
+            ("kind = \"elastic_net\"\nl1_ratio = 1.5", "model.l1_ratio"),
+            ("kind = \"lasso\"\nmax_iter = 0", "model.max_iter"),
+            ("kind = \"lasso\"\ntol = 0.0", "model.tol"),
+            ("kind = \"decision_tree\"\nmax_depth = 0", "model.max_depth"),
+            (
+                "kind = \"decision_tree\"\nmin_samples_split = 1",
+                "model.min_samples_split",
+            ),
+            (
+                "kind = \"random_forest\"\nmin_samples_leaf = 0",
+                "model.min_samples_leaf",
+            ),
+            ("kind = \"random_forest\"\nn_trees = 0", "model.n_trees"),
+            ("kind = \"random_forest\"\nm = 0", "model.m"),
+            ("kind = \"random_forest\"\nm = 14", "model.m"),
+            ("kind = \"knn\"\nk = 0", "model.k"),
+            // A parameter the kind does not take.
+            ("alpha = 1.0", "model.alpha"),
+            ("kind = \"ridge\"\nn_trees = 10", "model.n_trees"),
+            ("kind = \"knn\"\nseed = 1", "model.seed"),
+        ] {
+            assert_eq!(invalid_key(&format!("[model]\n{text}")), key, "{text}");
+        }
+        let err = Config::from_toml("[model]\nkind = \"ridge\"\nn_trees = 10")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`model.n_trees` is invalid: is not a parameter of kind \"ridge\", which takes alpha"),
+            "{err}"
+        );
+        let err = Config::from_toml("[model]\nmax_depth = 3")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kind \"linear\", which takes none"), "{err}");
+    }
+
+    #[test]
+    fn unknown_model_keys_and_kinds_are_refused_by_name() {
+        let err = Config::from_toml("[model]\nkind = \"random_forest\"\nntrees = 5")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown key `ntrees` in [model]"), "{err}");
+        assert!(err.contains("n_trees"), "{err}");
+        let err = Config::from_toml("[model]\nkind = \"random_forest\"\nn_trees = \"ten\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`model.n_trees`: invalid type: string \"ten\""),
+            "{err}"
+        );
+        let err = Config::from_toml("[model]\nkind = \"svm\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown variant `svm`") && err.contains("random_forest"),
+            "{err}"
+        );
+        let err = Config::from_toml("[model]\nkind = \"knn\"\nweights = \"far\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `far`"), "{err}");
+        let err = Config::from_toml("[data]\nfeature = [\"a\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown field `feature`") && err.contains("line 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn data_and_model_are_read_as_written() {
+        let config = Config::from_toml(
+            "[data]\nfile = \"houses.csv\"\nfeatures = [\"rooms\", \"area\"]\nlabel = \"price\"\nignore = [\"id\"]\n[model]\nname = \"houses\"\nkind = \"random_forest\"\nn_trees = 50\nmax_depth = 8\nseed = 7\n",
+        )
+        .unwrap();
+        assert_eq!(config.data.file, "houses.csv");
+        assert_eq!(config.data.features, ["rooms", "area"]);
+        assert_eq!(config.data.ignore, ["id"]);
+        assert_eq!(config.model.name, "houses");
+        assert_eq!(config.model.kind, Kind::RandomForest);
+        assert_eq!(config.model.params.n_trees, Some(50));
+        assert_eq!(config.model.params.max_depth, Some(8));
+        assert_eq!(config.model.params.seed, Some(7));
+        assert_eq!(
+            config.model.params.set(),
+            ["model.max_depth", "model.n_trees", "model.seed"]
+        );
     }
 
     #[test]

@@ -74,8 +74,6 @@ pub enum DataError {
     },
     #[error("{origin}: {why}")]
     Header { origin: String, why: String },
-    #[error("{origin}: no rows to add")]
-    Empty { origin: String },
     #[error(
         "{origin} line {line} is cut short: the file does not end with a newline, as if a writer crashed mid-row; \
          hint: if the row is complete, end it with a newline (`echo >> {origin}`), else remove it (`truncate -s {keep} {origin}`)"

@@ -186,6 +186,22 @@ pub struct BadParam {
 }
 
 impl Params {
+    /// Every parameter's name, in field order.
+    pub const NAMES: [&'static str; 12] = [
+        "alpha",
+        "l1_ratio",
+        "max_iter",
+        "tol",
+        "max_depth",
+        "min_samples_split",
+        "min_samples_leaf",
+        "n_trees",
+        "m",
+        "seed",
+        "k",
+        "weights",
+    ];
+
     /// The config keys of the parameters that are set (`model.alpha`), in field order.
     pub fn set(&self) -> Vec<&'static str> {
         let Params {
