@@ -277,6 +277,12 @@ impl<'a> Deployer<'a> {
         let _lock = self.lock(self.config.lock_timeout())?;
         self.reconcile()?;
         let state = State::read(self.config)?;
+        for skipped in state.skipped() {
+            (self.say)(&format!(
+                "skipping a model that cannot be read: {}",
+                history::chain(skipped)
+            ));
+        }
         let schema_refused = state
             .newest()
             .filter(|n| n.gate.as_ref().is_some_and(|g| g.schema_change.is_some()));

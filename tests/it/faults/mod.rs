@@ -4,6 +4,7 @@
 mod bad_config;
 mod deploy_kill;
 mod deploy_write;
+mod files;
 mod nginx_crash;
 mod nginx_errors;
 mod nginx_retry;
