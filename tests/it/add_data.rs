@@ -99,6 +99,14 @@ fn one_bad_row_writes_nothing_and_names_line_and_column() {
             "column 14 (MEDV): \"NaN\" is a missing value",
         ),
         ("1,2,3,4,5,6,7,8,9,10,11,12,13,1e999", "not a finite number"),
+        (
+            "1,2,3,NA,5,6,7,8,9,10,11,12,13,14",
+            "column 4 (CHAS): \"NA\" is a missing value; nothing is imputed",
+        ),
+        (
+            "1,2,3,,5,6,7,8,9,10,11,12,13,14",
+            "column 4 (CHAS): the field is empty: a missing value",
+        ),
     ] {
         let err = env.fails(&["add-data", "--row", good, "--row", row], 1);
         assert!(
@@ -148,4 +156,66 @@ fn eight_concurrent_writers_of_500_rows_lose_and_mix_nothing() {
     for firsts in added.chunks(500) {
         assert_eq!(firsts, (0..500).map(f64::from).collect::<Vec<_>>());
     }
+}
+
+/// Appends `text` as a file to a fresh state with `extra` config, and checks that the two
+/// sample rows are stored as the plain rows would be, under the unchanged header.
+fn stored_as_the_plain_rows(extra: &str, text: &str) {
+    let env = Env::with_extra(extra);
+    env.ok(&["init"]);
+    let file = env.dir.path().join("rows.csv");
+    std::fs::write(&file, text).unwrap();
+    let out = env.ok(&["add-data", file.to_str().unwrap()]);
+    assert!(out.starts_with("appended 2 rows (508 total"), "{out}");
+    let stored = read(&env.csv());
+    let lines: Vec<&str> = stored.lines().collect();
+    assert_eq!(lines[0], data::Schema::boston().header());
+    assert_eq!(
+        lines[507..],
+        data::SAMPLE_ROWS.map(|r| r.replace("6.5430", "6.543"))
+    );
+}
+
+fn header() -> String {
+    data::Schema::boston().header()
+}
+
+// The inputs issue #9 names, each failing today.
+
+/// A spreadsheet's "CSV UTF-8" export: a byte order mark and CRLF line ends. Today:
+/// `"\u{feff}CRIM" is not a number`.
+#[test]
+fn a_spreadsheet_export_with_a_bom_and_crlf_is_read() {
+    let [a, b] = data::SAMPLE_ROWS;
+    stored_as_the_plain_rows("", &format!("\u{feff}{}\r\n{a}\r\n{b}\r\n", header()));
+}
+
+/// Quoted numbers, `"0.13004","12.5",…`.
+#[test]
+fn quoted_numbers_are_read() {
+    let quoted: Vec<String> = data::SAMPLE_ROWS
+        .iter()
+        .map(|r| {
+            r.split(',')
+                .map(|f| format!("\"{f}\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    stored_as_the_plain_rows("", &quoted.join("\n"));
+}
+
+/// A lowercase header, `crim,zn,…,lstat,medv`.
+#[test]
+fn a_lowercase_header_is_read() {
+    let [a, b] = data::SAMPLE_ROWS;
+    stored_as_the_plain_rows("", &format!("{}\n{a}\n{b}\n", header().to_lowercase()));
+}
+
+/// An extra leading ID column, `ID,crim,…`, listed in `[data] ignore`.
+#[test]
+fn an_id_column_listed_in_ignore_is_dropped() {
+    let [a, b] = data::SAMPLE_ROWS;
+    let text = format!("ID,{}\n17,{a}\n18,{b}\n", header().to_lowercase());
+    stored_as_the_plain_rows("[data]\nignore = [\"ID\"]", &text);
 }

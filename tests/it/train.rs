@@ -74,3 +74,50 @@ fn exit_codes_tell_trained_not_due_refused_and_error_apart() {
     let err = env.fails(&["train"], 1);
     assert!(err.contains("boston.csv line 2: has 3 values"), "{err}");
 }
+
+/// Training is due when the data is no longer what the newest model learned from (issue #8
+/// §7): rows appended, or rows removed or edited, even in place at the same size. Today,
+/// after the operator removes poisoned rows by hand and adds two good ones, status says
+/// "0 since v0002, 2 more needed" forever.
+#[test]
+fn training_is_due_when_rows_were_removed_or_edited_not_only_appended() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let clean = std::fs::read_to_string(env.csv()).unwrap();
+    env.ok(&[
+        "add-data",
+        "--row",
+        "0.1,0,8,0,0.5,6,87,4.9,4,301,21,390,15,1e9",
+        "--row",
+        "0.2,0,8,0,0.5,6,87,4.9,4,301,21,390,15,1e9",
+    ]);
+    env.exits(&["train", "--if-due"], 3); // v0002, refused, learned from 508 rows
+
+    // The operator removes the poisoned rows by hand, then adds two good ones.
+    std::fs::write(env.csv(), &clean).unwrap();
+    let out = env.ok(&["add-data", "--sample", "2"]);
+    assert!(
+        out.contains("508 total, the data changed since v0002-")
+            && out.contains("(rows removed or edited); training is due"),
+        "{out}"
+    );
+    let status = env.status_json();
+    assert_eq!(status["training_due"], true, "{status}");
+    assert_eq!(status["data_changed"], true, "{status}");
+    let table = env.ok(&["status"]);
+    assert!(table.contains("the data changed since v0002-"), "{table}");
+    env.exits(&["train", "--if-due"], 10); // v0003
+    let out = env.exits(&["train", "--if-due"], 0);
+    assert!(
+        stdout(&out).contains("not due: 0 since v0003-"),
+        "{}",
+        stdout(&out)
+    );
+
+    // An edit in place that keeps the file's size.
+    let text = std::fs::read_to_string(env.csv()).unwrap();
+    let edited = text.replacen("0.00632,18,", "0.00633,18,", 1);
+    assert_eq!(edited.len(), text.len());
+    std::fs::write(env.csv(), edited).unwrap();
+    env.exits(&["train", "--if-due"], 10);
+}
