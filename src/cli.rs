@@ -124,7 +124,7 @@ pub struct AddDataArgs {
     pub file: Option<PathBuf>,
     /// One row of comma-separated numbers: the [data] features, then the label (for the
     /// Boston default: CRIM,...,LSTAT,MEDV). May be repeated.
-    #[arg(long, group = "input", value_name = "ROW")]
+    #[arg(long, group = "input", value_name = "ROW", allow_hyphen_values = true)]
     pub row: Vec<String>,
     /// Append N of the original demo's example rows (it had two; they repeat). Only for the
     /// Boston default [data].
@@ -158,7 +158,7 @@ pub struct PredictArgs {
     #[arg(group = "input", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// One row of the model's features, comma-separated. May be repeated.
-    #[arg(long, group = "input", value_name = "ROW")]
+    #[arg(long, group = "input", value_name = "ROW", allow_hyphen_values = true)]
     pub row: Vec<String>,
 }
 

@@ -5,6 +5,7 @@ mod util;
 
 mod add_data;
 mod automatic;
+mod byod;
 mod check;
 mod cli;
 mod deploy;
