@@ -1212,6 +1212,27 @@ mod tests {
         assert!(err.contains("line 2"), "{err}");
     }
 
+    /// The package's config parses, and its commented-out values are the defaults it says
+    /// they are.
+    #[test]
+    fn the_packaged_config_shows_the_defaults() {
+        let text = include_str!("../packaging/config.toml");
+        assert_eq!(Config::from_toml(text).unwrap(), Config::default());
+        let uncommented: Vec<&str> = text
+            .lines()
+            .map(|line| match line.strip_prefix('#') {
+                Some(setting) if !setting.starts_with([' ', '#']) && !setting.is_empty() => {
+                    setting
+                }
+                _ => line,
+            })
+            .collect();
+        assert_eq!(
+            Config::from_toml(&uncommented.join("\n")).unwrap(),
+            Config::default()
+        );
+    }
+
     #[test]
     fn every_bad_value_is_listed_at_once() {
         let config =
