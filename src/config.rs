@@ -1221,9 +1221,7 @@ mod tests {
         let uncommented: Vec<&str> = text
             .lines()
             .map(|line| match line.strip_prefix('#') {
-                Some(setting) if !setting.starts_with([' ', '#']) && !setting.is_empty() => {
-                    setting
-                }
+                Some(setting) if !setting.starts_with([' ', '#']) && !setting.is_empty() => setting,
                 _ => line,
             })
             .collect();

@@ -236,8 +236,10 @@ where
     line
 }
 
-/// A CSV reader over `input` that skips a leading UTF-8 byte order mark. Fields are trimmed;
-/// row lengths are checked by the callers, who say more than the crate would.
+/// A CSV reader over `input` that skips a leading UTF-8 byte order mark. Row lengths are
+/// checked by the callers, who say more than the crate would; spaces around a field are
+/// dropped where it is read ([`number_in`], [`map_header`]), not by the crate, which would
+/// trim every field of a large file that has none.
 fn csv_reader<R: Read>(input: R) -> io::Result<csv::Reader<BufReader<R>>> {
     let mut input = BufReader::with_capacity(READ_BUFFER, input);
     if input.fill_buf()?.starts_with(b"\xEF\xBB\xBF") {
@@ -246,13 +248,22 @@ fn csv_reader<R: Read>(input: R) -> io::Result<csv::Reader<BufReader<R>>> {
     Ok(csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .trim(csv::Trim::All)
+        // As large as `input`'s buffer, so that reads bypass that one instead of copying
+        // through it.
+        .buffer_capacity(READ_BUFFER)
         .from_reader(input))
 }
 
 /// Why a field is not a usable number, or its value.
 fn number_in(field: &[u8]) -> Result<f64, String> {
-    let text = std::str::from_utf8(field).unwrap_or("\u{fffd}");
+    // Nearly every field is a plain decimal number: read it from the bytes as they are.
+    // (This is most of reading a large CSV; bench/run section 5.)
+    if let Some((value, used)) = number::parse_json_prefix(field) {
+        if used == field.len() {
+            return Ok(value);
+        }
+    }
+    let text = std::str::from_utf8(field).unwrap_or("\u{fffd}").trim();
     if text.is_empty() {
         return Err(
             "the field is empty: a missing value; nothing is imputed, so fill it in or leave the row out"
@@ -276,8 +287,8 @@ fn number_in(field: &[u8]) -> Result<f64, String> {
 /// numbers: the config refuses them.
 fn all_numbers(record: &csv::ByteRecord) -> bool {
     record.iter().all(|f| {
-        let text = std::str::from_utf8(f).unwrap_or("");
-        f.is_empty() || text.eq_ignore_ascii_case("NA") || number::parse(text).is_some()
+        let text = std::str::from_utf8(f).unwrap_or("x").trim();
+        text.is_empty() || text.eq_ignore_ascii_case("NA") || number::parse(text).is_some()
     })
 }
 
@@ -326,7 +337,7 @@ pub fn read_rows<R: Read>(
     } else {
         let header: Vec<String> = record
             .iter()
-            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .map(|f| String::from_utf8_lossy(f).trim().to_string())
             .collect();
         let columns = map_header(&header, wanted, droppable, origin)?;
         (columns, header.len(), header)
@@ -428,7 +439,7 @@ fn check_stored_header(
         && record
             .iter()
             .zip(&columns)
-            .all(|(field, name)| field.eq_ignore_ascii_case(name.as_bytes()));
+            .all(|(field, name)| field.trim_ascii().eq_ignore_ascii_case(name.as_bytes()));
     if matches {
         return Ok(());
     }
@@ -496,17 +507,20 @@ pub fn read_dataset(path: &Path, schema: &Schema) -> Result<Dataset, DataError> 
     let file = Flock::lock(file, FlockArg::LockShared)
         .map_err(|(_, errno)| io_err("lock", path)(errno.into()))?;
     // A cut-short last line would otherwise be reported as a row with too few values, or
-    // worse, read as a row whose last number lost its last digits.
-    if !ends_with_newline(&file).map_err(io_err("read", path))? {
-        return Err(scan_file(&file, path, schema, None)
+    // worse, read as a row whose last number lost its last digits. The scan names it.
+    let partial = || {
+        scan_file(&file, path, schema, None)
             .err()
             .unwrap_or_else(|| DataError::Header {
                 origin: path.display().to_string(),
-                why: "it changed while it was read".to_string(),
-            }));
+                why: "it changed while it was read (by a writer that does not lock it)".to_string(),
+            })
+    };
+    if !ends_with_newline(&file).map_err(io_err("read", path))? {
+        return Err(partial());
     }
     let origin = path.display().to_string();
-    let hashing = Hashing::new(&*file, None);
+    let hashing = Hashing::new(&*file, false, None);
     let mut reader = csv_reader(hashing).map_err(io_err("read", path))?;
     let mut record = csv::ByteRecord::new();
     let csv_err = |record: &csv::ByteRecord, source| DataError::Csv {
@@ -527,12 +541,10 @@ pub fn read_dataset(path: &Path, schema: &Schema) -> Result<Dataset, DataError> 
         });
     }
     check_stored_header(&record, schema, &origin)?;
-    let mut last_line = line_of(&record);
     while reader
         .read_byte_record(&mut record)
         .map_err(|e| csv_err(&record, e))?
     {
-        last_line = line_of(&record);
         parse_record(
             &record,
             &columns,
@@ -544,11 +556,7 @@ pub fn read_dataset(path: &Path, schema: &Schema) -> Result<Dataset, DataError> 
     }
     let hashing = reader.into_inner().into_inner();
     if hashing.last != Some(b'\n') {
-        return Err(DataError::Partial {
-            origin,
-            line: last_line,
-            keep: hashing.line_start,
-        });
+        return Err(partial());
     }
     Ok(Dataset {
         schema: schema.clone(),
@@ -664,7 +672,7 @@ fn scan_file(
         // The header and `rows` lines: what format 1 recorded the hash of.
         None => Boundary::Line(l.rows as u64 + 1),
     });
-    let mut hashing = Hashing::new(file, boundary);
+    let mut hashing = Hashing::new(file, true, boundary);
     let mut header = Vec::new();
     let mut buffer = vec![0u8; READ_BUFFER];
     loop {
@@ -727,11 +735,14 @@ enum Boundary {
 }
 
 /// Hashes the bytes read through it, and keeps what [`scan`] and [`read_dataset`] need to
-/// know about them: their count, the last byte, where the last line starts, how many lines
-/// there are, and the SHA-256 of the prefix up to `boundary`, if the data reaches it.
+/// know about them: their count and last byte; for [`scan`] (`lines`) also where the last
+/// line starts, how many lines there are, and the SHA-256 of the prefix up to `boundary`, if
+/// the data reaches it.
 struct Hashing<R> {
     inner: R,
     sha: Sha256,
+    /// Whether to count lines (which [`read_dataset`] leaves to the CSV reader).
+    lines_too: bool,
     boundary: Option<Boundary>,
     prefix_sha: Option<sha2::digest::Output<Sha256>>,
     bytes: u64,
@@ -746,10 +757,11 @@ struct Hashing<R> {
 }
 
 impl<R> Hashing<R> {
-    fn new(inner: R, boundary: Option<Boundary>) -> Self {
+    fn new(inner: R, lines_too: bool, boundary: Option<Boundary>) -> Self {
         let mut hashing = Hashing {
             inner,
             sha: Sha256::new(),
+            lines_too,
             boundary,
             prefix_sha: None,
             bytes: 0,
@@ -768,23 +780,28 @@ impl<R> Hashing<R> {
     /// Takes in `chunk`, which follows the bytes seen so far.
     fn update(&mut self, chunk: &[u8]) {
         let mut hashed = 0;
-        for (i, &b) in chunk.iter().enumerate() {
-            if b == b'\n' {
+        if self.lines_too {
+            let mut start = 0;
+            // Line by line; the last piece has no newline (yet).
+            for line in chunk.split(|&b| b == b'\n') {
+                let end = start + line.len();
+                // Blank lines hold nothing but whitespace; most lines start with a digit.
+                self.line_has_content |= line.iter().any(|b| !b.is_ascii_whitespace());
+                if end == chunk.len() {
+                    break;
+                }
                 self.lines += 1;
                 self.content_lines += u64::from(self.line_has_content);
                 self.line_has_content = false;
-                self.line_start = self.bytes + i as u64 + 1;
-                if self.prefix_sha.is_none() {
-                    if let Some(Boundary::Line(n)) = self.boundary {
-                        if self.lines == n {
-                            self.sha.update(&chunk[hashed..=i]);
-                            hashed = i + 1;
-                            self.prefix_sha = Some(self.sha.clone().finalize());
-                        }
+                self.line_start = self.bytes + end as u64 + 1;
+                if let (None, Some(Boundary::Line(n))) = (&self.prefix_sha, self.boundary) {
+                    if self.lines == n {
+                        self.sha.update(&chunk[hashed..=end]);
+                        hashed = end + 1;
+                        self.prefix_sha = Some(self.sha.clone().finalize());
                     }
                 }
-            } else if !b.is_ascii_whitespace() {
-                self.line_has_content = true;
+                start = end + 1;
             }
         }
         if let (None, Some(Boundary::Byte(end))) = (&self.prefix_sha, self.boundary) {
