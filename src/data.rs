@@ -56,14 +56,18 @@ pub const SAMPLE_ROWS: [&str; 2] = [
 /// Buffer for reading the data file: large reads, few syscalls.
 const READ_BUFFER: usize = 1 << 16;
 
+/// What is wrong with data, and where: the input (`origin`: a path, "stdin", "--row #2"),
+/// its line and column, or the file and the operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    /// A line as a whole: the wrong number of values.
     #[error("{origin} line {line}: {why}")]
     Line {
         origin: String,
         line: u64,
         why: String,
     },
+    /// One field: not a number, not finite, or missing (empty, `NA`, `NaN`).
     #[error("{origin} line {line}, column {column} ({name}): {why}")]
     Field {
         origin: String,
@@ -72,8 +76,11 @@ pub enum DataError {
         name: String,
         why: String,
     },
+    /// The header: a missing, unknown or repeated column; or the stored file's header is
+    /// not the configured one.
     #[error("{origin}: {why}")]
     Header { origin: String, why: String },
+    /// The last line has no newline: a writer crashed mid-row. `keep` is where it starts.
     #[error(
         "{origin} line {line} is cut short: the file does not end with a newline, as if a writer crashed mid-row; \
          hint: if the row is complete, end it with a newline (`echo >> {origin}`), else remove it (`truncate -s {keep} {origin}`)"
@@ -83,6 +90,7 @@ pub enum DataError {
         line: u64,
         keep: u64,
     },
+    /// The CSV reader failed (an I/O error underneath it).
     #[error("{origin} line {line}: not CSV")]
     Csv {
         origin: String,
@@ -90,6 +98,7 @@ pub enum DataError {
         #[source]
         source: csv::Error,
     },
+    /// Opening, locking, reading or writing a file failed; an append left it as it was.
     #[error("cannot {action} {path}")]
     Io {
         action: &'static str,
@@ -97,6 +106,7 @@ pub enum DataError {
         #[source]
         source: io::Error,
     },
+    /// An append failed, and so did truncating the file back: it must be mended by hand.
     #[error(
         "cannot append to {path}, and truncating it back to its old {old_len} bytes failed too ({undo}); \
          hint: remove everything after byte {old_len} by hand (`truncate -s {old_len} {path}`)"
@@ -121,7 +131,9 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
 /// The columns of a model's data: its features, in order, then its label.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Schema {
+    /// The feature columns, in the order of the API's rows.
     pub features: Vec<String>,
+    /// The column predicted.
     pub label: String,
 }
 
@@ -164,11 +176,14 @@ impl Schema {
 /// Rows of numbers, row-major: `width` values per row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rows {
+    /// Values per row.
     pub width: usize,
+    /// Every row's values, one row after the other.
     pub values: Vec<f64>,
 }
 
 impl Rows {
+    /// No rows yet, of `width` values each.
     pub fn new(width: usize) -> Rows {
         Rows {
             width,
@@ -176,22 +191,27 @@ impl Rows {
         }
     }
 
+    /// How many rows.
     pub fn len(&self) -> usize {
         self.values.len() / self.width
     }
 
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
 
+    /// Row `i` (0-based); panics past the end, as slices do.
     pub fn row(&self, i: usize) -> &[f64] {
         &self.values[i * self.width..(i + 1) * self.width]
     }
 
+    /// The rows in order.
     pub fn iter(&self) -> std::slice::ChunksExact<'_, f64> {
         self.values.chunks_exact(self.width)
     }
 
+    /// Appends `other`'s rows, which must be as wide.
     pub fn extend(&mut self, other: &Rows) {
         debug_assert_eq!(self.width, other.width);
         self.values.extend_from_slice(&other.values);
@@ -460,6 +480,7 @@ fn check_stored_header(
 /// Training data read from the stored file.
 #[derive(Debug, Clone)]
 pub struct Dataset {
+    /// The columns of `rows`.
     pub schema: Schema,
     /// Features then label per row, in [`Schema::columns`] order.
     pub rows: Rows,
@@ -578,10 +599,12 @@ fn ends_with_newline(file: &File) -> io::Result<bool> {
 /// `bytes` bytes, with this SHA-256.
 #[derive(Debug, Clone, Copy)]
 pub struct Learned<'a> {
+    /// Data rows it was fit on.
     pub rows: usize,
     /// `None` for artifacts of format 1, which recorded the SHA-256 of the whole file as it
     /// was then: the header and `rows` lines.
     pub bytes: Option<u64>,
+    /// SHA-256 of those bytes, in hex.
     pub sha256: &'a str,
 }
 
@@ -602,7 +625,9 @@ pub enum Since {
 pub struct Scan {
     /// Data rows (lines after the header that are not blank).
     pub rows: usize,
+    /// The file's length.
     pub bytes: u64,
+    /// Compared with what the newest model learned from.
     pub since: Since,
 }
 
@@ -833,6 +858,7 @@ impl<R: Read> Read for Hashing<R> {
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
+    /// Rows appended.
     pub added: usize,
     /// The file after the append, compared with what the newest model learned from.
     pub scan: Scan,

@@ -23,16 +23,22 @@ use crate::model::{evaluate, is_holdout, Artifact};
 /// The gate's decision, with the figures behind it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateReport {
+    /// Whether the candidate may replace the active model.
     pub passed: bool,
+    /// Why, for people: the figures, or what is wrong.
     pub reason: String,
     /// The version the candidate was compared with, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub against: Option<String>,
+    /// The candidate's RMSE on the rows compared, if they were compared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate_rmse: Option<f64>,
+    /// The active model's RMSE on the same rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_rmse: Option<f64>,
+    /// `gate.tolerance` when it was judged.
     pub tolerance: f64,
+    /// How many rows both were measured on.
     pub rows_compared: usize,
     /// The schema the candidate changes to, when it differs from the active model's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -42,7 +48,9 @@ pub struct GateReport {
 /// A change of features or label between the active model and a candidate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchemaChange {
+    /// The active model's schema.
     pub from: Schema,
+    /// The candidate's.
     pub to: Schema,
 }
 

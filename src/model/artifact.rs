@@ -25,8 +25,11 @@ pub const FORMAT: u32 = 2;
 /// A trained model and its metadata, as stored in `models/<version>.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Artifact {
+    /// 2, or 1 for an artifact read from format 1.
     pub format: u32,
+    /// `v<seq>-<UTC time>`, also the file's name.
     pub version: String,
+    /// When it was trained, RFC 3339 UTC.
     pub trained_at: String,
     /// Data rows the model was fit on: the first `rows` rows of the CSV.
     pub rows: usize,
@@ -38,16 +41,20 @@ pub struct Artifact {
     pub data_sha256: String,
     /// The schema: the features, in the order of the API's rows, and the label.
     pub features: Vec<String>,
+    /// See `features`.
     pub label: String,
+    /// What was trained.
     pub kind: Kind,
     /// Every parameter of the kind, defaults filled in.
     pub params: Params,
+    /// What trained it, for people.
     pub solver: String,
     /// The first training row's features: the row `deploy` probes a slot with.
     pub example: Vec<f64>,
     /// Shared by clones of the artifact: smartcore's models cannot be cloned, and a forest is
     /// megabytes.
     pub fitted: Arc<Fitted>,
+    /// How well it fits.
     pub metrics: Metrics,
     /// The quality gate's verdict when the model was trained, if there was a model to compare.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -181,7 +181,9 @@ pub struct Params {
 /// A bad parameter: its config key (`model.alpha`) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadParam {
+    /// `model.<name>`.
     pub key: &'static str,
+    /// What is wrong with it.
     pub why: String,
 }
 
@@ -345,15 +347,25 @@ type Neighbours = KNNRegressor<f64, f64, Matrix, Vec<f64>, Euclidian<f64>>;
 pub enum Fitted {
     /// prediction = intercept + Σ coefficient × feature (the four linear kinds).
     Linear {
+        /// The prediction for a row of zeros.
         intercept: f64,
+        /// One per feature, in the schema's order.
         coefficients: Vec<f64>,
     },
+    /// A `decision_tree`, as smartcore serializes it.
     DecisionTree(Box<Tree>),
+    /// A `random_forest`, as smartcore serializes it.
     RandomForest(Box<Forest>),
+    /// A `knn` model (its training rows in a cover tree), as smartcore serializes it.
     Knn(Box<Neighbours>),
 }
 
-/// Fits `kind` with `params` (as [`Params::resolved`] gives them) on `x` and `y`.
+/// A parameter of the kind being fit, which [`Params::resolved`] has set.
+fn set<T>(value: Option<T>) -> T {
+    value.expect("Params::resolved sets every parameter of the kind")
+}
+
+/// Fits `kind` with `params` (their defaults filled in for those not set) on `x` and `y`.
 pub fn fit(kind: Kind, params: &Params, x: &Matrix, y: &Vec<f64>) -> Result<Fitted, Failed> {
     let p = params.resolved(kind, x.shape().1);
     let linear = |intercept: f64, coefficients: &Matrix| Fitted::Linear {
@@ -370,53 +382,53 @@ pub fn fit(kind: Kind, params: &Params, x: &Matrix, y: &Vec<f64>) -> Result<Fitt
             linear(*m.intercept(), m.coefficients())
         }
         Kind::Ridge => {
-            let params = RidgeRegressionParameters::default().with_alpha(p.alpha.unwrap_or(1.0));
+            let params = RidgeRegressionParameters::default().with_alpha(set(p.alpha));
             let m = RidgeRegression::fit(x, y, params)?;
             linear(*m.intercept(), m.coefficients())
         }
         Kind::Lasso => {
             let params = LassoParameters::default()
-                .with_alpha(p.alpha.unwrap_or(1.0))
-                .with_max_iter(p.max_iter.unwrap_or(1000))
-                .with_tol(p.tol.unwrap_or(1e-4));
+                .with_alpha(set(p.alpha))
+                .with_max_iter(set(p.max_iter))
+                .with_tol(set(p.tol));
             let m = Lasso::fit(x, y, params)?;
             linear(*m.intercept(), m.coefficients())
         }
         Kind::ElasticNet => {
             let params = ElasticNetParameters::default()
-                .with_alpha(p.alpha.unwrap_or(1.0))
-                .with_l1_ratio(p.l1_ratio.unwrap_or(0.5))
-                .with_max_iter(p.max_iter.unwrap_or(1000))
-                .with_tol(p.tol.unwrap_or(1e-4));
+                .with_alpha(set(p.alpha))
+                .with_l1_ratio(set(p.l1_ratio))
+                .with_max_iter(set(p.max_iter))
+                .with_tol(set(p.tol));
             let m = ElasticNet::fit(x, y, params)?;
             linear(*m.intercept(), m.coefficients())
         }
         Kind::DecisionTree => {
             let params = DecisionTreeRegressorParameters {
                 max_depth: p.max_depth,
-                min_samples_leaf: p.min_samples_leaf.unwrap_or(1),
-                min_samples_split: p.min_samples_split.unwrap_or(2),
-                seed: Some(p.seed.unwrap_or(0)),
+                min_samples_leaf: set(p.min_samples_leaf),
+                min_samples_split: set(p.min_samples_split),
+                seed: Some(set(p.seed)),
             };
             Fitted::DecisionTree(Box::new(DecisionTreeRegressor::fit(x, y, params)?))
         }
         Kind::RandomForest => {
             let mut params = RandomForestRegressorParameters::default()
-                .with_n_trees(p.n_trees.unwrap_or(10))
-                .with_min_samples_leaf(p.min_samples_leaf.unwrap_or(1))
-                .with_min_samples_split(p.min_samples_split.unwrap_or(2))
-                .with_seed(p.seed.unwrap_or(0));
+                .with_n_trees(set(p.n_trees))
+                .with_min_samples_leaf(set(p.min_samples_leaf))
+                .with_min_samples_split(set(p.min_samples_split))
+                .with_seed(set(p.seed));
             params.m = p.m;
             params.max_depth = p.max_depth;
             Fitted::RandomForest(Box::new(RandomForestRegressor::fit(x, y, params)?))
         }
         Kind::Knn => {
-            let weight = match p.weights.unwrap_or(Weights::Uniform) {
+            let weight = match set(p.weights) {
                 Weights::Uniform => KNNWeightFunction::Uniform,
                 Weights::Distance => KNNWeightFunction::Distance,
             };
             let params = KNNRegressorParameters::default()
-                .with_k(p.k.unwrap_or(3))
+                .with_k(set(p.k))
                 .with_weight(weight);
             Fitted::Knn(Box::new(KNNRegressor::fit(x, y, params)?))
         }

@@ -28,22 +28,28 @@ pub use store::Store;
 /// Every `HOLDOUT_EVERY`-th row (the 5th, 10th, …) is held out to measure the fit.
 pub const HOLDOUT_EVERY: usize = 5;
 
+/// What went wrong with a model: reading, writing or finding its file, or fitting or
+/// predicting with it.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
+    /// The file could not be read.
     #[error("cannot read model {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
+    /// The file is not an artifact this build can read, or is inconsistent.
     #[error("model {path} is corrupt: {why}")]
     Corrupt { path: PathBuf, why: String },
+    /// The file could not be written (or removed, when pruning).
     #[error("cannot write model {path}")]
     Write {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
+    /// smartcore could not fit the model (too few rows, collinear features…).
     #[error("training a {kind} model on {rows} rows failed")]
     Fit {
         kind: Kind,
@@ -51,6 +57,7 @@ pub enum ModelError {
         #[source]
         source: smartcore::error::Failed,
     },
+    /// smartcore could not predict with the model.
     #[error("a {kind} model cannot predict")]
     Predict {
         kind: Kind,
@@ -67,8 +74,11 @@ pub struct Metrics {
     pub train_r2: f64,
     /// RMSE and R² on the held-out rows, of a model fit on the other rows.
     pub holdout_rmse: f64,
+    /// See `holdout_rmse`.
     pub holdout_r2: f64,
+    /// How many rows were held out: every fifth.
     pub holdout_rows: usize,
+    /// Wall time of the whole training: both fits and their evaluation.
     pub train_seconds: f64,
 }
 

@@ -14,12 +14,14 @@ pub struct Store {
 }
 
 impl Store {
+    /// The store in `dir` (`state_dir/models`).
     pub fn new(dir: &Path) -> Store {
         Store {
             dir: dir.to_path_buf(),
         }
     }
 
+    /// The file of `version`.
     pub fn path_of(&self, version: &str) -> PathBuf {
         self.dir.join(format!("{version}.json"))
     }
@@ -48,6 +50,7 @@ impl Store {
         Ok(versions.into_iter().map(|(_, v)| v).collect())
     }
 
+    /// Reads the artifact of `version`.
     pub fn load(&self, version: &str) -> Result<Artifact, ModelError> {
         Artifact::load(&self.path_of(version))
     }
