@@ -470,7 +470,7 @@ fn check_stored_header(
     Err(DataError::Header {
         origin: origin.to_string(),
         why: format!(
-            "its header is {:?}, but [data] in the config says {:?}; hint: the stored file keeps the configured columns in order: fix the config, or start a new data file with `bluegreen init --data FILE`",
+            "its header is {:?}, but [data] in the config says {:?}; hint: the stored file keeps the configured columns, in order; fix [data] in the config, or move the file aside and import it with `bluegreen init --data FILE`, which maps columns by name",
             found.join(","),
             schema.header()
         ),

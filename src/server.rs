@@ -617,6 +617,23 @@ mod tests {
     }
 
     #[test]
+    fn the_common_shape_takes_rows_of_the_models_width() {
+        let body = b"{\"data\": [[1, 2, 3], [4.5, -6, 7e1]]}";
+        assert_eq!(
+            parse_common(body, 3),
+            Some(vec![1.0, 2.0, 3.0, 4.5, -6.0, 70.0])
+        );
+        assert_eq!(parse_common(body, 2), None);
+        assert_eq!(parse_common(body, 4), None);
+        let features: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let objects = br#"{"data": [{"c": 3, "a": 1, "b": 2}]}"#;
+        assert_eq!(
+            parse_rows(objects, &features).ok(),
+            Some(vec![1.0, 2.0, 3.0])
+        );
+    }
+
+    #[test]
     fn anything_else_is_left_to_the_careful_path() {
         let row = "[1,2,3,4,5,6,7,8,9,10,11,12,13]";
         for body in [
