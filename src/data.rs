@@ -653,12 +653,14 @@ impl Scan {
         }
     }
 
-    /// Whether training is due, for people: "batch size 2: 2 more needed", "batch size 2:
+    /// Whether training is due, for people: "batch size 2: 1 more row needed", "batch size 2:
     /// training is due", or "training is due" when the data changed otherwise.
     pub fn verdict(&self, batch_size: usize) -> String {
         match self.since {
             Since::Appended(n) if n < batch_size => {
-                format!("batch size {batch_size}: {} more needed", batch_size - n)
+                let more = batch_size - n;
+                let rows = if more == 1 { "row" } else { "rows" };
+                format!("batch size {batch_size}: {more} more {rows} needed")
             }
             Since::Appended(_) => format!("batch size {batch_size}: training is due"),
             Since::Changed | Since::NoModel => "training is due".to_string(),

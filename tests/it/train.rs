@@ -21,7 +21,7 @@ fn exit_codes_tell_trained_not_due_refused_and_error_apart() {
     assert_eq!(models(&env).len(), 1);
 
     let out = env.exits(&["train", "--if-due"], 0); // not due
-    assert!(stdout(&out).contains("2 more needed"));
+    assert!(stdout(&out).contains("2 more rows needed"));
     assert_eq!(models(&env).len(), 1, "not due writes nothing");
 
     env.ok(&["add-data", "--sample", "2"]);
@@ -106,18 +106,17 @@ fn training_is_due_when_rows_were_removed_or_edited_not_only_appended() {
     assert_eq!(status["data_changed"], true, "{status}");
     let table = env.ok(&["status"]);
     assert!(table.contains("the data changed since v0002-"), "{table}");
-    env.exits(&["train", "--if-due"], 10); // v0003
-    let out = env.exits(&["train", "--if-due"], 0);
-    assert!(
-        stdout(&out).contains("not due: 0 since v0003-"),
-        "{}",
-        stdout(&out)
-    );
+    let out = stdout(&env.exits(&["train", "--if-due"], 10));
+    assert!(out.contains("trained v0003-"), "{out}");
+    // Exit 10 again: not due, but v0003 waits for a deploy (nothing deploys here).
+    let out = stdout(&env.exits(&["train", "--if-due"], 10));
+    assert!(out.contains("training not due: 0 since v0003-"), "{out}");
 
     // An edit in place that keeps the file's size.
     let text = std::fs::read_to_string(env.csv()).unwrap();
     let edited = text.replacen("0.00632,18,", "0.00633,18,", 1);
     assert_eq!(edited.len(), text.len());
     std::fs::write(env.csv(), edited).unwrap();
-    env.exits(&["train", "--if-due"], 10);
+    let out = stdout(&env.exits(&["train", "--if-due"], 10));
+    assert!(out.contains("trained v0004-"), "{out}");
 }
