@@ -177,7 +177,10 @@ fn every_bad_export_is_refused_with_a_hint_and_writes_nothing() {
     );
     // Sound envelope, unusable artifact (its checksum recomputed to match): the schema.
     let mut artifact: serde_json::Value = serde_json::from_slice(&payload).unwrap();
-    artifact["coefficients"].as_array_mut().unwrap().pop();
+    artifact["fitted"]["linear"]["coefficients"]
+        .as_array_mut()
+        .unwrap()
+        .pop();
     let bad = serde_json::to_vec_pretty(&artifact).unwrap();
     let mut schema = header.clone();
     schema["bytes"] = bad.len().into();
