@@ -24,6 +24,7 @@ use crate::data;
 use crate::fsutil;
 use crate::model::{Kind, Params};
 use crate::slot::Slot;
+use crate::switch::Mode;
 
 /// Where the packaged configuration lives.
 pub const SYSTEM_CONFIG: &str = "/etc/bluegreen/config.toml";
@@ -186,6 +187,9 @@ pub struct Nginx {
     /// attempt it may still retry on another (`proxy_next_upstream_timeout`). Past it, the
     /// client gets a 504 in JSON.
     pub upstream_timeout_secs: u64,
+    /// How a deploy or rollback moves traffic: `reload` NGINX with a new include, or rename
+    /// the `socket` link NGINX connects through (issue 10; see `crate::switch`).
+    pub switch: Mode,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -389,6 +393,7 @@ impl Default for Nginx {
             pid_file: PathBuf::from("/run/nginx.pid"),
             worker_shutdown_timeout_secs: 10,
             upstream_timeout_secs: 10,
+            switch: Mode::Reload,
         }
     }
 }
@@ -629,6 +634,19 @@ impl Config {
             bad(
                 "nginx.upstream_timeout_secs",
                 "must be at least 1 second".into(),
+            );
+        }
+        // A unix socket's path must fit sockaddr_un's sun_path: 108 bytes with the final NUL
+        // (unix(7)). The link is the longest of the three socket paths.
+        let link = crate::layout::Layout::new(&self.state_dir).active_socket();
+        if self.nginx.switch == Mode::Socket && link.as_os_str().len() > 107 {
+            bad(
+                "nginx.switch",
+                format!(
+                    "\"socket\" puts the slots' sockets in {}, a path of {} bytes, but a unix socket's path has at most 107; choose a shorter state_dir, or switch = \"reload\"",
+                    link.display(),
+                    link.as_os_str().len()
+                ),
             );
         }
         for (key, secs) in [
@@ -1011,6 +1029,11 @@ mod tests {
             invalid_key("[nginx]\nworker_shutdown_timeout_secs = 0"),
             "nginx.worker_shutdown_timeout_secs"
         );
+        let long = format!(
+            "state_dir = \"/{}\"\n[nginx]\nswitch = \"socket\"",
+            "x".repeat(90)
+        );
+        assert_eq!(invalid_key(&long), "nginx.switch");
         assert_eq!(
             invalid_key("[deploy]\nready_timeout_secs = 0"),
             "deploy.ready_timeout_secs"
@@ -1210,6 +1233,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 2"), "{err}");
+        let err = Config::from_toml("[nginx]\nswitch = \"sockets\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sockets")
+                && err.contains("`reload` or `socket`")
+                && err.contains("line 2"),
+            "{err}"
+        );
     }
 
     /// The package's config parses, and its commented-out values are the defaults it says

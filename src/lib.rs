@@ -22,5 +22,6 @@ pub mod server;
 pub mod slot;
 pub mod state;
 pub mod supervisor;
+pub mod switch;
 pub mod transfer;
 pub mod up;

@@ -12,6 +12,18 @@
 //! [`run`] takes the listener and a shutdown future (as mini-redis does), so tests can bind
 //! `127.0.0.1:0` and stop the server when they like; `conn` owns the connections and their
 //! timeouts, `path` how a request's path finds its route.
+//!
+//! **Letting go of NGINX (switch mode "socket", issue 10).** NGINX keeps idle connections to
+//! the slot and cannot tell them from connections to the other slot (`crate::switch`). So a
+//! slot that learns it rests ([`AppState::set_closing`]) answers every request from then on
+//! with `Connection: close` and closes the connection after it: NGINX uses each connection it
+//! cached at most once more, and does not keep it. Connections that stay idle are closed by
+//! NGINX itself after its `keepalive_timeout` (`nginx::UPSTREAM_IDLE_SECS`). The slot never
+//! closes an idle one: NGINX may be sending a request on it at that very instant, and when a
+//! slot closed all its idle connections at once, a request met one dead cached connection
+//! after another until NGINX had tried every `server` line, and got a 502 (1–3 in five flips
+//! under `tests/it/flips.rs`'s load, with "no live upstreams" in NGINX's log). The cost on the
+//! request path is one relaxed atomic load per answer.
 
 mod conn;
 mod path;
@@ -21,7 +33,7 @@ pub use conn::run;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,6 +70,8 @@ pub struct AppState {
     metrics: Metrics,
     /// Gate refusals in the history, kept current by `serve` off the request path.
     gate_refusals: RefusalCount,
+    /// While set, every answer says `Connection: close` (see the module doc).
+    closing: AtomicBool,
 }
 
 struct Metrics {
@@ -87,7 +101,15 @@ impl AppState {
                 rows_predicted: AtomicU64::new(0),
             },
             gate_refusals: RefusalCount::default(),
+            closing: AtomicBool::new(false),
         })
+    }
+
+    /// From now on, end every connection after its current answer (`true`), or keep them
+    /// alive again (`false`). `serve` sets it in switch mode "socket" when the slot starts or
+    /// stops resting.
+    pub fn set_closing(&self, closing: bool) {
+        self.closing.store(closing, Ordering::Relaxed);
     }
 
     /// The gate refusals that `/metrics` reports (issue 8 §7).
@@ -232,6 +254,10 @@ fn observe(state: &AppState, started: Instant, response: &mut Response) {
     let headers = response.headers_mut();
     headers.insert("x-model-version", state.version_header.clone());
     headers.insert("x-slot", state.slot_header.clone());
+    if state.closing.load(Ordering::Relaxed) {
+        // hyper closes the connection once this answer is written.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let metrics = &state.metrics;
     let status = response.status().as_u16() as usize;
     if let Some(counter) = metrics.by_status.get(status.wrapping_sub(100)) {

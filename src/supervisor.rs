@@ -7,7 +7,6 @@
 //! (its client and server of the control socket) lives in `crate::up::control`.
 
 use std::io;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -15,6 +14,7 @@ use crate::config::Config;
 use crate::layout::Layout;
 use crate::nginx::Nginx;
 use crate::slot::Slot;
+use crate::switch::Endpoint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -37,8 +37,8 @@ pub enum SupervisorError {
     #[error("config key `{key}` asks for {wanted}, but bluegreen up has held {held} since it started, and restarting slots cannot move it; hint: stop bluegreen up (Ctrl-C) and start it again")]
     Moved {
         key: &'static str,
-        held: SocketAddr,
-        wanted: SocketAddr,
+        held: Endpoint,
+        wanted: Endpoint,
     },
 }
 

@@ -27,6 +27,7 @@ mod restart;
 mod rollback;
 pub(crate) mod serve;
 mod status;
+mod systemd_generator;
 pub(crate) mod train;
 mod up;
 
@@ -38,7 +39,9 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check => return check::execute(path),
         // A slot keeps serving on the last good configuration when the file is bad, and
         // `status` says so (issue 8 §3).
-        Command::Serve(_) | Command::Status(_) => Config::discover_or_last_good(path),
+        Command::Serve(_) | Command::Status(_) | Command::SystemdGenerator(_) => {
+            Config::discover_or_last_good(path)
+        }
         _ => Config::discover(path).map(|c| (c, None)),
     }
     .context("cannot load the configuration; hint: fix the file (`bluegreen check` lists every problem), or pass --config PATH")?;
@@ -58,6 +61,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::NginxSite => nginx_site::execute(&config),
         Command::Export(args) => export::execute(&config, &args),
         Command::Import(args) => import::execute(&config, &args),
+        Command::SystemdGenerator(args) => systemd_generator::execute(&config, &args.dir),
     }
 }
 

@@ -11,6 +11,12 @@
 //! No request fails meanwhile: while a slot restarts, its listening socket stays open (held
 //! by `bluegreen@.socket` or by `up`), and NGINX resends a request that a stopping slot closed
 //! before answering (`tests/it/restart.rs`, bench/run section 6).
+//!
+//! It also applies a change of `nginx.switch` under systemd (issue 10; `crate::switch`): after
+//! `systemctl daemon-reload` the slots' socket units listen on the new endpoints, so the
+//! resting slot restarts on its new one; then the include (and the link) are written the new
+//! way and NGINX reloads, once: NGINX now connects to the active slot's new endpoint, where
+//! connections wait in the socket until the active slot restarts on it, just after.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -41,11 +47,21 @@ pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
         ));
     }
     let state = State::read(config)?;
-    let active = state
-        .active()
+    let route = state
+        .route()
         .context("no slot is active; hint: run `bluegreen init`")?;
+    let active = route.slot;
     let started = Instant::now();
     for (slot, role) in [(active.other(), "resting"), (active, "active")] {
+        if slot == active && route.mode != config.nginx.switch {
+            super::say(&format!(
+                "nginx.switch was \"{}\", is \"{}\": writing the NGINX include that way and reloading NGINX",
+                route.mode, config.nginx.switch
+            ));
+            deployer
+                .apply_mode(active)
+                .context("the mode change stopped before NGINX reloaded; hint: fix the cause, then `bluegreen restart` again")?;
+        }
         super::say(&format!(
             "restarting {slot} ({role}) through {} and waiting for READY=1",
             supervisor.name()
@@ -61,6 +77,15 @@ pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
             )
         })?;
         super::say(&format!("{slot} is ready and serves {}", model.version));
+    }
+    if route.mode != config.nginx.switch {
+        deployer
+            .confirm_route(active)
+            .context("NGINX does not answer from the active slot after the mode change")?;
+        super::say(&format!(
+            "NGINX answers from {active} the {} way",
+            config.nginx.switch
+        ));
     }
     println!(
         "restarted {} (resting), then {active} (active), in {} ms",

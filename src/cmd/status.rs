@@ -27,6 +27,7 @@ use crate::lock::LockError;
 use crate::slot::Slot;
 use crate::state::State;
 use crate::supervisor::{self, Supervisor};
+use crate::switch::{self, Endpoint, Mode};
 
 /// How long `status` waits for a slot or NGINX to answer.
 const ASK_TIMEOUT: Duration = Duration::from_millis(800);
@@ -38,6 +39,8 @@ struct Status {
     state_dir: String,
     supervisor: &'static str,
     public_port: u16,
+    /// How a switch moves traffic (`nginx.switch`): "reload" or "socket".
+    switch: Mode,
     /// The slot NGINX answers from, or, when NGINX does not answer, the one the include
     /// names.
     active: Option<Slot>,
@@ -127,11 +130,17 @@ fn gather(config: &Config) -> anyhow::Result<Status> {
             notes.push(format!(
                 "NGINX does not answer on port {}: {}",
                 config.public_port,
-                in_words(&e, public)
+                in_words(&e, &Endpoint::Tcp(public))
             ));
             None
         }
     };
+    if let Some(route) = state.route().filter(|r| r.mode != config.nginx.switch) {
+        notes.push(format!(
+            "the config says nginx.switch = \"{}\", but NGINX still routes the {} way; hint: `bluegreen restart` applies the change (under systemd, `systemctl daemon-reload` first)",
+            config.nginx.switch, route.mode
+        ));
+    }
     let include = state.active();
     if let (Some(routes), Some(named)) = (nginx_routes, include) {
         if routes != named {
@@ -143,9 +152,9 @@ fn gather(config: &Config) -> anyhow::Result<Status> {
     let active = nginx_routes.or(include);
     let mut slots = Vec::new();
     for slot in Slot::ALL {
-        let addr = config.slot_addr(slot);
+        let addr = switch::endpoint(config, slot);
         let model = state.version(slot).map(str::to_string);
-        let (serving, health) = probe(addr, model.as_deref());
+        let (serving, health) = probe(&addr, model.as_deref());
         slots.push(SlotStatus {
             slot,
             role: match active {
@@ -186,6 +195,7 @@ fn gather(config: &Config) -> anyhow::Result<Status> {
         state_dir: layout.root().display().to_string(),
         supervisor: supervisor.name(),
         public_port: config.public_port,
+        switch: config.nginx.switch,
         active,
         include,
         nginx_routes,
@@ -246,8 +256,8 @@ fn reconcile(config: &Config, layout: &Layout, supervisor: &dyn Supervisor) -> O
 
 /// Asks a slot which model it serves. "healthy" only when it answers and serves its link's
 /// model; a slot that serves another one has not been restarted since its link moved.
-fn probe(addr: SocketAddr, linked: Option<&str>) -> (Option<String>, String) {
-    match http::request(addr, "GET", "/readyz", None, ASK_TIMEOUT) {
+fn probe(addr: &Endpoint, linked: Option<&str>) -> (Option<String>, String) {
+    match http::request_to(addr, "GET", "/readyz", None, ASK_TIMEOUT) {
         Ok(r) if r.status == 200 => {
             let serving = r
                 .json()
@@ -270,11 +280,14 @@ fn probe(addr: SocketAddr, linked: Option<&str>) -> (Option<String>, String) {
 
 /// What an error of a request to `addr` means, in words rather than an errno ("Resource
 /// temporarily unavailable (os error 11)" is how a read timeout shows; issue 8 §9).
-fn in_words(e: &io::Error, addr: SocketAddr) -> String {
+fn in_words(e: &io::Error, addr: &Endpoint) -> String {
     use io::ErrorKind as K;
     match e.kind() {
         K::WouldBlock | K::TimedOut => format!("no answer within {} ms", ASK_TIMEOUT.as_millis()),
-        K::ConnectionRefused => format!("nothing listens on {addr}"),
+        K::ConnectionRefused | K::NotFound => format!("nothing listens on {addr}"),
+        K::PermissionDenied => {
+            format!("this user may not connect to {addr}; hint: run `bluegreen status` as root")
+        }
         K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof | K::BrokenPipe => {
             "it closed the connection without an answer".to_string()
         }
@@ -291,18 +304,25 @@ fn table(s: &Status) -> String {
     }
     let _ = writeln!(
         t,
-        "bluegreen: state in {}, slots run by {}, NGINX on port {}\n",
-        s.state_dir, s.supervisor, s.public_port
+        "bluegreen: state in {}, slots run by {}, NGINX on port {}, switch by {}\n",
+        s.state_dir, s.supervisor, s.public_port, s.switch
     );
+    let width = s
+        .slots
+        .iter()
+        .map(|slot| slot.address.len())
+        .max()
+        .unwrap_or(0)
+        .max(16);
     let _ = writeln!(
         t,
-        "  {:<8} {:<6} {:<16} {:<24} HEALTH",
+        "  {:<8} {:<6} {:<width$} {:<24} HEALTH",
         "ROLE", "SLOT", "ADDRESS", "MODEL"
     );
     for slot in &s.slots {
         let _ = writeln!(
             t,
-            "  {:<8} {:<6} {:<16} {:<24} {}",
+            "  {:<8} {:<6} {:<width$} {:<24} {}",
             slot.role,
             slot.slot,
             slot.address,

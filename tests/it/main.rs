@@ -17,6 +17,7 @@ mod paths;
 mod readme;
 mod restart;
 mod serve;
+mod socket_mode;
 mod status;
 mod train;
 mod transfer;
