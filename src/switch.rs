@@ -338,10 +338,8 @@ mod tests {
     use super::*;
 
     fn config(dir: &Path, mode: Mode) -> Config {
-        let mut config = Config {
-            state_dir: dir.to_path_buf(),
-            ..Config::default()
-        };
+        let mut config = Config::default();
+        config.state_dir = dir.to_path_buf();
         config.nginx.switch = mode;
         config
     }
