@@ -345,6 +345,10 @@ before_reboot() {
     section "kill -9 of the active slot under load"
     kill_active_slot
 
+    # It stays in socket mode from here on: through the reboot, remove, install and purge.
+    section "switch mode \"socket\": the change applied, flips under load without a reload"
+    socket_mode
+
     section "systemd facts the units are built around (throwaway units)"
     systemd_facts
 
@@ -356,6 +360,64 @@ before_reboot() {
     wait_settled
     active_slot > "$WORK/active"; slot_model "$(active_slot)" > "$WORK/model"
     info "before reboot: $(cat "$WORK/active") serves $(cat "$WORK/model")"
+}
+
+# Switch mode "socket" (issue 10): the documented change (config, daemon-reload, bluegreen
+# restart) under load, who may connect and write, then flips and a rollback under 16
+# keep-alive and 8 `Connection: close` clients, none of which may fail, without NGINX reloading.
+SOCKETS=/var/lib/bluegreen/sockets
+socket_mode() {
+    local active model out rc workers i from to old
+    active=$(active_slot); model=$(slot_model "$active")
+    sed -i 's/^#switch = "reload"$/switch = "socket"/' "$CONFIG"
+    grep -q '^switch = "socket"$' "$CONFIG" || fail "could not set switch = \"socket\" in $CONFIG"
+    out=$(bluegreen check 2>&1)
+    if [[ $? != 0 ]] && grep -q 'key `nginx.switch` and bluegreen@blue.socket' <<<"$out" && grep -q 'daemon-reload' <<<"$out"; then
+        pass "with switch = \"socket\" in the config, bluegreen check says the socket units lag until systemctl daemon-reload"
+    else
+        fail "with switch = \"socket\" in the config, bluegreen check names nginx.switch and the socket units"
+        sed 's/^/      | /' <<<"$out"
+    fi
+    check "systemctl daemon-reload: the generator moves the slots' sockets" systemctl daemon-reload
+    check "...bluegreen@blue.socket listens on $SOCKETS/blue.sock" bash -c \
+        "[[ \$(systemctl show -P Listen bluegreen@blue.socket) == '$SOCKETS/blue.sock (Stream)' ]] || systemctl show -P Listen bluegreen@blue.socket"
+    check "...and bluegreen check passes" bluegreen check
+    load_start switch-socket
+    out=$(bluegreen restart 2>&1); rc=$?
+    load_verdict "bluegreen restart applies it (both slots restart, NGINX reloads once)"
+    (( rc == 0 )) || { fail "...exits 0 (exit $rc)"; sed 's/^/      | /' <<<"$out" | tail -n 8; }
+    check "...keeps the active slot and its model ($active, $model)" keeps "$active" "$model"
+    check "...bluegreen status says switch socket, with no note" bash -c \
+        '[[ $(bluegreen status --json | jq -r ".switch + \" \" + (.notes | length | tostring)") == "socket 0" ]] || bluegreen status'
+    check "the sockets' folder is root's alone to write; its sockets are for root and www-data (NGINX)" \
+        bash -c "[[ \$(stat -c '%a %U %G' $SOCKETS) == '755 root root' && \$(stat -c '%a %U %G %F' $SOCKETS/blue.sock) == '660 root www-data socket' && \$(readlink $SOCKETS/active.sock) == $active.sock ]] || ls -la $SOCKETS"
+    check "...www-data (NGINX's workers) connects through the link" \
+        setpriv --reuid=www-data --regid=www-data --clear-groups curl -sf -m 5 --unix-socket "$SOCKETS/active.sock" http://slot/readyz
+    check "...bluegreen (the slots' user) may not connect" bash -c \
+        "! setpriv --reuid=bluegreen --regid=bluegreen --clear-groups curl -s -m 5 --unix-socket $SOCKETS/active.sock http://slot/readyz"
+    check "...nor move the link" bash -c \
+        "! setpriv --reuid=bluegreen --regid=bluegreen --clear-groups ln -sfn green.sock $SOCKETS/active.sock && [[ \$(readlink $SOCKETS/active.sock) == $active.sock ]]"
+
+    workers=$(nginx_workers)
+    load_start socket-flips
+    for i in 1 2 3; do
+        from=$(active_slot); old=$(slot_model "$from")
+        [[ $from == blue ]] && to=green || to=blue
+        bluegreen add-data --sample 2 >/dev/null
+        wait_for 30 flipped "$to" "$old" || fail "flip $i: traffic moved to $to within 30 s (serving: $(served))"
+        wait_settled
+    done
+    out=$(bluegreen rollback 2>&1) || { fail "bluegreen rollback"; sed 's/^/      | /' <<<"$out"; }
+    from=$(active_slot); old=$(slot_model "$from")
+    [[ $from == blue ]] && to=green || to=blue
+    bluegreen add-data --sample 2 >/dev/null
+    wait_for 30 flipped "$to" "$old" || fail "the flip after the rollback: traffic moved to $to within 30 s"
+    wait_settled
+    load_verdict "3 flips by add-data, a rollback and one more flip in socket mode"
+    check "...NGINX was never reloaded: the same workers served throughout" same_workers "$workers"
+    check "...the newest model is active" newest_is_active
+    check "...and systemctl status follows: $(active_slot) active, the other resting (STATUS=)" roles_shown "$(active_slot)"
+    check "...no unit failed" no_failed_units
 }
 
 # Makes a training take 3 s longer after it has read the data and written its model, by
