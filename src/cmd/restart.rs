@@ -13,10 +13,12 @@
 //! before answering (`tests/it/restart.rs`, bench/run section 6).
 //!
 //! It also applies a change of `nginx.switch` under systemd (issue 10; `crate::switch`): after
-//! `systemctl daemon-reload` the slots' socket units listen on the new endpoints, so the
-//! resting slot restarts on its new one; then the include (and the link) are written the new
-//! way and NGINX reloads, once: NGINX now connects to the active slot's new endpoint, where
-//! connections wait in the socket until the active slot restarts on it, just after.
+//! `systemctl daemon-reload` the slots' socket units are configured for the new endpoints,
+//! and a restart of a socket unit moves its socket there (with its slot). So the resting
+//! slot restarts with its socket; then the active one, and at once the include (and the link)
+//! are written the new way and NGINX reloads, once. Between the active slot's old socket
+//! closing and NGINX's reload, NGINX has nowhere to send requests: that short window is the
+//! cost of a mode change (the VM test measures it).
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -52,8 +54,20 @@ pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
         .context("no slot is active; hint: run `bluegreen init`")?;
     let active = route.slot;
     let started = Instant::now();
+    let changing = route.mode != config.nginx.switch;
     for (slot, role) in [(active.other(), "resting"), (active, "active")] {
-        if slot == active && route.mode != config.nginx.switch {
+        super::say(&format!(
+            "restarting {slot} ({role}) through {} and waiting for READY=1",
+            supervisor.name()
+        ));
+        let model = model(&state, slot)?;
+        let restarted = if changing {
+            supervisor.restart_with_socket(slot)
+        } else {
+            supervisor.restart(slot)
+        };
+        restarted.with_context(|| format!("restart stopped at {slot} ({role})"))?;
+        if changing && slot == active {
             super::say(&format!(
                 "nginx.switch was \"{}\", is \"{}\": writing the NGINX include that way and reloading NGINX",
                 route.mode, config.nginx.switch
@@ -62,14 +76,6 @@ pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
                 .apply_mode(active)
                 .context("the mode change stopped before NGINX reloaded; hint: fix the cause, then `bluegreen restart` again")?;
         }
-        super::say(&format!(
-            "restarting {slot} ({role}) through {} and waiting for READY=1",
-            supervisor.name()
-        ));
-        let model = model(&state, slot)?;
-        supervisor
-            .restart(slot)
-            .with_context(|| format!("restart stopped at {slot} ({role})"))?;
         deployer.probe(slot, &model).with_context(|| {
             format!(
                 "{slot} ({role}) restarted but does not serve {}",

@@ -380,17 +380,24 @@ socket_mode() {
     fi
     check "systemctl daemon-reload: the generator moves the slots' sockets" systemctl daemon-reload
     check "...bluegreen@blue.socket listens on $SOCKETS/blue.sock" bash -c \
-        "[[ \$(systemctl show -P Listen bluegreen@blue.socket) == '$SOCKETS/blue.sock (Stream)' ]] || systemctl show -P Listen bluegreen@blue.socket"
+        "[[ \$(systemctl show -P Listen bluegreen@blue.socket) == '$SOCKETS/blue.sock (Stream)' ]] || { systemctl show -P Listen bluegreen@blue.socket; false; }"
     check "...and bluegreen check passes" bluegreen check
+    # The mode change has a short window in which NGINX has nowhere to send requests (between
+    # the active slot's old socket closing and NGINX's reload; src/cmd/restart.rs): its
+    # failures are counted, not held to 0.
     load_start switch-socket
     out=$(bluegreen restart 2>&1); rc=$?
-    load_verdict "bluegreen restart applies it (both slots restart, NGINX reloads once)"
-    (( rc == 0 )) || { fail "...exits 0 (exit $rc)"; sed 's/^/      | /' <<<"$out" | tail -n 8; }
+    load_stop
+    if (( rc == 0 )); then
+        pass "bluegreen restart applies it (both slots restart with their sockets, NGINX reloads once): $LOAD_FAILED failed requests ($LOAD_FIGURES)"
+    else
+        fail "bluegreen restart applies it (exit $rc)"; sed 's/^/      | /' <<<"$out" | tail -n 8
+    fi
     check "...keeps the active slot and its model ($active, $model)" keeps "$active" "$model"
     check "...bluegreen status says switch socket, with no note" bash -c \
-        '[[ $(bluegreen status --json | jq -r ".switch + \" \" + (.notes | length | tostring)") == "socket 0" ]] || bluegreen status'
+        '[[ $(bluegreen status --json | jq -r ".switch + \" \" + (.notes | length | tostring)") == "socket 0" ]] || { bluegreen status; false; }'
     check "the sockets' folder is root's alone to write; its sockets are for root and www-data (NGINX)" \
-        bash -c "[[ \$(stat -c '%a %U %G' $SOCKETS) == '755 root root' && \$(stat -c '%a %U %G %F' $SOCKETS/blue.sock) == '660 root www-data socket' && \$(readlink $SOCKETS/active.sock) == $active.sock ]] || ls -la $SOCKETS"
+        bash -c "[[ \$(stat -c '%a %U %G' $SOCKETS) == '755 root root' && \$(stat -c '%a %U %G %F' $SOCKETS/blue.sock) == '660 root www-data socket' && \$(readlink $SOCKETS/active.sock) == $active.sock ]] || { ls -la $SOCKETS; false; }"
     check "...www-data (NGINX's workers) connects through the link" \
         setpriv --reuid=www-data --regid=www-data --clear-groups curl -sf -m 5 --unix-socket "$SOCKETS/active.sock" http://slot/readyz
     check "...bluegreen (the slots' user) may not connect" bash -c \
