@@ -296,8 +296,25 @@ fn check_state(config: &Config, report: &mut Report) {
         }
     }
 
-    let active = match crate::switch::active(config, &layout) {
-        Ok(Some(slot)) => Some(slot),
+    let active = match crate::switch::route(config, &layout) {
+        Ok(Some(route)) if route.mode != config.nginx.switch => {
+            // A warning, not an error: `bluegreen restart`, which runs these checks first, is
+            // what applies the change. Until then a reboot would put the slots' sockets where
+            // the config says, and NGINX, by the include, would not find them (issue 10).
+            report.problems.push(Problem {
+                severity: Severity::Warning,
+                ..error(
+                    &layout.upstream_include(),
+                    format!(
+                        "routes the {} way, but the config says nginx.switch = \"{}\"",
+                        route.mode, config.nginx.switch
+                    ),
+                    "`bluegreen restart` applies the change (under systemd, `systemctl daemon-reload` first)",
+                )
+            });
+            Some(route.slot)
+        }
+        Ok(Some(route)) => Some(route.slot),
         Ok(None) => {
             report.problems.push(error(
                 &layout.upstream_include(),
