@@ -621,7 +621,11 @@ mod tests {
         let back = Intent::read(&path).unwrap().unwrap();
         assert_eq!(back.phase, Phase::Switch);
         assert_eq!(back.record.time, intent.record.time);
-        assert!(!back.is_recorded(&[record(3, Outcome::Deployed, Action::Deploy)]));
+        // Another deploy: it began at another time (records are told apart by their start,
+        // which the deploy lock keeps distinct; two made in one test may share a millisecond).
+        let mut other = record(3, Outcome::Deployed, Action::Deploy);
+        other.time = "2000-01-01T00:00:00.000Z".into();
+        assert!(!back.is_recorded(&[other]));
         let mut done = back.record.clone();
         done.finish(Outcome::Deployed, None);
         assert!(back.is_recorded(&[done]));
