@@ -338,6 +338,56 @@ pub fn last(path: &Path, n: usize) -> Result<Vec<Record>, HistoryError> {
     recent(path, n, None)
 }
 
+/// The last `n` records as the file holds them, oldest first, each as plain JSON: fields a
+/// later bluegreen adds (rollout steps, live accuracy; issue 11) are kept, and a record whose
+/// action this build does not know is kept too, so a reader such as the dashboard can show
+/// whatever the history holds. Only the last `max_bytes` of the file are read, so the cost
+/// does not grow with the history; `truncated` says whether older records were left out.
+pub fn tail(path: &Path, n: usize, max_bytes: u64) -> Result<Tail, HistoryError> {
+    let fail = |source| HistoryError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Tail::default()),
+        Err(e) => return Err(fail(e)),
+    };
+    let len = file.metadata().map_err(fail)?.len();
+    let start = len.saturating_sub(max_bytes);
+    file.seek(SeekFrom::Start(start)).map_err(fail)?;
+    let mut bytes = Vec::new();
+    file.take(len - start)
+        .read_to_end(&mut bytes)
+        .map_err(fail)?;
+    // The first line may be the end of one cut in two; the last may be half written.
+    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let first = match start {
+        0 => 0,
+        _ => bytes
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(complete, |i| i + 1),
+    };
+    let mut records: Vec<serde_json::Value> = bytes[first.min(complete)..complete]
+        .split(|b| *b == b'\n')
+        .filter_map(|line| serde_json::from_slice(line).ok())
+        .filter(serde_json::Value::is_object)
+        .collect();
+    let truncated = start > 0 || records.len() > n;
+    records.drain(..records.len().saturating_sub(n));
+    Ok(Tail { records, truncated })
+}
+
+/// What [`tail`] read.
+#[derive(Debug, Default, Serialize)]
+pub struct Tail {
+    /// The records, oldest first.
+    pub records: Vec<serde_json::Value>,
+    /// True when the history holds older records than these.
+    pub truncated: bool,
+}
+
 /// Versions that an operator or the gate has settled, so that the automatic path must not
 /// deploy them again by itself: versions traffic was moved away from (a rollback, or a
 /// deploy of another model), and versions a deploy was refused for.
@@ -589,6 +639,37 @@ mod tests {
             "{reason}"
         );
         assert!(reason.contains("os error 28"), "{reason}");
+    }
+
+    #[test]
+    fn the_tail_keeps_unknown_records_and_reads_a_bounded_end_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.jsonl");
+        assert!(tail(&path, 10, 1 << 20).unwrap().records.is_empty());
+        for i in 0..5 {
+            append(&path, &record(i, Outcome::Deployed, Action::Deploy)).unwrap();
+        }
+        let future = r#"{"time":"t9","action":"rollout-step","outcome":"advanced","percent":50}"#;
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(format!("{future}\nnot json\n{{\"half").as_bytes())
+            .unwrap();
+        let all = tail(&path, 10, 1 << 20).unwrap();
+        assert_eq!(all.records.len(), 6);
+        assert!(!all.truncated);
+        assert_eq!(all.records[5]["action"], "rollout-step");
+        assert_eq!(all.records[5]["percent"], 50);
+        let last2 = tail(&path, 2, 1 << 20).unwrap();
+        assert!(last2.truncated);
+        assert_eq!(last2.records[0]["to_version"], "v5");
+        // A window that starts inside a record drops that record, not a half of it.
+        let size = std::fs::metadata(&path).unwrap().len();
+        let window = tail(&path, 10, size - 10).unwrap();
+        assert!(window.truncated);
+        assert_eq!(window.records.len(), 5, "{:?}", window.records);
+        assert_eq!(window.records[0]["from_version"], "v1");
     }
 
     #[test]

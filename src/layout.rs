@@ -7,6 +7,7 @@
 //!   models/<version>.json    immutable model artifacts
 //!   slots/<slot>.json        symlink to the artifact the slot serves
 //!   nginx/upstream.conf      the include that names the active slot (NGINX reads it)
+//!   nginx/dashboard-allow.conf  who besides this host may see the dashboard (NGINX reads it)
 //!   deploys.jsonl            append-only history: switches, refusals, failures, recoveries
 //!   run/                     locks, the intent of a switch in progress, and the control
 //!                            socket of `bluegreen up`
@@ -77,6 +78,12 @@ impl Layout {
     /// The symlink to the active slot's socket, which NGINX's upstream names.
     pub fn active_socket(&self) -> PathBuf {
         self.sockets_dir().join("active.sock")
+    }
+
+    /// The include that lists who besides this host may see the dashboard (NGINX reads it;
+    /// see `dashboard::access`).
+    pub fn dashboard_allow(&self) -> PathBuf {
+        self.nginx_dir().join("dashboard-allow.conf")
     }
 
     pub fn history(&self) -> PathBuf {

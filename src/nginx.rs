@@ -250,7 +250,7 @@ struct OwnAnswer {
     raised: u16,
     sent: u16,
     error: String,
-    hint: &'static str,
+    hint: String,
 }
 
 /// Every status NGINX itself answers with in this site (ngx_http_special_response.c lists
@@ -258,12 +258,16 @@ struct OwnAnswer {
 /// an answer. The texts hold no `'`, `$` or `\`, which NGINX would read inside `return '…'`.
 fn own_answers(config: &Config) -> Vec<OwnAnswer> {
     let slot_wait = config.nginx.upstream_timeout_secs;
-    let answer = |raised, sent, error: String, hint| OwnAnswer {
+    let answer = |raised, sent, error: String, hint: &str| OwnAnswer {
         raised,
         sent,
         error,
-        hint,
+        hint: hint.to_string(),
     };
+    let dashboard_hint = &format!(
+        "open it on the server itself, http://127.0.0.1:{}/-/, or add your network to [dashboard] allow in the config and run `bluegreen restart`",
+        config.public_port
+    );
     vec![
         answer(
             400,
@@ -272,10 +276,22 @@ fn own_answers(config: &Config) -> Vec<OwnAnswer> {
             "send one HTTP/1.1 request: POST / with a JSON body {data: [[numbers], ...]}",
         ),
         answer(
+            403,
+            403,
+            "the dashboard (/-/) is open to this host and to the addresses in [dashboard] allow only".into(),
+            dashboard_hint,
+        ),
+        answer(
             404,
             404,
             "no such path".into(),
             "predictions are POST / or POST /inference",
+        ),
+        answer(
+            405,
+            405,
+            "NGINX does not allow this method here".into(),
+            "predictions are POST / or POST /inference; the dashboard (/-/) takes GET and HEAD",
         ),
         answer(
             413,
@@ -341,6 +357,7 @@ fn own_answers(config: &Config) -> Vec<OwnAnswer> {
 
 /// The site: NGINX's public server, proxying everything to the active slot.
 pub fn render_site(config: &Config, include: &Path) -> String {
+    let dashboard = render_dashboard(config);
     let body = config.limits.max_body_bytes;
     let slot_wait = config.nginx.upstream_timeout_secs;
     let answers = own_answers(config);
@@ -426,10 +443,71 @@ server {{
         proxy_max_temp_file_size 0;
     }}
 
+{dashboard}
 {error_locations}}}
 "#,
         include = include.display(),
         port = config.public_port,
+    )
+}
+
+/// The site's `/-` location: the dashboard (issue 12, `crate::dashboard`), which the active
+/// slot serves, open to this host and to `[dashboard] allow` only. NGINX checks the client's
+/// address before any slot sees the request (ngx_http_access_module: the first matching
+/// `allow` or `deny` wins); the list lives in an include that bluegreen rewrites when the
+/// config changes (`dashboard::access`), since this site is a conffile rendered once.
+///
+/// A prefix location, `/-`, not `/-/`: the slot reads `/-/` as `/-`, so both must be behind
+/// the same rules, and NGINX matches locations on the normalised path (slashes merged, dot
+/// segments resolved, `%XX` decoded), so no spelling of a dashboard path reaches `location /`.
+fn render_dashboard(config: &Config) -> String {
+    let slot_wait = config.nginx.upstream_timeout_secs;
+    let allow = Layout::new(&config.state_dir).dashboard_allow();
+    let local: String = crate::dashboard::access::LOCAL
+        .iter()
+        .map(|a| format!("        allow {a};\n"))
+        .collect();
+    let slots: String = crate::slot::Slot::ALL
+        .iter()
+        .map(|slot| {
+            // NGINX spells a unix socket `http://unix:PATH:/uri` (the proxy_pass docs).
+            let target = match crate::switch::endpoint(config, *slot) {
+                crate::switch::Endpoint::Tcp(addr) => format!("http://{addr}"),
+                crate::switch::Endpoint::Unix(path) => format!("http://unix:{}:", path.display()),
+            };
+            format!(
+                "        location = /-/slots/{slot}/api/slot {{\n            proxy_pass {target}/-/api/slot;\n        }}\n"
+            )
+        })
+        .collect();
+    format!(
+        r#"    # The dashboard (issue 12): a read-only page and its JSON, served by the active slot.
+    # Only this host and the networks in `[dashboard] allow` may see it; the include holds
+    # their `allow` lines and `bluegreen restart` rewrites it when the config changes.
+    # Everyone else gets the JSON 403. `/-` as a prefix: `/-/`, which the slot reads as `/-`,
+    # and everything below, however it is spelled.
+    location /- {{
+{local}        include {allow};
+        deny all;
+
+        proxy_pass http://bluegreen_active;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_pass_request_headers off;
+        proxy_connect_timeout 2s;
+        proxy_send_timeout {slot_wait}s;
+        proxy_read_timeout {slot_wait}s;
+        # The dashboard only reads, so a failed attempt is tried again, as for predictions.
+        proxy_next_upstream error timeout;
+        proxy_next_upstream_tries {ATTEMPTS};
+        proxy_next_upstream_timeout {slot_wait}s;
+        proxy_max_temp_file_size 0;
+
+        # Each slot's own live figures, the resting one's too, for the traffic charts. These
+        # inherit the rules above.
+{slots}    }}
+"#,
+        allow = allow.display(),
     )
 }
 

@@ -26,9 +26,11 @@
 //! request path is one relaxed atomic load per answer.
 
 mod conn;
+mod live;
 mod path;
 
 pub use conn::run;
+pub use live::Live;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -175,6 +177,14 @@ pub struct App {
     timeouts: Timeouts,
 }
 
+impl App {
+    /// Adds `routes` beside the API's: the dashboard's (`crate::dashboard::routes`).
+    pub fn merge(mut self, routes: Router) -> App {
+        self.routes = self.routes.merge(routes);
+        self
+    }
+}
+
 impl hyper::service::Service<Request<Incoming>> for App {
     type Response = Response;
     type Error = Infallible;
@@ -185,6 +195,7 @@ impl hyper::service::Service<Request<Incoming>> for App {
         if let Some(uri) = path::normalise_uri(request.uri()) {
             *request.uri_mut() = uri;
         }
+        let counted = !crate::dashboard::is_dashboard_path(request.uri().path());
         // A Router is always ready (axum docs), and cloning it clones one Arc.
         let answer = tower_service::Service::call(&mut self.routes.clone(), request);
         let state = self.state.clone();
@@ -196,7 +207,7 @@ impl hyper::service::Service<Request<Incoming>> for App {
                 Ok(answer) => answer?,
                 Err(_) => body_too_slow(body_timeout),
             };
-            observe(&state, started, &mut response);
+            observe(&state, started, &mut response, counted);
             Ok(response)
         })
     }
@@ -249,14 +260,18 @@ fn unprocessable(message: String) -> ApiError {
     ApiError(StatusCode::UNPROCESSABLE_ENTITY, message)
 }
 
-/// Adds the version and slot headers to an answer and records its status and latency.
-fn observe(state: &AppState, started: Instant, response: &mut Response) {
+/// Adds the version and slot headers to an answer and, if `counted`, records its status and
+/// latency. The dashboard's requests are not counted (see `live`).
+fn observe(state: &AppState, started: Instant, response: &mut Response, counted: bool) {
     let headers = response.headers_mut();
     headers.insert("x-model-version", state.version_header.clone());
     headers.insert("x-slot", state.slot_header.clone());
     if state.closing.load(Ordering::Relaxed) {
         // hyper closes the connection once this answer is written.
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if !counted {
+        return;
     }
     let metrics = &state.metrics;
     let status = response.status().as_u16() as usize;

@@ -124,6 +124,13 @@ fn prepare(config: &Config, first_data: Option<&Path>, say: &dyn Fn(&str)) -> an
             config.nginx.switch
         ));
     }
+    let allow = layout.dashboard_allow();
+    if crate::dashboard::access::write(config, &allow)? {
+        say(&format!(
+            "NGINX include {} lists who besides this host may see the dashboard",
+            allow.display()
+        ));
+    }
     // The configuration the state was just set up for is the slots' fallback until
     // `bluegreen check` passes another (issue 8 §3). Not being able to save it (`init` run
     // again by a user who may not write here) takes nothing away from the state.

@@ -26,6 +26,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 
 use crate::config::Config;
+use crate::dashboard;
 use crate::deploy::Deployer;
 use crate::layout::Layout;
 use crate::model::Artifact;
@@ -46,6 +47,16 @@ pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
             "reconciled an interrupted {} first: {}",
             record.action,
             record.reason.as_deref().unwrap_or(record.outcome.as_str())
+        ));
+    }
+    // `[dashboard] allow` is NGINX's to enforce: a changed list is put into effect here.
+    let allow = layout.dashboard_allow();
+    if dashboard::access::apply(config, &allow, supervisor.nginx())
+        .context("nothing was restarted: cannot apply `[dashboard] allow`")?
+    {
+        super::say(&format!(
+            "NGINX reloaded with the new `[dashboard] allow` ({})",
+            allow.display()
         ));
     }
     let state = State::read(config)?;
