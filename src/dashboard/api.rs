@@ -33,7 +33,7 @@ use crate::layout::Layout;
 use crate::model::{self, Artifact, Store};
 use crate::server::{AppState, Live};
 use crate::slot::Slot;
-use crate::status::{self, Probe};
+use crate::status::{self, Probe, Status};
 
 /// The status is gathered at most this often, however many pages poll it.
 const STATUS_TTL: Duration = Duration::from_secs(1);
@@ -53,7 +53,7 @@ pub struct Site {
     config_error: Option<String>,
     layout: Layout,
     slot: Arc<AppState>,
-    status: Mutex<Option<(Instant, Arc<Value>)>>,
+    status: Mutex<Option<(Instant, Arc<Status>)>>,
     scan: Mutex<Option<(ScanKey, Result<Scan, String>)>>,
     history: Mutex<Option<(Stamp, Arc<Value>)>>,
     models: Mutex<HashMap<String, Arc<Value>>>,
@@ -118,17 +118,16 @@ impl Site {
 
     /// The status, gathered again when the last is older than [`STATUS_TTL`]. Requests that
     /// arrive meanwhile wait for the one gathering it.
-    fn status(&self) -> Result<Arc<Value>, Failure> {
+    fn status(&self) -> Result<Arc<Status>, Failure> {
         let mut cached = self.status.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((at, value)) = cached.as_ref() {
             if at.elapsed() < STATUS_TTL {
                 return Ok(value.clone());
             }
         }
-        let status = status::gather(&self.config, self, Vec::new())?;
-        let value = Arc::new(serde_json::to_value(status)?);
-        *cached = Some((Instant::now(), value.clone()));
-        Ok(value)
+        let status = Arc::new(status::gather(&self.config, self, Vec::new())?);
+        *cached = Some((Instant::now(), status.clone()));
+        Ok(status)
     }
 
     fn history(&self) -> Result<Arc<Value>, Failure> {
@@ -173,11 +172,12 @@ impl Site {
     /// how each fits the same rows, not a fresh test.
     fn predictions(&self) -> Result<Arc<Value>, Failure> {
         let status = self.status()?;
-        let active = status["active"]
-            .as_str()
-            .and_then(|a| status["slots"].as_array()?.iter().find(|s| s["slot"] == a))
-            .and_then(|s| s["model"].as_str());
-        let newest = status["newest_model"].as_str();
+        let active = status
+            .slots
+            .iter()
+            .find(|s| Some(s.slot) == status.active)
+            .and_then(|s| s.model.as_deref());
+        let newest = status.newest_model.as_deref();
         let mut wanted: Vec<(&str, Vec<&str>)> = Vec::new();
         for (version, role) in [(active, "active"), (newest, "newest")] {
             let Some(version) = version else { continue };

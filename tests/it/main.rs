@@ -8,6 +8,7 @@ mod automatic;
 mod byod;
 mod check;
 mod cli;
+mod dashboard;
 mod deploy;
 mod faults;
 mod fleet;
