@@ -323,6 +323,7 @@
       ...row("pending deploy", status.pending_deploy || "none"),
     );
     const notes = [...status.notes];
+    if (status.config_error) notes.unshift(status.config_error);
     if (status.newest_refused) notes.unshift(`refused ${status.newest_refused.version}: ${status.newest_refused.reason}`);
     $("notes").replaceChildren(...notes.map((n) => el("li", {}, n)));
   }

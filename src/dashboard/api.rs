@@ -125,7 +125,9 @@ impl Site {
                 return Ok(value.clone());
             }
         }
-        let status = Arc::new(status::gather(&self.config, self, Vec::new())?);
+        let mut status = status::gather(&self.config, self, Vec::new())?;
+        status.config_error = self.config_error.clone();
+        let status = Arc::new(status);
         *cached = Some((Instant::now(), status.clone()));
         Ok(status)
     }
