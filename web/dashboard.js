@@ -104,6 +104,13 @@
       [t, live.blue.errors, live.green.errors]);
     chart("chart-p99", { title: "p99 latency (ms)", series: [{}, ...slotSeries("ms")], scales: { y: { range: (u, min, max) => [0, Math.max(1, max)] } } },
       [t, live.blue.p99, live.green.p99]);
+    // Each slot's highest figure in the window, for a test (or a person's devtools) to read.
+    for (const [id, key] of [["chart-rate", "rate"], ["chart-errors", "errors"], ["chart-p99", "p99"]]) {
+      for (const slot of SLOTS) {
+        const values = live[slot][key].filter((v) => v !== null);
+        $(id).dataset[`${slot}Max`] = values.length ? String(Math.max(...values)) : "";
+      }
+    }
   }
 
   function drawQuality() {
@@ -148,6 +155,12 @@
         { label: "holdout R²", scale: "r2", stroke: "#0891b2", width: 2, dash: [6, 4], points: points("#0891b2", 5) },
       ],
     }, [x, rmse, refused, lr, r2]).log = log;
+    // What the chart holds, for a test (or a person's devtools) to read.
+    Object.assign($("chart-quality").dataset, {
+      log: String(log),
+      refused: String(refused.filter((v) => v !== null).length),
+      liveRmse: String(lr.filter((v) => v !== null).length),
+    });
   }
 
   function drawPredictions(p) {
@@ -296,8 +309,8 @@
         ...row("trained on", model ? `${model.rows} rows` : "–"),
         ...row("live", health),
         ...row("requests / s", s.latest ? fixed(s.latest.rate, 1) : "–", "rate"),
-        ...row("errors / s", s.latest ? fixed(s.latest.errors, 2) : "–"),
-        ...row("p99", s.latest && s.latest.p99 !== null ? `${fixed(s.latest.p99, 2)} ms` : "–"),
+        ...row("errors / s", s.latest ? fixed(s.latest.errors, 2) : "–", "errors"),
+        ...row("p99", s.latest && s.latest.p99 !== null ? `${fixed(s.latest.p99, 2)} ms` : "–", "p99"),
         ...row("address", info.address || "–"),
       );
       $(`slot-${slot}`).dataset.role = info.role || "";

@@ -126,7 +126,15 @@ fn only_this_host_and_the_listed_addresses_see_the_dashboard_the_rest_get_a_json
 fn nothing_under_the_dashboard_changes_state_other_methods_get_a_json_405() {
     let env = Env::new();
     let _up = env.up_idle();
-    let before = util::read(&env.state().join("nginx/upstream.conf"));
+    let state = || {
+        let link = |slot: &str| std::fs::read_link(env.state().join(format!("slots/{slot}.json")));
+        (
+            util::read(&env.state().join("nginx/upstream.conf")),
+            link("blue").unwrap(),
+            link("green").unwrap(),
+        )
+    };
+    let before = state();
     for path in [
         "/-/",
         "/-/api/status",
@@ -152,8 +160,11 @@ fn nothing_under_the_dashboard_changes_state_other_methods_get_a_json_405() {
     stream.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(!answer.contains("<!doctype"), "{answer}");
-    let after = util::read(&env.state().join("nginx/upstream.conf"));
-    assert_eq!(before, after);
+    assert_eq!(
+        before,
+        state(),
+        "the include and the slots' links are as they were"
+    );
     assert!(
         !env.state().join("deploys.jsonl").exists(),
         "no record was written"
@@ -374,8 +385,9 @@ impl Chromium {
     }
 }
 
-/// Predictions through NGINX from a thread, so that the traffic charts have something to
-/// show; stops when dropped, and by itself after 20,000 requests.
+/// Predictions through NGINX from a thread, one in ten of them a bad request, so that the
+/// traffic charts have something to show; stops when dropped, and by itself after 20,000
+/// requests.
 struct Traffic {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -386,11 +398,16 @@ impl Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let thread = std::thread::spawn(move || {
-            for _ in 0..20_000 {
+            for i in 0..20_000 {
                 if s.load(Ordering::Relaxed) {
                     break;
                 }
-                assert_eq!(post(addr, EXAMPLE).status, 200);
+                // One in ten is a bad request, for the error rate.
+                if i % 10 == 9 {
+                    assert_eq!(post(addr, "{\"data\": []}").status, 422);
+                } else {
+                    assert_eq!(post(addr, EXAMPLE).status, 200);
+                }
                 std::thread::sleep(Duration::from_millis(2));
             }
         });
@@ -417,6 +434,17 @@ fn section<'a>(dom: &'a str, open: &str, close: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {open} in the page:\n{dom}"));
     let rest = &dom[start..];
     &rest[..rest.find(close).unwrap_or(rest.len())]
+}
+
+/// The value of the attribute `name` in `tag`.
+fn attribute<'a>(tag: &'a str, name: &str) -> &'a str {
+    let open = format!("{name}=\"");
+    let start = tag
+        .find(&open)
+        .unwrap_or_else(|| panic!("no {name} in {tag}"))
+        + open.len();
+    let rest = &tag[start..];
+    &rest[..rest.find('"').unwrap_or(rest.len())]
 }
 
 /// Distinct colours in a PNG, and the share of its pixels that the commonest one covers.
@@ -462,8 +490,47 @@ fn the_page_in_chromium_shows_both_slots_their_versions_the_timeline_and_its_cha
     let traffic = Traffic::start(env.public);
     let url = format!("http://{}/-/", env.public);
 
-    // The page polls every 2 s; 12 s of virtual time is several rounds of every chart.
+    // A screenshot (the README's), which must show something: many colours, none covering
+    // most of it. The page polls every 2 s; 12 s of virtual time is several rounds of it.
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium.run(
+        &url,
+        Duration::from_secs(12),
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1400,1650",
+        ],
+    );
+    let (distinct, commonest, size) = colours(&shot);
+    assert_eq!(size, (1400, 1650));
+    assert!(distinct >= 200, "{distinct} colours in {}", shot.display());
+    assert!(
+        commonest < 0.85,
+        "one colour covers {:.0}% of {}",
+        commonest * 100.0,
+        shot.display()
+    );
+    println!(
+        "screenshot: {} ({distinct} colours, the commonest on {:.0}% of it)",
+        shot.display(),
+        commonest * 100.0
+    );
+
+    // A record of a kind this bluegreen does not know, as a later one may write (issue 11's
+    // rollout steps, with live accuracy): the timeline shows it, the quality chart its RMSE.
+    let future = format!(
+        "{{\"time\":\"2999-01-01T00:00:00.000Z\",\"action\":\"rollout-step\",\"outcome\":\"advanced\",\"percent\":50,\"version\":\"{first}\",\"live_rmse\":5.25,\"duration_ms\":30000}}\n"
+    );
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&history)
+        .unwrap()
+        .write_all(future.as_bytes())
+        .unwrap();
+
     let dom = chromium.run(&url, Duration::from_secs(12), &["--dump-dom"]);
+    drop(traffic);
     let dom = String::from_utf8(dom.stdout).unwrap();
     assert!(
         dom.contains("<body data-ready=\"true\">"),
@@ -489,11 +556,30 @@ fn the_page_in_chromium_shows_both_slots_their_versions_the_timeline_and_its_cha
     assert!(green.contains("data-role=\"resting\""), "{green}");
     assert!(green.contains(&second), "{green}");
     assert!(green.contains("serving v0002"), "{green}");
-    // The active slot's request rate, from its counters, while the traffic runs.
-    let rate: f64 = section(blue, "class=\"rate\">", "</dd>")["class=\"rate\">".len()..]
-        .parse()
-        .unwrap();
-    assert!(rate > 0.0, "{blue}");
+    // The active slot's request rate, error rate and p99, from its counters, while the
+    // traffic ran (one request in ten a bad one): the highest of each in the charts' window,
+    // and the latest on its card.
+    for chart in ["chart-rate", "chart-errors", "chart-p99"] {
+        let open = section(&dom, &format!("id=\"{chart}\""), ">");
+        let max = attribute(open, "data-blue-max")
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("{chart}: {open}"));
+        assert!(max > 0.0, "{chart}: {open}");
+        // Green rests: no requests, so no rate above 0 and no p99 at all.
+        assert!(
+            ["0", ""].contains(&attribute(open, "data-green-max")),
+            "green rests: {open}"
+        );
+    }
+    let rate = section(blue, "class=\"rate\">", "</dd>");
+    assert!(
+        rate["class=\"rate\">".len()..].parse::<f64>().is_ok(),
+        "{blue}"
+    );
+    assert!(
+        section(blue, "class=\"p99\">", "</dd>").ends_with(" ms"),
+        "{blue}"
+    );
     // The timeline, newest first.
     let timeline = section(
         section(&dom, "id=\"timeline\"", "</table>"),
@@ -501,65 +587,58 @@ fn the_page_in_chromium_shows_both_slots_their_versions_the_timeline_and_its_cha
         "</tbody>",
     );
     let rows: Vec<&str> = timeline.split("<tr ").skip(1).collect();
-    assert_eq!(rows.len(), 3, "{timeline}");
+    assert_eq!(rows.len(), 4, "{timeline}");
     assert!(
-        rows[0].starts_with("data-action=\"train\" data-outcome=\"refused\""),
+        rows[0].starts_with("data-action=\"rollout-step\" data-outcome=\"advanced\""),
         "{}",
         rows[0]
     );
     assert!(
-        rows[0].contains("→ v0003") && rows[0].contains("is worse than"),
+        rows[0].contains("percent: 50") && rows[0].contains("30.00 s"),
         "{}",
         rows[0]
     );
     assert!(
-        rows[1].starts_with("data-action=\"rollback\" data-outcome=\"rolled-back\""),
+        rows[1].starts_with("data-action=\"train\" data-outcome=\"refused\""),
         "{}",
         rows[1]
     );
-    assert!(rows[1].contains("green → blue") && rows[1].contains("v0002 → v0001"));
     assert!(
-        rows[2].starts_with("data-action=\"deploy\" data-outcome=\"deployed\""),
+        rows[1].contains("→ v0003") && rows[1].contains("is worse than"),
+        "{}",
+        rows[1]
+    );
+    assert!(
+        rows[2].starts_with("data-action=\"rollback\" data-outcome=\"rolled-back\""),
         "{}",
         rows[2]
     );
-    assert!(rows[2].contains("blue → green") && rows[2].contains("v0001 → v0002"));
+    assert!(rows[2].contains("green → blue") && rows[2].contains("v0002 → v0001"));
     assert!(
-        rows[2].contains("data-step=\"restart\""),
-        "the deploy's steps: {}",
-        rows[2]
+        rows[3].starts_with("data-action=\"deploy\" data-outcome=\"deployed\""),
+        "{}",
+        rows[3]
     );
-    // The refused model is among the versions, and off the predicted-against-actual chart.
+    assert!(rows[3].contains("blue → green") && rows[3].contains("v0001 → v0002"));
+    assert!(
+        rows[3].contains("data-step=\"restart\""),
+        "the deploy's steps: {}",
+        rows[3]
+    );
+    // Model quality: three versions, the refused one marked, the RMSE axis logarithmic for
+    // its poisoned RMSE, and the live RMSE the unknown record carried.
+    let quality = section(&dom, "id=\"chart-quality\"", ">");
+    for attribute in [
+        "data-log=\"true\"",
+        "data-refused=\"1\"",
+        "data-live-rmse=\"1\"",
+    ] {
+        assert!(quality.contains(attribute), "{attribute}: {quality}");
+    }
+    // The refused model is the newest: its predictions are off the chart, and counted.
     let note = section(&dom, "id=\"predictions-note\"", "</p>");
     assert!(
         note.contains("predictions of v0003 fall outside the chart"),
         "{note}"
-    );
-
-    // A screenshot, which must show something: many colours, none covering most of it.
-    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
-    let _ = std::fs::remove_file(&shot);
-    chromium.run(
-        &url,
-        Duration::from_secs(12),
-        &[
-            &format!("--screenshot={}", shot.display()),
-            "--window-size=1400,1650",
-        ],
-    );
-    drop(traffic);
-    let (distinct, commonest, size) = colours(&shot);
-    assert_eq!(size, (1400, 1650));
-    assert!(distinct >= 200, "{distinct} colours in {}", shot.display());
-    assert!(
-        commonest < 0.85,
-        "one colour covers {:.0}% of {}",
-        commonest * 100.0,
-        shot.display()
-    );
-    println!(
-        "screenshot: {} ({distinct} colours, the commonest on {:.0}% of it)",
-        shot.display(),
-        commonest * 100.0
     );
 }
