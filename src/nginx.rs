@@ -494,6 +494,8 @@ fn render_dashboard(config: &Config) -> String {
         proxy_http_version 1.1;
         proxy_set_header Connection "";
         proxy_pass_request_headers off;
+        # Tells the slot this passed the rules above: it answers nothing under /- without it.
+        proxy_set_header {via_header} {via_value};
         proxy_connect_timeout 2s;
         proxy_send_timeout {slot_wait}s;
         proxy_read_timeout {slot_wait}s;
@@ -508,6 +510,8 @@ fn render_dashboard(config: &Config) -> String {
 {slots}    }}
 "#,
         allow = allow.display(),
+        via_header = crate::dashboard::VIA_HEADER,
+        via_value = crate::dashboard::VIA_VALUE,
     )
 }
 

@@ -117,6 +117,13 @@ fn only_this_host_and_the_listed_addresses_see_the_dashboard_the_rest_get_a_json
     }
     let r = from(THIRD, env.public, "GET", "/-/api/status", "");
     assert_json_error(&r, 403, &format!("{THIRD} is still not listed"));
+    // Past the rules, straight to a slot (or through an NGINX site older than the rules),
+    // the slot itself refuses: only what the site's `/-` location passed is answered.
+    for path in ["/-/", "/-/api/status", "/-/api/slot"] {
+        let r = get(env.blue, path);
+        let error = assert_json_error(&r, 403, &format!("GET {path} straight to blue"));
+        assert!(error.contains("only through NGINX"), "{error}");
+    }
     // A restart with the same list reloads nothing.
     let out = env.ok(&["restart"]);
     assert!(!out.contains("NGINX reloaded"), "{out}");
