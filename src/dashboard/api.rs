@@ -102,6 +102,7 @@ impl IntoResponse for Failure {
 }
 
 impl Site {
+    /// The dashboard of the slot `slot` describes, reading the state folder `config` names.
     pub fn new(config: &Config, slot: Arc<AppState>, config_error: Option<String>) -> Site {
         Site {
             config: config.clone(),
@@ -336,23 +337,27 @@ async fn blocking<T: Serialize + Send + 'static>(
     }
 }
 
+/// `/-/api/status`: the status report, as `bluegreen status --json` has it.
 pub async fn status(State(site): State<Arc<Site>>) -> Response {
     blocking(site, Site::status).await
 }
 
+/// `/-/api/history`: the history's last records.
 pub async fn history(State(site): State<Arc<Site>>) -> Response {
     blocking(site, Site::history).await
 }
 
+/// `/-/api/models`: every stored model's figures.
 pub async fn models(State(site): State<Arc<Site>>) -> Response {
     blocking(site, Site::models).await
 }
 
+/// `/-/api/predictions`: the active and the newest model on the same holdout rows.
 pub async fn predictions(State(site): State<Arc<Site>>) -> Response {
     blocking(site, Site::predictions).await
 }
 
-/// This slot's counters: no file, no lock, so it is answered right here.
+/// `/-/api/slot`: this slot's counters. No file, no lock, so it is answered right here.
 pub async fn slot(State(site): State<Arc<Site>>) -> Response {
     let live: Live = site.slot.live();
     hardened(Json(live).into_response())
