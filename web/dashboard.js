@@ -168,7 +168,9 @@
     const series = [{ label: "actual", value: (u, v) => fixed(v, 2) },
       { label: "predicted = actual", stroke: "#9ca3af", width: 1, dash: [4, 4], points: { show: false } }];
     const data = [p.actual, p.actual];
-    p.models.forEach((m, i) => {
+    const shown = p.models.filter((m) => Array.isArray(m.predicted));
+    const unshown = p.models.filter((m) => !Array.isArray(m.predicted)).map((m) => `${short(m.version)}: ${m.error}.`);
+    shown.forEach((m, i) => {
       series.push({
         label: `${short(m.version)} (${m.roles.join(", ")})`,
         stroke: colors[i % colors.length],
@@ -188,19 +190,19 @@
     const lo = Math.min(...p.actual), hi = Math.max(...p.actual);
     const pad = (hi - lo) * 0.1 + 1e-9;
     const range = [lo - pad, hi + pad];
-    const off = p.models.map((m) => [m.version, m.predicted.filter((v) => v < range[0] || v > range[1]).length])
+    const off = shown.map((m) => [m.version, m.predicted.filter((v) => v < range[0] || v > range[1]).length])
       .filter(([, n]) => n > 0)
       .map(([v, n]) => `${n} predictions of ${short(v)} fall outside the chart.`);
     chart("chart-predictions", {
       title: "predicted against actual, holdout rows",
       scales: { x: { time: false, range }, y: { range } },
-      axes: [{ label: "actual" }, { label: "predicted" }],
+      axes: [{ label: `${p.label}, actual` }, { label: `${p.label}, predicted` }],
       series,
     }, data);
     $("predictions-note").textContent =
       `${p.actual.length} of the ${p.holdout_rows} holdout rows (every fifth row) that both models learned from. ` +
       "Each stored model was refit on all its rows after its holdout figures were measured, so these rows show the fit, not a fresh test. " +
-      off.join(" ");
+      [...off, ...unshown].join(" ");
   }
 
   function drawRows() {

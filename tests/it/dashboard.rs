@@ -214,6 +214,7 @@ fn the_api_serves_the_status_report_models_predictions_history_and_each_slots_co
         .collect();
     assert_eq!(versions, [first.as_str(), second.as_str()]);
     assert_eq!(models["models"][1]["rows"], 508);
+    assert_eq!(models["models"][1]["kind"], "linear");
     assert!(
         models["models"][1]["metrics"]["holdout_rmse"]
             .as_f64()
@@ -560,6 +561,7 @@ fn the_page_in_chromium_shows_both_slots_their_versions_the_timeline_and_its_cha
     assert!(blue.contains("data-role=\"active\""), "{blue}");
     assert!(blue.contains(&first), "{blue}");
     assert!(blue.contains("serving v0001"), "{blue}");
+    assert!(blue.contains("<dt>kind</dt><dd>linear</dd>"), "{blue}");
     assert!(green.contains("data-role=\"resting\""), "{green}");
     assert!(green.contains(&second), "{green}");
     assert!(green.contains("serving v0002"), "{green}");
