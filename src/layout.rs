@@ -7,7 +7,7 @@
 //!   models/<version>.json    immutable model artifacts
 //!   slots/<slot>.json        symlink to the artifact the slot serves
 //!   nginx/upstream.conf      the include that names the active slot (NGINX reads it)
-//!   nginx/dashboard-allow.conf  who besides this host may see the dashboard (NGINX reads it)
+//!   nginx/dashboard.conf     the dashboard's part of the site that changes with the config
 //!   deploys.jsonl            append-only history: switches, refusals, failures, recoveries
 //!   run/                     locks, the intent of a switch in progress, and the control
 //!                            socket of `bluegreen up`
@@ -80,10 +80,10 @@ impl Layout {
         self.sockets_dir().join("active.sock")
     }
 
-    /// The include that lists who besides this host may see the dashboard (NGINX reads it;
-    /// see `dashboard::access`).
-    pub fn dashboard_allow(&self) -> PathBuf {
-        self.nginx_dir().join("dashboard-allow.conf")
+    /// The dashboard's include: who besides this host may see it, and where each slot's
+    /// counters are (NGINX reads it; see `dashboard::access`).
+    pub fn dashboard_include(&self) -> PathBuf {
+        self.nginx_dir().join("dashboard.conf")
     }
 
     pub fn history(&self) -> PathBuf {

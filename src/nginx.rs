@@ -462,28 +462,16 @@ server {{
 /// segments resolved, `%XX` decoded), so no spelling of a dashboard path reaches `location /`.
 fn render_dashboard(config: &Config) -> String {
     let slot_wait = config.nginx.upstream_timeout_secs;
-    let allow = Layout::new(&config.state_dir).dashboard_allow();
+    let allow = Layout::new(&config.state_dir).dashboard_include();
     let local: String = crate::dashboard::access::LOCAL
         .iter()
         .map(|a| format!("        allow {a};\n"))
         .collect();
-    let slots: String = crate::slot::Slot::ALL
-        .iter()
-        .map(|slot| {
-            // NGINX spells a unix socket `http://unix:PATH:/uri` (the proxy_pass docs).
-            let target = match crate::switch::endpoint(config, *slot) {
-                crate::switch::Endpoint::Tcp(addr) => format!("http://{addr}"),
-                crate::switch::Endpoint::Unix(path) => format!("http://unix:{}:", path.display()),
-            };
-            format!(
-                "        location = /-/slots/{slot}/api/slot {{\n            proxy_pass {target}/-/api/slot;\n        }}\n"
-            )
-        })
-        .collect();
     format!(
         r#"    # The dashboard (issue 12): a read-only page and its JSON, served by the active slot.
     # Only this host and the networks in `[dashboard] allow` may see it; the include holds
-    # their `allow` lines and `bluegreen restart` rewrites it when the config changes.
+    # their `allow` lines, and the locations of each slot's own counters (their addresses
+    # follow nginx.switch); `bluegreen restart` rewrites it when the config changes.
     # Everyone else gets the JSON 403. `/-` as a prefix: `/-/`, which the slot reads as `/-`,
     # and everything below, however it is spelled.
     location /- {{
@@ -504,10 +492,7 @@ fn render_dashboard(config: &Config) -> String {
         proxy_next_upstream_tries {ATTEMPTS};
         proxy_next_upstream_timeout {slot_wait}s;
         proxy_max_temp_file_size 0;
-
-        # Each slot's own live figures, the resting one's too, for the traffic charts. These
-        # inherit the rules above.
-{slots}    }}
+    }}
 "#,
         allow = allow.display(),
         via_header = crate::dashboard::VIA_HEADER,

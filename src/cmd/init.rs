@@ -124,10 +124,10 @@ fn prepare(config: &Config, first_data: Option<&Path>, say: &dyn Fn(&str)) -> an
             config.nginx.switch
         ));
     }
-    let allow = layout.dashboard_allow();
+    let allow = layout.dashboard_include();
     if crate::dashboard::access::write(config, &allow)? {
         say(&format!(
-            "NGINX include {} lists who besides this host may see the dashboard",
+            "NGINX include {} says who besides this host may see the dashboard, and where each slot is",
             allow.display()
         ));
     }

@@ -49,13 +49,14 @@ pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
             record.reason.as_deref().unwrap_or(record.outcome.as_str())
         ));
     }
-    // `[dashboard] allow` is NGINX's to enforce: a changed list is put into effect here.
-    let allow = layout.dashboard_allow();
+    // `[dashboard] allow` is NGINX's to enforce, and the dashboard's way to each slot follows
+    // `nginx.switch`: a changed include is put into effect here.
+    let allow = layout.dashboard_include();
     if dashboard::access::apply(config, &allow, supervisor.nginx())
-        .context("nothing was restarted: cannot apply `[dashboard] allow`")?
+        .context("nothing was restarted: cannot apply the dashboard's NGINX include")?
     {
         super::say(&format!(
-            "NGINX reloaded with the new `[dashboard] allow` ({})",
+            "NGINX reloaded with the dashboard's new include ({}: `[dashboard] allow`, the slots' addresses)",
             allow.display()
         ));
     }

@@ -2,12 +2,13 @@
 //! `[dashboard] allow`; NGINX answers anyone else 403 in JSON (issue 12).
 //!
 //! NGINX enforces it, before any slot sees the request (`allow`/`deny` in the site's `/-`
-//! location, ngx_http_access_module): the site is a conffile that `bluegreen nginx-site`
-//! renders once, so the list, which changes with the config, lives in an include that
-//! bluegreen writes, `state_dir/nginx/dashboard-allow.conf`. It is written whole by `init`
-//! (which the package's postinst runs before it reloads NGINX) and by `up` at every start;
-//! `bluegreen restart`, which applies a config change, rewrites it and reloads NGINX when it
-//! changed ([`apply`]).
+//! location, ngx_http_access_module). The site is a conffile that `bluegreen nginx-site`
+//! renders once, so what changes with the config lives in an include that bluegreen writes,
+//! `state_dir/nginx/dashboard.conf`: the `allow` lines, and the locations through which the
+//! page reaches each slot's own counters, whose addresses follow `nginx.switch` (a TCP port,
+//! or a unix socket). It is written whole by `init` (which the package's postinst runs
+//! before it reloads NGINX) and by `up` at every start; `bluegreen restart`, which applies a
+//! config change, rewrites it and reloads NGINX when it changed ([`apply`]).
 //!
 //! The values end up in NGINX's configuration, so they are parsed, not passed through: each
 //! is an IPv4 or IPv6 address or network ([`parse`]), and the file holds only what the parser
@@ -23,6 +24,8 @@ use ipnet::IpNet;
 use crate::config::Config;
 use crate::fsutil;
 use crate::nginx::{Nginx, NginxError};
+use crate::slot::Slot;
+use crate::switch::{self, Endpoint};
 
 /// Addresses that may always see the dashboard: this host's own, as a browser or `curl` on
 /// it connects (to 127.0.0.1 or ::1, the kernel picks the same address as the source).
@@ -61,16 +64,29 @@ pub fn parse(entry: &str) -> Result<IpNet, String> {
     Ok(net)
 }
 
-/// The include's text: one `allow` line per configured network. Only valid entries reach
-/// here (the config is validated when it is read); one that is not would be left out.
+/// The include's text, inside the site's `/-` location: one `allow` line per configured
+/// network, then a location per slot for its counters (`/-/slots/<slot>/api/slot`, which
+/// inherit the rules). Only valid entries reach here (the config is validated when it is
+/// read); one that is not would be left out.
 pub fn render(config: &Config) -> String {
     let mut text = String::from(
-        "# Written by bluegreen from `[dashboard] allow` in its config; `bluegreen restart`\n\
-         # rewrites it after a change. Do not edit: the site allows this host itself, then\n\
-         # these, and denies everyone else the dashboard (/-/).\n",
+        "# Written by bluegreen from its config; `bluegreen restart` rewrites it after a change.\n\
+         # Do not edit. Who besides this host may see the dashboard (/-/), `[dashboard] allow`;\n\
+         # the site denies everyone else:\n",
     );
     for net in config.dashboard.allow.iter().filter_map(|e| parse(e).ok()) {
         text.push_str(&format!("allow {net};\n"));
+    }
+    text.push_str("\n# Each slot's own counters, the resting one's too, for the traffic charts:\n");
+    for slot in Slot::ALL {
+        // NGINX spells a unix socket `http://unix:PATH:/uri` (the proxy_pass docs).
+        let target = match switch::endpoint(config, slot) {
+            Endpoint::Tcp(addr) => format!("http://{addr}"),
+            Endpoint::Unix(path) => format!("http://unix:{}:", path.display()),
+        };
+        text.push_str(&format!(
+            "location = /-/slots/{slot}/api/slot {{\n    proxy_pass {target}/-/api/slot;\n}}\n"
+        ));
     }
     text
 }
@@ -90,10 +106,11 @@ pub fn write(config: &Config, path: &Path) -> Result<bool, NginxError> {
     Ok(true)
 }
 
-/// Puts a changed allow list into effect: rewrites the include, has `nginx -t` check the
+/// Puts a changed include into effect (a new allow list, or slots that moved with
+/// `nginx.switch`): rewrites the include, has `nginx -t` check the
 /// whole configuration (the old include is put back if it fails), reloads NGINX and waits
 /// until its workers from before the reload no longer accept connections. Nothing is
-/// reloaded when the list did not change: a reload closes clients' idle keep-alive
+/// reloaded when the include did not change: a reload closes clients' idle keep-alive
 /// connections. Returns whether NGINX was reloaded.
 pub fn apply(config: &Config, path: &Path, nginx: &Nginx) -> Result<bool, NginxError> {
     let old = std::fs::read(path).ok();
@@ -135,18 +152,25 @@ mod tests {
     }
 
     #[test]
-    fn the_include_allows_exactly_the_configured_networks() {
+    fn the_include_allows_exactly_the_configured_networks_and_reaches_each_slot() {
         let config =
             Config::from_toml("[dashboard]\nallow = [\"10.0.0.0/8\", \"2001:db8::1\"]").unwrap();
         let text = render(&config);
-        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(lines, ["allow 10.0.0.0/8;", "allow 2001:db8::1/128;"]);
-        let none: Vec<String> = render(&Config::default())
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(str::to_string)
-            .collect();
-        assert!(none.is_empty(), "{none:?}");
+        let allows: Vec<&str> = text.lines().filter(|l| l.starts_with("allow ")).collect();
+        assert_eq!(allows, ["allow 10.0.0.0/8;", "allow 2001:db8::1/128;"]);
+        assert!(
+            text.contains("location = /-/slots/green/api/slot {\n    proxy_pass http://127.0.0.1:8082/-/api/slot;\n}"),
+            "{text}"
+        );
+        assert!(!render(&Config::default()).contains("allow "));
+        let socket = Config::from_toml("[nginx]\nswitch = \"socket\"").unwrap();
+        assert!(
+            render(&socket).contains(
+                "proxy_pass http://unix:/var/lib/bluegreen/sockets/blue.sock:/-/api/slot;"
+            ),
+            "{}",
+            render(&socket)
+        );
     }
 
     #[test]

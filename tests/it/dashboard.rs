@@ -101,10 +101,10 @@ fn only_this_host_and_the_listed_addresses_see_the_dashboard_the_rest_get_a_json
     allow(&env, &[&format!("{OTHER}/32")]);
     let out = env.ok(&["restart"]);
     assert!(
-        out.contains("NGINX reloaded with the new `[dashboard] allow`"),
+        out.contains("NGINX reloaded with the dashboard's new include"),
         "{out}"
     );
-    let include = util::read(&env.state().join("nginx/dashboard-allow.conf"));
+    let include = util::read(&env.state().join("nginx/dashboard.conf"));
     assert!(include.contains("allow 127.0.0.2/32;"), "{include}");
     for path in paths.iter().filter(|p| !p.contains("%2D")) {
         let r = from(OTHER, env.public, "GET", path, "");
@@ -311,6 +311,23 @@ fn the_api_serves_the_status_report_models_predictions_history_and_each_slots_co
     assert!(
         buckets.last().unwrap()[0].is_null(),
         "the last bucket is +Inf"
+    );
+}
+
+#[test]
+fn in_socket_switch_mode_the_page_reaches_each_slot_on_its_unix_socket() {
+    let env = Env::with_extra("[nginx]\nswitch = \"socket\"");
+    let _up = env.up_idle();
+    let include = util::read(&env.state().join("nginx/dashboard.conf"));
+    assert!(include.contains("proxy_pass http://unix:"), "{include}");
+    for slot in ["blue", "green"] {
+        let r = get(env.public, &format!("/-/slots/{slot}/api/slot"));
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json().unwrap()["slot"], slot);
+    }
+    assert_eq!(
+        get(env.public, "/-/api/status").json().unwrap()["switch"],
+        "socket"
     );
 }
 
