@@ -28,11 +28,10 @@
 //! those bytes, which is how "training is due" sees rows that were removed or edited in
 //! place, not only rows appended (issue #8 §7).
 
-use std::fs::{File, OpenOptions};
+use fs_err::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -98,11 +97,14 @@ pub enum DataError {
         #[source]
         source: csv::Error,
     },
-    /// Opening, locking, reading or writing a file failed; an append left it as it was.
-    #[error("cannot {action} {path}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
+    /// Opening, locking, reading or writing the stored file failed; an append left it as it
+    /// was. The `fs-err` error names the file and the operation.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// Reading an input (a file or stdin, named by `origin`) failed.
+    #[error("cannot read {origin}")]
+    Read {
+        origin: String,
         #[source]
         source: io::Error,
     },
@@ -118,14 +120,6 @@ pub enum DataError {
         #[source]
         source: io::Error,
     },
-}
-
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> DataError + 'a {
-    move |source| DataError::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// The columns of a model's data: its features, in order, then its label.
@@ -329,9 +323,8 @@ pub fn read_rows<R: Read>(
     wanted: &[&str],
     droppable: &[&str],
 ) -> Result<Rows, DataError> {
-    let io = |source| DataError::Io {
-        action: "read",
-        path: PathBuf::from(origin),
+    let io = |source| DataError::Read {
+        origin: origin.to_string(),
         source,
     };
     let mut reader = csv_reader(input).map_err(io)?;
@@ -524,9 +517,8 @@ impl Dataset {
 /// The file is read through the CSV reader and hashed as it goes, never held whole as text:
 /// on 10^6 rows the text alone was 100 MB of `train`'s peak memory, beside the 112 MB of rows.
 pub fn read_dataset(path: &Path, schema: &Schema) -> Result<Dataset, DataError> {
-    let file = File::open(path).map_err(io_err("open", path))?;
-    let file = Flock::lock(file, FlockArg::LockShared)
-        .map_err(|(_, errno)| io_err("lock", path)(errno.into()))?;
+    let file = File::open(path)?;
+    file.lock_shared()?;
     // A cut-short last line would otherwise be reported as a row with too few values, or
     // worse, read as a row whose last number lost its last digits. The scan names it.
     let partial = || {
@@ -537,12 +529,12 @@ pub fn read_dataset(path: &Path, schema: &Schema) -> Result<Dataset, DataError> 
                 why: "it changed while it was read (by a writer that does not lock it)".to_string(),
             })
     };
-    if !ends_with_newline(&file).map_err(io_err("read", path))? {
+    if !ends_with_newline(&file)? {
         return Err(partial());
     }
     let origin = path.display().to_string();
-    let hashing = Hashing::new(&*file, false, None);
-    let mut reader = csv_reader(hashing).map_err(io_err("read", path))?;
+    let hashing = Hashing::new(&file, false, None);
+    let mut reader = csv_reader(hashing)?;
     let mut record = csv::ByteRecord::new();
     let csv_err = |record: &csv::ByteRecord, source| DataError::Csv {
         origin: origin.clone(),
@@ -589,7 +581,7 @@ pub fn read_dataset(path: &Path, schema: &Schema) -> Result<Dataset, DataError> 
 
 /// Whether the file's last byte is a newline (false for an empty file).
 fn ends_with_newline(file: &File) -> io::Result<bool> {
-    use std::os::unix::fs::FileExt;
+    use fs_err::os::unix::fs::FileExt;
     let len = file.metadata()?.len();
     let mut last = [0u8];
     Ok(len > 0 && file.read_at(&mut last, len - 1)? == 1 && last[0] == b'\n')
@@ -681,9 +673,8 @@ impl Scan {
 /// shared lock, in one pass that holds no more than a buffer. The header must be `schema`'s
 /// and the last line complete.
 pub fn scan(path: &Path, schema: &Schema, learned: Option<Learned>) -> Result<Scan, DataError> {
-    let file = File::open(path).map_err(io_err("open", path))?;
-    let file = Flock::lock(file, FlockArg::LockShared)
-        .map_err(|(_, errno)| io_err("lock", path)(errno.into()))?;
+    let file = File::open(path)?;
+    file.lock_shared()?;
     scan_file(&file, path, schema, learned)
 }
 
@@ -703,7 +694,7 @@ fn scan_file(
     let mut header = Vec::new();
     let mut buffer = vec![0u8; READ_BUFFER];
     loop {
-        let n = hashing.read(&mut buffer).map_err(io_err("read", path))?;
+        let n = hashing.read(&mut buffer)?;
         if n == 0 {
             break;
         }
@@ -728,7 +719,7 @@ fn scan_file(
             keep: hashing.line_start,
         });
     }
-    let mut reader = csv_reader(&header[..]).map_err(io_err("read", path))?;
+    let mut reader = csv_reader(&header[..])?;
     let mut record = csv::ByteRecord::new();
     reader
         .read_byte_record(&mut record)
@@ -878,26 +869,21 @@ pub fn append_rows(
     rows: &Rows,
     learned: Option<Learned>,
 ) -> Result<Appended, DataError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .open(path)
-        .map_err(io_err("open", path))?;
-    let mut file = Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, errno)| io_err("lock", path)(errno.into()))?;
+    let mut file = OpenOptions::new().read(true).append(true).open(path)?;
+    file.lock()?;
     let before = scan_file(&file, path, schema, learned)?;
     let out = rows.to_csv();
     let written = file.write_all(&out).and_then(|()| file.sync_all());
     if let Err(source) = written {
         // All or nothing: a write cut short by a full disk would leave rows without their
         // end, and every later training would fail on them.
-        let undo = file.set_len(before.bytes).and_then(|()| file.sync_all());
+        // std's own calls: `undo` is shown in the message, which names the path already.
+        let undo = file
+            .file()
+            .set_len(before.bytes)
+            .and_then(|()| file.file().sync_all());
         return Err(match undo {
-            Ok(()) => DataError::Io {
-                action: "append to",
-                path: path.to_path_buf(),
-                source,
-            },
+            Ok(()) => DataError::Io(source),
             Err(undo) => DataError::Undo {
                 path: path.to_path_buf(),
                 old_len: before.bytes,
@@ -926,7 +912,7 @@ pub fn create(path: &Path, schema: &Schema, rows: &Rows) -> Result<(), DataError
     let mut out = schema.header().into_bytes();
     out.push(b'\n');
     out.extend_from_slice(&rows.to_csv());
-    crate::fsutil::write_atomic(path, &out).map_err(io_err("write", path))
+    Ok(crate::fsutil::write_atomic(path, &out)?)
 }
 
 /// The 506 Boston rows from smartcore's bundled dataset, as the CSV this project ships.

@@ -16,7 +16,7 @@
 
 use std::collections::HashSet;
 use std::error::Error;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,16 +41,12 @@ pub enum HistoryError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot read the history {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot {action} the deploy intent {path}")]
+    // The `fs-err` source names the file and the operation.
+    #[error("cannot read the history")]
+    Read(#[source] io::Error),
+    #[error("cannot {action} the deploy intent")]
     Intent {
         action: &'static str,
-        path: PathBuf,
         #[source]
         source: io::Error,
     },
@@ -287,15 +283,10 @@ pub fn append(path: &Path, record: &Record) -> Result<(), HistoryError> {
 /// Every record, oldest first. Lines that do not parse are skipped, so a file edited by
 /// hand cannot stop `status` from working.
 pub fn read_all(path: &Path) -> Result<Vec<Record>, HistoryError> {
-    let file = match File::open(path) {
+    let file = match fs_err::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(HistoryError::Read {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+        Err(source) => return Err(HistoryError::Read(source)),
     };
     Ok(BufReader::new(file)
         .lines()
@@ -308,15 +299,10 @@ pub fn read_all(path: &Path) -> Result<Vec<Record>, HistoryError> {
 /// or after `since` (an RFC 3339 time as [`Record::time`] holds it). Only those lines are
 /// parsed, so the cost follows what is asked for, not the length of the history.
 pub fn recent(path: &Path, n: usize, since: Option<&str>) -> Result<Vec<Record>, HistoryError> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match fs_err::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(HistoryError::Read {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+        Err(source) => return Err(HistoryError::Read(source)),
     };
     let mut records = Vec::new();
     for line in text.lines().rev() {
@@ -432,20 +418,18 @@ impl Intent {
         let json = serde_json::to_vec_pretty(self).expect("an intent serializes");
         fsutil::write_atomic(path, &json).map_err(|source| HistoryError::Intent {
             action: "write",
-            path: path.to_path_buf(),
             source,
         })
     }
 
     /// The intent left at `path`, if any.
     pub fn read(path: &Path) -> Result<Option<Intent>, HistoryError> {
-        let bytes = match std::fs::read(path) {
+        let bytes = match fs_err::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
                 return Err(HistoryError::Intent {
                     action: "read",
-                    path: path.to_path_buf(),
                     source,
                 })
             }
@@ -462,10 +446,9 @@ impl Intent {
     pub fn clear(path: &Path) -> Result<(), HistoryError> {
         let fail = |source| HistoryError::Intent {
             action: "remove",
-            path: path.to_path_buf(),
             source,
         };
-        match std::fs::remove_file(path) {
+        match fs_err::remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(fail(e)),
@@ -525,11 +508,8 @@ impl RefusalTail {
     /// shrank (replaced by hand) is counted again from its start.
     pub fn refresh(&mut self, into: &RefusalCount) -> Result<(), HistoryError> {
         let path = self.path.clone();
-        let fail = |source| HistoryError::Read {
-            path: path.clone(),
-            source,
-        };
-        let mut file = match File::open(&path) {
+        let fail = HistoryError::Read;
+        let mut file = match fs_err::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(fail(e)),

@@ -21,13 +21,9 @@ use crate::switch::Mode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NginxError {
-    #[error("cannot {action} {path}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    /// The pid file could not be read; the `fs-err` source names it and why.
+    #[error("cannot read the NGINX pid file; hint: is NGINX running? (`systemctl status nginx`)")]
+    PidFile(#[source] io::Error),
     #[error("cannot run {binary:?}: {source}; hint: install NGINX (`apt install nginx`) or set nginx.binary in the config")]
     Missing {
         binary: PathBuf,
@@ -111,11 +107,7 @@ impl Nginx {
 
     /// The master's pid, from its pid file.
     pub fn master_pid(&self) -> Result<Pid, NginxError> {
-        let text = fs::read_to_string(&self.pid_file).map_err(|source| NginxError::Io {
-            action: "read the NGINX pid file",
-            path: self.pid_file.clone(),
-            source,
-        })?;
+        let text = fs_err::read_to_string(&self.pid_file).map_err(NginxError::PidFile)?;
         text.trim()
             .parse::<i32>()
             .ok()

@@ -34,8 +34,8 @@
 //! root:www-data`: NGINX's workers may enter it and connect, nothing else may). `run/` would
 //! not do: the trainer's user writes there.
 
+use fs_err as fs;
 use std::fmt;
-use std::fs;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -138,10 +138,16 @@ pub fn endpoint(config: &Config, slot: Slot) -> Endpoint {
 /// Why the active slot cannot be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum SwitchError {
-    #[error("cannot {action} {path}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
+    // The I/O variants carry no path: the `fs-err` source names the file and the operation.
+    #[error("cannot read the NGINX include")]
+    ReadInclude(#[source] io::Error),
+    #[error("cannot write the NGINX include")]
+    WriteInclude(#[source] io::Error),
+    #[error("cannot read the link to the active slot's socket")]
+    ReadLink(#[source] io::Error),
+    #[error("cannot point the link to the active slot's socket at {slot}")]
+    WriteLink {
+        slot: Slot,
         #[source]
         source: io::Error,
     },
@@ -174,13 +180,7 @@ pub fn route(config: &Config, layout: &Layout) -> Result<Option<Route>, SwitchEr
     let text = match fs::read_to_string(&include) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(SwitchError::Io {
-                action: "read",
-                path: include,
-                source,
-            })
-        }
+        Err(source) => return Err(SwitchError::ReadInclude(source)),
     };
     let link = layout.active_socket();
     let unknown = || SwitchError::UnknownUpstream {
@@ -230,13 +230,7 @@ fn read_link(layout: &Layout) -> Result<Option<Slot>, SwitchError> {
     let target = match fs::read_link(&path) {
         Ok(target) => target,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(SwitchError::Io {
-                action: "read the link",
-                path,
-                source,
-            })
-        }
+        Err(source) => return Err(SwitchError::ReadLink(source)),
     };
     Slot::ALL
         .into_iter()
@@ -277,22 +271,15 @@ pub fn render_include(config: &Config, slot: Slot) -> String {
 pub fn write(config: &Config, layout: &Layout, slot: Slot) -> Result<bool, SwitchError> {
     if config.nginx.switch == Mode::Socket {
         let path = layout.active_socket();
-        fsutil::swap_symlink(&link_target(slot), &path).map_err(|source| SwitchError::Io {
-            action: "point the link",
-            path,
-            source,
-        })?;
+        fsutil::swap_symlink(&link_target(slot), &path)
+            .map_err(|source| SwitchError::WriteLink { slot, source })?;
     }
     let include = layout.upstream_include();
     let text = render_include(config, slot);
     if fs::read_to_string(&include).is_ok_and(|now| now == text) {
         return Ok(false);
     }
-    fsutil::write_atomic(&include, text.as_bytes()).map_err(|source| SwitchError::Io {
-        action: "write",
-        path: include,
-        source,
-    })?;
+    fsutil::write_atomic(&include, text.as_bytes()).map_err(SwitchError::WriteInclude)?;
     Ok(true)
 }
 

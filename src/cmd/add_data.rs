@@ -74,8 +74,7 @@ fn collect(config: &Config, schema: &Schema, args: &AddDataArgs) -> anyhow::Resu
         let read = if path.as_os_str() == "-" {
             data::read_rows(std::io::stdin().lock(), "stdin", &columns, &ignore)
         } else {
-            let file = std::fs::File::open(path)
-                .with_context(|| format!("cannot read rows from {}", path.display()))?;
+            let file = fs_err::File::open(path).context("cannot read rows")?;
             data::read_rows(file, &path.display().to_string(), &columns, &ignore)
         };
         rows.extend(&read.context("nothing was added")?);

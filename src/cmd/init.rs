@@ -66,8 +66,7 @@ fn prepare(config: &Config, first_data: Option<&Path>, say: &dyn Fn(&str)) -> an
             csv.display()
         ),
         (false, Some(file)) => {
-            let input = fs::File::open(file)
-                .with_context(|| format!("cannot read the first data from {}", file.display()))?;
+            let input = fs_err::File::open(file).context("cannot read the first data")?;
             let ignore: Vec<&str> = config.data.ignore.iter().map(String::as_str).collect();
             let rows = data::read_rows(input, &file.display().to_string(), &schema.columns(), &ignore)
                 .context("nothing was written; hint: fix the file, or [data] in the config")?;

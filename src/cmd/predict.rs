@@ -28,8 +28,7 @@ pub fn execute(config: &Config, args: &PredictArgs) -> anyhow::Result<ExitCode> 
         let read = if path.as_os_str() == "-" {
             data::read_rows(std::io::stdin().lock(), "stdin", &features, &droppable)
         } else {
-            let file = std::fs::File::open(path)
-                .with_context(|| format!("cannot read rows from {}", path.display()))?;
+            let file = fs_err::File::open(path).context("cannot read rows")?;
             data::read_rows(file, &path.display().to_string(), &features, &droppable)
         };
         rows.extend(&read.with_context(|| {

@@ -242,13 +242,13 @@ fn listen(endpoint: &Endpoint) -> std::io::Result<Listener> {
 /// `crate::switch`).
 pub(crate) fn listen_unix(path: &std::path::Path, backlog: u32) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
-    match std::fs::remove_file(path) {
+    match fs_err::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
     let socket = UnixSocket::new_stream()?;
     socket.bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     socket.listen(backlog)
 }
 

@@ -132,8 +132,7 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
             None => "first model".to_string(),
         }
     ));
-    std::fs::create_dir_all(layout.models_dir())
-        .with_context(|| format!("cannot create {}", layout.models_dir().display()))?;
+    fs_err::create_dir_all(layout.models_dir())?;
     let version = store.next_version(time::OffsetDateTime::now_utc())?;
     let mut record = Record::begin(
         Action::Train,

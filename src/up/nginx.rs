@@ -70,8 +70,7 @@ pub fn check_installed(nginx: &Nginx) -> anyhow::Result<()> {
 /// Writes the main configuration and the site that `up`'s NGINX runs with.
 pub fn write_files(config: &Config, layout: &Layout) -> anyhow::Result<()> {
     let dir = layout.nginx_dir();
-    std::fs::create_dir_all(dir.join("tmp"))
-        .with_context(|| format!("cannot create {}", dir.join("tmp").display()))?;
+    fs_err::create_dir_all(dir.join("tmp"))?;
     let site = nginx::render_site(config, &layout.upstream_include());
     for (name, text) in [
         ("site.conf", site),
