@@ -209,17 +209,20 @@ impl Record {
 
     /// Records that step `name` ended now; it took the time since the previous step ended.
     /// A record read back from an intent file starts a new clock at its first step.
-    pub fn step(&mut self, name: &str) {
+    /// Returns the step's milliseconds, for the log.
+    pub fn step(&mut self, name: &str) -> f64 {
         let now = Instant::now();
         let clock = self.clock.get_or_insert(Clock {
             started: now,
             step_started: now,
         });
+        let took = ms(now - clock.step_started);
         self.steps.push(Step {
             name: name.to_string(),
-            ms: ms(now - clock.step_started),
+            ms: took,
         });
         clock.step_started = now;
+        took
     }
 
     /// Closes the record with `outcome` and, for a refusal, an interruption or a

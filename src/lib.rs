@@ -16,6 +16,7 @@ pub mod history;
 pub mod http;
 pub mod layout;
 pub mod lock;
+pub mod log;
 pub mod model;
 pub mod nginx;
 pub mod number;

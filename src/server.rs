@@ -235,6 +235,9 @@ struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Every refusal is logged, within a rate limit: a flood of bad requests must not
+        // flood the journal (issue 12).
+        crate::log::request_error(self.0.as_u16(), &self.1);
         let hint = hint(self.0);
         (self.0, axum::Json(json!({ "error": self.1, "hint": hint }))).into_response()
     }

@@ -15,6 +15,7 @@ use crate::data::{self, Rows, Schema};
 use crate::layout::Layout;
 use crate::model::Artifact;
 use crate::state::State;
+use tracing::warn;
 
 pub fn execute(config: &Config, args: &AddDataArgs) -> anyhow::Result<ExitCode> {
     let schema = Schema::of(&config.data);
@@ -31,17 +32,17 @@ pub fn execute(config: &Config, args: &AddDataArgs) -> anyhow::Result<ExitCode> 
     let newest = match State::read(config) {
         Ok(state) => {
             for err in state.skipped() {
-                super::warn(&format!(
-                    "warning: skipping a model that cannot be read: {err}; hint: remove the file, or restore it from a backup"
-                ));
+                warn!(
+                    "skipping a model that cannot be read: {err}; hint: remove the file, or restore it from a backup"
+                );
             }
             state.newest().cloned()
         }
         Err(err) => {
-            super::warn(&format!(
-                "warning: {:#}; the summary below cannot compare with the newest model",
+            warn!(
+                "{:#}; the summary below cannot compare with the newest model",
                 anyhow::Error::from(err)
-            ));
+            );
             None
         }
     };

@@ -30,6 +30,7 @@ use crate::nginx::Nginx;
 use crate::slot::Slot;
 use crate::supervisor;
 use crate::switch::Endpoint;
+use tracing::info;
 
 /// Exit status when `check` found a problem.
 pub const EXIT_PROBLEMS: u8 = 1;
@@ -96,16 +97,18 @@ impl Report {
             .count()
     }
 
-    /// Prints what passed to stdout and every problem to stderr, as `nginx -t` does.
+    /// Prints what passed to stdout and every problem to stderr, as `nginx -t` does: the
+    /// report is the command's result, not a log.
     pub fn print(&self) {
         for line in &self.passed {
-            super::say(line);
+            // Best effort, as the problems below: the verdict is the exit status.
+            let _ = super::out(&format!("{line}\n"));
         }
         for problem in &self.problems {
-            super::warn(&problem.to_string());
+            super::report(&problem.to_string());
         }
         for skipped in &self.skipped {
-            super::warn(&format!("note: {skipped}"));
+            super::report(&format!("note: {skipped}"));
         }
     }
 }
@@ -126,25 +129,25 @@ pub fn execute(explicit: Option<&Path>) -> anyhow::Result<ExitCode> {
 /// `bluegreen restart` too, which must refuse to act on a report that is not [`Report::ok`].
 pub fn finish(report: &Report) -> anyhow::Result<()> {
     let Some(config) = report.config.as_ref().filter(|_| report.ok()) else {
-        super::warn(&format!(
+        super::report(&format!(
             "check failed: {} problem(s); the last good configuration was left as it was",
             report.errors()
         ));
         return Ok(());
     };
     match config.save_as_last_good() {
-        Ok(path) => super::say(&format!(
+        Ok(path) => info!(
             "check passed; saved as the last good configuration: {}",
             path.display()
-        )),
+        ),
         // Reading needs no privilege, saving does: the verdict stands, and says so.
         Err(ConfigError::Save { ref source, .. })
             if source.kind() == std::io::ErrorKind::PermissionDenied =>
         {
-            super::say(&format!(
+            info!(
                 "check passed; not saved as the last good configuration ({}: permission denied; run as root to save it)",
                 config.last_good_path().display()
-            ))
+            )
         }
         Err(e) => return Err(anyhow::Error::new(e).context("check passed")),
     }

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::data::{self, Rows};
 use crate::model::Artifact;
 use crate::state::State;
+use tracing::warn;
 
 pub fn execute(config: &Config, args: &PredictArgs) -> anyhow::Result<ExitCode> {
     let model = resolve(config, args.model.as_deref())?;
@@ -54,14 +55,14 @@ pub fn execute(config: &Config, args: &PredictArgs) -> anyhow::Result<ExitCode> 
         anyhow::bail!("no rows to predict: the input held no rows");
     }
     let predictions = model.predict_rows(&rows.values)?;
-    super::warn(&format!(
+    warn!(
         "{} prediction{} by {} ({}, label {})",
         predictions.len(),
         if predictions.len() == 1 { "" } else { "s" },
         model.version,
         model.kind,
         model.label
-    ));
+    );
     let mut out = String::with_capacity(predictions.len() * 20);
     for p in predictions {
         out.push_str(&p.to_string());

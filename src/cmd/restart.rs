@@ -33,21 +33,22 @@ use crate::model::Artifact;
 use crate::slot::Slot;
 use crate::state::State;
 use crate::supervisor::{self, Supervisor};
+use tracing::info;
 
 pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
     let layout = Layout::new(&config.state_dir);
     let supervisor = supervisor::detect(config, &layout);
     preflight(config, supervisor.as_ref())?;
-    let deployer = Deployer::new(config, supervisor.as_ref(), &super::say);
+    let deployer = Deployer::new(config, supervisor.as_ref());
     // A deploy restarts and flips slots: the two must not interleave. And a switch that was
     // interrupted is finished first, so that the active slot is the one NGINX routes to.
     let _lock = deployer.lock(config.lock_timeout())?;
     if let Some(record) = deployer.reconcile()? {
-        super::say(&format!(
+        info!(
             "reconciled an interrupted {} first: {}",
             record.action,
             record.reason.as_deref().unwrap_or(record.outcome.as_str())
-        ));
+        );
     }
     // `[dashboard] allow` is NGINX's to enforce, and the dashboard's way to each slot follows
     // `nginx.switch`: a changed include is put into effect here.
@@ -68,10 +69,10 @@ pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let changing = route.mode != config.nginx.switch;
     for (slot, role) in [(active.other(), "resting"), (active, "active")] {
-        super::say(&format!(
+        info!(
             "restarting {slot} ({role}) through {} and waiting for READY=1",
             supervisor.name()
-        ));
+        );
         let model = model(&state, slot)?;
         let restarted = if changing {
             supervisor.restart_with_socket(slot)
@@ -80,10 +81,10 @@ pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
         };
         restarted.with_context(|| format!("restart stopped at {slot} ({role})"))?;
         if changing && slot == active {
-            super::say(&format!(
+            info!(
                 "nginx.switch was \"{}\", is \"{}\": writing the NGINX include that way and reloading NGINX",
                 route.mode, config.nginx.switch
-            ));
+            );
             deployer
                 .apply_mode(active)
                 .context("the mode change stopped before NGINX reloaded; hint: fix the cause, then `bluegreen restart` again")?;
@@ -94,22 +95,22 @@ pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
                 model.version
             )
         })?;
-        super::say(&format!("{slot} is ready and serves {}", model.version));
+        info!("{slot} is ready and serves {}", model.version);
     }
     if route.mode != config.nginx.switch {
         deployer
             .confirm_route(active)
             .context("NGINX does not answer from the active slot after the mode change")?;
-        super::say(&format!(
+        info!(
             "NGINX answers from {active} the {} way",
             config.nginx.switch
-        ));
+        );
     }
-    println!(
-        "restarted {} (resting), then {active} (active), in {} ms",
+    super::out(&format!(
+        "restarted {} (resting), then {active} (active), in {} ms\n",
         active.other(),
         started.elapsed().as_millis()
-    );
+    ))?;
     supervisor
         .applied()
         .context("the slots were restarted on the new configuration")?;

@@ -27,6 +27,7 @@ use crate::layout::Layout;
 use crate::model::Artifact;
 use crate::server::{self, AppState};
 use crate::switch::{self, Endpoint, Mode};
+use tracing::{info, warn};
 
 mod status;
 
@@ -39,6 +40,7 @@ pub fn execute(
 ) -> anyhow::Result<ExitCode> {
     let layout = Layout::new(&config.state_dir);
     let slot = args.slot;
+    crate::log::context(vec![("slot", slot.to_string())]);
     let link = layout.slot_link(slot);
     if !link.exists() {
         anyhow::bail!(
@@ -116,10 +118,11 @@ pub fn execute(
             }
             let _ = sd_notify::notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
         };
+        let version_for_log = version.clone();
         let mut status = status::Status::new(config, slot, version, bound);
         if let Some(fallback) = fallback {
             let loud = fallback.summary("running on");
-            super::warn(&format!("{slot}: {loud}"));
+            warn!("{slot}: {loud}");
             status = status.with_note(loud);
         }
         // Only in socket mode does a resting slot let go of NGINX's connections: in reload
@@ -127,7 +130,7 @@ pub fn execute(
         let socket_mode = config.nginx.switch == Mode::Socket;
         let app = state.clone();
         let status = status.follow(move |rests| app.set_closing(socket_mode && rests));
-        super::say(&format!("{slot}: {status}"));
+        info!(version = version_for_log, "{slot}: {status}");
         sd_notify::notify(&[NotifyState::Ready, NotifyState::Status(&status)])
             .context("cannot notify the supervisor (NOTIFY_SOCKET)")?;
         if let Some(interval) = sd_notify::watchdog_enabled() {
@@ -137,7 +140,7 @@ pub fn execute(
             Listener::Tcp(l) => server::run(l, router, shutdown).await?,
             Listener::Unix(l) => server::run(l, router, shutdown).await?,
         }
-        super::say(&format!("{slot}: stopped"));
+        info!("{slot}: stopped");
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

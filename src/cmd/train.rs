@@ -20,6 +20,7 @@ use crate::layout::Layout;
 use crate::lock;
 use crate::model::{self, Artifact, Store};
 use crate::state::State;
+use tracing::{info, warn};
 
 /// Exit status of `train --if-due` when a deploy is wanted: it trained a model that passed
 /// the gate, or the newest model that passed the gate is not active (an interrupted or
@@ -42,14 +43,14 @@ pub fn execute(config: &Config, args: &TrainArgs) -> anyhow::Result<ExitCode> {
     // `train --if-due`, so this is where they stop: nothing is ever due here (issue 13).
     if config.fleet.role == Role::Server {
         if args.if_due {
-            super::say("training not due: this host's fleet role is \"server\"; it never trains (the trainer does)");
+            info!("training not due: this host's fleet role is \"server\"; it never trains (the trainer does)");
             return Ok(ExitCode::SUCCESS);
         }
         anyhow::bail!(
             "this host's fleet role is \"server\": it never trains; hint: add data and train on the fleet's trainer, which rolls its models out; or bring a model here with `bluegreen import FILE` and `bluegreen deploy VERSION`"
         );
     }
-    Ok(match train(config, args.if_due, &super::say)? {
+    Ok(match train(config, args.if_due)? {
         Trained::NotDue => ExitCode::SUCCESS,
         Trained::Passed(_) | Trained::Pending if args.if_due => ExitCode::from(EXIT_TRAINED_IF_DUE),
         Trained::Passed(_) | Trained::Pending => ExitCode::SUCCESS,
@@ -58,7 +59,7 @@ pub fn execute(config: &Config, args: &TrainArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Trains (when due, with `if_due`), gates against the active model and writes the artifact.
-pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Result<Trained> {
+pub fn train(config: &Config, if_due: bool) -> anyhow::Result<Trained> {
     let layout = Layout::new(&config.state_dir);
     let csv = layout.data_csv(&config.data);
     let schema = Schema::of(&config.data);
@@ -75,18 +76,14 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
         &layout.train_lock(),
         "training",
         config.lock_timeout(),
-        |holder| {
-            say(&format!(
-                "waiting for another training (pid {holder}) to finish"
-            ))
-        },
+        |holder| info!("waiting for another training (pid {holder}) to finish"),
     )?;
     let state = State::read(config).context("cannot read the state folder")?;
     for skipped in state.skipped() {
-        say(&format!(
+        warn!(
             "skipping a model that cannot be read: {}; hint: remove the file, or restore it from a backup",
             history::chain(skipped)
-        ));
+        );
     }
     let fix_hint = || {
         format!(
@@ -101,26 +98,26 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
         // about a `sha256sum` of the data.
         let scan = data::scan(&csv, &schema, Some(newest.learned())).with_context(fix_hint)?;
         if !scan.due(config.batch_size) {
-            say(&format!(
+            info!(
                 "training not due: {} ({})",
                 scan.since_text(Some(&newest.version)),
                 scan.verdict(config.batch_size)
-            ));
+            );
             if let Some(pending) = state.pending() {
-                say(&format!(
+                info!(
                     "{} passed the quality gate but is not active (its deploy did not finish): asking for a deploy",
                     pending.version
-                ));
+                );
                 return Ok(Trained::Pending);
             }
-            say("no deploy is wanted");
+            info!("no deploy is wanted");
             return Ok(Trained::NotDue);
         }
     }
-    say(&format!("reading {}…", csv.display()));
+    info!("reading {}…", csv.display());
     let dataset = data::read_dataset(&csv, &schema).with_context(fix_hint)?;
     let kind = config.model.kind;
-    say(&format!(
+    info!(
         "training a {kind} model on {} rows ({})…",
         dataset.rows.len(),
         match newest {
@@ -131,7 +128,7 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
             ),
             None => "first model".to_string(),
         }
-    ));
+    );
     fs_err::create_dir_all(layout.models_dir())?;
     let version = store.next_version(time::OffsetDateTime::now_utc())?;
     let mut record = Record::begin(
@@ -159,7 +156,9 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
     artifact.gate = Some(report.clone());
     store.write(&artifact)?;
     let m = &artifact.metrics;
-    say(&format!(
+    info!(
+        version = artifact.version,
+        duration_ms = (m.train_seconds * 1e3).round() as u64,
         "trained {} in {:.0} ms: holdout RMSE {:.3}, holdout R² {:.3}, train R² {:.3} ({} rows)",
         artifact.version,
         m.train_seconds * 1e3,
@@ -167,9 +166,9 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
         m.holdout_r2,
         m.train_r2,
         artifact.rows
-    ));
+    );
     if report.passed {
-        say(&format!("quality gate: passed: {}", report.reason));
+        info!("quality gate: passed: {}", report.reason);
         return Ok(Trained::Passed(artifact));
     }
     // A schema refusal carries its own hint (deploy it on purpose).
@@ -180,21 +179,18 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
             active.map_or("the last model".to_string(), |a| a.version)
         ),
     };
-    say(&format!(
+    info!(
         "quality gate: REFUSED: {}; the model is kept in {} but will not be deployed{hint}",
         report.reason,
         store.path_of(&artifact.version).display(),
-    ));
+    );
     // The automatic path must not stall silently (issue 8 §7): the refusal is in the
     // history, which `status` shows and the slots count in their metrics.
     record.step("gate");
     record.gate = Some(report.clone());
     record.finish(Outcome::Refused, Some(report.reason));
     if let Err(e) = history::append(&layout.history(), &record) {
-        super::warn(&format!(
-            "warning: the refusal is not in the history: {}",
-            history::chain(&e)
-        ));
+        warn!("the refusal is not in the history: {}", history::chain(&e));
     }
     Ok(Trained::Refused(artifact))
 }

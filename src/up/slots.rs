@@ -27,11 +27,11 @@ use tokio::time::{sleep, sleep_until, Instant};
 
 use super::child::{self, SelfCommand};
 use super::listeners::{self, Held};
-use super::say;
 use crate::cmd::serve::BACKLOG;
 use crate::config::Config;
 use crate::layout::Layout;
 use crate::slot::Slot;
+use tracing::{info, warn};
 
 /// The first pause before a dead slot is started again: the unit's `RestartSec=100ms`.
 const RESTART_FIRST: Duration = Duration::from_millis(100);
@@ -163,18 +163,18 @@ impl SlotActor {
                     }
                     let pause = backoff(failures);
                     failures += 1;
-                    say(&format!(
+                    warn!(
                         "{} exited unexpectedly ({}); starting it again in {} ms",
                         self.slot,
                         child::describe(status),
                         pause.as_millis()
-                    ));
+                    );
                     retry = Some(Instant::now() + pause);
                 }
                 () = sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() => {
                     retry = match self.start(&mut running).await {
                         Ok(()) => {
-                            say(&format!("{} is back", self.slot));
+                            info!("{} is back", self.slot);
                             None
                         }
                         Err(why) => Some(self.failed(&why, &mut failures)),
@@ -190,12 +190,12 @@ impl SlotActor {
     fn failed(&self, why: &str, failures: &mut u32) -> Instant {
         let pause = backoff(*failures);
         *failures += 1;
-        say(&format!(
+        warn!(
             "{} did not come back: {why}; trying again in {} ms ({} failures in a row)",
             self.slot,
             pause.as_millis(),
             failures
-        ));
+        );
         Instant::now() + pause
     }
 

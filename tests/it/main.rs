@@ -14,6 +14,7 @@ mod faults;
 mod fleet;
 mod flips;
 mod load;
+mod logs;
 mod paths;
 mod readme;
 mod restart;

@@ -422,11 +422,10 @@ pub fn serve(env: &Env, notify: Option<&Path>) -> (Served, SocketAddr) {
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut line)
         .unwrap();
+    // "blue: active: serving v0001-… on 127.0.0.1:PORT", then the line's fields.
     let addr = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .and_then(|a| a.parse().ok())
+        .split_whitespace()
+        .find_map(|word| word.parse().ok())
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
     (Served(Some(child)), addr)
 }
