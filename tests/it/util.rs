@@ -370,7 +370,61 @@ pub fn raw(addr: SocketAddr, bytes: &[u8]) -> http::Response {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let _ = stream.write_all(bytes);
-    http::read_response(&mut BufReader::new(stream)).unwrap()
+    read_response(&mut BufReader::new(stream)).unwrap()
+}
+
+/// Reads one answer from a connection the test wrote its request to itself (raw bytes,
+/// keep-alive): the head through `httparse`, then a `Content-Length` body, or everything to
+/// the end of the stream. Slots and NGINX do not answer these tests chunked; a chunked
+/// answer is refused here rather than misread.
+pub fn read_response(reader: &mut impl BufRead) -> std::io::Result<http::Response> {
+    use std::io::{Error, ErrorKind};
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        if reader.read_until(b'\n', &mut head)? == 0 {
+            let kind = if head.is_empty() {
+                ErrorKind::UnexpectedEof
+            } else {
+                ErrorKind::InvalidData
+            };
+            return Err(Error::new(kind, "connection closed before a whole answer"));
+        }
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Response::new(&mut headers);
+    parsed
+        .parse(&head)
+        .map_err(|e| Error::new(ErrorKind::InvalidData, e))?;
+    let status = parsed.code.unwrap_or_default();
+    let headers: Vec<(String, String)> = parsed
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+    if find("transfer-encoding").is_some() {
+        return Err(Error::new(ErrorKind::InvalidData, "a chunked answer"));
+    }
+    let mut body = Vec::new();
+    match find("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        Some(n) => {
+            body.resize(n, 0);
+            reader.read_exact(&mut body)?;
+        }
+        None => {
+            reader.read_to_end(&mut body)?;
+        }
+    }
+    Ok(http::Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// Asserts an answer NGINX or a slot made for a bad request: `status`, a JSON body with a

@@ -8,8 +8,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bluegreen::http;
-
 use crate::load::{assert_no_failures, Client, Load};
 use crate::util::{assert_json_error, serve, stop, Env, EXAMPLE};
 
@@ -95,7 +93,7 @@ fn a_slot_closes_slow_and_silent_connections_and_answers_a_slow_body_with_408() 
             std::thread::sleep(Duration::from_millis(300));
         }
     });
-    let r = http::read_response(&mut BufReader::new(&reader)).unwrap();
+    let r = crate::util::read_response(&mut BufReader::new(&reader)).unwrap();
     let error = assert_json_error(&r, 408, "a slow body");
     assert!(
         error.contains("within 1 s (limits.body_read_timeout_secs)"),
