@@ -333,11 +333,8 @@ pub fn last(path: &Path, n: usize) -> Result<Vec<Record>, HistoryError> {
 /// whatever the history holds. Only the last `max_bytes` of the file are read, so the cost
 /// does not grow with the history; `truncated` says whether older records were left out.
 pub fn tail(path: &Path, n: usize, max_bytes: u64) -> Result<Tail, HistoryError> {
-    let fail = |source| HistoryError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = match File::open(path) {
+    let fail = HistoryError::Read;
+    let mut file = match fs_err::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Tail::default()),
         Err(e) => return Err(fail(e)),

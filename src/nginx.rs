@@ -24,6 +24,10 @@ pub enum NginxError {
     /// The pid file could not be read; the `fs-err` source names it and why.
     #[error("cannot read the NGINX pid file; hint: is NGINX running? (`systemctl status nginx`)")]
     PidFile(#[source] io::Error),
+    /// An include bluegreen writes (the dashboard's) could not be written; the `fs-err`
+    /// source names it.
+    #[error("cannot write an NGINX include")]
+    WriteInclude(#[source] io::Error),
     #[error("cannot run {binary:?}: {source}; hint: install NGINX (`apt install nginx`) or set nginx.binary in the config")]
     Missing {
         binary: PathBuf,

@@ -126,10 +126,10 @@ fn prepare(config: &Config, first_data: Option<&Path>) -> anyhow::Result<()> {
     }
     let allow = layout.dashboard_include();
     if crate::dashboard::access::write(config, &allow)? {
-        say(&format!(
+        info!(
             "NGINX include {} says who besides this host may see the dashboard, and where each slot is",
             allow.display()
-        ));
+        );
     }
     // The configuration the state was just set up for is the slots' fallback until
     // `bluegreen check` passes another (issue 8 §3). Not being able to save it (`init` run

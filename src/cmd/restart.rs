@@ -56,10 +56,10 @@ pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
     if dashboard::access::apply(config, &allow, supervisor.nginx())
         .context("nothing was restarted: cannot apply the dashboard's NGINX include")?
     {
-        super::say(&format!(
+        info!(
             "NGINX reloaded with the dashboard's new include ({}: `[dashboard] allow`, the slots' addresses)",
             allow.display()
-        ));
+        );
     }
     let state = State::read(config)?;
     let route = state

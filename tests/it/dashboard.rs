@@ -52,7 +52,7 @@ fn from(source: Ipv4Addr, to: SocketAddr, method: &str, path: &str, body: &str) 
         body.len()
     )
     .unwrap();
-    http::read_response(&mut BufReader::new(stream)).unwrap()
+    crate::util::read_response(&mut BufReader::new(stream)).unwrap()
 }
 
 /// Adds `[dashboard] allow = …` to the environment's config file.
