@@ -20,6 +20,7 @@ mod add_data;
 mod check;
 mod deploy;
 mod export;
+mod generate;
 mod import;
 mod init;
 mod nginx_site;
@@ -45,6 +46,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     let (config, fallback) = match cli.command {
         // `check` judges the configuration itself, bad or not.
         Command::Check => return check::execute(path),
+        // Generated from the command line alone.
+        Command::Generate(args) => return generate::execute(&args.what),
         // A slot keeps serving on the last good configuration when the file is bad, and
         // `status` says so (issue 8 §3).
         Command::Serve(_) | Command::Status(_) | Command::SystemdGenerator(_) => {
@@ -55,7 +58,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     .context("cannot load the configuration; hint: fix the file (`bluegreen check` lists every problem), or pass --config PATH")?;
     let fallback = fallback.as_ref();
     match cli.command {
-        Command::Check => unreachable!("handled above"),
+        Command::Check | Command::Generate(_) => unreachable!("handled above"),
         Command::Up => up::execute(&config),
         Command::Init(args) => init::execute(&config, &args),
         Command::Serve(args) => serve::execute(&config, &args, fallback),

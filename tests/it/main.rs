@@ -10,6 +10,7 @@ mod check;
 mod cli;
 mod dashboard;
 mod deploy;
+mod docs;
 mod faults;
 mod fleet;
 mod flips;

@@ -304,6 +304,19 @@ before_reboot() {
         fi
     done
 
+    section "man page and shell completions (issue 12)"
+    # man without a terminal prints the page as plain text; LC_ALL=C keeps its hyphens ASCII.
+    check "man bluegreen shows the page, naming the commands' pages" bash -c \
+        'LC_ALL=C MANWIDTH=100 man bluegreen | grep -q "bluegreen-rollback(1)"'
+    check "man bluegreen-train shows the command's page" bash -c \
+        'LC_ALL=C MANWIDTH=100 man bluegreen-train | grep -q -- "--if-due"'
+    check "bash-completion loads the completion on demand and completes a command" bash -c \
+        'source /usr/share/bash-completion/bash_completion && __load_completion bluegreen \
+         && COMP_WORDS=(bluegreen rol) COMP_CWORD=1 && _bluegreen bluegreen rol bluegreen \
+         && [[ "${COMPREPLY[*]}" == rollback ]]'
+    check "the zsh and fish completions are where those shells look" test -s /usr/share/zsh/vendor-completions/_bluegreen \
+        -a -s /usr/share/fish/vendor_completions.d/bluegreen.fish
+
     section "maintainer scripts are safe to run twice"
     local before_active before_model version
     before_active=$(active_slot); before_model=$(slot_model "$before_active")
