@@ -4,10 +4,13 @@
 //! predictions are not finite, or when its RMSE is worse than the active model's by more than
 //! the configured tolerance, both measured on the same rows. The two may be of any kinds:
 //! changing the kind is an ordinary deploy that the gate judges (issue #9). The rows are the
-//! holdout rows (every fifth) among the rows the *active* model was trained on: rows that
-//! existed before the candidate's new data. New rows are left out on purpose: if a batch of
-//! poisoned rows (a label of 1e9, say) were part of the comparison, both models would look
-//! equally terrible on them and the poisoned candidate would pass.
+//! holdout rows (every fifth) among the rows the *active* model learned from: rows that
+//! existed before the candidate's new data, and that neither model was trained on, since
+//! holdout rows never are (`model::train`). So the comparison is of two true holdout errors:
+//! while the final models were also fit on the holdout, a model that memorises (a forest,
+//! knn) scored near 0 on it and refused honest successors. New rows are left out on purpose:
+//! if a batch of poisoned rows (a label of 1e9, say) were part of the comparison, both
+//! models would look equally terrible on them and the poisoned candidate would pass.
 //!
 //! **Schema safety** (issue #9): a candidate whose features (names or order) or label differ
 //! from the active model's changes what clients must send, or what the answer means. It is
