@@ -31,7 +31,7 @@ fn answers_the_original_example_with_about_30_and_its_headers() {
     assert_eq!(prices.len(), 2);
     assert!((prices[0].as_f64().unwrap() - 30.23).abs() < 0.01);
     assert!(
-        (prices[1].as_f64().unwrap() - 25.03).abs() < 0.05,
+        (prices[1].as_f64().unwrap() - 25.20).abs() < 0.01,
         "{prices:?}"
     );
 
