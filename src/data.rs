@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config;
+use crate::ledger::{Checkpoint, FileState, Ledger};
 use crate::number;
 
 /// The Boston data's 13 feature columns, in the order of the original's API and CSV: the
@@ -488,6 +489,8 @@ pub struct Dataset {
     pub bytes: u64,
     /// SHA-256 of exactly those bytes.
     pub sha256: String,
+    /// The SHA-256 state after them (`ledger::state_hex`), for a training to go on from.
+    pub sha256_state: String,
 }
 
 impl Dataset {
@@ -517,6 +520,12 @@ impl Dataset {
             .map(|f| self.schema.features.iter().position(|s| s == f))
             .collect()
     }
+}
+
+/// The stored file, opened and locked shared: appends wait until it is dropped.
+pub fn open_shared(path: &Path) -> Result<Flock<File>, DataError> {
+    let file = File::open(path).map_err(io_err("open", path))?;
+    Flock::lock(file, FlockArg::LockShared).map_err(|(_, errno)| io_err("lock", path)(errno.into()))
 }
 
 /// Reads and validates the whole stored file under a shared lock.
@@ -583,8 +592,195 @@ pub fn read_dataset(path: &Path, schema: &Schema) -> Result<Dataset, DataError> 
         schema: schema.clone(),
         rows,
         bytes: hashing.bytes,
-        sha256: hex::encode(hashing.sha.finalize()),
+        sha256: crate::ledger::digest_hex(&hashing.sha),
+        sha256_state: crate::ledger::state_hex(&hashing.sha),
     })
+}
+
+/// Where [`stream`] starts: after rows already known (a model's data, which the ledger says
+/// is still the file's beginning), with the SHA-256 state after them.
+pub struct Resume {
+    /// Bytes known, header included: the start of a line.
+    pub bytes: u64,
+    /// Data rows in them.
+    pub rows: usize,
+    /// Lines in them, for the line numbers of errors.
+    pub lines: u64,
+    /// The SHA-256 state after them.
+    pub sha: Sha256,
+}
+
+/// What [`stream`] read: the totals from the file's beginning.
+pub struct Streamed {
+    /// Data rows in the file (those resumed from included).
+    pub rows: usize,
+    /// Lines in the file.
+    pub lines: u64,
+    /// The file's length.
+    pub bytes: u64,
+    /// The SHA-256 state after the file's last byte.
+    pub sha: Sha256,
+}
+
+/// Reads the stored file (open and locked), one row at a time, without holding more than a
+/// buffer and one row: `each` gets the row's index in the file (0-based, the header not
+/// counted) and its values (features, then the label). From the beginning, header checked,
+/// or after `from`, reading only what follows it. Everything read is hashed on top of
+/// `from`'s state. Errors name the line as the whole file counts it; a file that does not
+/// end with a newline is refused with its last line, before any row is handed out.
+pub fn stream(
+    file: &File,
+    path: &Path,
+    schema: &Schema,
+    from: Option<Resume>,
+    mut each: impl FnMut(usize, &[f64]),
+) -> Result<Streamed, DataError> {
+    use std::io::{Seek, SeekFrom};
+    let origin = path.display().to_string();
+    let (start, rows_before, lines_before, sha) = match from {
+        Some(r) => (r.bytes, r.rows, r.lines, r.sha),
+        None => (0, 0, 0, Sha256::new()),
+    };
+    let mut input = file;
+    input
+        .seek(SeekFrom::Start(start))
+        .map_err(io_err("read", path))?;
+    let tally = Tally {
+        inner: input,
+        sha,
+        bytes: start,
+        lines: lines_before,
+        last: None,
+        line_start: start,
+    };
+    if !ends_with_newline(file).map_err(io_err("read", path))? {
+        // Counted to the end for the message; nothing was handed out.
+        let mut tally = tally;
+        io::copy(&mut tally, &mut io::sink()).map_err(io_err("read", path))?;
+        if tally.bytes == 0 {
+            return Err(DataError::Header {
+                origin,
+                why: "it is empty: it has no header".to_string(),
+            });
+        }
+        return Err(DataError::Partial {
+            origin,
+            line: tally.lines + 1,
+            keep: tally.line_start,
+        });
+    }
+    let mut reader = csv_reader(tally).map_err(io_err("read", path))?;
+    let shift = |e: DataError| shifted(e, lines_before);
+    let csv_err = |record: &csv::ByteRecord, source| DataError::Csv {
+        origin: origin.clone(),
+        line: line_of(record),
+        source,
+    };
+    let names: Vec<String> = schema.columns().iter().map(|s| s.to_string()).collect();
+    let columns: Vec<usize> = (0..names.len()).collect();
+    let mut record = csv::ByteRecord::new();
+    if start == 0 {
+        if !reader
+            .read_byte_record(&mut record)
+            .map_err(|e| csv_err(&record, e))?
+        {
+            return Err(DataError::Header {
+                origin,
+                why: "it is empty: it has no header".to_string(),
+            });
+        }
+        check_stored_header(&record, schema, &origin)?;
+    }
+    let mut index = rows_before;
+    let mut values = Vec::with_capacity(names.len());
+    while reader
+        .read_byte_record(&mut record)
+        .map_err(|e| shift(csv_err(&record, e)))?
+    {
+        values.clear();
+        parse_record(&record, &columns, names.len(), &names, &origin, &mut values)
+            .map_err(shift)?;
+        each(index, &values);
+        index += 1;
+    }
+    let tally = reader.into_inner().into_inner();
+    if tally.last.is_some_and(|b| b != b'\n') {
+        // Written to since the check above, by a writer that does not lock the file.
+        return Err(DataError::Partial {
+            origin,
+            line: tally.lines + 1,
+            keep: tally.line_start,
+        });
+    }
+    Ok(Streamed {
+        rows: index,
+        lines: tally.lines,
+        bytes: tally.bytes,
+        sha: tally.sha,
+    })
+}
+
+/// `e` with its line moved down by `by` lines: for a read that started `by` lines in.
+fn shifted(e: DataError, by: u64) -> DataError {
+    match e {
+        DataError::Line { origin, line, why } => DataError::Line {
+            origin,
+            line: line + by,
+            why,
+        },
+        DataError::Field {
+            origin,
+            line,
+            column,
+            name,
+            why,
+        } => DataError::Field {
+            origin,
+            line: line + by,
+            column,
+            name,
+            why,
+        },
+        DataError::Csv {
+            origin,
+            line,
+            source,
+        } => DataError::Csv {
+            origin,
+            line: line + by,
+            source,
+        },
+        other => other,
+    }
+}
+
+/// Hashes and counts what is read through it, for [`stream`]: bytes, newlines (memchr),
+/// where the last line starts, the last byte.
+struct Tally<R> {
+    inner: R,
+    sha: Sha256,
+    /// Offset in the file after the bytes seen.
+    bytes: u64,
+    lines: u64,
+    last: Option<u8>,
+    line_start: u64,
+}
+
+impl<R: Read> Read for Tally<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let chunk = &buf[..n];
+        self.sha.update(chunk);
+        self.lines += memchr::memchr_iter(b'\n', chunk).count() as u64;
+        if let Some(at) = memchr::memrchr(b'\n', chunk) {
+            self.line_start = self.bytes + at as u64 + 1;
+        }
+        self.bytes += n as u64;
+        if let Some(&b) = chunk.last() {
+            self.last = Some(b);
+        }
+        Ok(n)
+    }
 }
 
 /// Whether the file's last byte is a newline (false for an empty file).
@@ -684,7 +880,71 @@ pub fn scan(path: &Path, schema: &Schema, learned: Option<Learned>) -> Result<Sc
     let file = File::open(path).map_err(io_err("open", path))?;
     let file = Flock::lock(file, FlockArg::LockShared)
         .map_err(|(_, errno)| io_err("lock", path)(errno.into()))?;
-    scan_file(&file, path, schema, learned)
+    Ok(scan_file(&file, path, schema, learned)?.scan)
+}
+
+/// What [`survey`] found.
+#[derive(Debug, Clone)]
+pub struct Survey {
+    /// The file at a glance.
+    pub scan: Scan,
+    /// The ledger that vouches for it: the one read, or a new one from a full pass.
+    pub ledger: Ledger,
+    /// Whether it took a full pass (and so `ledger` is new, worth writing).
+    pub passed: bool,
+}
+
+/// The stored file (open and locked) compared with what `learned` learned from: from
+/// `ledger` when the file is in the ledger's state and the ledger knows `learned`, which
+/// reads nothing; else by one pass over the file, as [`scan`], which also gives a new ledger
+/// (`crate::ledger` says why this is sound).
+pub fn survey(
+    file: &File,
+    path: &Path,
+    schema: &Schema,
+    learned: Option<Learned>,
+    ledger: Option<Ledger>,
+) -> Result<Survey, DataError> {
+    let now = FileState::of(file).map_err(io_err("read", path))?;
+    if let Some(ledger) = ledger.filter(|l| l.matches(&now)) {
+        if let Some(since) = ledger.since(learned.as_ref()) {
+            let scan = Scan {
+                rows: ledger.end().rows,
+                bytes: now.size,
+                since,
+            };
+            return Ok(Survey {
+                scan,
+                ledger,
+                passed: false,
+            });
+        }
+    }
+    let scanned = scan_file(file, path, schema, learned)?;
+    Ok(Survey {
+        scan: scanned.scan,
+        ledger: scanned.ledger,
+        passed: true,
+    })
+}
+
+/// [`survey`] of the file at `path`, under a shared lock, with the ledger at `ledger`.
+pub fn survey_path(
+    path: &Path,
+    schema: &Schema,
+    learned: Option<Learned>,
+    ledger: &Path,
+) -> Result<Survey, DataError> {
+    let file = File::open(path).map_err(io_err("open", path))?;
+    let file = Flock::lock(file, FlockArg::LockShared)
+        .map_err(|(_, errno)| io_err("lock", path)(errno.into()))?;
+    survey(&file, path, schema, learned, Ledger::read(ledger))
+}
+
+/// A full pass's findings: the scan, and the ledger that starts from it.
+struct Scanned {
+    scan: Scan,
+    ledger: Ledger,
 }
 
 fn scan_file(
@@ -692,7 +952,8 @@ fn scan_file(
     path: &Path,
     schema: &Schema,
     learned: Option<Learned>,
-) -> Result<Scan, DataError> {
+) -> Result<Scanned, DataError> {
+    let state = FileState::of(file).map_err(io_err("read", path))?;
     let origin = path.display().to_string();
     let boundary = learned.map(|l| match l.bytes {
         Some(bytes) => Boundary::Byte(bytes),
@@ -747,10 +1008,33 @@ fn scan_file(
         // Shorter than what the model learned from, or other bytes.
         (Some(_), _) => Since::Changed,
     };
-    Ok(Scan {
-        rows,
+    // The model's data, verified to be the file's beginning, is where the next training
+    // may start from.
+    let earlier = match (learned, hashing.prefix_sha, hashing.prefix_lines, since) {
+        (Some(l), Some(sha), Some((lines, content)), Since::Appended(_)) if l.bytes.is_some() => {
+            vec![Checkpoint {
+                bytes: l.bytes.unwrap_or(0),
+                rows: content.saturating_sub(1) as usize,
+                lines,
+                sha256: hex::encode(sha),
+            }]
+        }
+        _ => Vec::new(),
+    };
+    let end = Checkpoint {
         bytes: hashing.bytes,
-        since,
+        rows,
+        lines: hashing.lines,
+        sha256: crate::ledger::digest_hex(&hashing.sha),
+    };
+    let ledger = Ledger::start(state, &hashing.sha, earlier, end);
+    Ok(Scanned {
+        scan: Scan {
+            rows,
+            bytes: hashing.bytes,
+            since,
+        },
+        ledger,
     })
 }
 
@@ -772,6 +1056,8 @@ struct Hashing<R> {
     lines_too: bool,
     boundary: Option<Boundary>,
     prefix_sha: Option<sha2::digest::Output<Sha256>>,
+    /// Lines and content lines up to the boundary, when it is a line's end.
+    prefix_lines: Option<(u64, u64)>,
     bytes: u64,
     last: Option<u8>,
     /// Newlines seen.
@@ -791,6 +1077,7 @@ impl<R> Hashing<R> {
             lines_too,
             boundary,
             prefix_sha: None,
+            prefix_lines: None,
             bytes: 0,
             last: None,
             lines: 0,
@@ -800,6 +1087,7 @@ impl<R> Hashing<R> {
         };
         if let Some(Boundary::Byte(0) | Boundary::Line(0)) = boundary {
             hashing.prefix_sha = Some(Sha256::new().finalize());
+            hashing.prefix_lines = Some((0, 0));
         }
         hashing
     }
@@ -821,12 +1109,16 @@ impl<R> Hashing<R> {
                 self.content_lines += u64::from(self.line_has_content);
                 self.line_has_content = false;
                 self.line_start = self.bytes + end as u64 + 1;
-                if let (None, Some(Boundary::Line(n))) = (&self.prefix_sha, self.boundary) {
-                    if self.lines == n {
-                        self.sha.update(&chunk[hashed..=end]);
-                        hashed = end + 1;
-                        self.prefix_sha = Some(self.sha.clone().finalize());
-                    }
+                let at_boundary = match self.boundary {
+                    Some(Boundary::Line(n)) => self.lines == n,
+                    Some(Boundary::Byte(b)) => self.line_start == b,
+                    None => false,
+                };
+                if self.prefix_sha.is_none() && at_boundary {
+                    self.sha.update(&chunk[hashed..=end]);
+                    hashed = end + 1;
+                    self.prefix_sha = Some(self.sha.clone().finalize());
+                    self.prefix_lines = Some((self.lines, self.content_lines));
                 }
                 start = end + 1;
             }
@@ -858,12 +1150,17 @@ impl<R: Read> Read for Hashing<R> {
 }
 
 /// What an append did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Appended {
     /// Rows appended.
     pub added: usize,
     /// The file after the append, compared with what the newest model learned from.
     pub scan: Scan,
+    /// Whether it took a pass over the file: the ledger did not vouch for it.
+    pub passed: bool,
+    /// Why the ledger could not be written, if it could not: the rows are in all the same,
+    /// and the next reader makes one full pass.
+    pub ledger_error: Option<io::Error>,
 }
 
 /// Appends `rows` (in `schema` order) to the stored file at `path` under an exclusive lock,
@@ -872,11 +1169,16 @@ pub struct Appended {
 ///
 /// Refuses a file that does not exist (`bluegreen init` creates it), whose header is not
 /// `schema`'s, or whose last line is partial.
+///
+/// The ledger at `ledger` (`crate::ledger`) tells the file's rows and what changed since
+/// `learned` without reading the file when it vouches for the file's state; else one pass
+/// does. After the append, the ledger is written whole with the file's new state.
 pub fn append_rows(
     path: &Path,
     schema: &Schema,
     rows: &Rows,
     learned: Option<Learned>,
+    ledger: &Path,
 ) -> Result<Appended, DataError> {
     let file = OpenOptions::new()
         .read(true)
@@ -885,7 +1187,8 @@ pub fn append_rows(
         .map_err(io_err("open", path))?;
     let mut file = Flock::lock(file, FlockArg::LockExclusive)
         .map_err(|(_, errno)| io_err("lock", path)(errno.into()))?;
-    let before = scan_file(&file, path, schema, learned)?;
+    let surveyed = survey(&file, path, schema, learned, Ledger::read(ledger))?;
+    let before = surveyed.scan;
     let out = rows.to_csv();
     let written = file.write_all(&out).and_then(|()| file.sync_all());
     if let Err(source) = written {
@@ -910,6 +1213,16 @@ pub fn append_rows(
         Since::Appended(n) => Since::Appended(n + rows.len()),
         other => other,
     };
+    // Still under the exclusive lock, so the state recorded is the one this append left.
+    let ledger_error = FileState::of(&file)
+        .and_then(|now| {
+            let lines = rows.len() as u64;
+            surveyed
+                .ledger
+                .appended(&out, rows.len(), lines, now)
+                .write(ledger)
+        })
+        .err();
     Ok(Appended {
         added: rows.len(),
         scan: Scan {
@@ -917,6 +1230,8 @@ pub fn append_rows(
             bytes: before.bytes + out.len() as u64,
             since,
         },
+        passed: surveyed.passed,
+        ledger_error,
     })
 }
 
@@ -1094,7 +1409,8 @@ mod tests {
         let rows = boston_rows(&SAMPLE_ROWS.join("\n")).unwrap();
         let path = dir.path().join("d.csv");
         create(&path, &schema, &Rows::new(14)).unwrap();
-        let done = append_rows(&path, &schema, &rows, None).unwrap();
+        let ledger = dir.path().join("run/ledger.json");
+        let done = append_rows(&path, &schema, &rows, None, &ledger).unwrap();
         assert_eq!(done.added, 2);
         assert_eq!(done.scan.rows, 2);
         assert_eq!(done.scan.since, Since::NoModel);
@@ -1109,7 +1425,7 @@ mod tests {
             bytes: Some(back.bytes),
             sha256: &back.sha256,
         };
-        let done = append_rows(&path, &schema, &rows, Some(learned)).unwrap();
+        let done = append_rows(&path, &schema, &rows, Some(learned), &ledger).unwrap();
         assert_eq!(done.scan.since, Since::Appended(2));
         assert_eq!(scan(&path, &schema, Some(learned)).unwrap(), done.scan);
         assert!(done.scan.due(2) && !done.scan.due(3));
@@ -1177,7 +1493,14 @@ mod tests {
         for err in [
             scan(&path, &schema, None).unwrap_err(),
             read_dataset(&path, &schema).unwrap_err(),
-            append_rows(&path, &schema, &boston_rows(SAMPLE_ROWS[1]).unwrap(), None).unwrap_err(),
+            append_rows(
+                &path,
+                &schema,
+                &boston_rows(SAMPLE_ROWS[1]).unwrap(),
+                None,
+                &dir.path().join("ledger.json"),
+            )
+            .unwrap_err(),
         ] {
             let message = err.to_string();
             assert!(message.contains("d.csv line 3 is cut short"), "{message}");

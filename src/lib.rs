@@ -15,6 +15,7 @@ pub mod gate;
 pub mod history;
 pub mod http;
 pub mod layout;
+pub mod ledger;
 pub mod lock;
 pub mod model;
 pub mod nginx;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::kinds::{Fitted, Kind, Params};
+use super::stats::Statistics;
 use super::{parse_seq, Metrics, ModelError};
 use crate::data::{self, Learned};
 use crate::gate::GateReport;
@@ -57,6 +58,10 @@ pub struct Artifact {
     pub fitted: Arc<Fitted>,
     /// How well it fits.
     pub metrics: Metrics,
+    /// For `linear` and `ridge`: the statistics of the rows it learned from, which the next
+    /// training updates with the appended rows instead of reading them all (issue #10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Statistics>,
     /// The quality gate's verdict when the model was trained, if there was a model to compare.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<GateReport>,
@@ -211,6 +216,7 @@ impl Artifact {
                 coefficients: one.coefficients,
             }),
             metrics: one.metrics,
+            stats: None,
             gate: one.gate,
         }
     }
@@ -253,6 +259,18 @@ impl Artifact {
         };
         if !matches {
             return Err(format!("its fitted model is not a {} model", self.kind));
+        }
+        if let Some(stats) = &self.stats {
+            // A training goes on from these: statistics that are not the model's would
+            // make every later model wrong, silently (issue #10).
+            stats.check(
+                self.kind,
+                &self.params,
+                &self.fitted,
+                self.rows,
+                self.metrics.holdout_rmse,
+                &self.features,
+            )?;
         }
         Ok(())
     }

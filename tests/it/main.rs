@@ -13,6 +13,7 @@ mod deploy;
 mod faults;
 mod fleet;
 mod flips;
+mod incremental;
 mod load;
 mod paths;
 mod readme;
