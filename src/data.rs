@@ -26,7 +26,10 @@
 //! **What a model learned from** is a prefix of the file: its first `data_bytes` bytes, whose
 //! SHA-256 the artifact records. [`scan`] tells whether the file still starts with exactly
 //! those bytes, which is how "training is due" sees rows that were removed or edited in
-//! place, not only rows appended (issue #8 §7).
+//! place, not only rows appended (issue #8 §7). [`survey`] asks the ledger first
+//! (`crate::ledger`), which knows without reading the file when only `add-data` appended
+//! since; [`stream`] reads rows one at a time, from the beginning or from where a model's
+//! data ends (issue #10).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
