@@ -17,7 +17,6 @@ pub mod layout;
 pub mod lock;
 pub mod model;
 pub mod nginx;
-pub mod number;
 pub mod server;
 pub mod slot;
 pub mod state;

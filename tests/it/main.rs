@@ -14,6 +14,7 @@ mod fleet;
 mod flips;
 mod load;
 mod paths;
+mod protocols;
 mod readme;
 mod restart;
 mod serve;
