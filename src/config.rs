@@ -742,7 +742,7 @@ impl Config {
                     format!("{name:?} is not a column name: it is empty or has spaces around it"),
                 );
             }
-            if lexical_core::parse::<f64>(name.as_bytes()).is_ok() {
+            if fast_float2::parse::<f64, _>(name).is_ok() {
                 return bad(
                     key,
                     format!("{name:?} is a number, so a header holding it would read as a row"),

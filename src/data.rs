@@ -276,9 +276,9 @@ fn csv_reader<R: Read>(input: R) -> io::Result<csv::Reader<BufReader<R>>> {
 /// Why a field is not a usable number, or its value.
 fn number_in(field: &[u8]) -> Result<f64, String> {
     // Nearly every field is a plain decimal number: read it from the bytes as they are.
-    // (This is most of reading a large CSV; bench/run section 5.) lexical-core's standard
-    // format takes what `str::parse::<f64>` takes, to the same value.
-    if let Ok(value) = lexical_core::parse::<f64>(field) {
+    // (This is most of reading a large CSV; bench/run section 5.) fast-float2 takes what
+    // `str::parse::<f64>` takes, to the same value.
+    if let Ok(value) = fast_float2::parse::<f64, _>(field) {
         if value.is_finite() {
             return Ok(value);
         }
@@ -295,7 +295,7 @@ fn number_in(field: &[u8]) -> Result<f64, String> {
             "{text:?} is a missing value; nothing is imputed, so fill it in or leave the row out"
         ));
     }
-    match lexical_core::parse::<f64>(text.as_bytes()).ok() {
+    match fast_float2::parse::<f64, _>(text).ok() {
         Some(v) if v.is_finite() => Ok(v),
         Some(_) => Err(format!("{text:?} is not a finite number")),
         None => Err(format!("{text:?} is not a number")),
@@ -310,7 +310,7 @@ fn all_numbers(record: &csv::ByteRecord) -> bool {
         let text = std::str::from_utf8(f).unwrap_or("x").trim();
         text.is_empty()
             || text.eq_ignore_ascii_case("NA")
-            || lexical_core::parse::<f64>(text.as_bytes()).is_ok()
+            || fast_float2::parse::<f64, _>(text).is_ok()
     })
 }
 
@@ -1226,7 +1226,7 @@ mod tests {
     }
 
     /// Fields are read to exactly what `str::parse::<f64>` gives (the reader before
-    /// lexical-core), and take the same texts: every Boston value, numbers of 17 and more
+    /// fast-float2), and take the same texts: every Boston value, numbers of 17 and more
     /// significant digits, and the forms Rust accepts that JSON does not.
     #[test]
     fn fields_read_as_str_parse_reads_them() {

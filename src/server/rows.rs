@@ -16,7 +16,7 @@
 //!
 //! Most requests are `{"data": [[numbers], …]}`: [`read_common`] reads that shape straight
 //! from the bytes; anything else, and every error, goes through serde_json's `Value` here,
-//! which names what is wrong and where. Numbers are read by lexical-core, to the value
+//! which names what is wrong and where. Numbers are read by fast-float2, to the value
 //! serde_json reads (a unit test checks both on every Boston value and on 17-digit numbers).
 
 use axum::http::StatusCode;
@@ -107,10 +107,6 @@ struct Scan<'a> {
     i: usize,
 }
 
-/// JSON's number grammar (RFC 8259) for lexical-core: no `+`, no leading zeros, digits on
-/// both sides of a `.`, no `inf` or `NaN`.
-const JSON: u128 = lexical_core::format::JSON;
-
 impl Scan<'_> {
     fn skip_ws(&mut self) {
         while matches!(self.body.get(self.i), Some(b' ' | b'\n' | b'\r' | b'\t')) {
@@ -127,12 +123,23 @@ impl Scan<'_> {
     /// A JSON number of any width with a finite value; `None` for anything else (`1e400`
     /// too: serde_json refuses it, and the careful path says so).
     fn number(&mut self) -> Option<f64> {
-        let options = lexical_core::ParseFloatOptions::new();
-        let (value, used) = lexical_core::parse_partial_with_options::<f64, JSON>(
-            self.body.get(self.i..)?,
-            &options,
-        )
-        .ok()?;
+        let rest = self.body.get(self.i..)?;
+        let (value, used) = fast_float2::parse_partial::<f64, _>(rest).ok()?;
+        let text = &rest[..used];
+        // fast-float2 reads Rust's grammar, which JSON's (RFC 8259) narrows: no `+`, `inf`
+        // or `nan`, no leading zero before a digit, a digit after a `.`. An exponent without
+        // digits is not taken (`1e` reads as `1`), so the `e` then fails the scan.
+        let digits = text.strip_prefix(b"-").unwrap_or(text);
+        match digits {
+            [b'0', b'0'..=b'9', ..] => return None,
+            [b'0'..=b'9', ..] => {}
+            _ => return None,
+        }
+        if let Some(dot) = digits.iter().position(|&c| c == b'.') {
+            if !digits.get(dot + 1).is_some_and(u8::is_ascii_digit) {
+                return None;
+            }
+        }
         self.i += used;
         value.is_finite().then_some(value)
     }
