@@ -3,7 +3,7 @@
 
 use bluegreen::model::Artifact;
 
-use crate::util::{stdout, Env};
+use crate::util::{read, stdout, Env};
 
 fn models(env: &Env) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(env.state().join("models"))
@@ -119,4 +119,51 @@ fn training_is_due_when_rows_were_removed_or_edited_not_only_appended() {
     std::fs::write(env.csv(), edited).unwrap();
     let out = stdout(&env.exits(&["train", "--if-due"], 10));
     assert!(out.contains("trained v0004-"), "{out}");
+}
+
+/// A value so large that its square overflows (here 1e200) never reaches a fit: `add-data`
+/// refuses it with its line, column and the limit, and a training on a file that holds one
+/// (edited by hand) names it. Before, a knn training overflowed its stack (exit 134), lasso
+/// and elastic net failed with "Exceeded maximum number of iteration" and a hint about row
+/// counts, and ridge trained NaN coefficients.
+#[test]
+fn a_value_too_large_for_any_model_is_refused_with_its_place_and_the_limit() {
+    let env = Env::with_extra("[model]\nkind = \"knn\"");
+    env.ok(&["init"]);
+    let before = std::fs::read(env.csv()).unwrap();
+    let row = "0.1,0,8,0,0.8,5,87,4,4,301,21,452,1e200,21";
+    let err = env.fails(&["add-data", "--row", row], 1);
+    assert!(
+        err.contains("--row #1 line 1, column 13 (LSTAT): 1e200 is too large: values may be at most ±1.79e153"),
+        "{err}"
+    );
+    assert!(err.contains("hint: "), "{err}");
+    assert_eq!(
+        std::fs::read(env.csv()).unwrap(),
+        before,
+        "nothing was added"
+    );
+
+    // The same row, appended by hand: every kind's training refuses it by its place.
+    let mut edited = before.clone();
+    edited.extend_from_slice(format!("{row}\n").as_bytes());
+    std::fs::write(env.csv(), &edited).unwrap();
+    for kind in ["knn", "lasso", "ridge"] {
+        std::fs::write(
+            &env.config,
+            read(&env.config).replace("kind = \"knn\"", &format!("kind = \"{kind}\"")),
+        )
+        .unwrap();
+        let err = env.fails(&["train"], 1);
+        assert!(
+            err.contains("boston.csv line 508, column 13 (LSTAT): 1e200 is too large"),
+            "{kind}: {err}"
+        );
+        std::fs::write(
+            &env.config,
+            read(&env.config).replace(&format!("kind = \"{kind}\""), "kind = \"knn\""),
+        )
+        .unwrap();
+    }
+    assert_eq!(models(&env).len(), 1, "no model was written");
 }
