@@ -28,6 +28,10 @@ pub const EXIT_TRAINED_IF_DUE: u8 = 10;
 /// Exit status when the quality gate refused the new model.
 pub const EXIT_REFUSED: u8 = 3;
 
+/// The context of a data error: the error itself names the file, line and column, and says
+/// what to do where there is more to say than "fix it".
+const UNREADABLE: &str = "cannot read the training data";
+
 /// What a training run did.
 pub enum Trained {
     NotDue,
@@ -88,18 +92,12 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
             history::chain(skipped)
         ));
     }
-    let fix_hint = || {
-        format!(
-            "cannot read the training data; hint: fix what is named above in {}",
-            csv.display()
-        )
-    };
     let newest = state.newest();
     if let (true, Some(newest)) = (if_due, newest) {
         // Due when rows were appended, or the data changed otherwise (issue 8 §7). A scan
         // hashes the file without parsing it: a trigger that finds nothing to do costs
         // about a `sha256sum` of the data.
-        let scan = data::scan(&csv, &schema, Some(newest.learned())).with_context(fix_hint)?;
+        let scan = data::scan(&csv, &schema, Some(newest.learned())).context(UNREADABLE)?;
         if !scan.due(config.batch_size) {
             say(&format!(
                 "training not due: {} ({})",
@@ -118,7 +116,7 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
         }
     }
     say(&format!("reading {}…", csv.display()));
-    let dataset = data::read_dataset(&csv, &schema).with_context(fix_hint)?;
+    let dataset = data::read_dataset(&csv, &schema).context(UNREADABLE)?;
     let kind = config.model.kind;
     say(&format!(
         "training a {kind} model on {} rows ({})…",
@@ -147,7 +145,10 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
         version,
         model::now_rfc3339(),
     )
-    .context("hint: the data needs more rows than features (at least 15 rows for 13 features), and features that are not collinear")?;
+    .map_err(|e| match e.hint(&schema.features, &config.model.params) {
+        Some(hint) => anyhow::Error::new(super::Hinted::new(e, hint)),
+        None => anyhow::Error::new(e),
+    })?;
     record.step("train");
     let active = state.active_model()?;
     let report = gate::check(

@@ -167,3 +167,51 @@ fn a_value_too_large_for_any_model_is_refused_with_its_place_and_the_limit() {
     }
     assert_eq!(models(&env).len(), 1, "no model was written");
 }
+
+/// A training that fails says its cause first, then a hint worked out from that cause (not
+/// one fixed hint about row counts for every failure of every schema).
+#[test]
+fn a_failed_training_says_its_cause_then_a_hint_from_that_cause() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let config = read(&env.config);
+    let cases = [
+        (
+            "[model]\nkind = \"lasso\"\ntol = 1e-300\n",
+            "training a lasso model on 405 rows failed: Fit failed: Exceeded maximum number of iteration",
+            "hint: the lasso optimizer did not converge: within model.max_iter = 1000 iterations its error did not fall below model.tol = 1e-300",
+        ),
+        (
+            "[model]\nkind = \"knn\"\nk = 600\n",
+            "a knn model cannot predict: Find failed: k is > than the dataset size",
+            "hint: model.k = 600 is more neighbours than the rows the model was fit on",
+        ),
+    ];
+    for (extra, cause, hint) in cases {
+        std::fs::write(&env.config, format!("{config}{extra}")).unwrap();
+        let err = env.fails(&["train"], 1);
+        let cause_at = err
+            .find(cause)
+            .unwrap_or_else(|| panic!("no {cause:?} in {err}"));
+        let hint_at = err
+            .find(hint)
+            .unwrap_or_else(|| panic!("no {hint:?} in {err}"));
+        assert!(err.starts_with("error: ") && cause_at < hint_at, "{err}");
+        assert!(!err.contains("15 rows for 13 features"), "{err}");
+    }
+
+    // Too few rows, for a schema of 13 features: the count comes from the schema.
+    std::fs::write(&env.config, &config).unwrap();
+    let text = read(&env.csv());
+    let three: Vec<&str> = text.lines().take(3).collect();
+    std::fs::write(env.csv(), three.join("\n") + "\n").unwrap();
+    let err = env.fails(&["train"], 1);
+    assert!(
+        err.contains(
+            "training a linear model on 2 rows failed: Fit failed: The system is underdetermined"
+        ) && err.contains(
+            "; hint: a linear model of 13 features needs at least 14 rows to fit on, and it had 2"
+        ),
+        "{err}"
+    );
+}
