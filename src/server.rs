@@ -602,6 +602,15 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             "bluegreen_gate_refusals_total{{action=\"{action}\"}} {n}"
         );
     }
+    out.push_str(
+        "# HELP bluegreen_training_failures_total Trainings that failed, from the history.\n",
+    );
+    out.push_str("# TYPE bluegreen_training_failures_total counter\n");
+    let _ = writeln!(
+        out,
+        "bluegreen_training_failures_total {}",
+        state.gate_refusals.failed_trainings()
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
