@@ -81,6 +81,19 @@ pub enum Command {
         0   imported, or this very version with identical content was already here\n  \
         1   error: a bad file, or this version is here with different content; nothing written")]
     Import(ImportArgs),
+    /// Write the slots' socket units' addresses from the config: what systemd runs as
+    /// bluegreen's generator at boot and at every `systemctl daemon-reload`.
+    #[command(hide = true)]
+    SystemdGenerator(GeneratorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GeneratorArgs {
+    /// The generator's output folder (systemd.generator(7) calls it normal-dir).
+    pub dir: PathBuf,
+    /// systemd passes early-dir and late-dir too; nothing goes there.
+    #[arg(hide = true)]
+    pub rest: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

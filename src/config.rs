@@ -24,6 +24,7 @@ use crate::data;
 use crate::fsutil;
 use crate::model::{Kind, Params};
 use crate::slot::Slot;
+use crate::switch::Mode;
 
 /// Where the packaged configuration lives.
 pub const SYSTEM_CONFIG: &str = "/etc/bluegreen/config.toml";
@@ -127,6 +128,7 @@ pub struct Config {
     pub fleet: Fleet,
     pub data: Data,
     pub model: Model,
+    pub dashboard: Dashboard,
     /// The file this configuration was read from, handed on to the processes `up` starts.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -186,6 +188,18 @@ pub struct Nginx {
     /// attempt it may still retry on another (`proxy_next_upstream_timeout`). Past it, the
     /// client gets a 504 in JSON.
     pub upstream_timeout_secs: u64,
+    /// How a deploy or rollback moves traffic: `reload` NGINX with a new include, or rename
+    /// the `socket` link NGINX connects through (issue 10; see `crate::switch`).
+    pub switch: Mode,
+}
+
+/// The dashboard at `/-/` (issue 12; `crate::dashboard`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Dashboard {
+    /// Who may see it besides this host (127.0.0.1, ::1): IPv4 or IPv6 addresses and
+    /// networks, `"192.0.2.7"` or `"10.0.0.0/8"`. NGINX answers anyone else 403.
+    pub allow: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -349,6 +363,7 @@ impl Default for Config {
             fleet: Fleet::default(),
             data: Data::default(),
             model: Model::default(),
+            dashboard: Dashboard::default(),
             source: None,
             keys: toml::Table::new(),
         }
@@ -389,6 +404,7 @@ impl Default for Nginx {
             pid_file: PathBuf::from("/run/nginx.pid"),
             worker_shutdown_timeout_secs: 10,
             upstream_timeout_secs: 10,
+            switch: Mode::Reload,
         }
     }
 }
@@ -631,6 +647,19 @@ impl Config {
                 "must be at least 1 second".into(),
             );
         }
+        // A unix socket's path must fit sockaddr_un's sun_path: 108 bytes with the final NUL
+        // (unix(7)). The link is the longest of the three socket paths.
+        let link = crate::layout::Layout::new(&self.state_dir).active_socket();
+        if self.nginx.switch == Mode::Socket && link.as_os_str().len() > 107 {
+            bad(
+                "nginx.switch",
+                format!(
+                    "\"socket\" puts the slots' sockets in {}, a path of {} bytes, but a unix socket's path has at most 107; choose a shorter state_dir, or switch = \"reload\"",
+                    link.display(),
+                    link.as_os_str().len()
+                ),
+            );
+        }
         for (key, secs) in [
             ("deploy.ready_timeout_secs", self.deploy.ready_timeout_secs),
             (
@@ -645,6 +674,11 @@ impl Config {
         }
         for (key, why) in self.fleet.problems() {
             bad(key, why);
+        }
+        for entry in &self.dashboard.allow {
+            if let Err(why) = crate::dashboard::access::parse(entry) {
+                bad("dashboard.allow", why);
+            }
         }
         found.extend(self.invalid_data());
         found.extend(self.invalid_model());
@@ -1011,6 +1045,11 @@ mod tests {
             invalid_key("[nginx]\nworker_shutdown_timeout_secs = 0"),
             "nginx.worker_shutdown_timeout_secs"
         );
+        let long = format!(
+            "state_dir = \"/{}\"\n[nginx]\nswitch = \"socket\"",
+            "x".repeat(90)
+        );
+        assert_eq!(invalid_key(&long), "nginx.switch");
         assert_eq!(
             invalid_key("[deploy]\nready_timeout_secs = 0"),
             "deploy.ready_timeout_secs"
@@ -1197,6 +1236,37 @@ mod tests {
     }
 
     #[test]
+    fn every_bad_dashboard_address_is_named_with_what_is_wrong() {
+        for (entry, why) in [
+            ("", "is not an IP address or network"),
+            ("dashboard.example.com", "host names are not allowed"),
+            ("10.0.0.0/8; allow all", "must be a number from 0 to 32"),
+            ("all", "is not an IP address or network"),
+            ("10.0.0.0/33", "from 0 to 32"),
+            ("2001:db8::/129", "from 0 to 128"),
+            ("10.0.0.0/-1", "from 0 to 32"),
+            ("10.0.0.0/", "from 0 to 32"),
+            ("10.0.0/8", "\"10.0.0\" is not an IPv4 or IPv6 address"),
+            ("10.0.0.1/8", "host bits set after /8; write 10.0.0.0/8"),
+            ("2001:db8::1/32", "write 2001:db8::/32"),
+        ] {
+            let text = format!("[dashboard]\nallow = [\"127.0.0.2\", {entry:?}]");
+            match Config::from_toml(&text) {
+                Err(ConfigError::Invalid { key, why: got }) => {
+                    assert_eq!(key, "dashboard.allow", "{entry}");
+                    assert!(got.contains(why), "{entry}: {got}");
+                    assert!(got.contains(&format!("{entry:?}")), "{entry}: {got}");
+                }
+                other => panic!("{entry:?} was not refused: {other:?}"),
+            }
+        }
+        let err = Config::from_toml("[dashboard]\nallow = \"10.0.0.0/8\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
     fn wrong_types_and_unknown_keys_are_refused_with_their_place() {
         let err = Config::from_toml("batch_size = \"two\"")
             .unwrap_err()
@@ -1210,6 +1280,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 2"), "{err}");
+        let err = Config::from_toml("[nginx]\nswitch = \"sockets\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sockets")
+                && err.contains("`reload` or `socket`")
+                && err.contains("line 2"),
+            "{err}"
+        );
     }
 
     /// The package's config parses, and its commented-out values are the defaults it says

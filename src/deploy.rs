@@ -21,6 +21,13 @@
 //! 8. confirm: answers through NGINX are polled until they carry the new version;
 //! 9. the record is appended to the history, then the intent is removed.
 //!
+//! In switch mode "socket" (`crate::switch`, issue 10), steps 3, 6 and 7 differ: step 3 waits
+//! until the resting slot has no connection left instead of NGINX's old workers; step 6
+//! (`link`) renames a new link to the target slot's socket over the old one, which is the
+//! whole switch for NGINX (no `nginx -t`, no reload); step 7 (`drain`) waits until the old
+//! slot, which watches the link, has closed every connection NGINX had to it. From then on no
+//! request can reach it, as after step 7 in reload mode.
+//!
 //! Any failure in 4–8 leaves traffic on the previous slot or puts it back there (include
 //! restored, NGINX reloaded again if it had been), puts the resting slot back on its old model,
 //! and is recorded as `failed` with its whole error chain as the reason (issue 8 §8).
@@ -38,7 +45,10 @@
 //!   waits until no old worker accepts connections and NGINX answers from the target. After
 //!   that, include and NGINX agree whatever state they were in. Recorded `recovered`. If the
 //!   target no longer serves the model, the same is done towards the previous slot instead,
-//!   recorded `interrupted`.
+//!   recorded `interrupted`. In socket mode the link may name either slot, and NGINX follows
+//!   whichever it names at each new connection; the switch is completed the same way, with
+//!   the link instead of the include and the reload, and the wait for the other slot to let
+//!   go of NGINX's connections.
 //! - the record was already appended (killed before the intent was removed): only the intent
 //!   is removed.
 //!
@@ -51,6 +61,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::switch::{self, Endpoint, Mode, SwitchError};
+
 use crate::config::Config;
 use crate::data::{self, DataError};
 use crate::fsutil;
@@ -60,7 +72,7 @@ use crate::http;
 use crate::layout::Layout;
 use crate::lock::{self, LockError};
 use crate::model::{Artifact, ModelError, Store};
-use crate::nginx::{self, NginxError};
+use crate::nginx::NginxError;
 use crate::slot::Slot;
 use crate::state::{ResolveError, State, StateError};
 use crate::supervisor::{Supervisor, SupervisorError};
@@ -82,6 +94,8 @@ pub enum DeployError {
     NoPassedModel,
     #[error("there is no NGINX include yet, so no slot is active; hint: run `bluegreen init`")]
     NoActiveSlot,
+    #[error("the config says nginx.switch = \"{configured}\", but NGINX still routes the {routed} way; hint: `bluegreen restart` applies the change (under systemd, `systemctl daemon-reload` first)")]
+    ModeNotApplied { configured: Mode, routed: Mode },
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error(transparent)]
@@ -146,6 +160,15 @@ pub enum StepError {
     Model(ModelError),
     #[error(transparent)]
     Nginx(NginxError),
+    #[error(transparent)]
+    Switch(SwitchError),
+    #[error("{left} connection(s) to {slot}'s socket {path} are still open after {after:?}; does the slot follow the link? (a slot learns its role by watching it)")]
+    Drain {
+        slot: Slot,
+        path: std::path::PathBuf,
+        left: usize,
+        after: Duration,
+    },
     #[error("{left} NGINX worker(s) from before the reload still accept connections after {after:?}; did NGINX load the new configuration? (see its error log)")]
     Reload { left: usize, after: Duration },
     #[error("NGINX on {addr} still answered {last} after {after:?}, not {slot}")]
@@ -160,11 +183,11 @@ pub enum StepError {
 /// Why a slot does not serve the model it should.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    #[error("{slot} does not answer {method} http://{addr}{path}")]
+    #[error("{slot} does not answer {method} {path} on {addr}")]
     Unreachable {
         slot: Slot,
         method: &'static str,
-        addr: SocketAddr,
+        addr: Endpoint,
         path: &'static str,
         #[source]
         source: std::io::Error,
@@ -217,13 +240,14 @@ pub enum Done {
 /// A step that failed, and whether traffic and include were left in agreement.
 struct Failure {
     step: &'static str,
-    error: StepError,
+    error: Box<StepError>,
     /// True when include and NGINX agree again (on the slot traffic was on before).
     restored: bool,
 }
 
 impl Failure {
     fn at(step: &'static str, error: StepError) -> Failure {
+        let error = Box::new(error);
         Failure {
             step,
             error,
@@ -297,7 +321,7 @@ impl<'a> Deployer<'a> {
                 None => return Err(DeployError::NoPassedModel),
             },
         };
-        let active = state.active().ok_or(DeployError::NoActiveSlot)?;
+        let active = self.active(&state)?;
         let active_version = state.version(active).map(str::to_string);
         if active_version.as_deref() == Some(candidate.version.as_str()) {
             return Ok(Done::AlreadyActive {
@@ -306,8 +330,7 @@ impl<'a> Deployer<'a> {
             });
         }
         let resting = active.other();
-        // Fail before touching anything if NGINX is not there to reload.
-        self.supervisor.nginx().master_pid()?;
+        self.nginx_ready()?;
         let mut record = Record::begin(
             Action::Deploy,
             (Some(active), active_version.clone()),
@@ -356,7 +379,7 @@ impl<'a> Deployer<'a> {
         let _lock = self.lock(self.config.lock_timeout())?;
         self.reconcile()?;
         let state = State::read(self.config)?;
-        let active = state.active().ok_or(DeployError::NoActiveSlot)?;
+        let active = self.active(&state)?;
         let resting = active.other();
         let unhealthy = |source| DeployError::RestingUnhealthy {
             slot: resting,
@@ -371,7 +394,7 @@ impl<'a> Deployer<'a> {
             .map_err(|e| unhealthy(RestingError::Model(e)))?;
         self.probe(resting, &artifact)
             .map_err(|e| unhealthy(RestingError::Probe(e)))?;
-        self.supervisor.nginx().master_pid()?;
+        self.nginx_ready()?;
         let mut record = Record::begin(
             Action::Rollback,
             (Some(active), state.version(active).map(str::to_string)),
@@ -379,7 +402,7 @@ impl<'a> Deployer<'a> {
         );
         record.step("probe");
         (self.say)(&format!(
-            "{resting} answers with {version}; switching NGINX back to it"
+            "{resting} answers with {version}; switching traffic back to it"
         ));
         let mut intent = Intent {
             phase: Phase::Switch,
@@ -389,6 +412,28 @@ impl<'a> Deployer<'a> {
         };
         let result = self.flip(active, resting, &version, &mut intent);
         self.conclude(intent, result, Outcome::RolledBack)
+    }
+
+    /// The active slot, when the include routes in the configured switch mode's way: a switch
+    /// in the other mode's way would leave NGINX and the include apart.
+    fn active(&self, state: &State) -> Result<Slot, DeployError> {
+        let route = state.route().ok_or(DeployError::NoActiveSlot)?;
+        if route.mode != self.config.nginx.switch {
+            return Err(DeployError::ModeNotApplied {
+                configured: self.config.nginx.switch,
+                routed: route.mode,
+            });
+        }
+        Ok(route.slot)
+    }
+
+    /// Fails before anything is touched if NGINX is not there to reload (reload mode). In
+    /// socket mode a switch asks nothing of NGINX.
+    fn nginx_ready(&self) -> Result<(), DeployError> {
+        if self.config.nginx.switch == Mode::Reload {
+            self.supervisor.nginx().master_pid()?;
+        }
+        Ok(())
     }
 
     /// Records how a switch ended and removes its intent; turns a failure into the error
@@ -414,7 +459,7 @@ impl<'a> Deployer<'a> {
         let from_name = from.map_or("?".to_string(), |s| s.to_string());
         let from_version = from_version.unwrap_or_else(|| "no model".to_string());
         let after = if failure.restored {
-            intent.record.fail(failure.step, &failure.error);
+            intent.record.fail(failure.step, failure.error.as_ref());
             match self.keep(&mut intent) {
                 Ok(()) => format!("traffic stays on {from_name} ({from_version})"),
                 Err(e) => format!(
@@ -428,7 +473,7 @@ impl<'a> Deployer<'a> {
             intent.record.reason = Some(format!(
                 "{}: {}",
                 failure.step,
-                history::chain(&failure.error)
+                history::chain(failure.error.as_ref())
             ));
             let _ = intent.write(&intent_path);
             format!("NGINX could not be put back on {from_name} ({from_version}); the next deploy, rollback or status does it")
@@ -437,7 +482,7 @@ impl<'a> Deployer<'a> {
             action,
             step: failure.step,
             after,
-            source: Box::new(failure.error),
+            source: failure.error,
         })
     }
 
@@ -532,16 +577,30 @@ impl<'a> Deployer<'a> {
                 "{resting} already serves {version}; no restart needed"
             ));
         } else {
-            let waited = self.wait_for_old_workers();
-            (self.say)(&if waited > Duration::from_millis(50) {
-                format!(
-                    "waited {:.1}s for NGINX workers from the last reload to finish",
-                    waited.as_secs_f64()
-                )
-            } else {
-                "no NGINX worker from before the last reload is left".to_string()
-            });
-            intent.record.step("wait-old-workers");
+            match self.config.nginx.switch {
+                Mode::Reload => {
+                    let waited = self.wait_for_old_workers();
+                    (self.say)(&if waited > Duration::from_millis(50) {
+                        format!(
+                            "waited {:.1}s for NGINX workers from the last reload to finish",
+                            waited.as_secs_f64()
+                        )
+                    } else {
+                        "no NGINX worker from before the last reload is left".to_string()
+                    });
+                    intent.record.step("wait-old-workers");
+                }
+                Mode::Socket => {
+                    // Bounded: past it the restart ends those connections anyway, and NGINX
+                    // resends what they carried to the active slot.
+                    let left = self.drain(resting).err();
+                    (self.say)(&match left {
+                        None => format!("{resting} has no connection left from before the last switch"),
+                        Some(e) => format!("{resting} still has connections from before the last switch ({e}); its restart ends them"),
+                    });
+                    intent.record.step("wait-drained");
+                }
+            }
             let link = self.layout.slot_link(resting);
             fsutil::swap_symlink(&Layout::link_target(version), &link).map_err(|source| {
                 Failure::at(
@@ -586,43 +645,70 @@ impl<'a> Deployer<'a> {
         intent.phase = Phase::Switch;
         self.write_intent(intent)
             .map_err(|e| Failure::at("intent", e))?;
-        let include = self.layout.upstream_include();
-        let nginx = self.supervisor.nginx();
-        if let Err(e) = nginx::write_include(self.config, &include, to) {
-            // The include is replaced by a rename: unless only the final fsync failed, it
-            // still names `from`.
-            let restored = nginx::read_active(self.config, &include).ok().flatten() == Some(from)
-                || self.restore_include(from, false);
-            return Err(Failure {
-                restored,
-                ..Failure::at("include", StepError::Nginx(e))
-            });
+        let changed = match switch::write(self.config, &self.layout, to) {
+            Ok(changed) => changed,
+            Err(e) => {
+                // The include and the link are replaced by a rename: unless only the final
+                // fsync failed, they still name `from`.
+                let restored = switch::active(self.config, &self.layout).ok().flatten()
+                    == Some(from)
+                    || self.restore(from, false);
+                let step = match self.config.nginx.switch {
+                    Mode::Reload => "include",
+                    Mode::Socket => "link",
+                };
+                return Err(Failure {
+                    restored,
+                    ..Failure::at(step, StepError::Switch(e))
+                });
+            }
+        };
+        if changed {
+            if let Err(e) = self.supervisor.nginx().test() {
+                let restored = self.restore(from, false);
+                return Err(Failure {
+                    restored,
+                    ..Failure::at("nginx-test", StepError::Nginx(e))
+                });
+            }
+            intent.record.step("include");
+            (self.say)(&format!(
+                "wrote the include naming {to}; `nginx -t` accepts the configuration"
+            ));
+            if let Err(e) = self.reload() {
+                let restored = self.restore(from, true);
+                return Err(Failure {
+                    restored,
+                    ..Failure::at("reload", e)
+                });
+            }
+            // No new phase is written here: once the include may have changed, a reconcile
+            // does the same whatever happened next (a reload under the lock), and every
+            // intent write costs two fsyncs (10-25 ms on the test machine).
+            intent.record.step("reload");
+            (self.say)("NGINX reloaded; no worker from before the reload accepts connections");
+        } else {
+            intent.record.step("link");
+            (self.say)(&format!(
+                "pointed {} at {to}'s socket; NGINX's new connections go to {to}",
+                self.layout.active_socket().display()
+            ));
         }
-        if let Err(e) = nginx.test() {
-            let restored = self.restore_include(from, false);
-            return Err(Failure {
-                restored,
-                ..Failure::at("nginx-test", StepError::Nginx(e))
-            });
+        if self.config.nginx.switch == Mode::Socket {
+            if let Err(e) = self.drain(from) {
+                let restored = self.restore(from, false);
+                return Err(Failure {
+                    restored,
+                    ..Failure::at("drain", e)
+                });
+            }
+            intent.record.step("drain");
+            (self.say)(&format!(
+                "{from} let go of every connection NGINX had to it"
+            ));
         }
-        intent.record.step("include");
-        (self.say)(&format!(
-            "wrote the include naming {to}; `nginx -t` accepts the configuration"
-        ));
-        if let Err(e) = self.reload() {
-            let restored = self.restore_include(from, true);
-            return Err(Failure {
-                restored,
-                ..Failure::at("reload", e)
-            });
-        }
-        // No new phase is written here: once the include may have changed, a reconcile does
-        // the same whatever happened next (a reload under the lock), and every intent write
-        // costs two fsyncs (10-25 ms on the test machine).
-        intent.record.step("reload");
-        (self.say)("NGINX reloaded; no worker from before the reload accepts connections");
         if let Err(e) = self.confirm(to, Some(version)) {
-            let restored = self.restore_include(from, true);
+            let restored = self.restore(from, true);
             return Err(Failure {
                 restored,
                 ..Failure::at("confirm", e)
@@ -631,6 +717,47 @@ impl<'a> Deployer<'a> {
         intent.record.step("confirm");
         (self.say)(&format!("NGINX answers from {to} with {version}"));
         Ok(())
+    }
+
+    /// Applies a change of `nginx.switch` to NGINX, traffic staying on `slot`: writes the
+    /// include (and the link) the configured mode's way, has `nginx -t` check it and reloads.
+    /// NGINX then connects to `slot`'s new endpoint, where connections wait until the slot
+    /// listens there (`bluegreen restart` restarts it right after).
+    pub fn apply_mode(&self, slot: Slot) -> Result<(), StepError> {
+        switch::write(self.config, &self.layout, slot).map_err(StepError::Switch)?;
+        self.supervisor.nginx().test().map_err(StepError::Nginx)?;
+        self.reload()
+    }
+
+    /// NGINX answers from `slot` (polled up to `deploy.confirm_timeout_secs`).
+    pub fn confirm_route(&self, slot: Slot) -> Result<(), StepError> {
+        self.confirm(slot, None)
+    }
+
+    /// Waits (up to `deploy.confirm_timeout_secs`) until no connection to `slot`'s unix socket
+    /// is open (socket mode): the slot, which watches the link, has let go of every
+    /// connection NGINX had to it, and no new one can reach it through the link.
+    fn drain(&self, slot: Slot) -> Result<(), StepError> {
+        let path = self.layout.slot_socket(slot);
+        let limit = self.config.confirm_timeout();
+        let deadline = Instant::now() + limit;
+        loop {
+            // A socket that cannot be read about (no such file: the slot is not set up for
+            // socket mode) has no connections to wait for.
+            let left = switch::connections(&path).unwrap_or(0);
+            if left == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(StepError::Drain {
+                    slot,
+                    path,
+                    left,
+                    after: limit,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// SIGHUP to the master, then waits until every worker from before the reload has
@@ -655,18 +782,21 @@ impl<'a> Deployer<'a> {
         }
     }
 
-    /// Puts the include back on `slot`, and reloads NGINX if it may have loaded the other.
-    /// Returns whether include and NGINX agree on `slot` again; says what went wrong if not.
-    fn restore_include(&self, slot: Slot, reload: bool) -> bool {
-        let include = self.layout.upstream_include();
-        if let Err(e) = nginx::write_include(self.config, &include, slot) {
-            (self.say)(&format!(
-                "could not restore the include: {}",
-                history::chain(&e)
-            ));
-            return false;
-        }
-        if reload {
+    /// Puts traffic back on `slot`: the include (reload mode) or the link (socket mode), and
+    /// reloads NGINX if the include changed and NGINX may have loaded the other one. Returns
+    /// whether include, link and NGINX agree on `slot` again; says what went wrong if not.
+    fn restore(&self, slot: Slot, nginx_may_have_loaded: bool) -> bool {
+        let changed = match switch::write(self.config, &self.layout, slot) {
+            Ok(changed) => changed,
+            Err(e) => {
+                (self.say)(&format!(
+                    "could not put traffic back on {slot}: {}",
+                    history::chain(&e)
+                ));
+                return false;
+            }
+        };
+        if changed && nginx_may_have_loaded {
             if let Err(e) = self.reload() {
                 (self.say)(&format!(
                     "could not reload NGINX after restoring the include: {}",
@@ -704,8 +834,9 @@ impl<'a> Deployer<'a> {
     /// Step 5: the slot names `candidate`'s version and predicts exactly what it does. Also
     /// what `bluegreen restart` asks of a restarted slot.
     pub fn probe(&self, slot: Slot, candidate: &Artifact) -> Result<(), ProbeError> {
-        let addr = self.config.slot_addr(slot);
+        let addr = switch::endpoint(self.config, slot);
         let unreachable = |method, path| {
+            let addr = addr.clone();
             move |source| ProbeError::Unreachable {
                 slot,
                 method,
@@ -714,7 +845,7 @@ impl<'a> Deployer<'a> {
                 source,
             }
         };
-        let ready = http::request(addr, "GET", "/readyz", None, PROBE_TIMEOUT)
+        let ready = http::request_to(&addr, "GET", "/readyz", None, PROBE_TIMEOUT)
             .map_err(unreachable("GET", "/readyz"))?;
         let served = ready
             .json()
@@ -730,7 +861,7 @@ impl<'a> Deployer<'a> {
         // The artifact's example row (its first training row; for Boston, the original's).
         let body = serde_json::to_vec(&serde_json::json!({ "data": [&candidate.example] }))
             .expect("a row serializes");
-        let answer = http::request(addr, "POST", "/", Some(&body), PROBE_TIMEOUT)
+        let answer = http::request_to(&addr, "POST", "/", Some(&body), PROBE_TIMEOUT)
             .map_err(unreachable("POST", "/"))?;
         let price = answer.json().and_then(|j| j["Price"].as_f64());
         let expected = candidate
@@ -881,10 +1012,12 @@ impl<'a> Deployer<'a> {
                     phase: intent.phase,
                     source: Box::new(source),
                 };
-                self.supervisor
-                    .nginx()
-                    .master_pid()
-                    .map_err(|e| fail(StepError::Nginx(e)))?;
+                if self.config.nginx.switch == Mode::Reload {
+                    self.supervisor
+                        .nginx()
+                        .master_pid()
+                        .map_err(|e| fail(StepError::Nginx(e)))?;
+                }
                 match self.complete(to, record.to_version.as_deref()) {
                     Ok(()) => (
                         Outcome::Recovered,
@@ -929,10 +1062,17 @@ impl<'a> Deployer<'a> {
                 .map_err(StepError::Model)?;
             self.probe(slot, &artifact).map_err(StepError::Probe)?;
         }
-        nginx::write_include(self.config, &self.layout.upstream_include(), slot)
-            .map_err(StepError::Nginx)?;
-        self.supervisor.nginx().test().map_err(StepError::Nginx)?;
-        self.reload()?;
+        let changed = switch::write(self.config, &self.layout, slot).map_err(StepError::Switch)?;
+        // In reload mode NGINX may have loaded either include, so it reloads in any case. In
+        // socket mode NGINX follows the link at each new connection: it reloads only if the
+        // include itself changed.
+        if changed || self.config.nginx.switch == Mode::Reload {
+            self.supervisor.nginx().test().map_err(StepError::Nginx)?;
+            self.reload()?;
+        }
+        if self.config.nginx.switch == Mode::Socket {
+            self.drain(slot.other())?;
+        }
         self.confirm(slot, version)?;
         (self.say)(&format!("NGINX answers from {slot}, as the include says"));
         Ok(())

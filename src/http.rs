@@ -1,11 +1,15 @@
-//! A minimal blocking HTTP/1.1 client for talking to slots and NGINX on loopback.
+//! A minimal blocking HTTP/1.1 client for talking to slots and NGINX on loopback, over TCP
+//! or a unix socket (a slot in switch mode "socket").
 //!
 //! The deploy, `status` and the tests only need a request and its answer over a fresh
 //! connection with a timeout; a full client library would be more code than this file.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
+
+use crate::switch::Endpoint;
 
 /// An answer: status, headers (names lowercased) and body.
 #[derive(Debug, Clone)]
@@ -28,7 +32,7 @@ impl Response {
     }
 }
 
-/// Sends one request on a new connection and reads the whole answer.
+/// Sends one request on a new TCP connection and reads the whole answer.
 pub fn request(
     addr: SocketAddr,
     method: &str,
@@ -36,13 +40,46 @@ pub fn request(
     body: Option<&[u8]>,
     timeout: Duration,
 ) -> io::Result<Response> {
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    stream.set_nodelay(true)?;
+    request_to(&Endpoint::Tcp(addr), method, path, body, timeout)
+}
+
+/// Sends one request on a new connection to `endpoint` and reads the whole answer.
+pub fn request_to(
+    endpoint: &Endpoint,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> io::Result<Response> {
+    match endpoint {
+        Endpoint::Tcp(addr) => {
+            let stream = TcpStream::connect_timeout(addr, timeout)?;
+            stream.set_read_timeout(Some(timeout))?;
+            stream.set_write_timeout(Some(timeout))?;
+            stream.set_nodelay(true)?;
+            exchange(stream, &addr.to_string(), method, path, body)
+        }
+        Endpoint::Unix(socket) => {
+            // A connect() to a unix socket does not wait: it succeeds into the backlog or
+            // fails at once.
+            let stream = UnixStream::connect(socket)?;
+            stream.set_read_timeout(Some(timeout))?;
+            stream.set_write_timeout(Some(timeout))?;
+            exchange(stream, "localhost", method, path, body)
+        }
+    }
+}
+
+fn exchange(
+    mut stream: impl Read + Write,
+    host: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> io::Result<Response> {
     let body = body.unwrap_or_default();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     let mut out = head.into_bytes();

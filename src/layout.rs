@@ -7,9 +7,12 @@
 //!   models/<version>.json    immutable model artifacts
 //!   slots/<slot>.json        symlink to the artifact the slot serves
 //!   nginx/upstream.conf      the include that names the active slot (NGINX reads it)
+//!   nginx/dashboard.conf     the dashboard's part of the site that changes with the config
 //!   deploys.jsonl            append-only history: switches, refusals, failures, recoveries
 //!   run/                     locks, the intent of a switch in progress, and the control
 //!                            socket of `bluegreen up`
+//!   sockets/                 switch mode "socket" only: the slots' unix sockets
+//!                            (<slot>.sock) and active.sock, the link to the active one
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -61,6 +64,28 @@ impl Layout {
         self.nginx_dir().join("upstream.conf")
     }
 
+    /// The folder of the slots' unix sockets and the link NGINX connects through (switch mode
+    /// "socket"; see `crate::switch` for who may write it).
+    pub fn sockets_dir(&self) -> PathBuf {
+        self.root.join("sockets")
+    }
+
+    /// Where `slot` listens in switch mode "socket".
+    pub fn slot_socket(&self, slot: Slot) -> PathBuf {
+        self.sockets_dir().join(format!("{slot}.sock"))
+    }
+
+    /// The symlink to the active slot's socket, which NGINX's upstream names.
+    pub fn active_socket(&self) -> PathBuf {
+        self.sockets_dir().join("active.sock")
+    }
+
+    /// The dashboard's include: who besides this host may see it, and where each slot's
+    /// counters are (NGINX reads it; see `dashboard::access`).
+    pub fn dashboard_include(&self) -> PathBuf {
+        self.nginx_dir().join("dashboard.conf")
+    }
+
     pub fn history(&self) -> PathBuf {
         self.root.join("deploys.jsonl")
     }
@@ -93,13 +118,14 @@ impl Layout {
     }
 
     /// The folders `init` creates.
-    pub fn dirs(&self) -> [PathBuf; 5] {
+    pub fn dirs(&self) -> [PathBuf; 6] {
         [
             self.data_dir(),
             self.models_dir(),
             self.slots_dir(),
             self.nginx_dir(),
             self.run_dir(),
+            self.sockets_dir(),
         ]
     }
 }

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod dashboard;
 pub mod data;
 pub mod deploy;
 pub mod fleet;
@@ -20,6 +21,8 @@ pub mod nginx;
 pub mod server;
 pub mod slot;
 pub mod state;
+pub mod status;
 pub mod supervisor;
+pub mod switch;
 pub mod transfer;
 pub mod up;

@@ -1,14 +1,14 @@
 //! NGINX: the site config, the include that names the active slot, and driving the master.
 //!
-//! The include (`state_dir/nginx/upstream.conf`) is the one source of truth for which slot is
-//! active: it is what NGINX routes by, so nothing else can disagree with it. A switch writes
-//! a new include whole, has `nginx -t` check the complete configuration, and sends SIGHUP to
-//! the master; NGINX then starts new workers with the new upstream and lets the old ones
-//! finish their requests (bounded by `worker_shutdown_timeout`).
+//! The include (`state_dir/nginx/upstream.conf`) is what NGINX routes by, and so where the
+//! active slot is read (`crate::switch`, which also says what the include lists in each
+//! switch mode). In reload mode a switch writes a new include whole, has `nginx -t` check the
+//! complete configuration, and sends SIGHUP to the master; NGINX then starts new workers with
+//! the new upstream and lets the old ones finish their requests (bounded by
+//! `worker_shutdown_timeout`).
 
 use std::fs;
 use std::io;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -16,9 +16,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::config::Config;
-use crate::fsutil;
 use crate::layout::Layout;
-use crate::slot::Slot;
+use crate::switch::Mode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NginxError {
@@ -29,20 +28,12 @@ pub enum NginxError {
         #[source]
         source: io::Error,
     },
-    #[error("the NGINX include {path} names no known slot (expected a `server` line with {blue} or {green})")]
-    UnknownUpstream {
-        path: PathBuf,
-        blue: SocketAddr,
-        green: SocketAddr,
-    },
     #[error("cannot run {binary:?}: {source}; hint: install NGINX (`apt install nginx`) or set nginx.binary in the config")]
     Missing {
         binary: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("the NGINX include {path} names both slots; hint: keep the `server` lines of one slot only, as bluegreen writes it")]
-    BothSlots { path: PathBuf },
     #[error("`nginx -t` refused the configuration:\n{output}")]
     TestFailed { output: String },
     #[error("the NGINX pid file {path} does not hold a pid; hint: is NGINX running? (`systemctl status nginx`)")]
@@ -219,15 +210,16 @@ pub const ATTEMPTS: usize = 8;
 /// sends a request on a connection the slot is closing at that very moment.
 pub const UPSTREAM_IDLE_SECS: u64 = 2;
 
-/// The include that defines `upstream bluegreen_active` for `slot`.
-pub fn render_include(config: &Config, slot: Slot) -> String {
-    let addr = config.slot_addr(slot);
+/// The include that defines `upstream bluegreen_active`: `server` (an address, or
+/// `unix:PATH`) listed [`ATTEMPTS`] times, under a comment line saying `note`. Which server
+/// that is, is `crate::switch`'s to say.
+pub fn render_include(server: &str, note: &str) -> String {
     let servers: String = (0..ATTEMPTS)
-        .map(|_| format!("    server {addr} max_fails=0;\n"))
+        .map(|_| format!("    server {server} max_fails=0;\n"))
         .collect();
     format!(
         "# Written by bluegreen; every deploy and rollback replaces it. Do not edit.\n\
-         # active slot: {slot}\n\
+         # {note}\n\
          upstream bluegreen_active {{\n    \
              # The active slot, {ATTEMPTS} times: NGINX tries each line at most once per\n    \
              # request, so a request whose attempt failed before any answer is retried on the\n    \
@@ -246,59 +238,6 @@ pub fn render_include(config: &Config, slot: Slot) -> String {
     )
 }
 
-/// The active slot, read from the include; `None` when there is no include yet. Every
-/// `server` line must name the same slot's address.
-pub fn read_active(config: &Config, include: &Path) -> Result<Option<Slot>, NginxError> {
-    let text = match fs::read_to_string(include) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(NginxError::Io {
-                action: "read",
-                path: include.to_path_buf(),
-                source,
-            })
-        }
-    };
-    let unknown = || NginxError::UnknownUpstream {
-        path: include.to_path_buf(),
-        blue: config.slots.blue,
-        green: config.slots.green,
-    };
-    let mut active = None;
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        let Some(rest) = line.strip_prefix("server ") else {
-            continue;
-        };
-        let addr = rest.split_whitespace().next().unwrap_or("");
-        let slot = addr
-            .trim_end_matches(';')
-            .parse::<SocketAddr>()
-            .ok()
-            .and_then(|addr| config.slot_at(addr))
-            .ok_or_else(unknown)?;
-        if active.is_some_and(|a| a != slot) {
-            return Err(NginxError::BothSlots {
-                path: include.to_path_buf(),
-            });
-        }
-        active = Some(slot);
-    }
-    active.map(Some).ok_or_else(unknown)
-}
-
-/// Writes the include for `slot` whole.
-pub fn write_include(config: &Config, include: &Path, slot: Slot) -> Result<(), NginxError> {
-    fsutil::write_atomic(include, render_include(config, slot).as_bytes()).map_err(|source| {
-        NginxError::Io {
-            action: "write",
-            path: include.to_path_buf(),
-            source,
-        }
-    })
-}
-
 /// Where the site's `error_page`s send NGINX's own answers: internal locations, one per
 /// status. Not named locations (`@…`): NGINX refuses to enter one for a request whose request
 /// line it could not read ("empty URI in redirect to named location", a 500 instead of the
@@ -311,7 +250,7 @@ struct OwnAnswer {
     raised: u16,
     sent: u16,
     error: String,
-    hint: &'static str,
+    hint: String,
 }
 
 /// Every status NGINX itself answers with in this site (ngx_http_special_response.c lists
@@ -319,12 +258,16 @@ struct OwnAnswer {
 /// an answer. The texts hold no `'`, `$` or `\`, which NGINX would read inside `return '…'`.
 fn own_answers(config: &Config) -> Vec<OwnAnswer> {
     let slot_wait = config.nginx.upstream_timeout_secs;
-    let answer = |raised, sent, error: String, hint| OwnAnswer {
+    let answer = |raised, sent, error: String, hint: &str| OwnAnswer {
         raised,
         sent,
         error,
-        hint,
+        hint: hint.to_string(),
     };
+    let dashboard_hint = &format!(
+        "open it on the server itself, http://127.0.0.1:{}/-/, or add your network to [dashboard] allow in the config and run `bluegreen restart`",
+        config.public_port
+    );
     vec![
         answer(
             400,
@@ -333,10 +276,22 @@ fn own_answers(config: &Config) -> Vec<OwnAnswer> {
             "send one HTTP/1.1 request: POST / with a JSON body {data: [[numbers], ...]}",
         ),
         answer(
+            403,
+            403,
+            "the dashboard (/-/) is open to this host and to the addresses in [dashboard] allow only".into(),
+            dashboard_hint,
+        ),
+        answer(
             404,
             404,
             "no such path".into(),
             "predictions are POST / or POST /inference",
+        ),
+        answer(
+            405,
+            405,
+            "NGINX does not allow this method here".into(),
+            "predictions are POST / or POST /inference; the dashboard (/-/) takes GET and HEAD",
         ),
         answer(
             413,
@@ -402,6 +357,7 @@ fn own_answers(config: &Config) -> Vec<OwnAnswer> {
 
 /// The site: NGINX's public server, proxying everything to the active slot.
 pub fn render_site(config: &Config, include: &Path) -> String {
+    let dashboard = render_dashboard(config);
     let body = config.limits.max_body_bytes;
     let slot_wait = config.nginx.upstream_timeout_secs;
     let answers = own_answers(config);
@@ -491,6 +447,7 @@ server {{
         proxy_max_temp_file_size 0;
     }}
 
+{dashboard}
 {error_locations}}}
 "#,
         include = include.display(),
@@ -498,13 +455,71 @@ server {{
     )
 }
 
+/// The site's `/-` location: the dashboard (issue 12, `crate::dashboard`), which the active
+/// slot serves, open to this host and to `[dashboard] allow` only. NGINX checks the client's
+/// address before any slot sees the request (ngx_http_access_module: the first matching
+/// `allow` or `deny` wins); the list lives in an include that bluegreen rewrites when the
+/// config changes (`dashboard::access`), since this site is a conffile rendered once.
+///
+/// A prefix location, `/-`, not `/-/`: the slot reads `/-/` as `/-`, so both must be behind
+/// the same rules, and NGINX matches locations on the normalised path (slashes merged, dot
+/// segments resolved, `%XX` decoded), so no spelling of a dashboard path reaches `location /`.
+fn render_dashboard(config: &Config) -> String {
+    let slot_wait = config.nginx.upstream_timeout_secs;
+    let allow = Layout::new(&config.state_dir).dashboard_include();
+    let local: String = crate::dashboard::access::LOCAL
+        .iter()
+        .map(|a| format!("        allow {a};\n"))
+        .collect();
+    format!(
+        r#"    # The dashboard (issue 12): a read-only page and its JSON, served by the active slot.
+    # Only this host and the networks in `[dashboard] allow` may see it; the include holds
+    # their `allow` lines, and the locations of each slot's own counters (their addresses
+    # follow nginx.switch); `bluegreen restart` rewrites it when the config changes.
+    # Everyone else gets the JSON 403. `/-` as a prefix: `/-/`, which the slot reads as `/-`,
+    # and everything below, however it is spelled.
+    location /- {{
+{local}        include {allow};
+        deny all;
+
+        proxy_pass http://bluegreen_active;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_pass_request_headers off;
+        # Tells the slot this passed the rules above: it answers nothing under /- without it.
+        proxy_set_header {via_header} {via_value};
+        proxy_connect_timeout 2s;
+        proxy_send_timeout {slot_wait}s;
+        proxy_read_timeout {slot_wait}s;
+        # The dashboard only reads, so a failed attempt is tried again, as for predictions.
+        proxy_next_upstream error timeout;
+        proxy_next_upstream_tries {ATTEMPTS};
+        proxy_next_upstream_timeout {slot_wait}s;
+        proxy_max_temp_file_size 0;
+    }}
+"#,
+        allow = allow.display(),
+        via_header = crate::dashboard::VIA_HEADER,
+        via_value = crate::dashboard::VIA_VALUE,
+    )
+}
+
 /// The main configuration for the NGINX that `bluegreen up` runs in the foreground.
 pub fn render_local_main(config: &Config, layout: &Layout) -> String {
     let dir = layout.nginx_dir();
     let d = dir.display();
+    // In socket mode the workers connect to the slots' unix sockets, in a folder that only
+    // `up`'s own user may enter. An NGINX started by any other user runs its workers as that
+    // user; one started by root runs them as `nobody` unless told otherwise (the `user`
+    // directive's docs), so it is told: root, as `up` itself.
+    let user = if config.nginx.switch == Mode::Socket && nix::unistd::geteuid().is_root() {
+        "user root;\n"
+    } else {
+        ""
+    };
     format!(
         r#"# Written by `bluegreen up` at every start; NGINX for development and tests.
-daemon off;
+{user}daemon off;
 master_process on;
 worker_processes 2;
 pid {d}/nginx.pid;
@@ -533,45 +548,6 @@ http {{
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn include_round_trips_and_unknown_addresses_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config::default();
-        let include = dir.path().join("upstream.conf");
-        assert_eq!(read_active(&config, &include).unwrap(), None);
-        for slot in Slot::ALL {
-            write_include(&config, &include, slot).unwrap();
-            assert_eq!(read_active(&config, &include).unwrap(), Some(slot));
-        }
-        fs::write(
-            &include,
-            "upstream bluegreen_active { server 127.0.0.1:9999; }",
-        )
-        .unwrap();
-        let err = read_active(&config, &include).unwrap_err().to_string();
-        assert!(err.contains("names no known slot"), "{err}");
-    }
-
-    #[test]
-    fn the_include_lists_the_active_slot_once_per_attempt_and_names_one_slot_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config::default();
-        let include = dir.path().join("upstream.conf");
-        let text = render_include(&config, Slot::Green);
-        let servers: Vec<&str> = text
-            .lines()
-            .filter(|l| l.trim_start().starts_with("server "))
-            .collect();
-        assert_eq!(servers.len(), ATTEMPTS);
-        assert!(servers
-            .iter()
-            .all(|l| l.contains("127.0.0.1:8082 max_fails=0")));
-        let both = text.replacen("127.0.0.1:8082", "127.0.0.1:8081", 1);
-        fs::write(&include, both).unwrap();
-        let err = read_active(&config, &include).unwrap_err().to_string();
-        assert!(err.contains("names both slots"), "{err}");
-    }
 
     #[test]
     fn every_answer_nginx_makes_itself_is_json_with_an_error_and_a_hint() {

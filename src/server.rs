@@ -17,19 +17,33 @@
 //! `127.0.0.1:0` and stop the server when they like; `conn` owns the connections and their
 //! timeouts, `path` how a request's path finds its route, `rows` the row formats of a
 //! request body, `v2` the Open Inference Protocol and `v1` KServe's v1 protocol.
+//!
+//! **Letting go of NGINX (switch mode "socket", issue 10).** NGINX keeps idle connections to
+//! the slot and cannot tell them from connections to the other slot (`crate::switch`). So a
+//! slot that learns it rests ([`AppState::set_closing`]) answers every request from then on
+//! with `Connection: close` and closes the connection after it: NGINX uses each connection it
+//! cached at most once more, and does not keep it. Connections that stay idle are closed by
+//! NGINX itself after its `keepalive_timeout` (`nginx::UPSTREAM_IDLE_SECS`). The slot never
+//! closes an idle one: NGINX may be sending a request on it at that very instant, and when a
+//! slot closed all its idle connections at once, a request met one dead cached connection
+//! after another until NGINX had tried every `server` line, and got a 502 (1–3 in five flips
+//! under `tests/it/flips.rs`'s load, with "no live upstreams" in NGINX's log). The cost on the
+//! request path is one relaxed atomic load per answer.
 
 mod conn;
+mod live;
 mod path;
 mod rows;
 mod v1;
 mod v2;
 
 pub use conn::run;
+pub use live::Live;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,6 +84,8 @@ pub struct AppState {
     metrics: Metrics,
     /// Gate refusals in the history, kept current by `serve` off the request path.
     gate_refusals: RefusalCount,
+    /// While set, every answer says `Connection: close` (see the module doc).
+    closing: AtomicBool,
 }
 
 struct Metrics {
@@ -102,7 +118,15 @@ impl AppState {
                 rows_predicted: AtomicU64::new(0),
             },
             gate_refusals: RefusalCount::default(),
+            closing: AtomicBool::new(false),
         })
+    }
+
+    /// From now on, end every connection after its current answer (`true`), or keep them
+    /// alive again (`false`). `serve` sets it in switch mode "socket" when the slot starts or
+    /// stops resting.
+    pub fn set_closing(&self, closing: bool) {
+        self.closing.store(closing, Ordering::Relaxed);
     }
 
     /// The gate refusals that `/metrics` reports (issue 8 §7).
@@ -170,6 +194,14 @@ pub struct App {
     timeouts: Timeouts,
 }
 
+impl App {
+    /// Adds `routes` beside the API's: the dashboard's (`crate::dashboard::routes`).
+    pub fn merge(mut self, routes: Router) -> App {
+        self.routes = self.routes.merge(routes);
+        self
+    }
+}
+
 impl hyper::service::Service<Request<Incoming>> for App {
     type Response = Response;
     type Error = Infallible;
@@ -180,6 +212,7 @@ impl hyper::service::Service<Request<Incoming>> for App {
         if let Some(uri) = path::normalise_uri(request.uri()) {
             *request.uri_mut() = uri;
         }
+        let counted = !crate::dashboard::is_dashboard_path(request.uri().path());
         // A Router is always ready (axum docs), and cloning it clones one Arc.
         let answer = tower_service::Service::call(&mut self.routes.clone(), request);
         let state = self.state.clone();
@@ -191,7 +224,7 @@ impl hyper::service::Service<Request<Incoming>> for App {
                 Ok(answer) => answer?,
                 Err(_) => body_too_slow(body_timeout),
             };
-            observe(&state, started, &mut response);
+            observe(&state, started, &mut response, counted);
             Ok(response)
         })
     }
@@ -279,11 +312,19 @@ fn hint(status: StatusCode) -> &'static str {
 const ROUTES: &str =
     "predictions are POST / or POST /inference; GET /healthz, /readyz, /model, /metrics; the inference protocols are under /v2 (Open Inference Protocol) and /v1/models (KServe v1)";
 
-/// Adds the version and slot headers to an answer and records its status and latency.
-fn observe(state: &AppState, started: Instant, response: &mut Response) {
+/// Adds the version and slot headers to an answer and, if `counted`, records its status and
+/// latency. The dashboard's requests are not counted (see `live`).
+fn observe(state: &AppState, started: Instant, response: &mut Response, counted: bool) {
     let headers = response.headers_mut();
     headers.insert("x-model-version", state.version_header.clone());
     headers.insert("x-slot", state.slot_header.clone());
+    if state.closing.load(Ordering::Relaxed) {
+        // hyper closes the connection once this answer is written.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if !counted {
+        return;
+    }
     let metrics = &state.metrics;
     let status = response.status().as_u16() as usize;
     if let Some(counter) = metrics.by_status.get(status.wrapping_sub(100)) {
@@ -456,6 +497,15 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             "bluegreen_gate_refusals_total{{action=\"{action}\"}} {n}"
         );
     }
+    out.push_str(
+        "# HELP bluegreen_training_failures_total Trainings that failed, from the history.\n",
+    );
+    out.push_str("# TYPE bluegreen_training_failures_total counter\n");
+    let _ = writeln!(
+        out,
+        "bluegreen_training_failures_total {}",
+        state.gate_refusals.failed_trainings()
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 

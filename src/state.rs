@@ -5,9 +5,10 @@
 //! places (train, deploy, status, init, up), each a little differently. This module is the
 //! one place: a command reads a `State` once and asks it.
 //!
-//! The active slot is the one the NGINX include names. The include is what NGINX loads, and
-//! a deploy or rollback killed half-way, which may leave the two apart, is reconciled before
-//! its successor reads a `State` (see `crate::deploy`), so they agree again.
+//! The active slot is the one the NGINX include routes to: the slot it names, or, in switch
+//! mode "socket", the one the link it names points at (`crate::switch`). The include is what
+//! NGINX loads, and a deploy or rollback killed half-way, which may leave the two apart, is
+//! reconciled before its successor reads a `State` (see `crate::deploy`), so they agree again.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -16,14 +17,14 @@ use crate::config::Config;
 use crate::history::{self, HistoryError, Record};
 use crate::layout::Layout;
 use crate::model::{parse_seq, Artifact, ModelError, Store};
-use crate::nginx::{self, NginxError};
 use crate::slot::Slot;
+use crate::switch::{self, Route, SwitchError};
 
 /// Why the state folder could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("cannot tell which slot is active")]
-    Include(#[source] NginxError),
+    Include(#[source] SwitchError),
     #[error("cannot read the {slot} slot's model link {path}")]
     Link {
         slot: Slot,
@@ -58,7 +59,7 @@ fn list(versions: &[String]) -> String {
 /// The state folder's facts, as read at one moment (see the module doc).
 pub struct State {
     store: Store,
-    active: Option<Slot>,
+    route: Option<Route>,
     links: [Option<String>; 2],
     versions: Vec<String>,
     newest: Option<Artifact>,
@@ -80,8 +81,7 @@ impl State {
     /// [`State::skipped`], so one bad file cannot stop a command.
     pub fn read(config: &Config) -> Result<State, StateError> {
         let layout = Layout::new(&config.state_dir);
-        let active =
-            nginx::read_active(config, &layout.upstream_include()).map_err(StateError::Include)?;
+        let route = switch::route(config, &layout).map_err(StateError::Include)?;
         let mut links = [None, None];
         for slot in Slot::ALL {
             links[index(slot)] = layout
@@ -127,7 +127,7 @@ impl State {
         let history = history::recent(&layout.history(), 5, since)?;
         Ok(State {
             store,
-            active,
+            route,
             links,
             versions,
             newest,
@@ -139,7 +139,13 @@ impl State {
 
     /// The slot NGINX sends traffic to; `None` before `bluegreen init` wrote the include.
     pub fn active(&self) -> Option<Slot> {
-        self.active
+        self.route.map(|r| r.slot)
+    }
+
+    /// The active slot, and the switch mode whose form the include has: it differs from the
+    /// configured one until a mode change is applied (`bluegreen restart`).
+    pub fn route(&self) -> Option<Route> {
+        self.route
     }
 
     /// The version `slot`'s link names, if it has one.
@@ -149,7 +155,7 @@ impl State {
 
     /// The version the active slot's link names.
     pub fn active_version(&self) -> Option<&str> {
-        self.active.and_then(|s| self.version(s))
+        self.active().and_then(|s| self.version(s))
     }
 
     /// The active slot's model, loaded (the gate compares candidates with it).
@@ -186,7 +192,7 @@ impl State {
         let active = self.active_version();
         let newer = active.is_none_or(|v| parse_seq(v).is_none_or(|seq| candidate.seq() > seq));
         let settled: HashSet<String> = history::settled(&self.history);
-        (self.active.is_some() && newer && !settled.contains(&candidate.version))
+        (self.route.is_some() && newer && !settled.contains(&candidate.version))
             .then_some(candidate)
     }
 

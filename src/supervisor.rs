@@ -7,7 +7,6 @@
 //! (its client and server of the control socket) lives in `crate::up::control`.
 
 use std::io;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -15,6 +14,7 @@ use crate::config::Config;
 use crate::layout::Layout;
 use crate::nginx::Nginx;
 use crate::slot::Slot;
+use crate::switch::Endpoint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -37,8 +37,8 @@ pub enum SupervisorError {
     #[error("config key `{key}` asks for {wanted}, but bluegreen up has held {held} since it started, and restarting slots cannot move it; hint: stop bluegreen up (Ctrl-C) and start it again")]
     Moved {
         key: &'static str,
-        held: SocketAddr,
-        wanted: SocketAddr,
+        held: Endpoint,
+        wanted: Endpoint,
     },
 }
 
@@ -52,6 +52,13 @@ pub trait Supervisor {
     fn nginx(&self) -> &Nginx;
     /// A short name for messages: "systemd" or "bluegreen up".
     fn name(&self) -> &'static str;
+    /// Restarts `slot` together with its listening socket, which moves to where the
+    /// configuration now puts it (a change of `nginx.switch`, issue 10). `up` cannot move a
+    /// socket it holds ([`Supervisor::can_apply`] refuses that first), so by default this is
+    /// [`Supervisor::restart`].
+    fn restart_with_socket(&self, slot: Slot) -> Result<(), SupervisorError> {
+        self.restart(slot)
+    }
     /// After `bluegreen restart` applied a configuration that passed `bluegreen check`: what
     /// the supervisor itself still says about the old one. Nothing by default.
     fn applied(&self) -> Result<(), SupervisorError> {
@@ -75,8 +82,9 @@ pub struct Systemd {
     nginx: Nginx,
 }
 
-impl Supervisor for Systemd {
-    fn restart(&self, slot: Slot) -> Result<(), SupervisorError> {
+impl Systemd {
+    /// `systemctl restart` of `units`, after the slot's start limit counter was zeroed.
+    fn systemctl_restart(&self, slot: Slot, units: &[String]) -> Result<(), SupervisorError> {
         let unit = slot.unit();
         // A deploy's restart is deliberate: zero the slot's start limit counter first
         // (`systemctl reset-failed`, systemctl(1)), so that a burst of deploys never uses up
@@ -88,7 +96,8 @@ impl Supervisor for Systemd {
         // Type=notify: systemctl returns when the job is done, that is once READY=1 came or
         // the unit's start timeout expired.
         let output = Command::new("systemctl")
-            .args(["restart", "--no-ask-password", &unit])
+            .args(["restart", "--no-ask-password"])
+            .args(units)
             .output()
             .map_err(SupervisorError::Systemctl)?;
         if output.status.success() {
@@ -99,6 +108,20 @@ impl Supervisor for Systemd {
                 output: String::from_utf8_lossy(&output.stderr).trim().to_string(),
             })
         }
+    }
+}
+
+impl Supervisor for Systemd {
+    fn restart(&self, slot: Slot) -> Result<(), SupervisorError> {
+        self.systemctl_restart(slot, &[slot.unit()])
+    }
+
+    /// `systemctl daemon-reload` gives a running socket unit its new `ListenStream=` (from
+    /// bluegreen's generator) but does not move the socket it holds; restarting the socket
+    /// unit does, and restarts the slot with it (`Requires=`).
+    fn restart_with_socket(&self, slot: Slot) -> Result<(), SupervisorError> {
+        let socket = format!("bluegreen@{slot}.socket");
+        self.systemctl_restart(slot, &[socket, slot.unit()])
     }
 
     /// The socket units hold the slots' addresses, and a slot refuses a socket on any

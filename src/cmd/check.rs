@@ -26,9 +26,10 @@ use crate::config::{error_chain as chain, Config, ConfigError};
 use crate::data;
 use crate::layout::Layout;
 use crate::model::{Artifact, Store};
-use crate::nginx::{self, Nginx};
+use crate::nginx::Nginx;
 use crate::slot::Slot;
 use crate::supervisor;
+use crate::switch::Endpoint;
 
 /// Exit status when `check` found a problem.
 pub const EXIT_PROBLEMS: u8 = 1;
@@ -295,8 +296,25 @@ fn check_state(config: &Config, report: &mut Report) {
         }
     }
 
-    let active = match nginx::read_active(config, &layout.upstream_include()) {
-        Ok(Some(slot)) => Some(slot),
+    let active = match crate::switch::route(config, &layout) {
+        Ok(Some(route)) if route.mode != config.nginx.switch => {
+            // A warning, not an error: `bluegreen restart`, which runs these checks first, is
+            // what applies the change. Until then a reboot would put the slots' sockets where
+            // the config says, and NGINX, by the include, would not find them (issue 10).
+            report.problems.push(Problem {
+                severity: Severity::Warning,
+                ..error(
+                    &layout.upstream_include(),
+                    format!(
+                        "routes the {} way, but the config says nginx.switch = \"{}\"",
+                        route.mode, config.nginx.switch
+                    ),
+                    "`bluegreen restart` applies the change (under systemd, `systemctl daemon-reload` first)",
+                )
+            });
+            Some(route.slot)
+        }
+        Ok(Some(route)) => Some(route.slot),
         Ok(None) => {
             report.problems.push(error(
                 &layout.upstream_include(),
@@ -399,24 +417,33 @@ fn check_sockets(config: &Config, report: &mut Report) {
         if value("LoadState").as_deref() != Some("loaded") {
             continue;
         }
-        // "127.0.0.1:8081 (Stream)", one per ListenStream=.
+        // "127.0.0.1:8081 (Stream)" or "/var/lib/bluegreen/sockets/blue.sock (Stream)", one
+        // per ListenStream=.
         let listens: Vec<String> = value("Listen")
             .unwrap_or_default()
             .split_whitespace()
             .filter(|w| !w.starts_with('('))
             .map(str::to_string)
             .collect();
-        let want = config.slot_addr(slot);
-        if !listens.iter().any(|l| l.parse() == Ok(want)) {
+        let want = crate::switch::endpoint(config, slot);
+        let listens_there = |l: &String| match &want {
+            Endpoint::Tcp(addr) => l.parse() == Ok(*addr),
+            Endpoint::Unix(path) => Path::new(l) == path,
+        };
+        if !listens.iter().any(listens_there) {
+            let key = match want {
+                Endpoint::Tcp(_) => format!("slots.{slot}"),
+                Endpoint::Unix(_) => "nginx.switch".to_string(),
+            };
             report.problems.push(Problem {
                 severity: Severity::Error,
-                subject: format!("key `slots.{slot}` and {unit}"),
+                subject: format!("key `{key}` and {unit}"),
                 what: format!(
                     "the config puts slot {slot} on {want}, but {unit} listens on {}; the slot would refuse that socket",
                     if listens.is_empty() { "nothing".to_string() } else { listens.join(", ") }
                 ),
                 hint: format!(
-                    "set slots.{slot} back, or give the socket the same address (`systemctl edit {unit}`, see the comment in bluegreen@.socket)"
+                    "run `systemctl daemon-reload`: bluegreen's generator writes {unit}'s address from the config; then `bluegreen restart` (or set `{key}` back)"
                 ),
             });
         }

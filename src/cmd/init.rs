@@ -8,6 +8,7 @@
 //! and order, `[data] ignore` columns dropped) and stored in the canonical form.
 
 use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -18,9 +19,9 @@ use crate::config::Config;
 use crate::data::{self, Schema};
 use crate::fsutil;
 use crate::layout::Layout;
-use crate::nginx;
 use crate::slot::Slot;
 use crate::state::State;
+use crate::switch;
 
 use super::train::Trained;
 
@@ -38,7 +39,18 @@ pub fn ensure(config: &Config, say: &dyn Fn(&str)) -> anyhow::Result<()> {
 fn prepare(config: &Config, first_data: Option<&Path>, say: &dyn Fn(&str)) -> anyhow::Result<()> {
     let layout = Layout::new(&config.state_dir);
     for dir in layout.dirs() {
-        fs::create_dir_all(&dir).with_context(|| {
+        // The sockets' folder is for the deploying user alone (and, under systemd, NGINX's
+        // workers, which the package's tmpfiles entry lets in): see `crate::switch`.
+        let mode = if dir == layout.sockets_dir() {
+            0o700
+        } else {
+            0o777
+        };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(&dir)
+            .with_context(|| {
             format!(
                 "cannot create {}; hint: run as root, or set state_dir in the config to a folder you can write",
                 dir.display()
@@ -105,11 +117,18 @@ fn prepare(config: &Config, first_data: Option<&Path>, say: &dyn Fn(&str)) -> an
         }
     }
     if state.active().is_none() {
-        let include = layout.upstream_include();
-        nginx::write_include(config, &include, Slot::Blue)?;
+        switch::write(config, &layout, Slot::Blue)?;
         say(&format!(
-            "NGINX include {} names blue as active",
-            include.display()
+            "NGINX include {} routes to blue (nginx.switch = \"{}\")",
+            layout.upstream_include().display(),
+            config.nginx.switch
+        ));
+    }
+    let allow = layout.dashboard_include();
+    if crate::dashboard::access::write(config, &allow)? {
+        say(&format!(
+            "NGINX include {} says who besides this host may see the dashboard, and where each slot is",
+            allow.display()
         ));
     }
     // The configuration the state was just set up for is the slots' fallback until

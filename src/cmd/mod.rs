@@ -27,6 +27,7 @@ mod restart;
 mod rollback;
 pub(crate) mod serve;
 mod status;
+mod systemd_generator;
 pub(crate) mod train;
 mod up;
 
@@ -38,7 +39,9 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check => return check::execute(path),
         // A slot keeps serving on the last good configuration when the file is bad, and
         // `status` says so (issue 8 §3).
-        Command::Serve(_) | Command::Status(_) => Config::discover_or_last_good(path),
+        Command::Serve(_) | Command::Status(_) | Command::SystemdGenerator(_) => {
+            Config::discover_or_last_good(path)
+        }
         _ => Config::discover(path).map(|c| (c, None)),
     }
     .context("cannot load the configuration; hint: fix the file (`bluegreen check` lists every problem), or pass --config PATH")?;
@@ -58,8 +61,45 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::NginxSite => nginx_site::execute(&config),
         Command::Export(args) => export::execute(&config, &args),
         Command::Import(args) => import::execute(&config, &args),
+        Command::SystemdGenerator(args) => systemd_generator::execute(&config, &args.dir),
     }
 }
+
+/// An error, then what to do about it: `<the error and its causes>; hint: <hint>`, the cause
+/// first, as the operator reads it, and the hint from that cause last.
+///
+/// `main` prints a chain outermost first, so a hint given as context would come before the
+/// cause it answers. This type prints the whole chain of `cause` itself, and so has no
+/// `source()`, or the chain would say it twice; the cause is kept, typed, in `cause`.
+#[derive(Debug)]
+pub struct Hinted {
+    /// What went wrong.
+    pub cause: Box<dyn std::error::Error + Send + Sync>,
+    /// What to do about it.
+    pub hint: String,
+}
+
+impl Hinted {
+    pub fn new(cause: impl std::error::Error + Send + Sync + 'static, hint: String) -> Hinted {
+        Hinted {
+            cause: Box::new(cause),
+            hint,
+        }
+    }
+}
+
+impl std::fmt::Display for Hinted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}; hint: {}",
+            crate::history::chain(&*self.cause),
+            self.hint
+        )
+    }
+}
+
+impl std::error::Error for Hinted {}
 
 /// Prints a progress line for the operator on standard output; best effort.
 pub fn say(line: &str) {

@@ -11,6 +11,14 @@
 //! No request fails meanwhile: while a slot restarts, its listening socket stays open (held
 //! by `bluegreen@.socket` or by `up`), and NGINX resends a request that a stopping slot closed
 //! before answering (`tests/it/restart.rs`, bench/run section 6).
+//!
+//! It also applies a change of `nginx.switch` under systemd (issue 10; `crate::switch`): after
+//! `systemctl daemon-reload` the slots' socket units are configured for the new endpoints,
+//! and a restart of a socket unit moves its socket there (with its slot). So the resting
+//! slot restarts with its socket; then the active one, and at once the include (and the link)
+//! are written the new way and NGINX reloads, once. Between the active slot's old socket
+//! closing and NGINX's reload, NGINX has nowhere to send requests: that short window is the
+//! cost of a mode change (the VM test measures it).
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -18,6 +26,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 
 use crate::config::Config;
+use crate::dashboard;
 use crate::deploy::Deployer;
 use crate::layout::Layout;
 use crate::model::Artifact;
@@ -40,20 +49,45 @@ pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
             record.reason.as_deref().unwrap_or(record.outcome.as_str())
         ));
     }
+    // `[dashboard] allow` is NGINX's to enforce, and the dashboard's way to each slot follows
+    // `nginx.switch`: a changed include is put into effect here.
+    let allow = layout.dashboard_include();
+    if dashboard::access::apply(config, &allow, supervisor.nginx())
+        .context("nothing was restarted: cannot apply the dashboard's NGINX include")?
+    {
+        super::say(&format!(
+            "NGINX reloaded with the dashboard's new include ({}: `[dashboard] allow`, the slots' addresses)",
+            allow.display()
+        ));
+    }
     let state = State::read(config)?;
-    let active = state
-        .active()
+    let route = state
+        .route()
         .context("no slot is active; hint: run `bluegreen init`")?;
+    let active = route.slot;
     let started = Instant::now();
+    let changing = route.mode != config.nginx.switch;
     for (slot, role) in [(active.other(), "resting"), (active, "active")] {
         super::say(&format!(
             "restarting {slot} ({role}) through {} and waiting for READY=1",
             supervisor.name()
         ));
         let model = model(&state, slot)?;
-        supervisor
-            .restart(slot)
-            .with_context(|| format!("restart stopped at {slot} ({role})"))?;
+        let restarted = if changing {
+            supervisor.restart_with_socket(slot)
+        } else {
+            supervisor.restart(slot)
+        };
+        restarted.with_context(|| format!("restart stopped at {slot} ({role})"))?;
+        if changing && slot == active {
+            super::say(&format!(
+                "nginx.switch was \"{}\", is \"{}\": writing the NGINX include that way and reloading NGINX",
+                route.mode, config.nginx.switch
+            ));
+            deployer
+                .apply_mode(active)
+                .context("the mode change stopped before NGINX reloaded; hint: fix the cause, then `bluegreen restart` again")?;
+        }
         deployer.probe(slot, &model).with_context(|| {
             format!(
                 "{slot} ({role}) restarted but does not serve {}",
@@ -61,6 +95,15 @@ pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
             )
         })?;
         super::say(&format!("{slot} is ready and serves {}", model.version));
+    }
+    if route.mode != config.nginx.switch {
+        deployer
+            .confirm_route(active)
+            .context("NGINX does not answer from the active slot after the mode change")?;
+        super::say(&format!(
+            "NGINX answers from {active} the {} way",
+            config.nginx.switch
+        ));
     }
     println!(
         "restarted {} (resting), then {active} (active), in {} ms",

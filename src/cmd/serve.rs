@@ -1,29 +1,32 @@
 //! `bluegreen serve --slot blue|green`: one slot's inference server.
 //!
-//! It loads the model through the slot's symlink, binds the slot's loopback address, and
-//! only then tells the supervisor `READY=1` with a `STATUS=` line naming its role (active or
-//! resting, kept current by `status`) and its model, so that
-//! `systemctl restart` (Type=notify) and `bluegreen up` return only for a slot that can
-//! really answer. Under systemd the listening socket may come from `bluegreen@.socket`
-//! (socket activation), under `bluegreen up` from `up` itself (`--listen-fd`); either must be
-//! on the slot's configured address. SIGTERM or SIGINT stop it gracefully: no new
-//! connections, requests in flight finish, then exit 0.
+//! It loads the model through the slot's symlink, binds the slot's endpoint (a loopback
+//! address, or in switch mode "socket" a unix socket, `crate::switch`), and only then tells
+//! the supervisor `READY=1` with a `STATUS=` line naming its role (active or resting, kept
+//! current by `status`) and its model, so that `systemctl restart` (Type=notify) and
+//! `bluegreen up` return only for a slot that can really answer. Under systemd the listening
+//! socket may come from `bluegreen@.socket` (socket activation), under `bluegreen up` from
+//! `up` itself (`--listen-fd`); either must be on the slot's configured endpoint. SIGTERM or
+//! SIGINT stop it gracefully: no new connections, requests in flight finish, then exit 0.
 
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use nix::sys::socket::{getsockname, AddressFamily, SockaddrLike, SockaddrStorage};
 use sd_notify::NotifyState;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, UnixListener, UnixSocket};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::ServeArgs;
 use crate::config::{Config, Fallback};
+use crate::dashboard;
 use crate::history::RefusalTail;
 use crate::layout::Layout;
 use crate::model::Artifact;
 use crate::server::{self, AppState};
+use crate::switch::{self, Endpoint, Mode};
 
 mod status;
 
@@ -51,7 +54,10 @@ pub fn execute(
             model.version
         );
     }
-    let addr = args.listen.unwrap_or(config.slot_addr(slot));
+    let endpoint = match args.listen {
+        Some(addr) => Endpoint::Tcp(addr),
+        None => switch::endpoint(config, slot),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -68,33 +74,39 @@ pub fn execute(
                 (
                     l,
                     "systemd",
-                    format!("make bluegreen@{slot}.socket listen on the address in the config ([slots] {slot})"),
+                    format!("`systemctl daemon-reload`: bluegreen's generator makes bluegreen@{slot}.socket listen where the config says ([slots] {slot}, nginx.switch), then `bluegreen restart`"),
                 )
             }),
         };
         let listener = match inherited {
             Some((listener, by, fix)) => {
-                let got = listener.local_addr()?;
-                if got != addr {
+                let got = listener.endpoint()?;
+                if got != endpoint {
                     anyhow::bail!(
-                        "slot {slot} was handed a socket on {got} by {by}, but its address is {addr}; hint: {fix}"
+                        "slot {slot} was handed a socket on {got} by {by}, but it listens on {endpoint} (nginx.switch = \"{}\"); hint: {fix}",
+                        config.nginx.switch
                     );
                 }
                 listener
             }
-            None => listen(addr).with_context(|| {
-                format!("slot {slot} cannot listen on {addr}; hint: is another server using the port? see `bluegreen status`")
+            None => listen(&endpoint).with_context(|| {
+                format!("slot {slot} cannot listen on {endpoint}; hint: is another server using it? see `bluegreen status`")
             })?,
         };
-        let bound = listener.local_addr()?;
+        let bound = listener.endpoint()?;
         let version = model.version.clone();
         let state = AppState::new(model, &config.model.name, slot, config.limits.max_rows);
         count_refusals(&layout, state.clone());
         let router = server::router(
-            state,
+            state.clone(),
             config.limits.max_body_bytes,
             server::Timeouts::from_config(config),
-        );
+        )
+        .merge(dashboard::routes(
+            config,
+            state.clone(),
+            fallback.map(|f| f.summary("the slot serving this page runs on")),
+        ));
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let shutdown = async move {
@@ -110,24 +122,53 @@ pub fn execute(
             super::warn(&format!("{slot}: {loud}"));
             status = status.with_note(loud);
         }
-        let status = status.follow();
+        // Only in socket mode does a resting slot let go of NGINX's connections: in reload
+        // mode NGINX's reload retires the workers that hold them (see `crate::switch`).
+        let socket_mode = config.nginx.switch == Mode::Socket;
+        let app = state.clone();
+        let status = status.follow(move |rests| app.set_closing(socket_mode && rests));
         super::say(&format!("{slot}: {status}"));
         sd_notify::notify(&[NotifyState::Ready, NotifyState::Status(&status)])
             .context("cannot notify the supervisor (NOTIFY_SOCKET)")?;
         if let Some(interval) = sd_notify::watchdog_enabled() {
             tokio::spawn(watchdog(interval / 2));
         }
-        server::run(listener, router, shutdown).await?;
+        match listener {
+            Listener::Tcp(l) => server::run(l, router, shutdown).await?,
+            Listener::Unix(l) => server::run(l, router, shutdown).await?,
+        }
         super::say(&format!("{slot}: stopped"));
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
+/// The slot's listening socket.
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    /// Where it listens.
+    fn endpoint(&self) -> std::io::Result<Endpoint> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().map(Endpoint::Tcp),
+            Listener::Unix(l) => {
+                let addr = l.local_addr()?;
+                let path = addr.as_pathname().ok_or_else(|| {
+                    std::io::Error::other("the unix socket has no path (unnamed or abstract)")
+                })?;
+                Ok(Endpoint::Unix(path.to_path_buf()))
+            }
+        }
+    }
+}
+
 /// The listening socket systemd passed (socket activation, `bluegreen@.socket`), if any.
 /// systemd keeps that socket open while the slot restarts, so connections wait in its
 /// backlog instead of being refused.
-fn inherited_listener() -> anyhow::Result<Option<TcpListener>> {
+fn inherited_listener() -> anyhow::Result<Option<Listener>> {
     let mut fds = sd_notify::listen_fds().context("cannot read the sockets systemd passed")?;
     let Some(fd) = fds.next() else {
         return Ok(None);
@@ -138,18 +179,32 @@ fn inherited_listener() -> anyhow::Result<Option<TcpListener>> {
     Ok(Some(from_fd(fd)?))
 }
 
-/// Takes ownership of an inherited listening socket.
-fn from_fd(fd: RawFd) -> anyhow::Result<TcpListener> {
+/// Takes ownership of an inherited listening socket, TCP or unix.
+fn from_fd(fd: RawFd) -> anyhow::Result<Listener> {
     // SAFETY: F_GETFD only asks whether the number names an open descriptor.
     if fd < 3 || unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } == -1 {
         anyhow::bail!("file descriptor {fd} is not an inherited socket");
     }
     // SAFETY: the descriptor is open (checked above), was handed to this process alone to
     // listen on, and nothing else in the program takes ownership of it.
-    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let family = getsockname::<SockaddrStorage>(owned.as_raw_fd())
+        .with_context(|| format!("file descriptor {fd} is not a socket"))?
+        .family();
+    if family == Some(AddressFamily::Unix) {
+        let listener = std::os::unix::net::UnixListener::from(owned);
+        listener.set_nonblocking(true)?;
+        return Ok(Listener::Unix(
+            UnixListener::from_std(listener)
+                .with_context(|| format!("file descriptor {fd} is not a unix listening socket"))?,
+        ));
+    }
+    let listener = std::net::TcpListener::from(owned);
     listener.set_nonblocking(true)?;
-    TcpListener::from_std(listener)
-        .with_context(|| format!("file descriptor {fd} is not a TCP listening socket"))
+    Ok(Listener::Tcp(
+        TcpListener::from_std(listener)
+            .with_context(|| format!("file descriptor {fd} is not a TCP listening socket"))?,
+    ))
 }
 
 /// Pending connections the kernel may queue for the slot (it caps this at
@@ -163,16 +218,38 @@ fn from_fd(fd: RawFd) -> anyhow::Result<TcpListener> {
 /// unit's `Backlog=` applies instead.)
 pub(crate) const BACKLOG: u32 = 4096;
 
-fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    // As TcpListener::bind does: a restarted slot must rebind at once despite TIME_WAIT.
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(BACKLOG)
+fn listen(endpoint: &Endpoint) -> std::io::Result<Listener> {
+    match endpoint {
+        Endpoint::Tcp(addr) => {
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            // As TcpListener::bind does: a restarted slot must rebind at once despite
+            // TIME_WAIT.
+            socket.set_reuseaddr(true)?;
+            socket.bind(*addr)?;
+            socket.listen(BACKLOG).map(Listener::Tcp)
+        }
+        Endpoint::Unix(path) => listen_unix(path, BACKLOG).map(Listener::Unix),
+    }
+}
+
+/// Binds a unix stream socket at `path` (a file left there by a process that is gone is
+/// replaced) and listens with room for `backlog` connections. The socket file gets mode
+/// 0600: only this user may connect (its folder is closed to others anyway; see
+/// `crate::switch`).
+pub(crate) fn listen_unix(path: &std::path::Path, backlog: u32) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let socket = UnixSocket::new_stream()?;
+    socket.bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    socket.listen(backlog)
 }
 
 /// Keeps the slot's count of gate refusals current from the history, once a second, on a

@@ -1,93 +1,27 @@
 //! `bluegreen status [--json]`: the whole story at a glance — which slot NGINX routes to and
 //! with which model, whether each slot answers, how much data there is and whether training
 //! is due, whether a deploy is pending or a model was refused, and the last records of the
-//! history.
+//! history. `crate::status` gathers it (the dashboard serves the same JSON); this command
+//! prints it.
 //!
 //! Before it reads anything, `status` reconciles a deploy or rollback that was killed
 //! half-way, as the next deploy would (issue 8 §6, `crate::deploy`), so what it shows is
 //! what NGINX does. When it cannot (another deploy runs, or this user may not take the
 //! deploy lock), it says so, and still names the slot NGINX answers from.
 
-use std::io;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use serde::Serialize;
 
 use crate::cli::StatusArgs;
 use crate::config::{Config, Fallback};
-use crate::data;
 use crate::deploy::Deployer;
-use crate::history::{self, Record};
-use crate::http;
+use crate::history;
 use crate::layout::Layout;
 use crate::lock::LockError;
-use crate::slot::Slot;
-use crate::state::State;
+use crate::status::{self, Ask, Status};
 use crate::supervisor::{self, Supervisor};
-
-/// How long `status` waits for a slot or NGINX to answer.
-const ASK_TIMEOUT: Duration = Duration::from_millis(800);
-
-#[derive(Serialize)]
-struct Status {
-    /// Set when the configuration file is bad: why, and the last good one shown instead.
-    config_error: Option<String>,
-    state_dir: String,
-    supervisor: &'static str,
-    public_port: u16,
-    /// The slot NGINX answers from, or, when NGINX does not answer, the one the include
-    /// names.
-    active: Option<Slot>,
-    /// The slot the NGINX include names.
-    include: Option<Slot>,
-    /// The slot NGINX answered `GET /readyz` from, through the public port.
-    nginx_routes: Option<Slot>,
-    slots: Vec<SlotStatus>,
-    data_rows: Option<usize>,
-    newest_model: Option<String>,
-    /// The newest model whose gate verdict was "passed": what `bluegreen deploy` deploys.
-    newest_passed: Option<String>,
-    /// The newest model, when the gate refused it.
-    newest_refused: Option<Refusal>,
-    /// A model that passed the gate and waits for a deploy (the next trigger deploys it).
-    pending_deploy: Option<String>,
-    rows_since_newest: Option<usize>,
-    /// The data is no longer what the newest model learned from (rows removed or edited).
-    data_changed: bool,
-    /// Why the data cannot be read (a partial last line, a wrong header), if so.
-    data_error: Option<String>,
-    /// What changed since the newest model, and whether training is due, for people.
-    #[serde(skip)]
-    data_summary: Option<String>,
-    batch_size: usize,
-    training_due: bool,
-    models: usize,
-    /// What `status` had to say besides: a reconciled deploy, disagreements, skipped files.
-    notes: Vec<String>,
-    /// The last records of the history: switches, refusals, failures, recoveries.
-    last_deploys: Vec<Record>,
-}
-
-#[derive(Serialize)]
-struct Refusal {
-    version: String,
-    reason: String,
-}
-
-#[derive(Serialize)]
-struct SlotStatus {
-    slot: Slot,
-    role: &'static str,
-    address: String,
-    /// The version the slot's symlink names.
-    model: Option<String>,
-    /// The version the running server reports, if it answers.
-    serving: Option<String>,
-    health: String,
-}
 
 /// `fallback`: the configuration file is bad and `config` is the last good one (issue 8 §3).
 pub fn execute(
@@ -95,7 +29,11 @@ pub fn execute(
     args: &StatusArgs,
     fallback: Option<&Fallback>,
 ) -> anyhow::Result<ExitCode> {
-    let mut status = gather(config)?;
+    let layout = Layout::new(&config.state_dir);
+    let supervisor = supervisor::detect(config, &layout);
+    let notes = reconcile(config, &layout, supervisor.as_ref());
+    let mut status = status::gather(config, &Ask, notes.into_iter().collect())
+        .context("cannot read the state folder")?;
     status.config_error = fallback.map(|f| f.summary("slots that start now run on"));
     if args.json {
         super::out(&format!("{}\n", serde_json::to_string_pretty(&status)?))?;
@@ -103,111 +41,6 @@ pub fn execute(
         super::out(&table(&status))?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn gather(config: &Config) -> anyhow::Result<Status> {
-    let layout = Layout::new(&config.state_dir);
-    let supervisor = supervisor::detect(config, &layout);
-    let mut notes = Vec::new();
-    notes.extend(reconcile(config, &layout, supervisor.as_ref()));
-    let state = State::read(config).context("cannot read the state folder")?;
-    let public = SocketAddr::from(([127, 0, 0, 1], config.public_port));
-    let nginx_routes = match http::request(public, "GET", "/readyz", None, ASK_TIMEOUT) {
-        Ok(r) => {
-            let slot = r.header("x-slot").and_then(|s| s.parse::<Slot>().ok());
-            if slot.is_none() {
-                notes.push(format!(
-                    "NGINX on port {} answers {} from no slot: no slot answers it",
-                    config.public_port, r.status
-                ));
-            }
-            slot
-        }
-        Err(e) => {
-            notes.push(format!(
-                "NGINX does not answer on port {}: {}",
-                config.public_port,
-                in_words(&e, public)
-            ));
-            None
-        }
-    };
-    let include = state.active();
-    if let (Some(routes), Some(named)) = (nginx_routes, include) {
-        if routes != named {
-            notes.push(format!(
-                "NGINX routes to {routes}, but its include names {named}: a switch was interrupted and is not reconciled yet; the next deploy, rollback or status does it"
-            ));
-        }
-    }
-    let active = nginx_routes.or(include);
-    let mut slots = Vec::new();
-    for slot in Slot::ALL {
-        let addr = config.slot_addr(slot);
-        let model = state.version(slot).map(str::to_string);
-        let (serving, health) = probe(addr, model.as_deref());
-        slots.push(SlotStatus {
-            slot,
-            role: match active {
-                Some(a) if a == slot => "active",
-                Some(_) => "resting",
-                None => "-",
-            },
-            address: addr.to_string(),
-            model,
-            serving,
-            health,
-        });
-    }
-    for skipped in state.skipped() {
-        notes.push(format!("skipped {}", history::chain(skipped)));
-    }
-    let newest = state.newest();
-    let csv = layout.data_csv(&config.data);
-    let schema = data::Schema::of(&config.data);
-    let scan = csv
-        .exists()
-        .then(|| data::scan(&csv, &schema, newest.map(|m| m.learned())));
-    let (scan, data_error) = match scan {
-        Some(Ok(scan)) => (Some(scan), None),
-        Some(Err(e)) => (None, Some(format!("{:#}", anyhow::Error::from(e)))),
-        None => (None, None),
-    };
-    let newest_refused = newest.and_then(|m| {
-        let gate = m.gate.as_ref().filter(|g| !g.passed)?;
-        Some(Refusal {
-            version: m.version.clone(),
-            reason: gate.reason.clone(),
-        })
-    });
-    let history = state.history();
-    Ok(Status {
-        config_error: None,
-        state_dir: layout.root().display().to_string(),
-        supervisor: supervisor.name(),
-        public_port: config.public_port,
-        active,
-        include,
-        nginx_routes,
-        slots,
-        data_rows: scan.map(|s| s.rows),
-        data_summary: scan.map(|s| {
-            let since = s.since_text(newest.map(|m| m.version.as_str()));
-            format!("{since} ({})", s.verdict(config.batch_size))
-        }),
-        newest_model: newest.map(|m| m.version.clone()),
-        newest_passed: state.newest_passed().map(|m| m.version.clone()),
-        newest_refused,
-        pending_deploy: state.pending().map(|m| m.version.clone()),
-        training_due: scan.is_some_and(|s| s.due(config.batch_size)),
-        rows_since_newest: scan.map(|s| s.rows_since()),
-        data_changed: scan.is_some_and(|s| s.since == data::Since::Changed),
-        data_error,
-        batch_size: config.batch_size,
-        models: state.versions().len(),
-        notes,
-        last_deploys: history[history.len().saturating_sub(5)..].to_vec(),
-    })
 }
 
 /// Reconciles an interrupted switch when there is one and this process may; returns what
@@ -244,45 +77,6 @@ fn reconcile(config: &Config, layout: &Layout, supervisor: &dyn Supervisor) -> O
     }
 }
 
-/// Asks a slot which model it serves. "healthy" only when it answers and serves its link's
-/// model; a slot that serves another one has not been restarted since its link moved.
-fn probe(addr: SocketAddr, linked: Option<&str>) -> (Option<String>, String) {
-    match http::request(addr, "GET", "/readyz", None, ASK_TIMEOUT) {
-        Ok(r) if r.status == 200 => {
-            let serving = r
-                .json()
-                .and_then(|j| j["model"].as_str().map(str::to_string));
-            let health = if serving.as_deref() == linked {
-                "healthy".to_string()
-            } else {
-                format!(
-                    "serves {} but is linked to {}",
-                    serving.as_deref().unwrap_or("?"),
-                    linked.unwrap_or("nothing")
-                )
-            };
-            (serving, health)
-        }
-        Ok(r) => (None, format!("unhealthy: /readyz answered {}", r.status)),
-        Err(e) => (None, format!("down: {}", in_words(&e, addr))),
-    }
-}
-
-/// What an error of a request to `addr` means, in words rather than an errno ("Resource
-/// temporarily unavailable (os error 11)" is how a read timeout shows; issue 8 §9).
-fn in_words(e: &io::Error, addr: SocketAddr) -> String {
-    use io::ErrorKind as K;
-    match e.kind() {
-        K::WouldBlock | K::TimedOut => format!("no answer within {} ms", ASK_TIMEOUT.as_millis()),
-        K::ConnectionRefused => format!("nothing listens on {addr}"),
-        K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof | K::BrokenPipe => {
-            "it closed the connection without an answer".to_string()
-        }
-        K::InvalidData => "its answer is not HTTP".to_string(),
-        kind => kind.to_string(),
-    }
-}
-
 fn table(s: &Status) -> String {
     use std::fmt::Write;
     let mut t = String::new();
@@ -291,18 +85,25 @@ fn table(s: &Status) -> String {
     }
     let _ = writeln!(
         t,
-        "bluegreen: state in {}, slots run by {}, NGINX on port {}\n",
-        s.state_dir, s.supervisor, s.public_port
+        "bluegreen: state in {}, slots run by {}, NGINX on port {}, switch by {}\n",
+        s.state_dir, s.supervisor, s.public_port, s.switch
     );
+    let width = s
+        .slots
+        .iter()
+        .map(|slot| slot.address.len())
+        .max()
+        .unwrap_or(0)
+        .max(16);
     let _ = writeln!(
         t,
-        "  {:<8} {:<6} {:<16} {:<24} HEALTH",
+        "  {:<8} {:<6} {:<width$} {:<24} HEALTH",
         "ROLE", "SLOT", "ADDRESS", "MODEL"
     );
     for slot in &s.slots {
         let _ = writeln!(
             t,
-            "  {:<8} {:<6} {:<16} {:<24} {}",
+            "  {:<8} {:<6} {:<width$} {:<24} {}",
             slot.role,
             slot.slot,
             slot.address,
@@ -337,6 +138,10 @@ fn table(s: &Status) -> String {
             "  refused  {} by the quality gate: {}",
             r.version, r.reason
         );
+    }
+    if let Some(f) = &s.training_failed {
+        let _ = writeln!(t, "  failed   training at {}: {}", f.time, f.reason);
+        let _ = writeln!(t, "           hint: {}", f.hint);
     }
     if let Some(v) = &s.pending_deploy {
         let _ = writeln!(

@@ -28,6 +28,10 @@ pub const EXIT_TRAINED_IF_DUE: u8 = 10;
 /// Exit status when the quality gate refused the new model.
 pub const EXIT_REFUSED: u8 = 3;
 
+/// The context of a data error: the error itself names the file, line and column, and says
+/// what to do where there is more to say than "fix it".
+const UNREADABLE: &str = "cannot read the training data";
+
 /// What a training run did.
 pub enum Trained {
     NotDue,
@@ -58,17 +62,21 @@ pub fn execute(config: &Config, args: &TrainArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Trains (when due, with `if_due`), gates against the active model and writes the artifact.
+///
+/// A training that fails once it holds the train lock is recorded in the history (action
+/// `train`, outcome `failed`, the whole cause), where `status` shows it and the slots count
+/// it in `bluegreen_training_failures_total`: on the automatic path nobody reads the
+/// trainer's output, and without the record a failure left `status` saying only "training
+/// is due" (issue 8 §7).
 pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Result<Trained> {
     let layout = Layout::new(&config.state_dir);
     let csv = layout.data_csv(&config.data);
-    let schema = Schema::of(&config.data);
     if !csv.exists() {
         anyhow::bail!(
             "there is no training data at {}; hint: run `bluegreen init` (or `bluegreen up`) first",
             csv.display()
         );
     }
-    let store = Store::new(&layout.models_dir());
     // Two trainers must not pick the same version number; the lock also keeps a burst of
     // triggers from training the same rows twice, since the second sees the first's model.
     let _lock = lock::acquire(
@@ -81,25 +89,49 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
             ))
         },
     )?;
+    let mut record = Record::begin(Action::Train, (None, None), (None, None));
+    let mut step = "read";
+    let trained = train_locked(config, if_due, say, &mut record, &mut step);
+    if let Err(e) = &trained {
+        record.fail(step, e.as_ref());
+        if let Err(e) = history::append(&layout.history(), &record) {
+            super::warn(&format!(
+                "warning: the failure is not in the history: {}",
+                history::chain(&e)
+            ));
+        }
+    }
+    trained
+}
+
+/// The training itself, under the train lock: fills in `record` as it learns the slots and
+/// versions, and leaves in `step` the step it is in, for the record of a failure.
+fn train_locked(
+    config: &Config,
+    if_due: bool,
+    say: &dyn Fn(&str),
+    record: &mut Record,
+    step: &mut &'static str,
+) -> anyhow::Result<Trained> {
+    let layout = Layout::new(&config.state_dir);
+    let csv = layout.data_csv(&config.data);
+    let schema = Schema::of(&config.data);
+    let store = Store::new(&layout.models_dir());
     let state = State::read(config).context("cannot read the state folder")?;
+    record.from_slot = state.active();
+    record.from_version = state.active_version().map(str::to_string);
     for skipped in state.skipped() {
         say(&format!(
             "skipping a model that cannot be read: {}; hint: remove the file, or restore it from a backup",
             history::chain(skipped)
         ));
     }
-    let fix_hint = || {
-        format!(
-            "cannot read the training data; hint: fix what is named above in {}",
-            csv.display()
-        )
-    };
     let newest = state.newest();
     if let (true, Some(newest)) = (if_due, newest) {
         // Due when rows were appended, or the data changed otherwise (issue 8 §7). A scan
         // hashes the file without parsing it: a trigger that finds nothing to do costs
         // about a `sha256sum` of the data.
-        let scan = data::scan(&csv, &schema, Some(newest.learned())).with_context(fix_hint)?;
+        let scan = data::scan(&csv, &schema, Some(newest.learned())).context(UNREADABLE)?;
         if !scan.due(config.batch_size) {
             say(&format!(
                 "training not due: {} ({})",
@@ -118,7 +150,9 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
         }
     }
     say(&format!("reading {}…", csv.display()));
-    let dataset = data::read_dataset(&csv, &schema).with_context(fix_hint)?;
+    let dataset = data::read_dataset(&csv, &schema).context(UNREADABLE)?;
+    record.step("read");
+    *step = "train";
     let kind = config.model.kind;
     say(&format!(
         "training a {kind} model on {} rows ({})…",
@@ -135,11 +169,7 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
     std::fs::create_dir_all(layout.models_dir())
         .with_context(|| format!("cannot create {}", layout.models_dir().display()))?;
     let version = store.next_version(time::OffsetDateTime::now_utc())?;
-    let mut record = Record::begin(
-        Action::Train,
-        (state.active(), state.active_version().map(str::to_string)),
-        (None, Some(version.clone())),
-    );
+    record.to_version = Some(version.clone());
     let mut artifact = model::train(
         &dataset,
         kind,
@@ -147,8 +177,12 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
         version,
         model::now_rfc3339(),
     )
-    .context("hint: the data needs more rows than features (at least 15 rows for 13 features), and features that are not collinear")?;
+    .map_err(|e| match e.hint(&schema.features, &config.model.params) {
+        Some(hint) => anyhow::Error::new(super::Hinted::new(e, hint)),
+        None => anyhow::Error::new(e),
+    })?;
     record.step("train");
+    *step = "gate";
     let active = state.active_model()?;
     let report = gate::check(
         &artifact,
@@ -158,6 +192,7 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
         false,
     );
     artifact.gate = Some(report.clone());
+    *step = "write";
     store.write(&artifact)?;
     let m = &artifact.metrics;
     say(&format!(
@@ -191,7 +226,7 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
     record.step("gate");
     record.gate = Some(report.clone());
     record.finish(Outcome::Refused, Some(report.reason));
-    if let Err(e) = history::append(&layout.history(), &record) {
+    if let Err(e) = history::append(&layout.history(), record) {
         super::warn(&format!(
             "warning: the refusal is not in the history: {}",
             history::chain(&e)

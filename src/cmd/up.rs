@@ -10,6 +10,8 @@ use anyhow::{bail, Context};
 use crate::config::Config;
 use crate::layout::Layout;
 use crate::nginx::Nginx;
+use crate::state::State;
+use crate::switch;
 use crate::up;
 
 pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
@@ -23,6 +25,17 @@ pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
     let nginx = Nginx::local(config, &layout);
     up::nginx::check_installed(&nginx)?;
     super::init::ensure(config, &up::say)?;
+    // A change of nginx.switch takes effect here, at no cost: NGINX is not running yet, so
+    // the include (and the link) are simply written the configured mode's way.
+    if let Some(route) = State::read(config)?.route() {
+        if route.mode != config.nginx.switch {
+            switch::write(config, &layout, route.slot)?;
+            up::say(&format!(
+                "nginx.switch is now \"{}\" (it was \"{}\"): the NGINX include routes to {} that way",
+                config.nginx.switch, route.mode, route.slot
+            ));
+        }
+    }
     up::nginx::write_files(config, &layout)?;
     // One thread: children are spawned from it, and PR_SET_PDEATHSIG (set in each child)
     // fires when the spawning *thread* exits, so it must be the one that lives longest.

@@ -11,6 +11,8 @@
 //! answers it with `Connection: close`, then closes. NGINX sends a request again if it went out
 //! on an idle connection at the very instant the slot closed it (`proxy_next_upstream` in
 //! the site), so no client sees that race.
+//!
+//! The listener is TCP, or in switch mode "socket" a unix socket (`crate::switch`).
 
 use std::future::Future;
 use std::io::{self, Write};
@@ -19,14 +21,35 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
 
 use super::App;
 
+/// A listening socket a slot accepts on: TCP (switch mode "reload") or unix ("socket").
+pub trait Accept: Send + 'static {
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn accept(&self) -> impl Future<Output = io::Result<Self::Io>> + Send;
+}
+
+impl Accept for TcpListener {
+    type Io = tokio::net::TcpStream;
+    async fn accept(&self) -> io::Result<Self::Io> {
+        TcpListener::accept(self).await.map(|(stream, _)| stream)
+    }
+}
+
+impl Accept for UnixListener {
+    type Io = tokio::net::UnixStream;
+    async fn accept(&self) -> io::Result<Self::Io> {
+        UnixListener::accept(self).await.map(|(stream, _)| stream)
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then lets requests in flight
 /// finish before returning.
-pub async fn run(
-    listener: TcpListener,
+pub async fn run<L: Accept>(
+    listener: L,
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
@@ -42,7 +65,7 @@ pub async fn run(
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(stream) => stream,
                 Err(e) => {
                     accept_failed(e).await;
                     continue;

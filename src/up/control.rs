@@ -4,8 +4,9 @@
 //!
 //! Both halves of the protocol live here. One request per connection, one line each way:
 //! - `restart <slot>` is answered `ok` once the slot sent `READY=1`, or `error <why>`;
-//! - `addresses` is answered `ok blue=<addr> green=<addr> public=<addr>`: the listening
-//!   sockets `up` has held since it started, which a slot restart cannot move.
+//! - `addresses` is answered `ok {"blue": "<endpoint>", "green": "<endpoint>", "public":
+//!   "<addr>"}` (JSON, since a unix socket's path may hold spaces): the listening sockets `up`
+//!   has held since it started, which a slot restart cannot move.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -23,50 +24,42 @@ use crate::layout::Layout;
 use crate::nginx::Nginx;
 use crate::slot::Slot;
 use crate::supervisor::{Supervisor, SupervisorError};
+use crate::switch::{self, Endpoint};
 
 /// The listening sockets `up` holds, by the config key that named them at its start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Addresses {
-    pub blue: SocketAddr,
-    pub green: SocketAddr,
+    pub blue: Endpoint,
+    pub green: Endpoint,
     pub public: SocketAddr,
 }
 
 impl Addresses {
-    /// What `up` binds for `config`.
+    /// What `up` binds for `config`: the slots' endpoints in its switch mode, and the public
+    /// port.
     pub fn of(config: &Config) -> Addresses {
         Addresses {
-            blue: config.slot_addr(Slot::Blue),
-            green: config.slot_addr(Slot::Green),
+            blue: switch::endpoint(config, Slot::Blue),
+            green: switch::endpoint(config, Slot::Green),
             public: super::nginx::public_listen_addr(config),
         }
     }
 
     fn line(&self) -> String {
-        format!(
-            "blue={} green={} public={}",
-            self.blue, self.green, self.public
-        )
+        serde_json::to_string(self).expect("addresses serialize")
     }
 
     fn parse(line: &str) -> Option<Addresses> {
-        let mut fields = line.split(' ').map(|f| f.split_once('='));
-        let mut next = |name: &str| match fields.next()? {
-            Some((n, addr)) if n == name => addr.parse().ok(),
-            _ => None,
-        };
-        Some(Addresses {
-            blue: next("blue")?,
-            green: next("green")?,
-            public: next("public")?,
-        })
+        serde_json::from_str(line).ok()
     }
 }
 
 /// Answers requests on `listener` until the task is dropped.
 pub async fn serve(listener: UnixListener, slots: Slots, held: Addresses) {
+    let held = held.line();
     while let Ok((stream, _)) = listener.accept().await {
         let slots = slots.clone();
+        let held = held.clone();
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
@@ -90,7 +83,7 @@ pub async fn serve(listener: UnixListener, slots: Slots, held: Addresses) {
                     }
                     Err(e) => format!("error {e}"),
                 },
-                None if line.trim() == "addresses" => format!("ok {}", held.line()),
+                None if line.trim() == "addresses" => format!("ok {held}"),
                 _ if line.trim().is_empty() => return,
                 _ => format!("error unknown command {:?}", line.trim()),
             };
@@ -169,12 +162,19 @@ impl Supervisor for Client {
                 answer: answer.clone(),
             })?;
         let wanted = Addresses::of(config);
+        let public = (Endpoint::Tcp(held.public), Endpoint::Tcp(wanted.public));
         for (key, held, wanted) in [
             ("slots.blue", held.blue, wanted.blue),
             ("slots.green", held.green, wanted.green),
-            ("public_port", held.public, wanted.public),
+            ("public_port", public.0, public.1),
         ] {
             if held != wanted {
+                // A TCP address where a unix socket was (or the other way round): the mode.
+                let same_kind = matches!(
+                    (&held, &wanted),
+                    (Endpoint::Tcp(_), Endpoint::Tcp(_)) | (Endpoint::Unix(_), Endpoint::Unix(_))
+                );
+                let key = if same_kind { key } else { "nginx.switch" };
                 return Err(SupervisorError::Moved { key, held, wanted });
             }
         }
@@ -196,11 +196,19 @@ mod tests {
 
     #[test]
     fn addresses_round_trip_through_their_line() {
-        let held = Addresses::of(&Config::default());
+        let mut config = Config::default();
+        let held = Addresses::of(&config);
         assert_eq!(Addresses::parse(&held.line()), Some(held));
-        assert_eq!(Addresses::parse("blue=127.0.0.1:1 green=127.0.0.1:2"), None);
+        config.state_dir = "/var/lib/blue green".into();
+        config.nginx.switch = switch::Mode::Socket;
+        let held = Addresses::of(&config);
         assert_eq!(
-            Addresses::parse("green=127.0.0.1:2 blue=127.0.0.1:1 public=0.0.0.0:3"),
+            held.blue,
+            Endpoint::Unix("/var/lib/blue green/sockets/blue.sock".into())
+        );
+        assert_eq!(Addresses::parse(&held.line()), Some(held));
+        assert_eq!(
+            Addresses::parse(r#"{"blue": "127.0.0.1:1", "green": "127.0.0.1:2"}"#),
             None
         );
     }

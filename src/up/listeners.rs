@@ -6,34 +6,38 @@
 //! resends a request that a dying slot dropped before answering (issue 8 §4). The public
 //! socket is held the same way for NGINX, so an NGINX restart refuses no connection either,
 //! and nothing else can take the port while `up` runs (issue 8 §5).
+//!
+//! In switch mode "socket" a slot's socket is a unix socket (`crate::switch`), held the same
+//! way; its file is removed when `up` lets go of it.
 
 use std::io;
-use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use tokio::net::TcpSocket;
 use tokio::process::Command;
 
+use crate::switch::Endpoint;
+
 /// One listening socket, bound on first use and then kept for the life of `up`.
 pub struct Held {
-    addr: SocketAddr,
+    endpoint: Endpoint,
     backlog: u32,
-    socket: Option<std::net::TcpListener>,
+    socket: Option<OwnedFd>,
 }
 
 impl Held {
-    /// A socket for `addr` with room for `backlog` pending connections; not bound yet.
-    pub fn new(addr: SocketAddr, backlog: u32) -> Held {
+    /// A socket on `endpoint` with room for `backlog` pending connections; not bound yet.
+    pub fn new(endpoint: Endpoint, backlog: u32) -> Held {
         Held {
-            addr,
+            endpoint,
             backlog,
             socket: None,
         }
     }
 
-    /// The address it listens on (or will, once bound).
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    /// Where it listens (or will, once bound).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// The socket's descriptor, binding it first if that has not succeeded yet. A bind that
@@ -43,20 +47,37 @@ impl Held {
         if let Some(socket) = &self.socket {
             return Ok(socket.as_raw_fd());
         }
-        let socket = if self.addr.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        // As every server here does: a restarted `up` rebinds at once despite TIME_WAIT.
-        socket.set_reuseaddr(true)?;
-        socket.bind(self.addr)?;
         // Out of tokio's reactor: `up` never accepts on it, its children do. The descriptor
         // stays close-on-exec; `pass` lets one child inherit it.
-        let socket = socket.listen(self.backlog)?.into_std()?;
+        let socket: OwnedFd = match &self.endpoint {
+            Endpoint::Tcp(addr) => {
+                let socket = if addr.is_ipv4() {
+                    TcpSocket::new_v4()?
+                } else {
+                    TcpSocket::new_v6()?
+                };
+                // As every server here does: a restarted `up` rebinds at once despite
+                // TIME_WAIT.
+                socket.set_reuseaddr(true)?;
+                socket.bind(*addr)?;
+                socket.listen(self.backlog)?.into_std()?.into()
+            }
+            Endpoint::Unix(path) => crate::cmd::serve::listen_unix(path, self.backlog)?
+                .into_std()?
+                .into(),
+        };
         let fd = socket.as_raw_fd();
         self.socket = Some(socket);
         Ok(fd)
+    }
+}
+
+impl Drop for Held {
+    /// A unix socket's file would outlive the socket, naming nothing.
+    fn drop(&mut self) {
+        if let (Some(_), Endpoint::Unix(path)) = (&self.socket, &self.endpoint) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

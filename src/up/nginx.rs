@@ -100,11 +100,14 @@ pub struct Front {
 impl Front {
     /// Binds the public port; fails if something else holds it.
     pub fn bind(config: &Config, nginx: Nginx) -> anyhow::Result<Front> {
-        let mut listener = Held::new(public_listen_addr(config), PUBLIC_BACKLOG);
+        let mut listener = Held::new(
+            crate::switch::Endpoint::Tcp(public_listen_addr(config)),
+            PUBLIC_BACKLOG,
+        );
         listener.fd().with_context(|| {
             format!(
                 "cannot listen on {} (public_port); hint: another server, or NGINX workers left by a crash, hold the port: `ss -ltnp 'sport = :{}'` names them",
-                listener.addr(),
+                listener.endpoint(),
                 config.public_port
             )
         })?;

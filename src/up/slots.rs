@@ -65,7 +65,7 @@ impl Slots {
                 me: me.clone(),
                 notify_path: path,
                 socket,
-                listener: Held::new(config.slot_addr(slot), BACKLOG),
+                listener: Held::new(crate::switch::endpoint(config, slot), BACKLOG),
                 ready_timeout: config.ready_timeout(),
             };
             tokio::spawn(actor.run(rx));
@@ -205,9 +205,9 @@ impl SlotActor {
         if let Some(mut old) = running.take() {
             child::stop(&mut old.child, Signal::SIGTERM, STOP_GRACE).await;
         }
-        let addr = self.listener.addr();
+        let endpoint = self.listener.endpoint().clone();
         let fd = self.listener.fd().map_err(|e| {
-            format!("cannot listen on {addr}: {e}; hint: is another server using the port? (`ss -ltnp 'sport = :{}'`)", addr.port())
+            format!("cannot listen on {endpoint}: {e}; hint: is another server using it? (`ss -lnp | grep '{endpoint}'`)")
         })?;
         let mut buf = vec![0u8; 4096];
         while self.socket.try_recv(&mut buf).is_ok() {}

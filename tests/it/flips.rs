@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::load::{Client, Load};
+use crate::load::{assert_no_failures, Client, Load};
 use crate::util::Env;
 
 #[test]
@@ -73,4 +73,76 @@ fn five_flips_under_load_fail_no_request() {
     assert!(history
         .iter()
         .all(|r| r.outcome == bluegreen::history::Outcome::Deployed));
+}
+
+/// Issue 10: in switch mode "socket" a flip renames a link instead of reloading NGINX, so not
+/// even plain keep-alive clients, which never retry, lose a request: 16 of them and 8 that
+/// open a connection per request (`Connection: close`), over five flips and a rollback.
+#[test]
+fn flips_in_socket_mode_fail_no_request_even_for_plain_keep_alive_clients() {
+    let env = Env::with_extra("[nginx]\nswitch = \"socket\"");
+    let _up = env.up();
+    let mut version = env.predict().header("x-model-version").unwrap().to_string();
+    let nginx_master = env.nginx_master();
+    let workers = nginx_workers(nginx_master);
+    let load = Load::issue8(env.public);
+    std::thread::sleep(Duration::from_millis(300));
+    let flips = 5;
+    let mut seen = vec![version.clone()];
+    for _ in 0..flips {
+        env.ok(&["add-data", "--sample", "2"]);
+        version = env.wait_for_new_version(&version, Duration::from_secs(30));
+        seen.push(version.clone());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let out = env.ok(&["rollback"]);
+    assert!(out.contains("let go of every connection"), "{out}");
+    std::thread::sleep(Duration::from_millis(300));
+    let results = load.finish();
+    println!("socket mode, {flips} flips and a rollback under load: {results:?}");
+    println!(
+        "NGINX's error log:\n{}",
+        std::fs::read_to_string(env.state().join("nginx/error.log")).unwrap_or_default()
+    );
+    assert_no_failures(&results);
+    for (kind, tally) in &results {
+        // Every flip reached every client, and the rollback took them back one version.
+        let mut expected = seen.clone();
+        expected.dedup();
+        assert_eq!(
+            tally.versions, expected,
+            "{kind:?} saw every version in order"
+        );
+    }
+    // NGINX was never reloaded: the same master and workers served throughout.
+    assert_eq!(env.nginx_master(), nginx_master);
+    assert_eq!(nginx_workers(nginx_master), workers);
+    let history = bluegreen::history::last(&env.state().join("deploys.jsonl"), 10).unwrap();
+    let steps: Vec<&str> = history[0].steps.iter().map(|s| s.name.as_str()).collect();
+    assert!(
+        steps.contains(&"link") && steps.contains(&"drain") && !steps.contains(&"reload"),
+        "{steps:?}"
+    );
+}
+
+/// The worker processes of the NGINX master `master`, sorted.
+fn nginx_workers(master: i32) -> Vec<i32> {
+    let mut workers: Vec<i32> = crate::util::processes()
+        .into_iter()
+        .filter(|(pid, cmdline)| {
+            cmdline.starts_with("nginx: worker") && parent(*pid) == Some(master)
+        })
+        .map(|(pid, _)| pid)
+        .collect();
+    workers.sort();
+    workers
+}
+
+fn parent(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }

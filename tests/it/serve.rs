@@ -260,6 +260,7 @@ fn the_status_line_says_whether_the_slot_is_active_and_follows_every_flip() {
     env.ok(&["init"]);
     let config = bluegreen::config::Config::from_file(&env.config).unwrap();
     let include = env.state().join("nginx/upstream.conf");
+    let layout = bluegreen::layout::Layout::new(&config.state_dir);
     let socket_path = env.dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket
@@ -284,7 +285,7 @@ fn the_status_line_says_whether_the_slot_is_active_and_follows_every_flip() {
             "resting (NGINX sends requests to green): serving v0001-",
         ),
     ] {
-        bluegreen::nginx::write_include(&config, &include, active).unwrap();
+        bluegreen::switch::write(&config, &layout, active).unwrap();
         let line = next_status(&socket);
         assert!(
             line.starts_with(expected),
@@ -295,8 +296,8 @@ fn the_status_line_says_whether_the_slot_is_active_and_follows_every_flip() {
     let line = next_status(&socket);
     assert!(line.starts_with("role unknown (no NGINX include"), "{line}");
     // An include rewritten with the same role sends nothing new: the next line is the change.
-    bluegreen::nginx::write_include(&config, &include, Slot::Blue).unwrap();
-    bluegreen::nginx::write_include(&config, &include, Slot::Blue).unwrap();
+    bluegreen::switch::write(&config, &layout, Slot::Blue).unwrap();
+    bluegreen::switch::write(&config, &layout, Slot::Blue).unwrap();
     assert!(next_status(&socket).starts_with("active: "));
     assert!(stop(child).success());
     assert_eq!(next_status(&socket), "stopping");

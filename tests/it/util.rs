@@ -442,8 +442,7 @@ pub fn stop(mut served: Served) -> ExitStatus {
 /// Runs `serve --slot blue` the way systemd's socket activation does: `listener` as fd 3,
 /// `LISTEN_FDS=1`, and `LISTEN_PID` set to the server's own pid (a shell's `$$`, kept by
 /// its `exec`). `extra` are more arguments to `serve`.
-pub fn serve_activated(env: &Env, listener: &TcpListener, extra: &[&str]) -> Child {
-    use std::os::fd::AsRawFd;
+pub fn serve_activated(env: &Env, listener: &impl std::os::fd::AsRawFd, extra: &[&str]) -> Child {
     use std::os::unix::process::CommandExt;
     let fd = listener.as_raw_fd();
     let mut cmd = Command::new("sh");

@@ -205,6 +205,46 @@ model_changes() {
     echo "still serving $old"; return 1
 }
 
+# The dashboard (issue 12) under systemd: the active slot serves the page and its JSON from
+# inside its sandbox, NGINX reaches each slot's counters, refuses other addresses and methods.
+dashboard_checks() {
+    local code active
+    active=$(active_slot)
+    code=$(curl -s -m 5 -o "$WORK/dashboard.html" -w '%{http_code} %{content_type}' "$URL/-/")
+    if [[ $code == "200 text/html; charset=utf-8" ]] && grep -q 'uPlot.iife.min.js' "$WORK/dashboard.html"; then
+        pass "GET :8080/-/ answers the page ($code)"
+    else
+        fail "GET :8080/-/ answers the page: $code $(head -c 200 "$WORK/dashboard.html")"
+    fi
+    check "...and the vendored uPlot it loads" \
+        bash -c "curl -sf -m 5 '$URL/-/vendor/uplot/uPlot.iife.min.js' | grep -q 'leeoniya/uPlot'"
+    check "GET /-/api/status: the active slot and its model, the data read from inside the slot's sandbox" \
+        bash -c "curl -sf -m 5 '$URL/-/api/status' | jq -e --arg a '$active' --arg m '$(slot_model "$active")' \
+            '.active == \$a and (.slots[] | select(.slot == \$a) | .model) == \$m and .data_rows > 0'"
+    check "GET /-/api/history, /-/api/models and /-/api/predictions read the history, models and data" \
+        bash -c "curl -sf -m 5 '$URL/-/api/history' | jq -e '.records | length > 0' \
+            && curl -sf -m 5 '$URL/-/api/models' | jq -e '.models | length > 0 and all(.metrics.holdout_rmse > 0)' \
+            && curl -sf -m 10 '$URL/-/api/predictions' | jq -e '.holdout_rows > 0 and (.actual | length) > 0'"
+    local s
+    for s in blue green; do
+        check "GET /-/slots/$s/api/slot reaches $s itself" \
+            bash -c "curl -sf -m 5 '$URL/-/slots/$s/api/slot' | jq -e --arg s $s '.slot == \$s and (.latency_buckets | length) > 0'"
+    done
+    code=$(curl -s -m 5 -o "$WORK/dashboard.post" -w '%{http_code}' -X POST -d '{}' "$URL/-/api/status")
+    if [[ $code == 405 ]] && jq -e '.error and .hint' "$WORK/dashboard.post" >/dev/null; then
+        pass "POST /-/api/status is refused: 405 $(jq -c .error "$WORK/dashboard.post")"
+    else
+        fail "POST /-/api/status is refused: $code $(head -c 200 "$WORK/dashboard.post")"
+    fi
+    # 127.0.0.2 is not this host's own address as NGINX allows it (127.0.0.1, ::1), nor listed.
+    code=$(curl -s -m 5 --interface 127.0.0.2 -o "$WORK/dashboard.403" -w '%{http_code}' "$URL/-/api/status")
+    if [[ $code == 403 ]] && jq -e '.error and .hint' "$WORK/dashboard.403" >/dev/null; then
+        pass "from an address not in [dashboard] allow: 403 in JSON"
+    else
+        fail "from an address not in [dashboard] allow: $code $(head -c 200 "$WORK/dashboard.403")"
+    fi
+}
+
 # =============================================================================================
 before_reboot() {
     section "install"
@@ -342,8 +382,15 @@ before_reboot() {
     check "...a later add-data still deploys" model_changes
     wait_settled
 
+    section "the dashboard at :8080/-/"
+    dashboard_checks
+
     section "kill -9 of the active slot under load"
     kill_active_slot
+
+    # It stays in socket mode from here on: through the reboot, remove, install and purge.
+    section "switch mode \"socket\": the change applied, flips under load without a reload"
+    socket_mode
 
     section "systemd facts the units are built around (throwaway units)"
     systemd_facts
@@ -356,6 +403,76 @@ before_reboot() {
     wait_settled
     active_slot > "$WORK/active"; slot_model "$(active_slot)" > "$WORK/model"
     info "before reboot: $(cat "$WORK/active") serves $(cat "$WORK/model")"
+}
+
+# Switch mode "socket" (issue 10): the documented change (config, daemon-reload, bluegreen
+# restart) under load, who may connect and write, then flips and a rollback under 16
+# keep-alive and 8 `Connection: close` clients, none of which may fail, without NGINX reloading.
+SOCKETS=/var/lib/bluegreen/sockets
+socket_mode() {
+    local active model out rc workers i from to old
+    active=$(active_slot); model=$(slot_model "$active")
+    sed -i 's/^#switch = "reload"$/switch = "socket"/' "$CONFIG"
+    grep -q '^switch = "socket"$' "$CONFIG" || fail "could not set switch = \"socket\" in $CONFIG"
+    out=$(bluegreen check 2>&1)
+    if [[ $? != 0 ]] && grep -q 'key `nginx.switch` and bluegreen@blue.socket' <<<"$out" && grep -q 'daemon-reload' <<<"$out"; then
+        pass "with switch = \"socket\" in the config, bluegreen check says the socket units lag until systemctl daemon-reload"
+    else
+        fail "with switch = \"socket\" in the config, bluegreen check names nginx.switch and the socket units"
+        sed 's/^/      | /' <<<"$out"
+    fi
+    check "systemctl daemon-reload: the generator moves the slots' sockets" systemctl daemon-reload
+    check "...bluegreen@blue.socket listens on $SOCKETS/blue.sock" bash -c \
+        "[[ \$(systemctl show -P Listen bluegreen@blue.socket) == '$SOCKETS/blue.sock (Stream)' ]] || { systemctl show -P Listen bluegreen@blue.socket; false; }"
+    out=$(bluegreen check 2>&1)
+    if [[ $? == 0 ]] && grep -q 'routes the reload way' <<<"$out"; then
+        pass "...and bluegreen check passes, warning that the include is not switched yet"
+    else
+        fail "...and bluegreen check passes, warning that the include is not switched yet"; sed 's/^/      | /' <<<"$out"
+    fi
+    # The mode change has a short window in which NGINX has nowhere to send requests (between
+    # the active slot's old socket closing and NGINX's reload; src/cmd/restart.rs): its
+    # failures are counted, not held to 0.
+    load_start switch-socket
+    out=$(bluegreen restart 2>&1); rc=$?
+    load_stop
+    if (( rc == 0 )); then
+        pass "bluegreen restart applies it (both slots restart with their sockets, NGINX reloads once): $LOAD_FAILED failed requests ($LOAD_FIGURES)"
+    else
+        fail "bluegreen restart applies it (exit $rc)"; sed 's/^/      | /' <<<"$out" | tail -n 8
+    fi
+    check "...keeps the active slot and its model ($active, $model)" keeps "$active" "$model"
+    check "...bluegreen status says switch socket, with no note" bash -c \
+        '[[ $(bluegreen status --json | jq -r ".switch + \" \" + (.notes | length | tostring)") == "socket 0" ]] || { bluegreen status; false; }'
+    check "the sockets' folder is root's alone to write; its sockets are for root and www-data (NGINX)" \
+        bash -c "[[ \$(stat -c '%a %U %G' $SOCKETS) == '755 root root' && \$(stat -c '%a %U %G %F' $SOCKETS/blue.sock) == '660 root www-data socket' && \$(readlink $SOCKETS/active.sock) == $active.sock ]] || { ls -la $SOCKETS; false; }"
+    check "...www-data (NGINX's workers) connects through the link" \
+        setpriv --reuid=www-data --regid=www-data --clear-groups curl -sf -m 5 --unix-socket "$SOCKETS/active.sock" http://slot/readyz
+    check "...bluegreen (the slots' user) may not connect" bash -c \
+        "! setpriv --reuid=bluegreen --regid=bluegreen --clear-groups curl -s -m 5 --unix-socket $SOCKETS/active.sock http://slot/readyz"
+    check "...nor move the link" bash -c \
+        "! setpriv --reuid=bluegreen --regid=bluegreen --clear-groups ln -sfn green.sock $SOCKETS/active.sock && [[ \$(readlink $SOCKETS/active.sock) == $active.sock ]]"
+
+    workers=$(nginx_workers)
+    load_start socket-flips
+    for i in 1 2 3; do
+        from=$(active_slot); old=$(slot_model "$from")
+        [[ $from == blue ]] && to=green || to=blue
+        bluegreen add-data --sample 2 >/dev/null
+        wait_for 30 flipped "$to" "$old" || fail "flip $i: traffic moved to $to within 30 s (serving: $(served))"
+        wait_settled
+    done
+    out=$(bluegreen rollback 2>&1) || { fail "bluegreen rollback"; sed 's/^/      | /' <<<"$out"; }
+    from=$(active_slot); old=$(slot_model "$from")
+    [[ $from == blue ]] && to=green || to=blue
+    bluegreen add-data --sample 2 >/dev/null
+    wait_for 30 flipped "$to" "$old" || fail "the flip after the rollback: traffic moved to $to within 30 s"
+    wait_settled
+    load_verdict "3 flips by add-data, a rollback and one more flip in socket mode"
+    check "...NGINX was never reloaded: the same workers served throughout" same_workers "$workers"
+    check "...the newest model is active" newest_is_active
+    check "...and systemctl status follows: $(active_slot) active, the other resting (STATUS=)" roles_shown "$(active_slot)"
+    check "...no unit failed" no_failed_units
 }
 
 # Makes a training take 3 s longer after it has read the data and written its model, by

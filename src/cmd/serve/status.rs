@@ -1,14 +1,17 @@
 //! The slot's `STATUS=` line, which `systemctl status bluegreen@blue` shows: whether the slot
-//! is active or resting, and what it serves where (issue 8, §9).
+//! is active or resting, and what it serves where (issue 8, §9); and, for the server, whether
+//! it rests, which in switch mode "socket" makes it let go of NGINX's connections (issue 10,
+//! `crate::server`).
 //!
-//! The role is the NGINX include's to say (see `nginx`), and it changes with every deploy and
-//! rollback while the slot keeps running. So a thread watches the include's folder with
-//! inotify (a switch renames a new include into place) and sends a new `STATUS=` line when the
-//! role changes. The thread reads the include only then; the request path never sees any of it.
+//! The role is the NGINX include's to say, and in socket mode the link's that the include
+//! names (see `crate::switch`); it changes with every deploy and rollback while the slot keeps
+//! running. So a thread watches the include's folder and the link's with inotify (a switch
+//! renames a new include or a new link into place) and, when the role changes, sends a new
+//! `STATUS=` line and tells the server. The thread reads the include and the link only then;
+//! the request path never sees any of it.
 
 use std::ffi::OsString;
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use inotify::{Inotify, WatchMask};
@@ -16,8 +19,8 @@ use sd_notify::NotifyState;
 
 use crate::config::Config;
 use crate::layout::Layout;
-use crate::nginx;
 use crate::slot::Slot;
+use crate::switch::{self, Endpoint};
 
 /// The slot's role as the include names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,21 +46,21 @@ impl fmt::Display for Role {
 pub struct Status {
     slot: Slot,
     version: String,
-    addr: SocketAddr,
+    endpoint: Endpoint,
     config: Config,
-    include: PathBuf,
+    layout: Layout,
     /// Said after the rest on every line: the slot runs on the last good configuration.
     note: Option<String>,
 }
 
 impl Status {
-    pub fn new(config: &Config, slot: Slot, version: String, addr: SocketAddr) -> Status {
+    pub fn new(config: &Config, slot: Slot, version: String, endpoint: Endpoint) -> Status {
         Status {
             slot,
             version,
-            addr,
+            endpoint,
             config: config.clone(),
-            include: Layout::new(&config.state_dir).upstream_include(),
+            layout: Layout::new(&config.state_dir),
             note: None,
         }
     }
@@ -71,12 +74,15 @@ impl Status {
         }
     }
 
-    /// The role, from the include as it is now.
+    /// The role, from the include (and the link) as they are now.
     pub fn role(&self) -> Role {
-        match nginx::read_active(&self.config, &self.include) {
+        match switch::active(&self.config, &self.layout) {
             Ok(Some(active)) if active == self.slot => Role::Active,
             Ok(Some(_)) => Role::Resting,
-            Ok(None) => Role::Unknown(format!("no NGINX include {}", self.include.display())),
+            Ok(None) => Role::Unknown(format!(
+                "no NGINX include {} naming a slot",
+                self.layout.upstream_include().display()
+            )),
             Err(e) => Role::Unknown(e.to_string()),
         }
     }
@@ -94,62 +100,66 @@ impl Status {
             .unwrap_or_default();
         format!(
             "{role}{other}: serving {} on {}{note}",
-            self.version, self.addr
+            self.version, self.endpoint
         )
     }
 
-    /// Starts watching the include: from now on every change of role is sent as a new
-    /// `STATUS=` line and printed. Returns the line for now, read after the watch was set up
-    /// so that no change can fall between the two. If the folder cannot be watched, the role
-    /// is only the one at start, and the line says so.
-    pub fn follow(self) -> String {
-        let watched = self.include.parent().map(|dir| dir.to_path_buf());
-        let watch = watched
-            .as_ref()
-            .ok_or_else(|| std::io::Error::other("the include has no folder"))
-            .and_then(|dir| {
-                let inotify = Inotify::init()?;
-                let mask = WatchMask::CLOSE_WRITE
-                    | WatchMask::MOVED_TO
-                    | WatchMask::MOVED_FROM
-                    | WatchMask::DELETE;
+    /// Starts watching the include and the link: from now on every change of role is told
+    /// to `rests` (`true` while the slot rests), then sent as a new `STATUS=` line and
+    /// printed. Returns the line for now, read after the watch was set up so that no change
+    /// can fall between the two (`rests` hears the role at start before this returns). If a
+    /// folder cannot be watched, the role is only the one at start, and the line says so.
+    pub fn follow(self, rests: impl Fn(bool) + Send + 'static) -> String {
+        let folders: Vec<PathBuf> = [self.layout.nginx_dir(), self.layout.sockets_dir()]
+            .into_iter()
+            .filter(|dir| dir.is_dir())
+            .collect();
+        let watch = Inotify::init().and_then(|inotify| {
+            let mask = WatchMask::CLOSE_WRITE
+                | WatchMask::MOVED_TO
+                | WatchMask::MOVED_FROM
+                | WatchMask::DELETE;
+            for dir in &folders {
                 inotify.watches().add(dir, mask)?;
-                Ok(inotify)
-            });
+            }
+            Ok(inotify)
+        });
         let role = self.role();
+        rests(role == Role::Resting);
+        let line = self.line(&role);
         match watch {
             Ok(inotify) => {
-                let line = self.line(&role);
                 let first = role.clone();
                 let spawned = std::thread::Builder::new()
                     .name("status".into())
-                    .spawn(move || self.watch(inotify, first));
+                    .spawn(move || self.watch(inotify, first, rests));
                 match spawned {
                     Ok(_) => line,
                     Err(e) => format!("{line} (role as at start: {e})"),
                 }
             }
-            Err(e) => {
-                let line = self.line(&role);
-                let dir = watched.unwrap_or_default();
-                format!(
-                    "{line} (role as at start: cannot watch {}: {e})",
-                    dir.display()
-                )
-            }
+            Err(e) => format!(
+                "{line} (role as at start: cannot watch {}: {e})",
+                self.layout.nginx_dir().display()
+            ),
         }
     }
 
-    fn watch(self, mut inotify: Inotify, mut role: Role) {
-        let name: OsString = self.include.file_name().unwrap_or_default().to_os_string();
+    fn watch(self, mut inotify: Inotify, mut role: Role, rests: impl Fn(bool)) {
+        let names: [OsString; 2] = [self.layout.upstream_include(), self.layout.active_socket()]
+            .map(|p| p.file_name().unwrap_or_default().to_os_string());
         let mut buffer = [0u8; 4096];
         while let Ok(events) = inotify.read_events_blocking(&mut buffer) {
-            if !events.into_iter().any(|e| e.name == Some(name.as_os_str())) {
+            let ours = events
+                .into_iter()
+                .any(|e| e.name.is_some_and(|n| names.iter().any(|m| m == n)));
+            if !ours {
                 continue;
             }
             let now = self.role();
             if now != role {
                 role = now;
+                rests(role == Role::Resting);
                 let line = self.line(&role);
                 crate::cmd::say(&format!("{}: now {line}", self.slot));
                 let _ = sd_notify::notify(&[NotifyState::Status(&line)]);

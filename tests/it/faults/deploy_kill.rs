@@ -2,8 +2,12 @@
 //! 300 ms after the start) and over every step boundary (a deploy prints a line as each step
 //! ends; the kill follows the line at once), under concurrent load. After every kill:
 //! - traffic was served throughout (no failed request);
-//! - `bluegreen status` names the slot NGINX really routes to, and so does the include;
+//! - `bluegreen status` names the slot NGINX really routes to, and so does the include (in
+//!   switch mode "socket", the link the include names);
 //! - the history holds every switch that happened, and no intent is left behind.
+//!
+//! Both switch modes (issue 10). In socket mode NGINX is never reloaded, so even plain
+//! keep-alive clients, which never retry, must lose nothing.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -39,12 +43,19 @@ fn routed(env: &Env) -> String {
     slots[0].clone()
 }
 
+/// The slot the include names, or in socket mode the link it names, read from the files.
 fn include_names(env: &Env) -> String {
     let text = read(&env.state().join("nginx/upstream.conf"));
-    text.lines()
-        .find_map(|l| l.strip_prefix("# active slot: "))
-        .unwrap()
-        .to_string()
+    if let Some(slot) = text.lines().find_map(|l| l.strip_prefix("# active slot: ")) {
+        return slot.to_string();
+    }
+    let link = env.state().join("sockets/active.sock");
+    assert!(
+        text.contains(&format!("server unix:{} ", link.display())),
+        "{text}"
+    );
+    let target = std::fs::read_link(&link).unwrap();
+    target.file_stem().unwrap().to_string_lossy().into_owned()
 }
 
 fn switches(env: &Env) -> Vec<Record> {
@@ -186,7 +197,18 @@ impl Truth {
 
 #[test]
 fn a_deploy_killed_at_any_instant_leaves_traffic_status_and_history_true() {
-    let env = Env::with_extra("batch_size = 1000");
+    kill_sweep("reload", &[Client::Fresh, Client::Retrying]);
+}
+
+#[test]
+fn a_deploy_killed_at_any_instant_in_socket_mode_leaves_traffic_status_and_history_true() {
+    kill_sweep("socket", &[Client::Fresh, Client::KeepAlive]);
+}
+
+/// Kills deploys and rollbacks at every instant in switch mode `mode`, under load from two
+/// clients of each of `clients`, which must see no failure.
+fn kill_sweep(mode: &str, clients: &[Client]) {
+    let env = Env::with_extra(&format!("batch_size = 1000\n[nginx]\nswitch = \"{mode}\""));
     // Three models before `up` starts. Its trainer runs once at start and deploys the
     // newest (it passed the gate and is not active); after that nothing triggers it, so no
     // deploy but the test's own runs.
@@ -213,7 +235,7 @@ fn a_deploy_killed_at_any_instant_leaves_traffic_status_and_history_true() {
     let rollback_lines = out.lines().count();
     assert!(rollback_lines >= 4, "a line per step: {out}");
 
-    let load = Load::start(env.public, &[Client::Fresh, Client::Retrying], 2);
+    let load = Load::start(env.public, clients, 2);
     let mut kills: Vec<Kill> = (0..=300)
         .step_by(10)
         .map(|ms| Kill::After(Duration::from_millis(ms)))
