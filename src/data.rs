@@ -11,8 +11,9 @@
 //! **What people bring** (`add-data`, `predict`) is mapped onto the schema: a header is
 //! matched by name, ignoring case and order, `[data] ignore` columns are dropped, and a
 //! missing or unknown column is refused by its name; without a header the configured order
-//! applies. Every field must be a finite number: an empty field, `NA` or `NaN` is refused
-//! with its line and column, never imputed.
+//! applies. Every field must be a finite number within [`max_magnitude`]: an empty field,
+//! `NA`, `NaN` or a value too large for a model's arithmetic is refused with its line and
+//! column, never imputed.
 //!
 //! **Appends** take an exclusive `flock` on the stored file, go out in one `write` followed
 //! by `fsync`; on any write error the file is truncated back to its old length and synced
@@ -41,7 +42,6 @@ use sha2::{Digest, Sha256};
 
 use crate::config;
 use crate::ledger::{Checkpoint, FileState, Ledger};
-use crate::number;
 
 /// The Boston data's 13 feature columns, in the order of the original's API and CSV: the
 /// default `[data] features`.
@@ -281,9 +281,10 @@ fn csv_reader<R: Read>(input: R) -> io::Result<csv::Reader<BufReader<R>>> {
 /// Why a field is not a usable number, or its value.
 fn number_in(field: &[u8]) -> Result<f64, String> {
     // Nearly every field is a plain decimal number: read it from the bytes as they are.
-    // (This is most of reading a large CSV; bench/run section 5.)
-    if let Some((value, used)) = number::parse_json_prefix(field) {
-        if used == field.len() {
+    // (This is most of reading a large CSV; bench/run section 5.) fast-float2 takes what
+    // `str::parse::<f64>` takes, to the same value.
+    if let Ok(value) = fast_float2::parse::<f64, _>(field) {
+        if value.is_finite() {
             return Ok(value);
         }
     }
@@ -299,11 +300,22 @@ fn number_in(field: &[u8]) -> Result<f64, String> {
             "{text:?} is a missing value; nothing is imputed, so fill it in or leave the row out"
         ));
     }
-    match number::parse(text) {
+    match fast_float2::parse::<f64, _>(text).ok() {
         Some(v) if v.is_finite() => Ok(v),
         Some(_) => Err(format!("{text:?} is not a finite number")),
         None => Err(format!("{text:?} is not a number")),
     }
+}
+
+/// Why a value past [`max_magnitude`] is refused, with the bound and what to do.
+fn too_large(field: &[u8], limit: f64, values: usize) -> String {
+    let text = String::from_utf8_lossy(field);
+    format!(
+        "{} is too large: values may be at most ±{limit:.2e} in rows of {values} numbers, \
+         so that the sums of squares a model computes over a row (distances, variances) stay finite; \
+         hint: express the column in larger units, or leave the row out",
+        text.trim()
+    )
 }
 
 /// Whether every field of a record is a number or a missing value: such a first line is
@@ -312,7 +324,9 @@ fn number_in(field: &[u8]) -> Result<f64, String> {
 fn all_numbers(record: &csv::ByteRecord) -> bool {
     record.iter().all(|f| {
         let text = std::str::from_utf8(f).unwrap_or("x").trim();
-        text.is_empty() || text.eq_ignore_ascii_case("NA") || number::parse(text).is_some()
+        text.is_empty()
+            || text.eq_ignore_ascii_case("NA")
+            || fast_float2::parse::<f64, _>(text).is_ok()
     })
 }
 
@@ -341,6 +355,7 @@ pub fn read_rows<R: Read>(
     let mut reader = csv_reader(input).map_err(io)?;
     let mut record = csv::ByteRecord::new();
     let mut rows = Rows::new(wanted.len());
+    let limit = max_magnitude(wanted.len());
     let csv_err = |record: &csv::ByteRecord, source| DataError::Csv {
         origin: origin.to_string(),
         line: line_of(record),
@@ -356,7 +371,15 @@ pub fn read_rows<R: Read>(
         let columns: Vec<usize> = (0..wanted.len()).collect();
         let names: Vec<String> = wanted.iter().map(|s| s.to_string()).collect();
         let width = wanted.len();
-        parse_record(&record, &columns, width, &names, origin, &mut rows.values)?;
+        parse_record(
+            &record,
+            &columns,
+            width,
+            &names,
+            origin,
+            limit,
+            &mut rows.values,
+        )?;
         (columns, width, names)
     } else {
         let header: Vec<String> = record
@@ -370,7 +393,15 @@ pub fn read_rows<R: Read>(
         .read_byte_record(&mut record)
         .map_err(|e| csv_err(&record, e))?
     {
-        parse_record(&record, &columns, width, &names, origin, &mut rows.values)?;
+        parse_record(
+            &record,
+            &columns,
+            width,
+            &names,
+            origin,
+            limit,
+            &mut rows.values,
+        )?;
     }
     Ok(rows)
 }
@@ -417,14 +448,40 @@ fn map_header(
         .collect()
 }
 
+/// The largest magnitude a value may have in rows of `values` numbers:
+/// √(`f64::MAX` / (4 · `values`)), about 1.8e153 for the 14 columns of the Boston data.
+///
+/// Why a bound at all: models sum squares over a row. knn's distance between two rows is
+/// Σ (aᵢ − bᵢ)², where each difference may be twice the largest magnitude M, so the sum stays
+/// finite only while 4 · values · M² ≤ `f64::MAX`; ridge, lasso and elastic net scale each
+/// column by its spread (a sum of squares), and the gate's RMSE sums squared errors. Past the
+/// bound those sums are infinite, and no kind fits anything meaningful: smartcore's cover tree
+/// (knn) recursed until the stack overflowed (exit 134), lasso and elastic net never
+/// converged, ridge's coefficients came out NaN. So the data refuses such a value when it is
+/// read, for every kind alike (a model of another kind may be trained on the same data
+/// later): `add-data` before anything is written, and a training on a stored file edited by
+/// hand, with the line and column. Measured quantities never come near it.
+pub fn max_magnitude(values: usize) -> f64 {
+    let exact = (f64::MAX / (4.0 * values.max(1) as f64)).sqrt();
+    // Rounded down to three significant digits, as messages show it, which also leaves room
+    // for the rounding of the sums themselves.
+    let exponent = exact.log10().floor() as i32;
+    let mantissa = (exact / 10f64.powi(exponent) * 100.0).floor() / 100.0;
+    format!("{mantissa}e{exponent}")
+        .parse()
+        .expect("a number in exponent notation parses")
+}
+
 /// Appends the `columns` of `record` (which must have `width` fields) to `out`. `names` are
-/// the input's column names, for errors.
+/// the input's column names, for errors. Each value must be within `limit`,
+/// [`max_magnitude`]`(columns.len())` (computed once per input by the caller).
 fn parse_record(
     record: &csv::ByteRecord,
     columns: &[usize],
     width: usize,
     names: &[String],
     origin: &str,
+    limit: f64,
     out: &mut Vec<f64>,
 ) -> Result<(), DataError> {
     if record.len() != width {
@@ -439,13 +496,18 @@ fn parse_record(
         });
     }
     for &column in columns {
-        let value = number_in(&record[column]).map_err(|why| DataError::Field {
-            origin: origin.to_string(),
-            line: line_of(record),
-            column: column + 1,
-            name: names[column].clone(),
-            why,
-        })?;
+        let value = number_in(&record[column])
+            .and_then(|value| match value.abs() <= limit {
+                true => Ok(value),
+                false => Err(too_large(&record[column], limit, columns.len())),
+            })
+            .map_err(|why| DataError::Field {
+                origin: origin.to_string(),
+                line: line_of(record),
+                column: column + 1,
+                name: names[column].clone(),
+                why,
+            })?;
         out.push(value);
     }
     Ok(())
@@ -564,6 +626,7 @@ pub fn read_dataset(path: &Path, schema: &Schema) -> Result<Dataset, DataError> 
     let names: Vec<String> = schema.columns().iter().map(|s| s.to_string()).collect();
     let columns: Vec<usize> = (0..names.len()).collect();
     let mut rows = Rows::new(names.len());
+    let limit = max_magnitude(names.len());
     if !reader
         .read_byte_record(&mut record)
         .map_err(|e| csv_err(&record, e))?
@@ -584,6 +647,7 @@ pub fn read_dataset(path: &Path, schema: &Schema) -> Result<Dataset, DataError> 
             names.len(),
             &names,
             &origin,
+            limit,
             &mut rows.values,
         )?;
     }
@@ -681,6 +745,7 @@ pub fn stream(
     };
     let names: Vec<String> = schema.columns().iter().map(|s| s.to_string()).collect();
     let columns: Vec<usize> = (0..names.len()).collect();
+    let limit = max_magnitude(names.len());
     let mut record = csv::ByteRecord::new();
     if start == 0 {
         if !reader
@@ -701,8 +766,16 @@ pub fn stream(
         .map_err(|e| shift(csv_err(&record, e)))?
     {
         values.clear();
-        parse_record(&record, &columns, names.len(), &names, &origin, &mut values)
-            .map_err(shift)?;
+        parse_record(
+            &record,
+            &columns,
+            names.len(),
+            &names,
+            &origin,
+            limit,
+            &mut values,
+        )
+        .map_err(shift)?;
         each(index, &values);
         index += 1;
     }
@@ -1292,6 +1365,27 @@ mod tests {
     }
 
     #[test]
+    fn values_whose_squares_would_overflow_a_row_are_refused() {
+        let limit = max_magnitude(14);
+        assert_eq!(limit, 1.79e153);
+        // Two rows at opposite ends of the range: their squared distance is still finite.
+        let distance = |m: f64| (0..14).map(|_| (m - -m) * (m - -m)).sum::<f64>();
+        assert!(distance(limit).is_finite());
+        assert!(distance(limit * 1.01).is_infinite());
+        let row = |lstat: &str| format!("0.1,0,8,0,0.8,5,87,4,4,301,21,452,{lstat},21");
+        assert!(boston_rows(&row("1.79e153")).is_ok());
+        assert!(boston_rows(&row("-1.79e153")).is_ok());
+        for big in ["1.8e153", "-1e200", "1e308"] {
+            let err = boston_rows(&row(big)).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("t line 1, column 13 (LSTAT): {big} is too large: values may be at most ±1.79e153 in rows of 14 numbers")),
+                "{err}"
+            );
+            assert!(err.contains("hint: "), "{err}");
+        }
+    }
+
+    #[test]
     fn reads_with_and_without_header_and_skips_blank_lines() {
         let header = Schema::boston().header();
         let text = format!("{header}\n{}\n\n{}\n", SAMPLE_ROWS[0], SAMPLE_ROWS[1]);
@@ -1547,5 +1641,39 @@ mod tests {
             boston_csv(),
             "data/boston.csv is stale; data/README.md says how to regenerate it"
         );
+    }
+
+    /// Fields are read to exactly what `str::parse::<f64>` gives (the reader before
+    /// fast-float2), and take the same texts: every Boston value, numbers of 17 and more
+    /// significant digits, and the forms Rust accepts that JSON does not.
+    #[test]
+    fn fields_read_as_str_parse_reads_them() {
+        let mut texts: Vec<String> = boston_csv()
+            .lines()
+            .skip(1)
+            .flat_map(|l| l.split(',').map(String::from).collect::<Vec<_>>())
+            .collect();
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let x = f64::from_bits(state >> 2) % 1e6;
+            texts.push(format!("{x:?}"));
+            texts.push(format!("{x:.17e}"));
+            texts.push(format!("{:.25}", x / 7.0));
+        }
+        texts
+            .extend(["+1", ".5", "1.", "1E5", "-0", "00012", "6.5430", "1e-400"].map(String::from));
+        for text in &texts {
+            let expected: f64 = text.parse().unwrap();
+            if expected.is_finite() {
+                let got = number_in(text.as_bytes()).unwrap();
+                assert_eq!(got.to_bits(), expected.to_bits(), "{text}");
+            }
+        }
+        for bad in ["inf", "1e400", "x", "1,2", "0x10", "1_0"] {
+            assert!(number_in(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 }

@@ -19,7 +19,6 @@ pub mod ledger;
 pub mod lock;
 pub mod model;
 pub mod nginx;
-pub mod number;
 pub mod server;
 pub mod slot;
 pub mod state;

@@ -34,6 +34,10 @@ pub const EXIT_TRAINED_IF_DUE: u8 = 10;
 /// Exit status when the quality gate refused the new model.
 pub const EXIT_REFUSED: u8 = 3;
 
+/// The context of a data error: the error itself names the file, line and column, and says
+/// what to do where there is more to say than "fix it".
+const UNREADABLE: &str = "cannot read the training data";
+
 /// What a training run did.
 pub enum Trained {
     NotDue,
@@ -64,17 +68,21 @@ pub fn execute(config: &Config, args: &TrainArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Trains (when due, with `if_due`), gates against the active model and writes the artifact.
+///
+/// A training that fails once it holds the train lock is recorded in the history (action
+/// `train`, outcome `failed`, the whole cause), where `status` shows it and the slots count
+/// it in `bluegreen_training_failures_total`: on the automatic path nobody reads the
+/// trainer's output, and without the record a failure left `status` saying only "training
+/// is due" (issue 8 §7).
 pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Result<Trained> {
     let layout = Layout::new(&config.state_dir);
     let csv = layout.data_csv(&config.data);
-    let schema = Schema::of(&config.data);
     if !csv.exists() {
         anyhow::bail!(
             "there is no training data at {}; hint: run `bluegreen init` (or `bluegreen up`) first",
             csv.display()
         );
     }
-    let store = Store::new(&layout.models_dir());
     // Two trainers must not pick the same version number; the lock also keeps a burst of
     // triggers from training the same rows twice, since the second sees the first's model.
     let _lock = lock::acquire(
@@ -87,32 +95,56 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
             ))
         },
     )?;
+    let mut record = Record::begin(Action::Train, (None, None), (None, None));
+    let mut step = "read";
+    let trained = train_locked(config, if_due, say, &mut record, &mut step);
+    if let Err(e) = &trained {
+        record.fail(step, e.as_ref());
+        if let Err(e) = history::append(&layout.history(), &record) {
+            super::warn(&format!(
+                "warning: the failure is not in the history: {}",
+                history::chain(&e)
+            ));
+        }
+    }
+    trained
+}
+
+/// The training itself, under the train lock: fills in `record` as it learns the slots and
+/// versions, and leaves in `step` the step it is in, for the record of a failure.
+fn train_locked(
+    config: &Config,
+    if_due: bool,
+    say: &dyn Fn(&str),
+    record: &mut Record,
+    step: &mut &'static str,
+) -> anyhow::Result<Trained> {
+    let layout = Layout::new(&config.state_dir);
+    let csv = layout.data_csv(&config.data);
+    let schema = Schema::of(&config.data);
+    let store = Store::new(&layout.models_dir());
     let state = State::read(config).context("cannot read the state folder")?;
+    record.from_slot = state.active();
+    record.from_version = state.active_version().map(str::to_string);
     for skipped in state.skipped() {
         say(&format!(
             "skipping a model that cannot be read: {}; hint: remove the file, or restore it from a backup",
             history::chain(skipped)
         ));
     }
-    let fix_hint = || {
-        format!(
-            "cannot read the training data; hint: fix what is named above in {}",
-            csv.display()
-        )
-    };
     let newest = state.newest();
     // The data stays locked (shared: `add-data` waits) from the survey to the artifact, so
     // what the ledger says and what is read agree.
-    let file = data::open_shared(&csv).with_context(fix_hint)?;
+    let file = data::open_shared(&csv).context(UNREADABLE)?;
     let ledger_path = layout.data_ledger();
-    let now = FileState::of(&file).with_context(fix_hint)?;
+    let now = FileState::of(&file).context(UNREADABLE)?;
     let mut ledger = Ledger::read(&ledger_path).filter(|l| l.matches(&now));
     if let (true, Some(newest)) = (if_due, newest) {
         // Due when rows were appended, or the data changed otherwise (issue 8 §7). The
         // ledger tells without reading the file; without it, a scan hashes the file without
         // parsing it, about a `sha256sum` of the data.
         let survey = data::survey(&file, &csv, &schema, Some(newest.learned()), ledger.take())
-            .with_context(fix_hint)?;
+            .context(UNREADABLE)?;
         if survey.passed {
             keep_ledger(&survey.ledger, &ledger_path);
         }
@@ -139,13 +171,12 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
     std::fs::create_dir_all(layout.models_dir())
         .with_context(|| format!("cannot create {}", layout.models_dir().display()))?;
     let version = store.next_version(time::OffsetDateTime::now_utc())?;
-    let mut record = Record::begin(
-        Action::Train,
-        (state.active(), state.active_version().map(str::to_string)),
-        (None, Some(version.clone())),
-    );
+    record.to_version = Some(version.clone());
     let active = state.active_model()?;
-    let hint = "hint: the data needs more rows than features (at least 15 rows for 13 features), and features that are not collinear";
+    let hinted = |e: model::ModelError| match e.hint(&schema.features, &config.model.params) {
+        Some(hint) => anyhow::Error::new(super::Hinted::new(e, hint)),
+        None => anyhow::Error::new(e),
+    };
     let (mut artifact, holdout) = if stats::fits_from_statistics(kind) {
         let fit = Linear {
             csv: &csv,
@@ -159,12 +190,16 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
             ledger_path: &ledger_path,
             now,
             say,
+            hinted: &hinted,
         };
-        let (artifact, holdout) = fit.train(version).with_context(fix_hint)?;
-        (artifact, holdout)
+        // Reading and fitting are one pass here.
+        *step = "train";
+        fit.train(version)?
     } else {
         say(&format!("reading {}…", csv.display()));
-        let dataset = data::read_dataset(&csv, &schema).with_context(fix_hint)?;
+        let dataset = data::read_dataset(&csv, &schema).context(UNREADABLE)?;
+        record.step("read");
+        *step = "train";
         say(&format!(
             "training a {kind} model on {} rows ({})…",
             dataset.rows.len(),
@@ -184,10 +219,11 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
             version,
             model::now_rfc3339(),
         )
-        .context(hint)?;
+        .map_err(hinted)?;
         (artifact, GateRows::Data(dataset))
     };
     record.step("train");
+    *step = "gate";
     let holdout = match &holdout {
         GateRows::Data(dataset) => Some(Holdout::Rows(dataset)),
         GateRows::Factor(factor) => Some(Holdout::Factor(factor)),
@@ -204,7 +240,7 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
         None => {
             // Only when the active model is not a linear model of this schema, or its rows
             // are no longer vouched for: the gate then reads the rows.
-            let dataset = data::read_dataset(&csv, &schema).with_context(fix_hint)?;
+            let dataset = data::read_dataset(&csv, &schema).context(UNREADABLE)?;
             gate::check(
                 &artifact,
                 active.as_ref(),
@@ -216,6 +252,7 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
     };
     drop(file);
     artifact.gate = Some(report.clone());
+    *step = "write";
     store.write(&artifact)?;
     let m = &artifact.metrics;
     say(&format!(
@@ -249,7 +286,7 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
     record.step("gate");
     record.gate = Some(report.clone());
     record.finish(Outcome::Refused, Some(report.reason));
-    if let Err(e) = history::append(&layout.history(), &record) {
+    if let Err(e) = history::append(&layout.history(), record) {
         super::warn(&format!(
             "warning: the refusal is not in the history: {}",
             history::chain(&e)
@@ -298,6 +335,8 @@ struct Linear<'a> {
     /// The file's state when it was locked.
     now: FileState,
     say: &'a dyn Fn(&str),
+    /// A model error with the hint worked out from its cause.
+    hinted: &'a dyn Fn(model::ModelError) -> anyhow::Error,
 }
 
 impl Linear<'_> {
@@ -337,7 +376,8 @@ impl Linear<'_> {
             };
             let streamed = data::stream(self.file, self.csv, self.schema, Some(from), |i, row| {
                 rows.push(i, row)
-            })?;
+            })
+            .context(UNREADABLE)?;
             // The appended bytes must hash to what `add-data` recorded: this catches even an
             // edit inside them that kept the file's times (see `crate::ledger`).
             if ledger::digest_hex(&streamed.sha) == end.sha256 && streamed.rows == end.rows {
@@ -360,7 +400,8 @@ impl Linear<'_> {
         let mut rows = Accumulator::new(self.schema.features.len(), gate_at);
         let streamed = data::stream(self.file, self.csv, self.schema, None, |i, row| {
             rows.push(i, row)
-        })?;
+        })
+        .context(UNREADABLE)?;
         let (train, holdout, example, snapshot) = rows.finish();
         if self.ledger.is_none() && FileState::of(self.file).ok() == Some(self.now) {
             // What this pass read is the file as it is: the next append goes on from it.
@@ -431,6 +472,6 @@ impl Linear<'_> {
             version,
             model::now_rfc3339(),
         )
-        .context("hint: the data needs more rows than features (at least 15 rows for 13 features), and features that are not collinear")
+        .map_err(self.hinted)
     }
 }

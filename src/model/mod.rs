@@ -78,6 +78,76 @@ pub enum ModelError {
     },
 }
 
+impl ModelError {
+    /// What to do about a training that failed, worked out from its cause: smartcore's
+    /// message, the rows the fit had, and the parameters (`params` as configured; defaults
+    /// are filled in here); for the linear family fit from its statistics, the rows and the
+    /// column the solve names. `None` for errors that are not a failed fit or prediction.
+    ///
+    /// A fixed hint said "the data needs more rows than features (at least 15 rows for 13
+    /// features)" for every failure of every schema, a lasso that did not converge included.
+    pub fn hint(&self, features: &[String], params: &Params) -> Option<String> {
+        let (kind, rows, message) = match self {
+            ModelError::Fit { kind, rows, source } => (*kind, Some(*rows), source.to_string()),
+            ModelError::Solve { kind, rows, source } => (*kind, Some(*rows), source.to_string()),
+            ModelError::Predict { kind, source } => (*kind, None, source.to_string()),
+            _ => return None,
+        };
+        let p = params.resolved(kind, features.len());
+        let n = features.len();
+        // The fewest rows each kind fits on: the linear kinds solve for an intercept and a
+        // coefficient per feature; lasso and elastic net check n ≥ p themselves, ridge n > p.
+        let fewest = match kind {
+            Kind::Linear | Kind::Ridge => n + 1,
+            Kind::Lasso | Kind::ElasticNet => n,
+            Kind::Knn => p.k.unwrap_or(1),
+            Kind::DecisionTree | Kind::RandomForest => 1,
+        };
+        let hint = if let Some(rows) = rows.filter(|&rows| rows < fewest) {
+            format!(
+                "a {kind} model of {n} features needs at least {fewest} rows to fit on, and it had {rows} (every fifth row of the data is held out to measure it); add rows with `bluegreen add-data`"
+            )
+        } else if kind == Kind::Knn && message.contains("k is > than the dataset size") {
+            format!(
+                "model.k = {} is more neighbours than the rows the model was fit on; lower k, or add rows with `bluegreen add-data`",
+                p.k.unwrap_or_default()
+            )
+        } else if let Some(column) = message
+            .split("Cannot rescale constant column ")
+            .nth(1)
+            .and_then(|rest| rest.trim().parse::<usize>().ok())
+        {
+            format!(
+                "the feature {} has the same value in every row the model was fit on, and a {kind} model scales each feature by its spread; add rows in which it varies, or leave it out of [data] features",
+                features.get(column).map_or("?", String::as_str)
+            )
+        } else if message.contains("Exceeded maximum number of iteration") {
+            format!(
+                "the {kind} optimizer did not converge: within model.max_iter = {} iterations its error did not fall below model.tol = {:e}; raise max_iter or tol (their defaults are 1000 and 1e-4), or look for a column whose values span many orders of magnitude",
+                p.max_iter.unwrap_or_default(),
+                p.tol.unwrap_or_default()
+            )
+        } else if let ModelError::Solve {
+            source: stats::SolveError::Collinear { column },
+            ..
+        } = self
+        {
+            format!(
+                "the feature {column} is constant, or a combination of others, on the training rows, so a {kind} model has no unique fit; leave it out of [data] features{}",
+                if kind == Kind::Ridge { ", or raise model.alpha" } else { ", or use kind = \"ridge\"" }
+            )
+        } else if message.contains("not positive definite") || message.contains("rank deficient") {
+            format!(
+                "the features are collinear: one is constant, or a combination of others, so a {kind} model has no unique fit; leave one out of [data] features{}",
+                if kind == Kind::Ridge { ", or raise model.alpha" } else { ", or use kind = \"ridge\"" }
+            )
+        } else {
+            "check the [model] parameters, and the data for a column that is constant or repeats another".to_string()
+        };
+        Some(hint)
+    }
+}
+
 /// Figures that describe how well a model fits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {

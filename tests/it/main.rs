@@ -16,6 +16,7 @@ mod flips;
 mod incremental;
 mod load;
 mod paths;
+mod protocols;
 mod readme;
 mod restart;
 mod serve;

@@ -82,7 +82,13 @@ fn every_bad_request_gets_a_4xx_json_error_that_says_what_and_where() {
             422,
             "must be an object with a \"data\" field",
         ),
-        ("POST", r#"{"rows": []}"#.into(), 422, "\"data\" field"),
+        (
+            "POST",
+            r#"{"rows": []}"#.into(),
+            422,
+            "unknown key \"rows\"",
+        ),
+        ("POST", r#"{}"#.into(), 422, "no \"data\" field"),
         (
             "POST",
             r#"{"data": 5}"#.into(),
