@@ -776,7 +776,7 @@ impl Config {
                     format!("{name:?} is not a column name: it is empty or has spaces around it"),
                 );
             }
-            if crate::number::parse(name).is_some() {
+            if fast_float2::parse::<f64, _>(name).is_ok() {
                 return bad(
                     key,
                     format!("{name:?} is a number, so a header holding it would read as a row"),

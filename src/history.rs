@@ -65,7 +65,8 @@ pub enum Action {
     Deploy,
     /// `bluegreen rollback`: traffic back to the resting slot.
     Rollback,
-    /// `bluegreen train`: recorded only when the gate refused the new model.
+    /// `bluegreen train`: recorded when the gate refused the new model, or the training
+    /// failed (so that the automatic path never fails silently, issue 8 §7).
     Train,
     /// A trainer handing a model to its fleet: `fleet.on_new_model` (issue 13).
     Release,
@@ -463,13 +464,15 @@ impl Intent {
     }
 }
 
-/// Gate refusals recorded in the history, by the command that asked for the model: the
-/// counter `bluegreen_gate_refusals_total` on every slot's `/metrics` (issue 8 §7). A slot
-/// keeps it current with [`RefusalTail`], off the request path.
+/// Gate refusals recorded in the history, by the command that asked for the model, and
+/// failed trainings: the counters `bluegreen_gate_refusals_total` and
+/// `bluegreen_training_failures_total` on every slot's `/metrics` (issue 8 §7). A slot keeps
+/// them current with [`RefusalTail`], off the request path.
 #[derive(Debug, Default)]
 pub struct RefusalCount {
     train: AtomicU64,
     deploy: AtomicU64,
+    failed_trainings: AtomicU64,
 }
 
 impl RefusalCount {
@@ -480,16 +483,23 @@ impl RefusalCount {
             ("deploy", self.deploy.load(Ordering::Relaxed)),
         ]
     }
+
+    /// Trainings that failed (`train` records with the outcome `failed`).
+    pub fn failed_trainings(&self) -> u64 {
+        self.failed_trainings.load(Ordering::Relaxed)
+    }
 }
 
-/// Reads the history as it grows and counts its refusals into a [`RefusalCount`]: each
-/// [`RefusalTail::refresh`] reads only the bytes appended since the last one.
+/// Reads the history as it grows and counts its refusals and failed trainings into a
+/// [`RefusalCount`]: each [`RefusalTail::refresh`] reads only the bytes appended since the
+/// last one.
 pub struct RefusalTail {
     path: PathBuf,
     offset: u64,
     partial: Vec<u8>,
     train: u64,
     deploy: u64,
+    failed_trainings: u64,
 }
 
 impl RefusalTail {
@@ -501,6 +511,7 @@ impl RefusalTail {
             partial: Vec::new(),
             train: 0,
             deploy: 0,
+            failed_trainings: 0,
         }
     }
 
@@ -533,6 +544,7 @@ impl RefusalTail {
                 match (record.outcome, record.action) {
                     (Outcome::Refused, Action::Train) => self.train += 1,
                     (Outcome::Refused, _) => self.deploy += 1,
+                    (Outcome::Failed, Action::Train) => self.failed_trainings += 1,
                     _ => {}
                 }
             }
@@ -540,6 +552,8 @@ impl RefusalTail {
         self.partial.drain(..complete);
         into.train.store(self.train, Ordering::Relaxed);
         into.deploy.store(self.deploy, Ordering::Relaxed);
+        into.failed_trainings
+            .store(self.failed_trainings, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -705,6 +719,8 @@ mod tests {
         assert_eq!(count.by_action(), [("train", 0), ("deploy", 0)]);
         append(&path, &record(1, Outcome::Refused, Action::Train)).unwrap();
         append(&path, &record(2, Outcome::Deployed, Action::Deploy)).unwrap();
+        append(&path, &record(2, Outcome::Failed, Action::Train)).unwrap();
+        append(&path, &record(2, Outcome::Failed, Action::Deploy)).unwrap();
         // Half a line, as a reader may see between two writes of another writer.
         let line = serde_json::to_string(&record(3, Outcome::Refused, Action::Deploy)).unwrap();
         let (head, rest) = line.split_at(20);
@@ -716,6 +732,7 @@ mod tests {
             .unwrap();
         tail.refresh(&count).unwrap();
         assert_eq!(count.by_action(), [("train", 1), ("deploy", 0)]);
+        assert_eq!(count.failed_trainings(), 1);
         OpenOptions::new()
             .append(true)
             .open(&path)
@@ -727,5 +744,6 @@ mod tests {
         std::fs::write(&path, "").unwrap();
         tail.refresh(&count).unwrap();
         assert_eq!(count.by_action(), [("train", 0), ("deploy", 0)]);
+        assert_eq!(count.failed_trainings(), 0);
     }
 }

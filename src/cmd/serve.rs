@@ -97,7 +97,7 @@ pub fn execute(
         };
         let bound = listener.endpoint()?;
         let version = model.version.clone();
-        let state = AppState::new(model, slot, config.limits.max_rows);
+        let state = AppState::new(model, &config.model.name, slot, config.limits.max_rows);
         count_refusals(&layout, state.clone());
         let router = server::router(
             state.clone(),

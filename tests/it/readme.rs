@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::util::{free_port, get, nginx_binary};
 
 /// The section of README.md under `heading`, up to the next `## ` heading.
-fn section(heading: &str) -> String {
+pub(crate) fn section(heading: &str) -> String {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     let start = readme
@@ -24,7 +24,7 @@ fn section(heading: &str) -> String {
 }
 
 /// The contents of its ```sh blocks.
-fn sh_blocks(text: &str) -> Vec<String> {
+pub(crate) fn sh_blocks(text: &str) -> Vec<String> {
     text.split("```sh\n")
         .skip(1)
         .map(|b| b.split("\n```").next().unwrap().to_string() + "\n")
@@ -32,7 +32,7 @@ fn sh_blocks(text: &str) -> Vec<String> {
 }
 
 /// `vNNNN-<UTC time>` with the time left out, so outputs compare across runs.
-fn without_times(text: &str) -> String {
+pub(crate) fn without_times(text: &str) -> String {
     let mut out = String::new();
     let mut rest = text;
     while let Some(i) = rest.find('v') {

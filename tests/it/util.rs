@@ -135,19 +135,24 @@ impl Env {
         let mut child = self
             .cmd(&["up"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
-        // Echo `up`'s output (the test harness shows it for a failed test) and look for
-        // the line that says it is up.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                println!("  | {line}");
-                let _ = tx.send(line);
-            }
-        });
+        // Echo `up`'s output, its information (stdout) and its warnings (stderr), as the
+        // test harness shows it for a failed test, and look for the lines a test waits for.
+        let echo = |stream: Box<dyn std::io::Read + Send>, tx: mpsc::Sender<String>| {
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    println!("  | {line}");
+                    let _ = tx.send(line);
+                }
+            })
+        };
+        echo(Box::new(stdout), tx.clone());
+        echo(Box::new(stderr), tx);
         let mut up = Up { child, lines: rx };
         up.wait_for_line("bluegreen is up");
         up
@@ -295,7 +300,8 @@ pub struct Up {
 }
 
 impl Up {
-    /// Waits (up to 60 s) for a line of `up`'s output that contains `needle`.
+    /// Waits (up to 60 s) for a line of `up`'s output (stdout or stderr) that contains
+    /// `needle`.
     pub fn wait_for_line(&mut self, needle: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
