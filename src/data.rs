@@ -41,6 +41,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config;
 use crate::ledger::{Checkpoint, FileState, Ledger};
+use crate::progress::Progress;
 
 /// The Boston data's 13 feature columns, in the order of the original's API and CSV: the
 /// default `[data] features`.
@@ -592,6 +593,15 @@ pub fn open_shared(path: &Path) -> Result<File, DataError> {
 /// The file is read through the CSV reader and hashed as it goes, never held whole as text:
 /// on 10^6 rows the text alone was 100 MB of `train`'s peak memory, beside the 112 MB of rows.
 pub fn read_dataset(path: &Path, schema: &Schema) -> Result<Dataset, DataError> {
+    read_dataset_shown(path, schema, &Progress::hidden())
+}
+
+/// [`read_dataset`], counting what is read into `progress` (`train`'s bar on a terminal).
+pub fn read_dataset_shown(
+    path: &Path,
+    schema: &Schema,
+    progress: &Progress,
+) -> Result<Dataset, DataError> {
     let file = File::open(path)?;
     file.lock_shared()?;
     // A cut-short last line would otherwise be reported as a row with too few values, or
@@ -608,7 +618,7 @@ pub fn read_dataset(path: &Path, schema: &Schema) -> Result<Dataset, DataError> 
         return Err(partial());
     }
     let origin = path.display().to_string();
-    let hashing = Hashing::new(&file, false, None);
+    let hashing = Hashing::new(progress.wrap(&file), false, None);
     let mut reader = csv_reader(hashing)?;
     let mut record = csv::ByteRecord::new();
     let csv_err = |record: &csv::ByteRecord, source| DataError::Csv {
@@ -687,12 +697,14 @@ pub struct Streamed {
 /// counted) and its values (features, then the label). From the beginning, header checked,
 /// or after `from`, reading only what follows it. Everything read is hashed on top of
 /// `from`'s state. Errors name the line as the whole file counts it; a file that does not
-/// end with a newline is refused with its last line, before any row is handed out.
+/// end with a newline is refused with its last line, before any row is handed out. What is
+/// read is counted into `progress`.
 pub fn stream(
     file: &File,
     path: &Path,
     schema: &Schema,
     from: Option<Resume>,
+    progress: &Progress,
     mut each: impl FnMut(usize, &[f64]),
 ) -> Result<Streamed, DataError> {
     use std::io::{Seek, SeekFrom};
@@ -704,7 +716,7 @@ pub fn stream(
     let mut input = file;
     input.seek(SeekFrom::Start(start))?;
     let tally = Tally {
-        inner: input,
+        inner: progress.wrap(input),
         sha,
         bytes: start,
         lines: lines_before,

@@ -75,6 +75,7 @@ use crate::layout::Layout;
 use crate::lock::{self, LockError};
 use crate::model::{Artifact, ModelError, Store};
 use crate::nginx::NginxError;
+use crate::progress::Progress;
 use crate::slot::Slot;
 use crate::state::{ResolveError, State, StateError};
 use crate::supervisor::{Supervisor, SupervisorError};
@@ -593,7 +594,10 @@ impl<'a> Deployer<'a> {
         } else {
             match self.config.nginx.switch {
                 Mode::Reload => {
+                    let spinner =
+                        Progress::waiting("waiting for NGINX workers from the last reload");
                     let waited = self.wait_for_old_workers();
+                    drop(spinner);
                     let ms = intent.record.step("wait-old-workers");
                     let said = if waited > Duration::from_millis(50) {
                         format!(
@@ -608,7 +612,11 @@ impl<'a> Deployer<'a> {
                 Mode::Socket => {
                     // Bounded: past it the restart ends those connections anyway, and NGINX
                     // resends what they carried to the active slot.
+                    let spinner = Progress::waiting(format!(
+                        "waiting for {resting}'s connections from before the last switch"
+                    ));
                     let left = self.drain(resting).err();
+                    drop(spinner);
                     let ms = intent.record.step("wait-drained");
                     let said = match left {
                         None => format!("{resting} has no connection left from before the last switch"),
@@ -634,7 +642,9 @@ impl<'a> Deployer<'a> {
                 "restarting {resting} through {} and waiting for READY=1",
                 self.supervisor.name()
             );
+            let spinner = Progress::waiting(format!("waiting for {resting} to be ready"));
             let restarted = self.supervisor.restart(resting);
+            drop(spinner);
             let ms = intent.record.step("restart");
             if restarted.is_ok() {
                 info!(step = "restart", slot = %resting, version, duration_ms = ms, "{resting} is ready");

@@ -20,6 +20,7 @@ pub mod lock;
 pub mod log;
 pub mod model;
 pub mod nginx;
+pub mod progress;
 pub mod server;
 pub mod slot;
 pub mod state;

@@ -14,6 +14,7 @@ use crate::config::{Config, Role};
 use crate::data::{self, Rows, Schema};
 use crate::layout::Layout;
 use crate::model::Artifact;
+use crate::progress::{Progress, Unit};
 use crate::state::State;
 use tracing::warn;
 
@@ -87,11 +88,21 @@ fn collect(config: &Config, schema: &Schema, args: &AddDataArgs) -> anyhow::Resu
     let ignore: Vec<&str> = config.data.ignore.iter().map(String::as_str).collect();
     let mut rows = Rows::new(columns.len());
     if let Some(path) = &args.file {
+        // A large input takes a while to read and check: a bar on a terminal (issue 12).
         let read = if path.as_os_str() == "-" {
-            data::read_rows(std::io::stdin().lock(), "stdin", &columns, &ignore)
+            let progress = Progress::reading("stdin", None, Unit::Lines);
+            data::read_rows(
+                progress.wrap(std::io::stdin().lock()),
+                "stdin",
+                &columns,
+                &ignore,
+            )
         } else {
             let file = fs_err::File::open(path).context("cannot read rows")?;
-            data::read_rows(file, &path.display().to_string(), &columns, &ignore)
+            let size = file.metadata().context("cannot read rows")?.len();
+            let name = path.display().to_string();
+            let progress = Progress::reading(name.clone(), Some(size), Unit::Lines);
+            data::read_rows(progress.wrap(file), &name, &columns, &ignore)
         };
         rows.extend(&read.context("nothing was added")?);
     }

@@ -30,6 +30,7 @@ use crate::dashboard;
 use crate::deploy::Deployer;
 use crate::layout::Layout;
 use crate::model::Artifact;
+use crate::progress::Progress;
 use crate::slot::Slot;
 use crate::state::State;
 use crate::supervisor::{self, Supervisor};
@@ -74,11 +75,13 @@ pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
             supervisor.name()
         );
         let model = model(&state, slot)?;
+        let spinner = Progress::waiting(format!("waiting for {slot} to be ready"));
         let restarted = if changing {
             supervisor.restart_with_socket(slot)
         } else {
             supervisor.restart(slot)
         };
+        drop(spinner);
         restarted.with_context(|| format!("restart stopped at {slot} ({role})"))?;
         if changing && slot == active {
             info!(

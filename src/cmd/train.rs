@@ -25,6 +25,7 @@ use crate::ledger::{self, Checkpoint, FileState, Ledger};
 use crate::lock;
 use crate::model::stats::{self, Accumulator, Factor};
 use crate::model::{self, Artifact, Kind, Params, Store};
+use crate::progress::{Progress, Unit};
 use crate::state::State;
 use tracing::{info, warn};
 
@@ -188,7 +189,9 @@ fn train_locked(
         fit.train(version)?
     } else {
         info!("reading {}…", csv.display());
-        let dataset = data::read_dataset(&csv, &schema).context(UNREADABLE)?;
+        let dataset =
+            data::read_dataset_shown(&csv, &schema, &shown(&csv, now.size, Unit::RowsAfterHeader))
+                .context(UNREADABLE)?;
         record.step("read");
         *step = "train";
         info!(
@@ -231,7 +234,9 @@ fn train_locked(
         None => {
             // Only when the active model is not a linear model of this schema, or its rows
             // are no longer vouched for: the gate then reads the rows.
-            let dataset = data::read_dataset(&csv, &schema).context(UNREADABLE)?;
+            let progress = shown(&csv, now.size, Unit::RowsAfterHeader);
+            let dataset = data::read_dataset_shown(&csv, &schema, &progress).context(UNREADABLE)?;
+            drop(progress);
             gate::check(
                 &artifact,
                 active.as_ref(),
@@ -283,6 +288,13 @@ fn train_locked(
         warn!("the refusal is not in the history: {}", history::chain(&e));
     }
     Ok(Trained::Refused(artifact))
+}
+
+/// A bar for reading `bytes` of the data file at `csv` on a terminal (issue 12): a large
+/// file takes seconds to read (10^7 rows, about a gigabyte).
+fn shown(csv: &Path, bytes: u64, unit: Unit) -> Progress {
+    let name = csv.file_name().unwrap_or(csv.as_os_str());
+    Progress::reading(name.to_string_lossy().into_owned(), Some(bytes), unit)
 }
 
 /// Writes the ledger a full pass over the data made (the file is locked by the caller).
@@ -362,10 +374,17 @@ impl Linear<'_> {
                 lines: checkpoint.lines,
                 sha,
             };
-            let streamed = data::stream(self.file, self.csv, self.schema, Some(from), |i, row| {
-                rows.push(i, row)
-            })
+            let progress = shown(self.csv, self.now.size - checkpoint.bytes, Unit::Rows);
+            let streamed = data::stream(
+                self.file,
+                self.csv,
+                self.schema,
+                Some(from),
+                &progress,
+                |i, row| rows.push(i, row),
+            )
             .context(UNREADABLE)?;
+            drop(progress);
             // The appended bytes must hash to what `add-data` recorded: this catches even an
             // edit inside them that kept the file's times (see `crate::ledger`).
             if ledger::digest_hex(&streamed.sha) == end.sha256 && streamed.rows == end.rows {
@@ -386,10 +405,17 @@ impl Linear<'_> {
             self.csv.display()
         );
         let mut rows = Accumulator::new(self.schema.features.len(), gate_at);
-        let streamed = data::stream(self.file, self.csv, self.schema, None, |i, row| {
-            rows.push(i, row)
-        })
+        let progress = shown(self.csv, self.now.size, Unit::RowsAfterHeader);
+        let streamed = data::stream(
+            self.file,
+            self.csv,
+            self.schema,
+            None,
+            &progress,
+            |i, row| rows.push(i, row),
+        )
         .context(UNREADABLE)?;
+        drop(progress);
         let (train, holdout, example, snapshot) = rows.finish();
         if self.ledger.is_none() && FileState::of(self.file).ok() == Some(self.now) {
             // What this pass read is the file as it is: the next append goes on from it.

@@ -18,6 +18,7 @@ mod incremental;
 mod load;
 mod logs;
 mod paths;
+mod progress;
 mod protocols;
 mod readme;
 mod restart;
