@@ -89,3 +89,50 @@ fn a_flood_of_bad_requests_is_logged_at_a_bounded_rate_and_every_one_is_counted(
     // Written to a pipe: no colour codes.
     assert!(!lines.iter().any(|l| l.contains('\x1b')), "{lines:#?}");
 }
+
+#[test]
+fn bluegreen_log_filters_by_level_and_information_goes_to_stdout() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let out = env.cmd(&["train"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("trained v0002"),
+        "{text}"
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Warnings and errors only: the training runs, and says nothing.
+    let out = env
+        .cmd(&["train"])
+        .env("BLUEGREEN_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(env.state().join("models").read_dir().unwrap().count() >= 3);
+}
+
+#[test]
+fn the_protocols_refusals_are_logged_too() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let (served, addr, lines) = serve_logged(&env);
+    let r = request(addr, "POST", "/v2/models/bluegreen/infer", "not json");
+    assert_eq!(r.status, 400);
+    let r = request(addr, "POST", "/v1/models/bluegreen:predict", "not json");
+    assert_eq!(r.status, 400);
+    assert!(stop(served).success());
+    let refused: Vec<String> = lines
+        .try_iter()
+        .filter(|l| l.starts_with("refused a request: ") && l.contains("status=400"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:#?}");
+}
