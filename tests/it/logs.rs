@@ -56,7 +56,8 @@ fn a_flood_of_bad_requests_is_logged_at_a_bounded_rate_and_every_one_is_counted(
     let r = request(addr, "POST", "/", "not json");
     assert_eq!(r.status, 400);
     assert!(stop(served).success());
-    let lines: Vec<String> = lines.try_iter().collect();
+    // Every line, up to the end of the slot's output: the reader may lag behind the exit.
+    let lines: Vec<String> = lines.iter().collect();
 
     let logged: Vec<&String> = lines
         .iter()
@@ -131,7 +132,7 @@ fn the_protocols_refusals_are_logged_too() {
     assert_eq!(r.status, 400);
     assert!(stop(served).success());
     let refused: Vec<String> = lines
-        .try_iter()
+        .iter()
         .filter(|l| l.starts_with("refused a request: ") && l.contains("status=400"))
         .collect();
     assert_eq!(refused.len(), 2, "{refused:#?}");
