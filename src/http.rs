@@ -10,16 +10,18 @@
 //! says. No redirect is followed, and a 4xx or 5xx is an answer like any other.
 //!
 //! ureq has no unix-socket transport; [`UnixConnector`] is one, on ureq's `unversioned`
-//! transport API (which is why the version of ureq is pinned in Cargo.toml).
+//! transport API (which is why the version of ureq is pinned in Cargo.toml), with
+//! [`Unresolved`], which looks no name up for it.
 
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ureq::unversioned::resolver::DefaultResolver;
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{
     Buffers, ConnectionDetails, Connector, LazyBuffers, NextTimeout, Transport,
 };
@@ -91,15 +93,8 @@ pub fn request_to(
         .build();
     let (agent, authority) = match endpoint {
         Endpoint::Tcp(addr) => (Agent::new_with_config(config), addr.to_string()),
-        Endpoint::Unix(path) => (
-            Agent::with_parts(
-                config,
-                UnixConnector { path: path.clone() },
-                DefaultResolver::default(),
-            ),
-            // Never resolved: the connector ignores the address; it is the Host header.
-            "localhost".to_string(),
-        ),
+        // The Host header, as curl --unix-socket sends it; never looked up.
+        Endpoint::Unix(path) => (unix_agent(config, path), "localhost".to_string()),
     };
     let uri = format!("http://{authority}{path}");
     let request = ureq::http::Request::builder()
@@ -158,6 +153,37 @@ fn into_io(error: ureq::Error, timeout: Duration) -> io::Error {
             format!("the answer's body is larger than {limit} bytes"),
         ),
         other => io::Error::new(io::ErrorKind::InvalidData, other),
+    }
+}
+
+/// An agent whose every request goes to the unix socket at `path`, whatever the URL's host.
+fn unix_agent(config: ureq::config::Config, path: &Path) -> Agent {
+    Agent::with_parts(
+        config,
+        UnixConnector {
+            path: path.to_path_buf(),
+        },
+        Unresolved,
+    )
+}
+
+/// The unix transport's resolver: [`UnixConnector`] ignores the address, so none is looked
+/// up. ureq's default resolver would ask for the URL's host even so, and a host without
+/// `localhost` in `/etc/hosts` (a minimal container: the VM test's) then fails every probe.
+#[derive(Debug)]
+struct Unresolved;
+
+impl Resolver for Unresolved {
+    fn resolve(
+        &self,
+        _uri: &Uri,
+        _config: &ureq::config::Config,
+        _timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        // ureq wants at least one address; the connector never uses it.
+        let mut addrs = self.empty();
+        addrs.push(SocketAddr::from(([127, 0, 0, 1], 80)));
+        Ok(addrs)
     }
 }
 
@@ -344,5 +370,25 @@ mod tests {
         let r = request_to(&Endpoint::Unix(path), "GET", "/readyz", None, SECOND).unwrap();
         assert_eq!((r.status, r.header("X-Slot")), (200, Some("blue")));
         assert_eq!(r.body, b"ok");
+    }
+
+    #[test]
+    fn a_unix_socket_needs_no_name_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            read_request(&mut stream);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        });
+        // `.invalid` never resolves (RFC 6761 §6.4): only an agent that looks nothing up
+        // reaches the socket.
+        let config = Agent::config_builder().timeout_global(Some(SECOND)).build();
+        let answer = unix_agent(config, &path)
+            .get("http://bluegreen.invalid/readyz")
+            .call()
+            .unwrap();
+        assert_eq!(answer.status(), 200);
     }
 }
