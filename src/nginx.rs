@@ -401,6 +401,14 @@ server {{
     # a request can be sent again to the slot (proxy_next_upstream below).
     client_max_body_size {body};
     client_body_buffer_size {body};
+    # A slow client cannot hold a connection for long, here as at the slots (issue 8, §9):
+    # its request head must be in within limits.header_read_timeout_secs of the connection's
+    # opening (NGINX does not restart that clock when a byte arrives), and its body may pause
+    # at most limits.body_read_timeout_secs between two reads; then NGINX closes the
+    # connection without an answer. With NGINX's defaults, 60 s each, a few thousand
+    # connections that never finish their head filled the workers' worker_connections.
+    client_header_timeout {header_wait}s;
+    client_body_timeout {body_wait}s;
     # NGINX's defaults, stated: a request line or one header line longer than 8 KB is refused
     # (414, 431 below).
     client_header_buffer_size 1k;
@@ -452,6 +460,8 @@ server {{
 "#,
         include = include.display(),
         port = config.public_port,
+        header_wait = config.limits.header_read_timeout_secs,
+        body_wait = config.limits.body_read_timeout_secs,
     )
 }
 
