@@ -20,6 +20,7 @@ pub mod lock;
 pub mod model;
 pub mod nginx;
 pub mod server;
+pub mod site;
 pub mod slot;
 pub mod state;
 pub mod status;
