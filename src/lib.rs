@@ -22,6 +22,7 @@ pub mod model;
 pub mod nginx;
 pub mod progress;
 pub mod server;
+pub mod site;
 pub mod slot;
 pub mod state;
 pub mod status;

@@ -24,10 +24,10 @@ pub enum NginxError {
     /// The pid file could not be read; the `fs-err` source names it and why.
     #[error("cannot read the NGINX pid file; hint: is NGINX running? (`systemctl status nginx`)")]
     PidFile(#[source] io::Error),
-    /// An include bluegreen writes (the dashboard's) could not be written; the `fs-err`
-    /// source names it.
-    #[error("cannot write an NGINX include")]
-    WriteInclude(#[source] io::Error),
+    /// A file bluegreen writes for NGINX (the site, the dashboard's include, the site's
+    /// record) could not be written; the `fs-err` source names it.
+    #[error("cannot write NGINX's configuration")]
+    Write(#[source] io::Error),
     #[error("cannot run {binary:?}: {source}; hint: install NGINX (`apt install nginx`) or set nginx.binary in the config")]
     Missing {
         binary: PathBuf,
@@ -397,6 +397,14 @@ server {{
     # a request can be sent again to the slot (proxy_next_upstream below).
     client_max_body_size {body};
     client_body_buffer_size {body};
+    # A slow client cannot hold a connection for long, here as at the slots (issue 8, §9):
+    # its request head must be in within limits.header_read_timeout_secs of the connection's
+    # opening (NGINX does not restart that clock when a byte arrives), and its body may pause
+    # at most limits.body_read_timeout_secs between two reads; then NGINX closes the
+    # connection without an answer. With NGINX's defaults, 60 s each, a few thousand
+    # connections that never finish their head filled the workers' worker_connections.
+    client_header_timeout {header_wait}s;
+    client_body_timeout {body_wait}s;
     # NGINX's defaults, stated: a request line or one header line longer than 8 KB is refused
     # (414, 431 below).
     client_header_buffer_size 1k;
@@ -448,6 +456,8 @@ server {{
 "#,
         include = include.display(),
         port = config.public_port,
+        header_wait = config.limits.header_read_timeout_secs,
+        body_wait = config.limits.body_read_timeout_secs,
     )
 }
 

@@ -209,8 +209,14 @@ impl hyper::service::Service<Request<Incoming>> for App {
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         let started = Instant::now();
-        if let Some(uri) = path::normalise_uri(request.uri()) {
-            *request.uri_mut() = uri;
+        match path::normalise_uri(request.uri()) {
+            Ok(Some(uri)) => *request.uri_mut() = uri,
+            Ok(None) => {}
+            Err(why) => {
+                let mut response = bad_path(request.uri().path(), why);
+                observe(&self.state, started, &mut response, true);
+                return Box::pin(std::future::ready(Ok(response)));
+            }
         }
         let counted = !crate::dashboard::is_dashboard_path(request.uri().path());
         // A Router is always ready (axum docs), and cloning it clones one Arc.
@@ -245,6 +251,16 @@ fn body_too_slow(waited: Duration) -> Response {
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
+}
+
+/// The 400 for a path NGINX refuses too (`path`), so that a slot answers it as NGINX does.
+fn bad_path(raw: &str, why: path::BadPath) -> Response {
+    let error = format!("the path {raw:?} {why}");
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({ "error": error, "hint": ROUTES })),
+    )
+        .into_response()
 }
 
 /// A client error: its status and the message the client sees, answered as

@@ -8,7 +8,10 @@
 //!   unit listens on the slot's configured address;
 //! - **NGINX's configuration**, with `nginx -T` (the test, and the configuration it tested):
 //!   the system's NGINX, or the one `bluegreen up` runs when `up` is running; it must pass,
-//!   include this state's include and listen on `public_port`.
+//!   include this state's include and listen on `public_port`; and the files bluegreen renders
+//!   for it (the site, the dashboard's include: `crate::site`) should hold what this
+//!   configuration renders, or NGINX runs with another's limits (a warning, with a hint to
+//!   `bluegreen restart`, which applies them).
 //!
 //! Each problem is printed with the key or the file it is about and a hint. Corrupt model
 //! files that no slot serves are warnings: serving does not depend on them. When everything
@@ -27,6 +30,7 @@ use crate::data;
 use crate::layout::Layout;
 use crate::model::{Artifact, Store};
 use crate::nginx::Nginx;
+use crate::site;
 use crate::slot::Slot;
 use crate::supervisor;
 use crate::switch::Endpoint;
@@ -522,6 +526,30 @@ fn check_nginx(config: &Config, report: &mut Report) {
             format!("listens on no port {port} (public_port)"),
             format!("make the site listen on {port}, or set public_port to the port it listens on: {site}"),
         );
+    }
+    // What NGINX reads of bluegreen's rendering must be this config's (a warning: NGINX
+    // serves on, with the old limits, until `bluegreen restart` applies it). `nginx -T` passed
+    // above, so `files` fails only if that changed meanwhile.
+    for file in site::files(config, nginx).unwrap_or_default() {
+        if !file.stale() {
+            continue;
+        }
+        let path = file.path.display();
+        report.problems.push(Problem {
+            severity: Severity::Warning,
+            subject: format!("{path} ({})", file.kind),
+            what: format!(
+                "differs from what this configuration renders, so NGINX runs with another's ({})",
+                file.first_difference()
+            ),
+            hint: if file.owned {
+                "`bluegreen restart` writes it and reloads NGINX".to_string()
+            } else {
+                format!(
+                    "it was edited by hand, so `bluegreen restart` leaves it: merge `bluegreen nginx-site` into it (`bluegreen nginx-site | diff {path} -`), then `nginx -t` and `systemctl reload nginx`"
+                )
+            },
+        });
     }
     if ok {
         report.passed.push(format!(

@@ -26,15 +26,15 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 
 use crate::config::Config;
-use crate::dashboard;
 use crate::deploy::Deployer;
 use crate::layout::Layout;
 use crate::model::Artifact;
 use crate::progress::Progress;
+use crate::site;
 use crate::slot::Slot;
 use crate::state::State;
 use crate::supervisor::{self, Supervisor};
-use tracing::info;
+use tracing::{info, warn};
 
 pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
     let layout = Layout::new(&config.state_dir);
@@ -51,15 +51,36 @@ pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
             record.reason.as_deref().unwrap_or(record.outcome.as_str())
         );
     }
-    // `[dashboard] allow` is NGINX's to enforce, and the dashboard's way to each slot follows
-    // `nginx.switch`: a changed include is put into effect here.
-    let allow = layout.dashboard_include();
-    if dashboard::access::apply(config, &allow, supervisor.nginx())
-        .context("nothing was restarted: cannot apply the dashboard's NGINX include")?
-    {
+    // NGINX's part of the config (the site's limits and timeouts, `[dashboard] allow`, the
+    // dashboard's way to each slot) is put into effect here, with one reload, and only when
+    // a file changed: a reload closes clients' idle keep-alive connections.
+    let applied = site::apply(config, supervisor.nginx())
+        .context("nothing was restarted: cannot apply NGINX's configuration")?;
+    if !applied.written.is_empty() {
+        let files: Vec<String> = applied
+            .written
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} ({}: {})",
+                    f.kind,
+                    f.path.display(),
+                    f.first_difference()
+                )
+            })
+            .collect();
         info!(
-            "NGINX reloaded with the dashboard's new include ({}: `[dashboard] allow`, the slots' addresses)",
-            allow.display()
+            "NGINX reloaded with what the config renders now: {}",
+            files.join("; ")
+        );
+    }
+    for file in &applied.left {
+        warn!(
+            "{} {} differs from what the config renders ({}), but it was edited by hand: left as it is; hint: merge `bluegreen nginx-site` into it (`bluegreen nginx-site | diff {} -`), then `nginx -t` and `systemctl reload nginx`",
+            file.kind,
+            file.path.display(),
+            file.first_difference(),
+            file.path.display()
         );
     }
     let state = State::read(config)?;

@@ -8,7 +8,7 @@
 //! page reaches each slot's own counters, whose addresses follow `nginx.switch` (a TCP port,
 //! or a unix socket). It is written whole by `init` (which the package's postinst runs
 //! before it reloads NGINX) and by `up` at every start; `bluegreen restart`, which applies a
-//! config change, rewrites it and reloads NGINX when it changed ([`apply`]).
+//! config change, rewrites it and reloads NGINX when it changed (`crate::site::apply`).
 //!
 //! The values end up in NGINX's configuration, so they are parsed, not passed through: each
 //! is an IPv4 or IPv6 address or network ([`parse`]), and the file holds only what the parser
@@ -17,22 +17,18 @@
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
 use crate::config::Config;
 use crate::fsutil;
-use crate::nginx::{Nginx, NginxError};
+use crate::nginx::NginxError;
 use crate::slot::Slot;
 use crate::switch::{self, Endpoint};
 
 /// Addresses that may always see the dashboard: this host's own, as a browser or `curl` on
 /// it connects (to 127.0.0.1 or ::1, the kernel picks the same address as the source).
 pub const LOCAL: [&str; 2] = ["127.0.0.1", "::1"];
-
-/// How long [`apply`] waits for NGINX's workers from before the reload to stop accepting.
-const RELOAD_WAIT: Duration = Duration::from_secs(10);
 
 /// One entry of `[dashboard] allow`, checked: an address (`192.0.2.7`, `2001:db8::1`) or a
 /// network in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`). The error says what is wrong
@@ -98,34 +94,7 @@ pub fn write(config: &Config, path: &Path) -> Result<bool, NginxError> {
     if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
         return Ok(false);
     }
-    fsutil::write_atomic(path, text.as_bytes()).map_err(NginxError::WriteInclude)?;
-    Ok(true)
-}
-
-/// Puts a changed include into effect (a new allow list, or slots that moved with
-/// `nginx.switch`): rewrites the include, has `nginx -t` check the
-/// whole configuration (the old include is put back if it fails), reloads NGINX and waits
-/// until its workers from before the reload no longer accept connections. Nothing is
-/// reloaded when the include did not change: a reload closes clients' idle keep-alive
-/// connections. Returns whether NGINX was reloaded.
-pub fn apply(config: &Config, path: &Path, nginx: &Nginx) -> Result<bool, NginxError> {
-    let old = std::fs::read(path).ok();
-    if !write(config, path)? {
-        return Ok(false);
-    }
-    if let Err(e) = nginx.test() {
-        let _ = match &old {
-            Some(old) => fsutil::write_atomic(path, old),
-            None => std::fs::remove_file(path),
-        };
-        return Err(e);
-    }
-    let before = nginx.workers();
-    nginx.reload()?;
-    let deadline = Instant::now() + RELOAD_WAIT;
-    while nginx.still_accepting(&before) > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    fsutil::write_atomic(path, text.as_bytes()).map_err(NginxError::Write)?;
     Ok(true)
 }
 

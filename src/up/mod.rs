@@ -76,6 +76,20 @@ pub async fn run(config: &Config, layout: Layout, nginx: Nginx) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
+/// How to add data, in words that fit `[data]`: sample rows exist for the Boston demo only
+/// (`add-data --sample`).
+fn add_data_hint(data: &crate::config::Data) -> String {
+    let schema = crate::data::Schema::of(data);
+    if schema.is_boston() {
+        "add data with `bluegreen add-data --sample 2`".to_string()
+    } else {
+        format!(
+            "add data with `bluegreen add-data FILE` (CSV with the columns {}) or `--row \"v1,…\"`",
+            schema.header()
+        )
+    }
+}
+
 /// Starts the slots (the active one first), NGINX and the trainer; serves until SIGINT or
 /// SIGTERM; then stops the trainer and NGINX. The caller stops the slots.
 async fn serve(
@@ -106,9 +120,10 @@ async fn serve(
     let trainer = tokio::spawn(trainer::run(me.clone(), wake.clone()));
     wake.notify_one();
     info!(
-        "bluegreen is up in {:.1}s: http://127.0.0.1:{}/ → {active}; add data with `bluegreen add-data --sample 2`, see `bluegreen status`; Ctrl-C stops",
+        "bluegreen is up in {:.1}s: http://127.0.0.1:{}/ → {active}; {}, see `bluegreen status`; Ctrl-C stops",
         started.elapsed().as_secs_f64(),
-        config.public_port
+        config.public_port,
+        add_data_hint(&config.data)
     );
 
     let mut term = signal(SignalKind::terminate())?;

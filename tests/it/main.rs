@@ -23,6 +23,7 @@ mod protocols;
 mod readme;
 mod restart;
 mod serve;
+mod site;
 mod socket_mode;
 mod status;
 mod train;

@@ -153,8 +153,12 @@ impl Env {
         };
         echo(Box::new(stdout), tx.clone());
         echo(Box::new(stderr), tx);
-        let mut up = Up { child, lines: rx };
-        up.wait_for_line("bluegreen is up");
+        let mut up = Up {
+            child,
+            lines: rx,
+            banner: String::new(),
+        };
+        up.banner = up.wait_for_line("bluegreen is up");
         up
     }
 
@@ -297,17 +301,19 @@ pub fn get(addr: SocketAddr, path: &str) -> http::Response {
 pub struct Up {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// The line that said it is up.
+    pub banner: String,
 }
 
 impl Up {
     /// Waits (up to 60 s) for a line of `up`'s output (stdout or stderr) that contains
-    /// `needle`.
-    pub fn wait_for_line(&mut self, needle: &str) {
+    /// `needle`; returns it.
+    pub fn wait_for_line(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return,
+                Ok(line) if line.contains(needle) => return line,
                 Ok(_) => {}
                 Err(_) => {
                     let _ = self.child.kill();

@@ -9,5 +9,6 @@ mod nginx_crash;
 mod nginx_errors;
 mod nginx_retry;
 mod slot_crash;
+mod slot_hang;
 mod slot_shutdown;
 mod slow_clients;
