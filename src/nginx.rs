@@ -200,6 +200,26 @@ fn parent_pid(pid: i32) -> Option<i32> {
 /// (`tests/it/faults/slot_crash.rs`); with 8, none in 5 runs, nor in bench/run's 20 kills.
 pub const ATTEMPTS: usize = 8;
 
+/// Idle connections each NGINX worker keeps open to the active slot (`keepalive`).
+pub const KEEPALIVE: usize = 256;
+
+/// How many `server` lines the include lists for the active slot: one per connection a
+/// worker may hold idle ([`KEEPALIVE`]), plus [`ATTEMPTS`].
+///
+/// NGINX takes a line for every attempt, cached connection or new, and never a line twice
+/// per request (the round-robin balancer; past the last one: "no live upstreams", a 502).
+/// An attempt that failed on a cached connection does not count against
+/// `proxy_next_upstream_tries` (`ngx_http_upstream_next` adds the try back), but it does use
+/// up a line. When the slot dies, every idle connection of the cache is dead; over TCP NGINX
+/// sees that only when it reads, after its event loop has run their close handlers. Over a
+/// unix socket (switch mode "socket") the write fails at once (EPIPE), so NGINX retries at
+/// once on the next dead cached connection, and the next, in one go: with 8 lines, `kill -9`
+/// of the active slot under 64 keep-alive and 16 `Connection: close` clients failed 1–9
+/// requests in 3 kills (NGINX's log: seven `writev() failed (32: Broken pipe)`, then `no live
+/// upstreams`). With a line per cached connection, a request always gets past the whole
+/// cache to a new connection, which waits in the held socket for the slot's next incarnation.
+pub const SERVER_LINES: usize = KEEPALIVE + ATTEMPTS;
+
 /// How long NGINX keeps an idle connection to a slot (`keepalive_timeout` in the upstream),
 /// in seconds. Slots close connections idle for `limits.header_read_timeout_secs`, which the
 /// config requires to be longer: NGINX, not the slot, closes an idle connection, so NGINX never
@@ -207,25 +227,27 @@ pub const ATTEMPTS: usize = 8;
 pub const UPSTREAM_IDLE_SECS: u64 = 2;
 
 /// The include that defines `upstream bluegreen_active`: `server` (an address, or
-/// `unix:PATH`) listed [`ATTEMPTS`] times, under a comment line saying `note`. Which server
+/// `unix:PATH`) listed [`SERVER_LINES`] times, under a comment line saying `note`. Which server
 /// that is, is `crate::switch`'s to say.
 pub fn render_include(server: &str, note: &str) -> String {
-    let servers: String = (0..ATTEMPTS)
+    let servers: String = (0..SERVER_LINES)
         .map(|_| format!("    server {server} max_fails=0;\n"))
         .collect();
     format!(
         "# Written by bluegreen; every deploy and rollback replaces it. Do not edit.\n\
          # {note}\n\
          upstream bluegreen_active {{\n    \
-             # The active slot, {ATTEMPTS} times: NGINX tries each line at most once per\n    \
+             # The active slot, {SERVER_LINES} times: NGINX tries each line at most once per\n    \
              # request, so a request whose attempt failed before any answer is retried on the\n    \
-             # next line (proxy_next_upstream in the site). max_fails=0: NGINX must never mark\n    \
+             # next line (proxy_next_upstream in the site); a line per idle connection kept\n    \
+             # (keepalive), since when the slot dies they all fail, plus {ATTEMPTS} for new\n    \
+             # connections. max_fails=0: NGINX must never mark\n    \
              # the slot down and refuse requests for fail_timeout after it is back.\n\
          {servers}    \
              # Idle connections kept open to the slot, per NGINX worker. Past this many\n    \
              # requests in flight, each extra one opens and closes a connection of its own:\n    \
              # with 64, 256 clients made ~10,000 new connections a second (bench/run).\n    \
-             keepalive 256;\n    \
+             keepalive {KEEPALIVE};\n    \
              keepalive_requests 100000;\n    \
              # Shorter than the slots' own idle limit (limits.header_read_timeout_secs), so\n    \
              # that NGINX, not the slot, closes an idle connection.\n    \

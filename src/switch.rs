@@ -376,7 +376,7 @@ mod tests {
                 .lines()
                 .filter(|l| l.trim_start().starts_with("server "))
                 .collect();
-            assert_eq!(servers.len(), nginx::ATTEMPTS, "{text}");
+            assert_eq!(servers.len(), nginx::SERVER_LINES, "{text}");
             let line = format!("server {server} max_fails=0;");
             assert!(servers.iter().all(|l| l.trim() == line), "{text}");
         }

@@ -9,8 +9,8 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::load::{assert_no_failures, Load};
-use crate::util::{kill9, Env};
+use crate::load::{assert_no_failures, Client, Load};
+use crate::util::{kill9, read_response, Env};
 
 /// Waits (up to 10 s) for a process serving `slot` that is not one of `gone`; returns it.
 fn next_incarnation(env: &Env, slot: &str, gone: &[i32]) -> i32 {
@@ -64,6 +64,85 @@ fn kill_9_of_the_active_slot_under_load_fails_no_request() {
     println!("3 × kill -9 of the active slot: {results:?}");
     assert_no_failures(&results);
     assert_eq!(env.predict().header("x-slot"), Some("blue"));
+}
+
+/// Waits (up to 30 s) until blue answers `/readyz` on its unix socket (switch mode "socket").
+fn wait_ready_on_socket(env: &Env) {
+    use std::io::{BufReader, Write};
+    let path = env.state().join("sockets/blue.sock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = || -> std::io::Result<bool> {
+        let mut conn = std::os::unix::net::UnixStream::connect(&path)?;
+        conn.set_read_timeout(Some(Duration::from_millis(500)))?;
+        conn.write_all(b"GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")?;
+        Ok(read_response(&mut BufReader::new(conn))?.status == 200)
+    };
+    while !ready().unwrap_or(false) {
+        assert!(Instant::now() < deadline, "blue never became ready again");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// 64 keep-alive clients and 16 that close their connection after each request: NGINX then
+/// keeps dozens of idle connections per worker to the active slot, all of which die at once.
+fn load_64(env: &Env) -> Load {
+    Load::mixed(env.public, &[(Client::KeepAlive, 64), (Client::Fresh, 16)])
+}
+
+/// 3 × `kill -9` of the active slot under [`load_64`], in switch mode `mode`.
+///
+/// In socket mode this failed 3–9 requests in 3 kills while the include listed the slot 8
+/// times: a write on a dead cached unix-socket connection fails at once (EPIPE), so NGINX
+/// retries at once, on the next dead cached connection, and runs out of `server` lines
+/// before its event loop has seen those connections close (`nginx::server_lines`).
+fn kill_sweep_64(mode: &str) {
+    let env = Env::with_extra(&format!("[nginx]\nswitch = \"{mode}\""));
+    let _up = env.up();
+    let load = load_64(&env);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut killed = Vec::new();
+    for _ in 0..3 {
+        let pid = env.slot_pid("blue");
+        kill9(pid);
+        killed.push(pid);
+        next_incarnation(&env, "blue", &killed);
+        match mode {
+            "socket" => wait_ready_on_socket(&env),
+            _ => wait_ready(env.blue, || {}),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let results = load.finish();
+    println!("3 × kill -9 of the active slot, {mode} mode, 64 + 16 clients: {results:?}");
+    assert_no_failures(&results);
+    assert_eq!(env.predict().header("x-slot"), Some("blue"));
+}
+
+#[test]
+fn kill_9_of_the_active_slot_in_socket_mode_under_64_connections_fails_no_request() {
+    kill_sweep_64("socket");
+}
+
+#[test]
+fn kill_9_of_the_active_slot_in_reload_mode_under_64_connections_fails_no_request() {
+    kill_sweep_64("reload");
+}
+
+/// 3 × `bluegreen restart` under [`load_64`] in socket mode: each restarts the resting slot,
+/// then the active one, which closes its cached connections as it stops.
+#[test]
+fn restart_in_socket_mode_under_64_connections_fails_no_request() {
+    let env = Env::with_extra("[nginx]\nswitch = \"socket\"");
+    let _up = env.up();
+    let load = load_64(&env);
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..3 {
+        env.exits(&["restart"], 0);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let results = load.finish();
+    println!("3 × restart, socket mode, 64 + 16 clients: {results:?}");
+    assert_no_failures(&results);
 }
 
 /// Points `link` at `target` in one step, as a deploy does.
