@@ -68,6 +68,13 @@ pub enum ConfigError {
     },
 }
 
+/// The most a numeric key may be, in its unit, and why ([`Config::upper_bounds`]).
+struct Bound {
+    max: u64,
+    unit: &'static str,
+    why: &'static str,
+}
+
 /// Why a command runs on the last good configuration instead of the file it was given.
 #[derive(Debug)]
 pub struct Fallback {
@@ -509,7 +516,8 @@ impl Config {
             &mut config.nginx.conf,
             &mut config.nginx.pid_file,
         ] {
-            if p.is_relative() {
+            // An empty path stays empty, for `invalid` to name it.
+            if p.is_relative() && !p.as_os_str().is_empty() {
                 *p = base.join(&*p);
             }
         }
@@ -542,12 +550,24 @@ impl Config {
     }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: PathBuf::from("<text>"),
-            message: e.message().to_string()
-                + &e.span()
-                    .map(|s| format!(" (at {})", line_col(text, s.start)))
-                    .unwrap_or_default(),
+        toml::from_str(text).map_err(|e| {
+            let span = e.span();
+            // A value of the wrong type: toml's message names the type, the span the place;
+            // the key is what the operator looks for (`slots.blue`, not "line 2, column 8").
+            let key = span
+                .as_ref()
+                .and_then(|s| key_at(text, s.start))
+                .filter(|key| !e.message().contains(&format!("`{key}`")))
+                .map(|key| format!("key `{key}`: "))
+                .unwrap_or_default();
+            ConfigError::Parse {
+                path: PathBuf::from("<text>"),
+                message: key
+                    + e.message()
+                    + &span
+                        .map(|s| format!(" (at {})", line_col(text, s.start)))
+                        .unwrap_or_default(),
+            }
         })
     }
 
@@ -602,10 +622,13 @@ impl Config {
         if self.slots.blue == self.slots.green {
             bad("slots.green", "is the same address as slots.blue".into());
         }
-        if !self.gate.tolerance.is_finite() || self.gate.tolerance < 0.0 {
+        if !(0.0..=10.0).contains(&self.gate.tolerance) {
             bad(
                 "gate.tolerance",
-                format!("{} is not a finite number >= 0", self.gate.tolerance),
+                format!(
+                    "{} is not a finite number >= 0 and at most 10 (11 times the active model's error)",
+                    self.gate.tolerance
+                ),
             );
         }
         if self.limits.max_body_bytes < 1024 {
@@ -672,6 +695,26 @@ impl Config {
                 bad(key, "must be at least 1 second".into());
             }
         }
+        if self.nginx.conf.as_os_str().is_empty() {
+            bad("nginx.conf", "must not be empty".into());
+        }
+        if self.nginx.pid_file.as_os_str().is_empty() {
+            bad(
+                "nginx.pid_file",
+                "must not be empty: a deploy signals NGINX's master by the pid in it".into(),
+            );
+        }
+        for (key, value, bound) in self.upper_bounds() {
+            if value > bound.max {
+                bad(
+                    key,
+                    format!(
+                        "must be at most {} {}, not {value}: {}",
+                        bound.max, bound.unit, bound.why
+                    ),
+                );
+            }
+        }
         for (key, why) in self.fleet.problems() {
             bad(key, why);
         }
@@ -682,6 +725,143 @@ impl Config {
         }
         found.extend(self.invalid_data());
         found.extend(self.invalid_model());
+        found
+    }
+
+    /// Every numeric key with its value and its upper bound (issue 13 review: without one,
+    /// `upstream_timeout_secs = 100000000000` passed and was written into NGINX's site).
+    /// The lower bounds are checked one by one above, each with its own reason.
+    fn upper_bounds(&self) -> Vec<(&'static str, u64, Bound)> {
+        const HOUR: u64 = 3600;
+        let secs = |max: u64, why: &'static str| Bound {
+            max,
+            unit: "seconds",
+            why,
+        };
+        let wait = "a client or a command would wait that long for an answer that never comes";
+        let held = "a connection is held that long; NGINX's site applies it too";
+        let p = &self.model.params;
+        let as_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let mut found = vec![
+            (
+                "batch_size",
+                as_u64(self.batch_size),
+                Bound {
+                    max: 10_000_000,
+                    unit: "rows",
+                    why: "training would never be due",
+                },
+            ),
+            (
+                "keep_models",
+                as_u64(self.keep_models),
+                Bound {
+                    max: 10_000,
+                    unit: "models",
+                    why: "each one kept is a file in state_dir/models",
+                },
+            ),
+            (
+                "limits.max_body_bytes",
+                as_u64(self.limits.max_body_bytes),
+                Bound {
+                    max: 256 * 1024 * 1024,
+                    unit: "bytes (256 MiB)",
+                    why: "a slot holds a whole body in memory",
+                },
+            ),
+            (
+                "limits.max_rows",
+                as_u64(self.limits.max_rows),
+                Bound {
+                    max: 1_000_000,
+                    unit: "rows",
+                    why: "a slot holds a request's rows and answers in memory",
+                },
+            ),
+            (
+                "limits.header_read_timeout_secs",
+                self.limits.header_read_timeout_secs,
+                secs(HOUR, held),
+            ),
+            (
+                "limits.body_read_timeout_secs",
+                self.limits.body_read_timeout_secs,
+                secs(HOUR, held),
+            ),
+            (
+                "nginx.worker_shutdown_timeout_secs",
+                self.nginx.worker_shutdown_timeout_secs,
+                secs(HOUR, "a deploy waits that long for NGINX's old workers"),
+            ),
+            (
+                "nginx.upstream_timeout_secs",
+                self.nginx.upstream_timeout_secs,
+                secs(HOUR, wait),
+            ),
+            (
+                "deploy.ready_timeout_secs",
+                self.deploy.ready_timeout_secs,
+                secs(HOUR, wait),
+            ),
+            (
+                "deploy.confirm_timeout_secs",
+                self.deploy.confirm_timeout_secs,
+                secs(HOUR, wait),
+            ),
+            (
+                "deploy.lock_timeout_secs",
+                self.deploy.lock_timeout_secs,
+                secs(24 * HOUR, wait),
+            ),
+            (
+                "fleet.on_new_model_timeout_secs",
+                self.fleet.on_new_model_timeout_secs,
+                secs(24 * HOUR, "a hung rollout would hold the trainer that long"),
+            ),
+        ];
+        let model = [
+            (
+                "model.max_iter",
+                p.max_iter,
+                10_000_000,
+                "iterations",
+                "each one passes over every row",
+            ),
+            (
+                "model.n_trees",
+                p.n_trees,
+                10_000,
+                "trees",
+                "each tree is trained on every row and kept in the artifact",
+            ),
+            (
+                "model.min_samples_split",
+                p.min_samples_split,
+                10_000_000,
+                "rows",
+                "more than any training set would never split",
+            ),
+            (
+                "model.min_samples_leaf",
+                p.min_samples_leaf,
+                10_000_000,
+                "rows",
+                "more than any training set would never split",
+            ),
+            (
+                "model.k",
+                p.k,
+                10_000,
+                "neighbours",
+                "each prediction averages k rows, and training needs at least k rows",
+            ),
+        ];
+        for (key, value, max, unit, why) in model {
+            if let Some(value) = value {
+                found.push((key, as_u64(value), Bound { max, unit, why }));
+            }
+        }
         found
     }
 
@@ -917,6 +1097,51 @@ fn utc_seconds(t: time::OffsetDateTime) -> Option<String> {
         .ok()
 }
 
+/// The dotted key (`slots.blue`) whose key or value holds byte `offset` of `text`, the
+/// innermost one; `None` when the text does not parse or no key is there.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    fn within(span: Option<std::ops::Range<usize>>, offset: usize) -> bool {
+        span.is_some_and(|s| s.start <= offset && offset < s.end.max(s.start + 1))
+    }
+    fn in_item(item: &toml_edit::Item, offset: usize, path: &[&str]) -> Option<String> {
+        match item {
+            toml_edit::Item::Table(table) => in_pairs(
+                table.iter().filter_map(|(k, _)| table.get_key_value(k)),
+                offset,
+                path,
+            ),
+            toml_edit::Item::Value(toml_edit::Value::InlineTable(table)) => in_pairs(
+                table.iter().filter_map(|(k, _)| table.get_key_value(k)),
+                offset,
+                path,
+            ),
+            toml_edit::Item::ArrayOfTables(tables) => tables
+                .iter()
+                .find_map(|t| in_item(&toml_edit::Item::Table(t.clone()), offset, path)),
+            _ => None,
+        }
+    }
+    fn in_pairs<'a>(
+        pairs: impl Iterator<Item = (&'a toml_edit::Key, &'a toml_edit::Item)>,
+        offset: usize,
+        path: &[&str],
+    ) -> Option<String> {
+        for (key, item) in pairs {
+            let mut here = path.to_vec();
+            here.push(key.get());
+            if let Some(inner) = in_item(item, offset, &here) {
+                return Some(inner);
+            }
+            if within(key.span(), offset) || within(item.span(), offset) {
+                return Some(here.join("."));
+            }
+        }
+        None
+    }
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    in_item(doc.as_item(), offset, &[])
+}
+
 fn line_col(text: &str, offset: usize) -> String {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -928,6 +1153,12 @@ impl Fleet {
     /// Every bad `[fleet]` value, with its key.
     fn problems(&self) -> Vec<(&'static str, String)> {
         let mut found = Vec::new();
+        if self.on_new_model_timeout_secs == 0 {
+            found.push((
+                "fleet.on_new_model_timeout_secs",
+                "must be at least 1 second".to_string(),
+            ));
+        }
         if self.role != Role::Trainer {
             if !self.on_new_model.is_empty() {
                 found.push((
@@ -963,12 +1194,6 @@ impl Fleet {
             found.push((
                 "fleet.on_new_model",
                 "a trainer with deploy_locally = false needs a command to hand its models on, or no host would ever serve them; hint: on_new_model = [\"ansible-playbook\", \"-i\", \"INVENTORY\", \"rollout.yml\", \"-e\", \"version={version}\"]".to_string(),
-            ));
-        }
-        if self.on_new_model_timeout_secs == 0 {
-            found.push((
-                "fleet.on_new_model_timeout_secs",
-                "must be at least 1 second".to_string(),
             ));
         }
         found

@@ -11,8 +11,6 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 use crate::cli::{Cli, Command};
 use crate::config::Config;
 
@@ -55,7 +53,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         _ => Config::discover(path).map(|c| (c, None)),
     }
-    .context("cannot load the configuration; hint: fix the file (`bluegreen check` lists every problem), or pass --config PATH")?;
+    .map_err(|cause| Unloadable { cause })?;
     let fallback = fallback.as_ref();
     match cli.command {
         Command::Check | Command::Generate(_) => unreachable!("handled above"),
@@ -124,4 +122,13 @@ pub fn out(text: &str) -> io::Result<()> {
     let mut stdout = io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
     stdout.flush()
+}
+
+/// A command refused because its configuration does not load: the cause, then the hint.
+/// Its message holds the cause's whole chain, so that the hint comes last on the line `main`
+/// prints (a `.context` would put the hint before the cause).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot load the configuration: {}; hint: fix the file (`bluegreen check` lists every problem), or pass --config PATH", crate::config::error_chain(.cause))]
+pub struct Unloadable {
+    pub cause: crate::config::ConfigError,
 }

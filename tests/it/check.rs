@@ -212,3 +212,85 @@ fn nginx_is_tested_and_must_route_this_state_on_public_port() {
     );
     fs::write(&site, good).unwrap();
 }
+
+/// Every numeric key has an upper bound; each of these passed `check` before (a fresh-user
+/// review), and `upstream_timeout_secs` was even written into NGINX's site by `restart`.
+#[test]
+fn values_past_their_bounds_are_refused_naming_the_key_and_the_bound() {
+    let cases = [
+        (
+            "[model]\nkind = \"random_forest\"\nn_trees = 100000000",
+            "model.n_trees",
+            "at most 10000 trees",
+        ),
+        (
+            "[model]\nkind = \"knn\"\nk = 100000",
+            "model.k",
+            "at most 10000 neighbours",
+        ),
+        (
+            "[fleet]\non_new_model_timeout_secs = 0",
+            "fleet.on_new_model_timeout_secs",
+            "at least 1 second",
+        ),
+        (
+            "[nginx]\npid_file = \"\"",
+            "nginx.pid_file",
+            "must not be empty",
+        ),
+        (
+            "[nginx]\nupstream_timeout_secs = 100000000000",
+            "nginx.upstream_timeout_secs",
+            "at most 3600 seconds",
+        ),
+        (
+            "[limits]\nbody_read_timeout_secs = 99999999999",
+            "limits.body_read_timeout_secs",
+            "at most 3600 seconds",
+        ),
+        (
+            "[limits]\nmax_body_bytes = 99999999999999",
+            "limits.max_body_bytes",
+            "at most 268435456 bytes",
+        ),
+    ];
+    for (extra, key, bound) in cases {
+        let env = Env::with_extra(extra);
+        let err = problems(&env);
+        reports(&err, &format!("key `{key}`"), bound);
+        assert!(!env.state().exists(), "a refused config writes nothing");
+    }
+}
+
+#[test]
+fn a_value_of_the_wrong_type_is_named_by_its_key() {
+    let env = Env::new();
+    let text = read(&env.config);
+    let cases = [
+        (
+            text.replace("blue = \"127.0.0.1:", "blue = \"localhost:"),
+            "key `slots.blue`: invalid socket address syntax",
+        ),
+        (
+            format!("public_port = 70000\n{}", text.replace("public_port", "#")),
+            "key `public_port`: invalid value: integer `70000`, expected u16",
+        ),
+    ];
+    for (config, says) in cases {
+        fs::write(&env.config, config).unwrap();
+        reports(&problems(&env), says, "line ");
+    }
+}
+
+/// A command refused for a bad config says the cause first, then what to do.
+#[test]
+fn a_command_refused_for_a_bad_config_says_the_cause_before_the_hint() {
+    let env = Env::with_extra("batch_size = 0");
+    let err = env.fails(&["train"], 1);
+    let cause = err.find("config key `batch_size` is invalid: must be at least 1 row");
+    let hint = err.find("hint: fix the file");
+    assert!(
+        matches!((cause, hint), (Some(c), Some(h)) if c < h),
+        "the cause, then the hint: {err}"
+    );
+}
