@@ -185,6 +185,37 @@ impl Probe for Ask {
     }
 }
 
+/// `config` with each slot's address where the slot really listens: `up` holds the slots'
+/// sockets from its start, so an edited `slots.*` is not applied until `up` starts again
+/// (`bluegreen restart` refuses it), and the slots and the include stay at the old address.
+/// Status probes them there and notes the change waiting (a fresh-user review: a healthy slot
+/// was shown "down: nothing listens on" the new address).
+fn applied(
+    config: &Config,
+    supervisor: &dyn supervisor::Supervisor,
+    notes: &mut Vec<String>,
+) -> Config {
+    let mut applied = config.clone();
+    for slot in Slot::ALL {
+        let wanted = config.slot_addr(slot);
+        let Some(Endpoint::Tcp(held)) = supervisor.listens(slot) else {
+            continue;
+        };
+        if held == wanted {
+            continue;
+        }
+        notes.push(format!(
+            "the config puts {slot} on {wanted}, but it listens on {held}, which {} has held since it started: the change is not applied; hint: stop and start `bluegreen up` to apply it, or set slots.{slot} back",
+            supervisor.name()
+        ));
+        match slot {
+            Slot::Blue => applied.slots.blue = held,
+            Slot::Green => applied.slots.green = held,
+        }
+    }
+    applied
+}
+
 /// The report, from the state folder as [`State::read`] finds it and what `probe` learns;
 /// `notes` come first among its notes (a reconciled deploy, say).
 pub fn gather(
@@ -194,6 +225,8 @@ pub fn gather(
 ) -> Result<Status, StateError> {
     let layout = Layout::new(&config.state_dir);
     let supervisor = supervisor::detect(config, &layout);
+    let applied = applied(config, supervisor.as_ref(), &mut notes);
+    let config = &applied;
     let state = State::read(config)?;
     let nginx_routes = probe.nginx_routes(config).unwrap_or_else(|note| {
         notes.push(note);

@@ -40,6 +40,12 @@ pub enum SupervisorError {
         held: Endpoint,
         wanted: Endpoint,
     },
+    #[error("config key `{key}` asks for {wanted}, but bluegreen up started with {held}, and it applies a slot's address only when it starts, in either switch mode; hint: stop bluegreen up (Ctrl-C) and start it again, or set `{key}` back")]
+    Started {
+        key: &'static str,
+        held: std::net::SocketAddr,
+        wanted: std::net::SocketAddr,
+    },
 }
 
 pub trait Supervisor {
@@ -48,6 +54,11 @@ pub trait Supervisor {
     /// Fails if restarting the slots would not apply `config`: some of it is fixed for as
     /// long as the supervisor runs (`bluegreen restart` asks before it touches anything).
     fn can_apply(&self, config: &Config) -> Result<(), SupervisorError>;
+    /// Where `slot` listens now, when the supervisor holds its socket for as long as it runs
+    /// (`up`), which may differ from an edited config; `None` when it cannot say.
+    fn listens(&self, _slot: Slot) -> Option<Endpoint> {
+        None
+    }
     /// The NGINX in front of the slots.
     fn nginx(&self) -> &Nginx;
     /// A short name for messages: "systemd" or "bluegreen up".

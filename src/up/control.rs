@@ -32,6 +32,11 @@ pub struct Addresses {
     pub blue: Endpoint,
     pub green: Endpoint,
     pub public: SocketAddr,
+    /// `slots.blue` and `slots.green` as they were at `up`'s start. In socket mode nothing
+    /// listens there, but `up` applies them only when it starts, in either mode, so
+    /// `restart` refuses a change of them in both (a fresh-user review: socket mode saved
+    /// such a change as the last good config while reload mode refused it).
+    pub configured: [SocketAddr; 2],
 }
 
 impl Addresses {
@@ -42,6 +47,7 @@ impl Addresses {
             blue: switch::endpoint(config, Slot::Blue),
             green: switch::endpoint(config, Slot::Green),
             public: super::nginx::public_listen_addr(config),
+            configured: [config.slots.blue, config.slots.green],
         }
     }
 
@@ -176,7 +182,21 @@ impl Supervisor for Client {
                 return Err(SupervisorError::Moved { key, held, wanted });
             }
         }
+        let keys = ["slots.blue", "slots.green"];
+        for ((key, held), wanted) in keys.into_iter().zip(held.configured).zip(wanted.configured) {
+            if held != wanted {
+                return Err(SupervisorError::Started { key, held, wanted });
+            }
+        }
         Ok(())
+    }
+
+    fn listens(&self, slot: Slot) -> Option<Endpoint> {
+        let held = Addresses::parse(self.ask("addresses").ok()?.strip_prefix("ok ")?)?;
+        Some(match slot {
+            Slot::Blue => held.blue,
+            Slot::Green => held.green,
+        })
     }
 
     fn nginx(&self) -> &Nginx {
@@ -206,7 +226,9 @@ mod tests {
         );
         assert_eq!(Addresses::parse(&held.line()), Some(held));
         assert_eq!(
-            Addresses::parse(r#"{"blue": "127.0.0.1:1", "green": "127.0.0.1:2"}"#),
+            Addresses::parse(
+                r#"{"blue": "127.0.0.1:1", "green": "127.0.0.1:2", "public": "127.0.0.1:3"}"#
+            ),
             None
         );
     }

@@ -257,3 +257,37 @@ fn the_generator_writes_each_socket_units_address_from_the_config() {
         );
     }
 }
+
+/// A slot address edited under `up` is refused by `restart` in both switch modes, and not
+/// saved as the last good config: `up` applies `slots.*` only when it starts. In socket mode
+/// `restart` used to pass it (rc 0) and save it, while reload mode refused it.
+#[test]
+fn restart_refuses_a_slot_address_change_in_socket_mode_as_in_reload_mode() {
+    for extra in [SOCKET, ""] {
+        let env = Env::with_extra(extra);
+        let _up = env.up();
+        let last_good = env.state().join("config.last-good.toml");
+        let saved = std::fs::read_to_string(&last_good).unwrap();
+        let moved = format!("127.0.0.1:{}", crate::util::free_port());
+        let config = std::fs::read_to_string(&env.config).unwrap();
+        std::fs::write(
+            &env.config,
+            config.replace(
+                &format!("blue = \"{}\"", env.blue),
+                &format!("blue = \"{moved}\""),
+            ),
+        )
+        .unwrap();
+        let err = env.fails(&["restart"], 1);
+        assert!(
+            err.contains("config key `slots.blue`") && err.contains("stop bluegreen up"),
+            "{extra:?}: {err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&last_good).unwrap(),
+            saved,
+            "{extra:?}: a refused restart saves nothing"
+        );
+        assert_eq!(env.predict().status, 200);
+    }
+}

@@ -38,3 +38,45 @@ fn status_says_in_words_why_a_slot_does_not_answer() {
     );
     assert!(!table.contains("os error"), "{table}");
 }
+
+/// A slot address edited in the config but not applied (`up` holds the old socket, and
+/// `restart` refuses to move it): status probes the slot where it really listens and says
+/// the change waits. Before, it showed blue "down: nothing listens on" the new address.
+#[test]
+fn an_edited_slot_address_not_applied_yet_is_probed_where_the_slot_listens() {
+    let env = Env::new();
+    let _up = env.up();
+    let moved = format!("127.0.0.1:{}", crate::util::free_port());
+    let config = crate::util::read(&env.config);
+    std::fs::write(
+        &env.config,
+        config.replace(
+            &format!("blue = \"{}\"", env.blue),
+            &format!("blue = \"{moved}\""),
+        ),
+    )
+    .unwrap();
+    let err = env.fails(&["restart"], 1);
+    assert!(err.contains("config key `slots.blue`"), "{err}");
+
+    let status = env.status_json();
+    assert_eq!(status["active"].as_str(), Some("blue"), "{status:#}");
+    assert_eq!(
+        status["slots"][0]["health"].as_str(),
+        Some("healthy"),
+        "{status:#}"
+    );
+    assert_eq!(
+        status["slots"][0]["address"].as_str(),
+        Some(env.blue.to_string().as_str()),
+        "{status:#}"
+    );
+    let notes = status["notes"].to_string();
+    assert!(
+        notes.contains(&format!(
+            "the config puts blue on {moved}, but it listens on {}",
+            env.blue
+        )) && notes.contains("not applied"),
+        "{status:#}"
+    );
+}
