@@ -28,6 +28,8 @@ use serde::{Deserialize, Serialize};
 use crate::fsutil;
 use crate::gate::GateReport;
 use crate::model;
+use crate::rollout::live::LiveAccuracy;
+use crate::rollout::report::PhaseReport;
 use crate::slot::Slot;
 
 /// Why the history or the intent could not be read or written; the source is the OS error.
@@ -73,6 +75,12 @@ pub enum Action {
     Train,
     /// A trainer handing a model to its fleet: `fleet.on_new_model` (issue 13).
     Release,
+    /// `bluegreen promote`: the rest of the rollout of a candidate that waited (issue 11).
+    Promote,
+    /// `bluegreen abort`: a waiting candidate dropped (issue 11).
+    Abort,
+    /// `bluegreen add-data`: the active model's RMSE on the rows just appended (issue 11).
+    AddData,
 }
 
 impl Action {
@@ -83,6 +91,9 @@ impl Action {
             Action::Rollback => "rollback",
             Action::Train => "train",
             Action::Release => "release",
+            Action::Promote => "promote",
+            Action::Abort => "abort",
+            Action::AddData => "add-data",
         }
     }
 }
@@ -115,6 +126,14 @@ pub enum Outcome {
     InProgress,
     /// A trainer handed the model to its fleet: `fleet.on_new_model` succeeded (issue 13).
     Released,
+    /// The candidate is ready and probed on the resting slot, and waits for `bluegreen
+    /// promote` or `bluegreen abort` (`rollout.promote = "manual"`, issue 11).
+    Waiting,
+    /// The rollout stopped the candidate (a phase's analysis, or `bluegreen abort`): traffic
+    /// is on `from_slot`, and `to_slot` is back on the model it served before (issue 11).
+    Aborted,
+    /// A measurement that moved nothing: the live RMSE of `add-data` (issue 11).
+    Measured,
 }
 
 impl Outcome {
@@ -129,6 +148,9 @@ impl Outcome {
             Outcome::Interrupted => "interrupted",
             Outcome::InProgress => "in-progress",
             Outcome::Released => "released",
+            Outcome::Waiting => "waiting",
+            Outcome::Aborted => "aborted",
+            Outcome::Measured => "measured",
         }
     }
 
@@ -172,6 +194,12 @@ pub struct Record {
     /// Why it failed, was refused, interrupted or recovered: the whole error chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Every analysed phase of a rollout, with its figures (issue 11).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollout: Vec<PhaseReport>,
+    /// `add-data`'s live accuracy of the active model (issue 11).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveAccuracy>,
     /// Times the steps of the action in this process; a record read back has none.
     #[serde(skip)]
     clock: Option<Clock>,
@@ -204,6 +232,8 @@ impl Record {
             steps: Vec::new(),
             duration_ms: 0.0,
             reason: None,
+            rollout: Vec::new(),
+            live: None,
             clock: Some(Clock {
                 started: now,
                 step_started: now,
@@ -340,13 +370,15 @@ pub fn last(path: &Path, n: usize) -> Result<Vec<Record>, HistoryError> {
 
 /// Versions that an operator or the gate has settled, so that the automatic path must not
 /// deploy them again by itself: versions traffic was moved away from (a rollback, or a
-/// deploy of another model), and versions a deploy was refused for.
+/// deploy of another model), versions a deploy was refused for, and candidates a rollout
+/// stopped (issue 11).
 pub fn settled(records: &[Record]) -> HashSet<String> {
     records
         .iter()
         .filter_map(|r| match r.outcome {
             o if o.switched() => r.from_version.clone(),
             Outcome::Refused if r.action == Action::Deploy => r.to_version.clone(),
+            Outcome::Aborted => r.to_version.clone(),
             _ => None,
         })
         .collect()
@@ -361,6 +393,20 @@ pub enum Phase {
     /// The target slot was probed; the include may have been rewritten, NGINX may have been
     /// told to reload, and may have reloaded.
     Switch,
+    /// Not a switch in progress but a state: the candidate is ready on the resting slot and
+    /// waits for `bluegreen promote` or `bluegreen abort` (issue 11). No process runs it; the
+    /// intent's record is finished, and in the history once reconciled.
+    Waiting,
+    /// NGINX mirrors live requests to the candidate, or is being told to (issue 11).
+    Shadow,
+    /// The include splits traffic between the slots by weight, or is being written to
+    /// (issue 11).
+    Canary,
+    /// All traffic is on the target, which is being watched (issue 11).
+    Watch,
+    /// The candidate is being dropped: traffic back on the previous slot, and the target
+    /// slot back on its previous model (issue 11).
+    Abort,
 }
 
 /// A switch in progress, written whole before each phase begins.
@@ -374,6 +420,10 @@ pub struct Intent {
     pub record: Record,
     /// The model the target slot's link named before the deploy touched it.
     pub target_link_before: Option<String>,
+    /// The rollout is promoted by hand (`rollout.promote = "manual"`): a promote that is
+    /// interrupted before traffic moved goes back to waiting (issue 11).
+    #[serde(default)]
+    pub manual: bool,
 }
 
 impl Intent {
@@ -437,6 +487,8 @@ impl Intent {
 pub struct RefusalCount {
     train: AtomicU64,
     deploy: AtomicU64,
+    /// The last live accuracy in the history (issue 11), for `bluegreen_live_rmse*`.
+    live: std::sync::Mutex<Option<LiveAccuracy>>,
 }
 
 impl RefusalCount {
@@ -446,6 +498,11 @@ impl RefusalCount {
             ("train", self.train.load(Ordering::Relaxed)),
             ("deploy", self.deploy.load(Ordering::Relaxed)),
         ]
+    }
+
+    /// The last live accuracy the history holds (issue 11).
+    pub fn live(&self) -> Option<LiveAccuracy> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -457,6 +514,7 @@ pub struct RefusalTail {
     partial: Vec<u8>,
     train: u64,
     deploy: u64,
+    live: Option<LiveAccuracy>,
 }
 
 impl RefusalTail {
@@ -468,6 +526,7 @@ impl RefusalTail {
             partial: Vec::new(),
             train: 0,
             deploy: 0,
+            live: None,
         }
     }
 
@@ -505,11 +564,17 @@ impl RefusalTail {
                     (Outcome::Refused, _) => self.deploy += 1,
                     _ => {}
                 }
+                if record.live.is_some() {
+                    self.live = record.live;
+                }
             }
         }
         self.partial.drain(..complete);
         into.train.store(self.train, Ordering::Relaxed);
         into.deploy.store(self.deploy, Ordering::Relaxed);
+        if self.live.is_some() {
+            *into.live.lock().unwrap_or_else(|e| e.into_inner()) = self.live.clone();
+        }
         Ok(())
     }
 }
@@ -616,6 +681,7 @@ mod tests {
             pid: 42,
             record: record(1, Outcome::InProgress, Action::Deploy),
             target_link_before: Some("v0".into()),
+            manual: false,
         };
         intent.write(&path).unwrap();
         let back = Intent::read(&path).unwrap().unwrap();

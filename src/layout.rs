@@ -79,6 +79,18 @@ impl Layout {
         self.sockets_dir().join("active.sock")
     }
 
+    /// The symlink to the resting slot's socket (socket mode): where NGINX sends a preview
+    /// and the shadow mirror (issue 11).
+    pub fn resting_socket(&self) -> PathBuf {
+        self.sockets_dir().join("resting.sock")
+    }
+
+    /// The file NGINX's site includes in its `location /`: the shadow mirror, on or off
+    /// (issue 11).
+    pub fn shadow_conf(&self) -> PathBuf {
+        self.nginx_dir().join("shadow.conf")
+    }
+
     pub fn history(&self) -> PathBuf {
         self.root.join("deploys.jsonl")
     }

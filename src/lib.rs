@@ -18,6 +18,7 @@ pub mod lock;
 pub mod model;
 pub mod nginx;
 pub mod number;
+pub mod rollout;
 pub mod server;
 pub mod slot;
 pub mod state;

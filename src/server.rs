@@ -27,6 +27,7 @@
 
 mod conn;
 mod path;
+pub mod shadow;
 
 pub use conn::run;
 
@@ -34,12 +35,12 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -51,12 +52,36 @@ use serde_json::{json, Value};
 use crate::history::RefusalCount;
 use crate::model::Artifact;
 use crate::number;
+use crate::rollout::fault::{Effect, Fault};
 use crate::slot::Slot;
+use shadow::{Mirrored, Shadow};
 
-/// Upper bounds of the latency histogram, in seconds.
-const BUCKETS: [f64; 13] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+/// Upper bounds of the latency histogram, in seconds. Fine enough (about ×1.5 from one to the
+/// next) for a rollout to compare two slots' p99 (issue 11, `crate::rollout::metrics`).
+const BUCKETS: [f64; 25] = [
+    0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003,
+    0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5,
 ];
+
+/// The histogram bucket of a latency of `seconds` (the last one is +Inf).
+fn bucket(seconds: f64) -> usize {
+    BUCKETS
+        .iter()
+        .position(|b| seconds <= *b)
+        .unwrap_or(BUCKETS.len())
+}
+
+/// Writes a latency histogram's `_bucket` lines, cumulative, as Prometheus reads them.
+fn render_histogram(out: &mut String, name: &str, buckets: &[AtomicU64]) -> u64 {
+    use std::fmt::Write;
+    let mut cumulative = 0;
+    for (i, bucket) in buckets.iter().enumerate() {
+        cumulative += bucket.load(Ordering::Relaxed);
+        let le = BUCKETS.get(i).map_or("+Inf".to_string(), |b| b.to_string());
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    cumulative
+}
 
 /// What the server needs: the model, which slot it is, and the request limits.
 pub struct AppState {
@@ -72,6 +97,10 @@ pub struct AppState {
     gate_refusals: RefusalCount,
     /// While set, every answer says `Connection: close` (see the module doc).
     closing: AtomicBool,
+    /// The reference model and figures of a shadow phase (issue 11), when `serve` set one.
+    shadow: OnceLock<Shadow>,
+    /// A test-only fault (debug builds; `crate::rollout::fault`).
+    fault: Option<Fault>,
 }
 
 struct Metrics {
@@ -87,6 +116,7 @@ impl AppState {
     pub fn new(model: Artifact, slot: Slot, max_rows: usize) -> Arc<AppState> {
         let version_header = HeaderValue::from_str(&model.version)
             .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+        let fault = Fault::for_model(&model.version);
         Arc::new(AppState {
             described: model.describe(),
             model,
@@ -102,7 +132,25 @@ impl AppState {
             },
             gate_refusals: RefusalCount::default(),
             closing: AtomicBool::new(false),
+            shadow: OnceLock::new(),
+            fault,
         })
+    }
+
+    /// Compares this slot's predictions of mirrored requests with `reference`'s, the active
+    /// slot's model (issue 11, [`shadow`]). Set once, before serving.
+    pub fn set_reference(&self, reference: Artifact) {
+        let _ = self.shadow.set(Shadow::new(reference));
+    }
+
+    /// The model this slot serves.
+    pub fn model(&self) -> &Artifact {
+        &self.model
+    }
+
+    /// The test-only fault this slot runs with, if any (debug builds only).
+    pub fn fault(&self) -> Option<&Fault> {
+        self.fault.as_ref()
     }
 
     /// From now on, end every connection after its current answer (`true`), or keep them
@@ -185,6 +233,10 @@ impl hyper::service::Service<Request<Incoming>> for App {
         if let Some(uri) = path::normalise_uri(request.uri()) {
             *request.uri_mut() = uri;
         }
+        let mirrored = request.headers().contains_key(shadow::HEADER);
+        if mirrored {
+            request.extensions_mut().insert(Mirrored);
+        }
         // A Router is always ready (axum docs), and cloning it clones one Arc.
         let answer = tower_service::Service::call(&mut self.routes.clone(), request);
         let state = self.state.clone();
@@ -196,7 +248,7 @@ impl hyper::service::Service<Request<Incoming>> for App {
                 Ok(answer) => answer?,
                 Err(_) => body_too_slow(body_timeout),
             };
-            observe(&state, started, &mut response);
+            observe(&state, started, &mut response, mirrored);
             Ok(response)
         })
     }
@@ -249,8 +301,9 @@ fn unprocessable(message: String) -> ApiError {
     ApiError(StatusCode::UNPROCESSABLE_ENTITY, message)
 }
 
-/// Adds the version and slot headers to an answer and records its status and latency.
-fn observe(state: &AppState, started: Instant, response: &mut Response) {
+/// Adds the version and slot headers to an answer and records its status and latency; a
+/// mirrored copy (issue 11) is counted in the shadow figures instead.
+fn observe(state: &AppState, started: Instant, response: &mut Response, mirrored: bool) {
     let headers = response.headers_mut();
     headers.insert("x-model-version", state.version_header.clone());
     headers.insert("x-slot", state.slot_header.clone());
@@ -258,17 +311,19 @@ fn observe(state: &AppState, started: Instant, response: &mut Response) {
         // hyper closes the connection once this answer is written.
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    if mirrored {
+        if let Some(shadow) = state.shadow.get() {
+            shadow.answered(response.status().as_u16());
+        }
+        return;
+    }
     let metrics = &state.metrics;
     let status = response.status().as_u16() as usize;
     if let Some(counter) = metrics.by_status.get(status.wrapping_sub(100)) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
     let seconds = started.elapsed().as_secs_f64();
-    let bucket = BUCKETS
-        .iter()
-        .position(|b| seconds <= *b)
-        .unwrap_or(BUCKETS.len());
-    metrics.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+    metrics.buckets[bucket(seconds)].fetch_add(1, Ordering::Relaxed);
     metrics
         .latency_micros_sum
         .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
@@ -354,8 +409,22 @@ impl Scan<'_> {
 
 async fn predict(
     State(state): State<Arc<AppState>>,
+    mirrored: Option<Extension<Mirrored>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    if let Some(fault) = state.fault() {
+        match fault.effect() {
+            Effect::None => {}
+            Effect::Error => {
+                return Err(ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "test fault: this slot answers errors (BLUEGREEN_TEST_FAULT)".to_string(),
+                ))
+            }
+            Effect::Delay(delay) => tokio::time::sleep(delay).await,
+        }
+    }
     let body = body.map_err(|rejection| {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -405,10 +474,15 @@ async fn predict(
             "data[{i}]: the prediction is not a finite number; are the values in range?"
         )));
     }
-    state
-        .metrics
-        .rows_predicted
-        .fetch_add(count as u64, Ordering::Relaxed);
+    match (mirrored, state.shadow.get()) {
+        (Some(_), Some(shadow)) => shadow.compare(&rows, &prices, started.elapsed()),
+        _ => {
+            state
+                .metrics
+                .rows_predicted
+                .fetch_add(count as u64, Ordering::Relaxed);
+        }
+    }
     Ok(axum::Json(Prediction {
         price: prices[0],
         prices,
@@ -553,15 +627,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     }
     out.push_str("# HELP bluegreen_request_duration_seconds Time to answer a request.\n");
     out.push_str("# TYPE bluegreen_request_duration_seconds histogram\n");
-    let mut cumulative = 0;
-    for (i, bucket) in m.buckets.iter().enumerate() {
-        cumulative += bucket.load(Ordering::Relaxed);
-        let le = BUCKETS.get(i).map_or("+Inf".to_string(), |b| b.to_string());
-        let _ = writeln!(
-            out,
-            "bluegreen_request_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
-        );
-    }
+    let cumulative = render_histogram(&mut out, "bluegreen_request_duration_seconds", &m.buckets);
     let sum = m.latency_micros_sum.load(Ordering::Relaxed) as f64 / 1e6;
     let _ = writeln!(out, "bluegreen_request_duration_seconds_sum {sum}");
     let _ = writeln!(out, "bluegreen_request_duration_seconds_count {cumulative}");
@@ -586,6 +652,27 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             out,
             "bluegreen_gate_refusals_total{{action=\"{action}\"}} {n}"
         );
+    }
+    if let Some(live) = state.gate_refusals.live() {
+        out.push_str("# HELP bluegreen_live_rmse The active model's RMSE on the last rows add-data appended, in label units (issue 11).\n");
+        out.push_str("# TYPE bluegreen_live_rmse gauge\n");
+        let _ = writeln!(
+            out,
+            "bluegreen_live_rmse{{model=\"{}\",rows=\"{}\"}} {}",
+            live.model, live.rows, live.rmse
+        );
+        if let Some(ratio) = live.ratio {
+            out.push_str("# HELP bluegreen_live_rmse_ratio Live RMSE over the model's holdout RMSE: a drift signal, about 1 while new data looks like the training data.\n");
+            out.push_str("# TYPE bluegreen_live_rmse_ratio gauge\n");
+            let _ = writeln!(
+                out,
+                "bluegreen_live_rmse_ratio{{model=\"{}\"}} {ratio}",
+                live.model
+            );
+        }
+    }
+    if let Some(shadow) = state.shadow.get() {
+        shadow.render(&mut out);
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

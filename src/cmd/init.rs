@@ -116,6 +116,8 @@ fn prepare(config: &Config, first_data: Option<&Path>, say: &dyn Fn(&str)) -> an
             say(&format!("{slot} will serve {}", newest.version));
         }
     }
+    // NGINX files an older bluegreen wrote: brought to this version's form (issue 11).
+    switch::upgrade(config, &layout)?;
     if state.active().is_none() {
         switch::write(config, &layout, Slot::Blue)?;
         say(&format!(
