@@ -682,7 +682,9 @@ impl Config {
         {
             bad(
                 "nginx.preview_from",
-                format!("{entry:?} is neither an IP address nor a CIDR block such as \"10.0.0.0/8\""),
+                format!(
+                    "{entry:?} is neither an IP address nor a CIDR block such as \"10.0.0.0/8\""
+                ),
             );
         }
         found.extend(self.invalid_data());
@@ -1076,17 +1078,32 @@ mod tests {
             ),
             ("[rollout]\nstep_seconds = 0", "rollout.step_seconds"),
             ("[rollout]\nstep_seconds = 86401", "rollout.step_seconds"),
-            ("[rollout]\nshadow_seconds = 100000", "rollout.shadow_seconds"),
+            (
+                "[rollout]\nshadow_seconds = 100000",
+                "rollout.shadow_seconds",
+            ),
             ("[rollout]\nwatch_seconds = 100000", "rollout.watch_seconds"),
             ("[rollout]\nmax_error_rate = -0.1", "rollout.max_error_rate"),
             ("[rollout]\nmax_error_rate = 1.5", "rollout.max_error_rate"),
             ("[rollout]\nmax_error_rate = nan", "rollout.max_error_rate"),
-            ("[rollout]\nmax_latency_ratio = 0.5", "rollout.max_latency_ratio"),
-            ("[rollout]\nmax_latency_ratio = inf", "rollout.max_latency_ratio"),
+            (
+                "[rollout]\nmax_latency_ratio = 0.5",
+                "rollout.max_latency_ratio",
+            ),
+            (
+                "[rollout]\nmax_latency_ratio = inf",
+                "rollout.max_latency_ratio",
+            ),
             ("[rollout]\nmax_divergence = -1.0", "rollout.max_divergence"),
             ("[rollout]\nmax_divergence = nan", "rollout.max_divergence"),
-            ("[nginx]\npreview_from = [\"10.0.0.0/33\"]", "nginx.preview_from"),
-            ("[nginx]\npreview_from = [\"localhost\"]", "nginx.preview_from"),
+            (
+                "[nginx]\npreview_from = [\"10.0.0.0/33\"]",
+                "nginx.preview_from",
+            ),
+            (
+                "[nginx]\npreview_from = [\"localhost\"]",
+                "nginx.preview_from",
+            ),
         ] {
             assert_eq!(invalid_key(text), key, "{text}");
         }
@@ -1094,7 +1111,10 @@ mod tests {
         let err = Config::from_toml("[rollout]\nsteps = [10, 100]\n[nginx]\nswitch = \"socket\"")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("not available") && err.contains("hint"), "{err}");
+        assert!(
+            err.contains("not available") && err.contains("hint"),
+            "{err}"
+        );
         // Wrong types and unknown keys are refused with their place.
         for (text, what) in [
             ("[rollout]\npromote = \"later\"", "unknown variant `later`"),
@@ -1103,7 +1123,10 @@ mod tests {
             ("[rollout]\nwatch = 5", "unknown field `watch`"),
         ] {
             let err = Config::from_toml(text).unwrap_err().to_string();
-            assert!(err.contains(what) && err.contains("line 2"), "{text}: {err}");
+            assert!(
+                err.contains(what) && err.contains("line 2"),
+                "{text}: {err}"
+            );
         }
         let good = Config::from_toml(
             "[rollout]\npromote = \"manual\"\nshadow_seconds = 5\nsteps = [10, 50, 100]\nstep_seconds = 3\nwatch_seconds = 4\nmax_error_rate = 0.01\nmax_latency_ratio = 3.0\nmax_divergence = 0.2\n[nginx]\npreview_from = [\"10.0.0.0/8\", \"192.0.2.7\"]",

@@ -363,6 +363,29 @@ pub fn recent(path: &Path, n: usize, since: Option<&str>) -> Result<Vec<Record>,
     Ok(records)
 }
 
+/// The newest record that `wanted` accepts, read from the end of the history (so its cost
+/// follows how far back that record is, not the history's length).
+pub fn newest(
+    path: &Path,
+    wanted: impl Fn(&Record) -> bool,
+) -> Result<Option<Record>, HistoryError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(HistoryError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    Ok(text
+        .lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<Record>(line).ok())
+        .find(|r| wanted(r)))
+}
+
 /// The last `n` records, oldest first.
 pub fn last(path: &Path, n: usize) -> Result<Vec<Record>, HistoryError> {
     recent(path, n, None)

@@ -59,8 +59,8 @@ use shadow::{Mirrored, Shadow};
 /// Upper bounds of the latency histogram, in seconds. Fine enough (about ×1.5 from one to the
 /// next) for a rollout to compare two slots' p99 (issue 11, `crate::rollout::metrics`).
 const BUCKETS: [f64; 25] = [
-    0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003,
-    0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5,
+    0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005,
+    0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5,
 ];
 
 /// The histogram bucket of a latency of `seconds` (the last one is +Inf).

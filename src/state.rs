@@ -217,7 +217,7 @@ impl State {
             && self.waiting.is_none()
             && newer
             && !settled.contains(&candidate.version))
-            .then_some(candidate)
+        .then_some(candidate)
     }
 
     /// Corrupt artifacts that [`State::read`] passed over.

@@ -20,10 +20,12 @@ use crate::cli::StatusArgs;
 use crate::config::{Config, Fallback};
 use crate::data;
 use crate::deploy::Deployer;
-use crate::history::{self, Record};
+use crate::history::{self, Action, Intent, Phase, Record};
 use crate::http;
 use crate::layout::Layout;
 use crate::lock::LockError;
+use crate::rollout::live::LiveAccuracy;
+use crate::rollout::report::PhaseReport;
 use crate::slot::Slot;
 use crate::state::State;
 use crate::supervisor::{self, Supervisor};
@@ -48,6 +50,16 @@ struct Status {
     include: Option<Slot>,
     /// The slot NGINX answered `GET /readyz` from, through the public port.
     nginx_routes: Option<Slot>,
+    /// During a canary step: the share of traffic (percent) the resting slot gets by its
+    /// upstream weight (issue 11).
+    canary_percent: Option<u8>,
+    /// The candidate that waits for `bluegreen promote` or `bluegreen abort` (issue 11).
+    waiting: Option<Waiting>,
+    /// A rollout that runs now, or was interrupted and not reconciled yet: its phase and the
+    /// figures of the phases it finished (issue 11).
+    rollout: Option<Rollout>,
+    /// The active model's live accuracy on the rows `add-data` appended last (issue 11).
+    live: Option<LiveAccuracy>,
     slots: Vec<SlotStatus>,
     data_rows: Option<usize>,
     newest_model: Option<String>,
@@ -72,6 +84,26 @@ struct Status {
     notes: Vec<String>,
     /// The last records of the history: switches, refusals, failures, recoveries.
     last_deploys: Vec<Record>,
+}
+
+#[derive(Serialize)]
+struct Waiting {
+    version: String,
+    slot: Slot,
+    /// When its deploy began.
+    since: String,
+    /// The slot that keeps the traffic meanwhile.
+    traffic_on: Slot,
+}
+
+#[derive(Serialize)]
+struct Rollout {
+    action: Action,
+    pid: u32,
+    phase: Phase,
+    version: Option<String>,
+    since: String,
+    phases: Vec<PhaseReport>,
 }
 
 #[derive(Serialize)]
@@ -142,7 +174,8 @@ fn gather(config: &Config) -> anyhow::Result<Status> {
         ));
     }
     let include = state.active();
-    if let (Some(routes), Some(named)) = (nginx_routes, include) {
+    let canary_percent = state.split();
+    if let (Some(routes), Some(named), None) = (nginx_routes, include, canary_percent) {
         if routes != named {
             notes.push(format!(
                 "NGINX routes to {routes}, but its include names {named}: a switch was interrupted and is not reconciled yet; the next deploy, rollback or status does it"
@@ -190,7 +223,40 @@ fn gather(config: &Config) -> anyhow::Result<Status> {
         })
     });
     let history = state.history();
+    let waiting = state.waiting().and_then(|w| {
+        Some(Waiting {
+            version: w.to_version.clone()?,
+            slot: w.to_slot?,
+            since: w.time.clone(),
+            traffic_on: w.from_slot?,
+        })
+    });
+    let rollout = Intent::read(&layout.deploy_intent())
+        .ok()
+        .flatten()
+        .filter(|i| i.phase != Phase::Waiting)
+        .map(|i| Rollout {
+            action: i.record.action,
+            pid: i.pid,
+            phase: i.phase,
+            version: i.record.to_version.clone(),
+            since: i.record.time.clone(),
+            phases: i.record.rollout,
+        });
+    // The newest measurement of the model that is active now.
+    let live = state.active_version().and_then(|active| {
+        history::newest(&layout.history(), |r| {
+            r.live.as_ref().is_some_and(|l| l.model == active)
+        })
+        .ok()
+        .flatten()
+        .and_then(|r| r.live)
+    });
     Ok(Status {
+        canary_percent,
+        waiting,
+        rollout,
+        live,
         config_error: None,
         state_dir: layout.root().display().to_string(),
         supervisor: supervisor.name(),
@@ -331,8 +397,44 @@ fn table(s: &Status) -> String {
         );
     }
     t.push('\n');
-    if let Some(slot) = s.nginx_routes {
-        let _ = writeln!(t, "  nginx    routes to {slot}");
+    match (s.canary_percent, s.include) {
+        (Some(p), Some(active)) => {
+            let _ = writeln!(
+                t,
+                "  nginx    routes {}% to {active} and {p}% to {} (canary step)",
+                100 - p,
+                active.other()
+            );
+        }
+        _ => {
+            if let Some(slot) = s.nginx_routes {
+                let _ = writeln!(t, "  nginx    routes to {slot}");
+            }
+        }
+    }
+    if let Some(w) = &s.waiting {
+        let _ = writeln!(
+            t,
+            "  waiting  {} on {} since {}; traffic stays on {}: preview with the header `X-Bluegreen-Preview: 1`, then `bluegreen promote` or `bluegreen abort`",
+            w.version, w.slot, w.since, w.traffic_on
+        );
+    }
+    if let Some(r) = &s.rollout {
+        let _ = writeln!(
+            t,
+            "  rollout  {} of {} (pid {}, since {}) is in phase {:?}",
+            r.action,
+            r.version.as_deref().unwrap_or("?"),
+            r.pid,
+            r.since,
+            r.phase
+        );
+        for phase in &r.phases {
+            let _ = writeln!(t, "             {}", phase.line());
+        }
+    }
+    if let Some(live) = &s.live {
+        let _ = writeln!(t, "  drift    {}", live.line());
     }
     let _ = match (s.data_rows, &s.data_summary, &s.data_error) {
         (Some(rows), Some(summary), _) => writeln!(t, "  data     {rows} rows, {summary}"),
@@ -392,6 +494,12 @@ fn table(s: &Status) -> String {
             Some(reason) => writeln!(t, "  ({reason})"),
             None => writeln!(t),
         };
+        for phase in &r.rollout {
+            let _ = writeln!(t, "        {}", phase.line());
+        }
+        if let Some(live) = &r.live {
+            let _ = writeln!(t, "        {}", live.line());
+        }
     }
     t
 }

@@ -9,8 +9,10 @@
 //! feature because a feature that the tests need must be enabled by whoever runs them, and a
 //! plain `cargo test` would then skip or fail those tests.
 //!
-//! Form: `<version prefix>:errors` (every prediction answers 500), or
+//! Form: `<version prefix>:errors-after=<n>` (after `n` predictions, each answers 500), or
 //! `<version prefix>:slow-after=<n>:<ms>` (after `n` predictions, each takes `ms` longer).
+//! A deploy probes a prediction before any traffic moves, so `n` = 1 makes a candidate that
+//! passes its probe and fails afterwards.
 //! Only a slot whose model version starts with the prefix is affected.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +24,7 @@ pub const ENV: &str = "BLUEGREEN_TEST_FAULT";
 /// What a faulty slot does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    Errors,
+    ErrorsAfter { after: u64 },
     SlowAfter { after: u64, delay: Duration },
 }
 
@@ -65,16 +67,18 @@ impl Fault {
     pub fn effect(&self) -> Effect {
         let n = self.predictions.fetch_add(1, Ordering::Relaxed);
         match self.kind {
-            Kind::Errors => Effect::Error,
+            Kind::ErrorsAfter { after } if n >= after => Effect::Error,
             Kind::SlowAfter { after, delay } if n >= after => Effect::Delay(delay),
-            Kind::SlowAfter { .. } => Effect::None,
+            _ => Effect::None,
         }
     }
 
     /// The fault in words, for the slot's log.
     pub fn describe(&self) -> String {
         match self.kind {
-            Kind::Errors => "every prediction answers 500".to_string(),
+            Kind::ErrorsAfter { after } => {
+                format!("after {after} predictions, each answers 500")
+            }
             Kind::SlowAfter { after, delay } => {
                 format!("after {after} predictions, each takes {delay:?} longer")
             }
@@ -89,7 +93,9 @@ fn parse(spec: &str, version: &str) -> Option<Kind> {
         return None;
     }
     match kind.split_once('=') {
-        None if kind == "errors" => Some(Kind::Errors),
+        Some(("errors-after", after)) => Some(Kind::ErrorsAfter {
+            after: after.parse().ok()?,
+        }),
         Some(("slow-after", rest)) => {
             let (after, ms) = rest.split_once(':')?;
             Some(Kind::SlowAfter {
@@ -107,8 +113,14 @@ mod tests {
 
     #[test]
     fn a_fault_names_its_model_and_kind() {
-        assert_eq!(parse("v0002:errors", "v0002-20261129T000000Z"), Some(Kind::Errors));
-        assert_eq!(parse("v0002:errors", "v0003-20261129T000000Z"), None);
+        assert_eq!(
+            parse("v0002:errors-after=1", "v0002-20261129T000000Z"),
+            Some(Kind::ErrorsAfter { after: 1 })
+        );
+        assert_eq!(
+            parse("v0002:errors-after=1", "v0003-20261129T000000Z"),
+            None
+        );
         assert_eq!(
             parse("v0003:slow-after=5:40", "v0003-x"),
             Some(Kind::SlowAfter {
@@ -116,7 +128,14 @@ mod tests {
                 delay: Duration::from_millis(40)
             })
         );
-        for bad in ["errors", ":errors", "v1:explode", "v1:slow-after=5", "v1:slow-after=x:1"] {
+        for bad in [
+            "errors",
+            ":errors-after=1",
+            "v1:errors",
+            "v1:explode",
+            "v1:slow-after=5",
+            "v1:slow-after=x:1",
+        ] {
             assert_eq!(parse(bad, "v1-x"), None, "{bad}");
         }
         let fault = Fault {

@@ -208,10 +208,13 @@ impl Deployer<'_> {
         let settings = &self.config.rollout;
         let read = |slot| Reading::of(&switch::endpoint(self.config, slot));
         let started = Instant::now();
-        let (c0, r0) = (read(candidate), match &reference {
-            Reference::Live(slot) => read(*slot).ok(),
-            Reference::Fixed(_) => None,
-        });
+        let (c0, r0) = (
+            read(candidate),
+            match &reference {
+                Reference::Live(slot) => read(*slot).ok(),
+                Reference::Fixed(_) => None,
+            },
+        );
         let limit = Duration::from_secs(seconds);
         loop {
             std::thread::sleep(POLL.min(limit.saturating_sub(started.elapsed())));

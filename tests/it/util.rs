@@ -132,8 +132,15 @@ impl Env {
 
     /// Starts `bluegreen up` and waits for it to say it is up.
     pub fn up(&self) -> Up {
-        let mut child = self
-            .cmd(&["up"])
+        self.up_with_env(&[])
+    }
+
+    /// Starts `bluegreen up` with `vars` in its environment (and so its slots'), and waits for
+    /// it to say it is up.
+    pub fn up_with_env(&self, vars: &[(&str, &str)]) -> Up {
+        let mut cmd = self.cmd(&["up"]);
+        cmd.envs(vars.iter().copied());
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -510,4 +517,29 @@ impl Env {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// A request through NGINX with `X-Bluegreen-Preview: 1` (issue 11), to `addr`: GET `path`,
+/// or POST the example row when `path` is `/`.
+pub fn preview(addr: SocketAddr, path: &str) -> http::Response {
+    let request = if path == "/" {
+        format!(
+            "POST / HTTP/1.1\r\nHost: test\r\nX-Bluegreen-Preview: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{EXAMPLE}",
+            EXAMPLE.len()
+        )
+    } else {
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nX-Bluegreen-Preview: 1\r\nConnection: close\r\n\r\n")
+    };
+    raw(addr, request.as_bytes())
+}
+
+/// An IPv4 address of this machine that is not loopback, if it has one: a client connecting
+/// from it is not loopback to NGINX.
+pub fn outside_address() -> Option<std::net::Ipv4Addr> {
+    let trie = std::fs::read_to_string("/proc/net/fib_trie").ok()?;
+    let lines: Vec<&str> = trie.lines().collect();
+    lines.windows(2).find_map(|w| {
+        let ip: std::net::Ipv4Addr = w[0].trim().trim_start_matches("|-- ").parse().ok()?;
+        (w[1].contains("/32 host LOCAL") && !ip.is_loopback()).then_some(ip)
+    })
 }
