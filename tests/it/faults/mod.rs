@@ -1,7 +1,7 @@
 //! Faults, one file per kind: what is done to the system, and that it keeps serving and
 //! telling the truth afterwards.
 
-mod bad_candidate;
+pub mod bad_candidate;
 mod bad_config;
 mod deploy_kill;
 mod deploy_write;
