@@ -126,7 +126,19 @@ impl State {
         let since = newest_passed
             .as_ref()
             .map(|a: &Artifact| a.trained_at.as_str());
-        let history = history::recent(&layout.history(), 5, since)?;
+        // The last five records of what was done, and all since: add-data's measurements
+        // (issue 11) are left out.
+        let mut history: Vec<Record> = history::recent(&layout.history(), 20, since)?
+            .into_iter()
+            .filter(|r| r.outcome != history::Outcome::Measured)
+            .collect();
+        let extra = history.len().saturating_sub(5);
+        let older = history
+            .iter()
+            .take(extra)
+            .take_while(|r| since.is_none_or(|t| r.time.as_str() < t))
+            .count();
+        history.drain(..older);
         // An intent that cannot be read is the reconcile's to report, not this reading's.
         let waiting = Intent::read(&layout.deploy_intent())
             .ok()

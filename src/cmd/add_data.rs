@@ -57,17 +57,6 @@ pub fn execute(config: &Config, args: &AddDataArgs) -> anyhow::Result<ExitCode> 
     } else {
         scan.verdict(config.batch_size)
     };
-    if let Some(record) = live {
-        let line = record.live.as_ref().map(|l| l.line()).unwrap_or_default();
-        // The rows are in: a history that cannot be written costs the measurement only.
-        match history::append(&layout.history(), &record) {
-            Ok(()) => super::say(&line),
-            Err(e) => super::warn(&format!(
-                "warning: {line}; not recorded: {}",
-                history::chain(&e)
-            )),
-        }
-    }
     super::out(&format!(
         "appended {} row{} ({} total, {}; {})\n",
         appended.added,
@@ -76,6 +65,17 @@ pub fn execute(config: &Config, args: &AddDataArgs) -> anyhow::Result<ExitCode> 
         scan.since_text(newest.as_ref().map(|m| m.version.as_str())),
         verdict
     ))?;
+    if let Some(record) = live {
+        let line = record.live.as_ref().map(|l| l.line()).unwrap_or_default();
+        // The rows are in: a history that cannot be written costs the measurement only.
+        match history::append(&layout.history(), &record) {
+            Ok(()) => super::out(&format!("{line}\n"))?,
+            Err(e) => super::warn(&format!(
+                "warning: {line}; not recorded: {}",
+                history::chain(&e)
+            )),
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

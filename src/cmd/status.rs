@@ -20,7 +20,7 @@ use crate::cli::StatusArgs;
 use crate::config::{Config, Fallback};
 use crate::data;
 use crate::deploy::Deployer;
-use crate::history::{self, Action, Intent, Phase, Record};
+use crate::history::{self, Action, Intent, Outcome, Phase, Record};
 use crate::http;
 use crate::layout::Layout;
 use crate::lock::LockError;
@@ -222,7 +222,16 @@ fn gather(config: &Config) -> anyhow::Result<Status> {
             reason: gate.reason.clone(),
         })
     });
-    let history = state.history();
+    // The last records of what was done; add-data's measurements are shown as `live`.
+    let done: Vec<&Record> = state
+        .history()
+        .iter()
+        .filter(|r| r.outcome != Outcome::Measured)
+        .collect();
+    let last_deploys: Vec<Record> = done[done.len().saturating_sub(5)..]
+        .iter()
+        .map(|r| (*r).clone())
+        .collect();
     let waiting = state.waiting().and_then(|w| {
         Some(Waiting {
             version: w.to_version.clone()?,
@@ -282,7 +291,7 @@ fn gather(config: &Config) -> anyhow::Result<Status> {
         batch_size: config.batch_size,
         models: state.versions().len(),
         notes,
-        last_deploys: history[history.len().saturating_sub(5)..].to_vec(),
+        last_deploys,
     })
 }
 

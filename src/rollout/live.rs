@@ -33,10 +33,10 @@ impl LiveAccuracy {
     pub fn line(&self) -> String {
         let ratio = self
             .ratio
-            .map(|r| format!("{r:.2}× its holdout RMSE {:.4}", self.holdout_rmse))
+            .map(|r| format!("{r:.2}× its holdout RMSE {:.3}", self.holdout_rmse))
             .unwrap_or_else(|| "no holdout RMSE to compare with".to_string());
         format!(
-            "live RMSE {:.4} of {} on the last {} row{} added: {ratio}",
+            "live RMSE {:.3} of {} on the last {} row{} added: {ratio}",
             self.rmse,
             self.model,
             self.rows,

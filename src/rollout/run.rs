@@ -159,7 +159,7 @@ impl Deployer<'_> {
 
     /// Records a phase's report and step; returns the reason to stop, if it breached.
     fn judged(&self, intent: &mut Intent, report: PhaseReport, step: &str) -> Option<String> {
-        (self.say)(&format!("{}", report.line()));
+        (self.say)(&report.line());
         intent.record.step(step);
         let stopped = (!report.passed).then(|| format!("{}: {}", report.title(), report.reason));
         intent.record.rollout.push(report);

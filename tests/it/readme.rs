@@ -146,10 +146,15 @@ fn bring_your_own_data_works_as_written() {
             String::from_utf8_lossy(&out.stderr)
         );
         let got = String::from_utf8(out.stdout).unwrap();
-        if let Some(expected) = lines.get(i + 1).and_then(|l| l.strip_prefix("# ")) {
+        // The output is the `# ` lines right after the command.
+        let expected: Vec<&str> = lines[i + 1..]
+            .iter()
+            .map_while(|l| l.strip_prefix("# "))
+            .collect();
+        if !expected.is_empty() {
             assert_eq!(
                 without_times(got.trim_end()),
-                without_times(expected),
+                without_times(&expected.join("\n")),
                 "{command}"
             );
         }

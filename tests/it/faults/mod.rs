@@ -9,6 +9,7 @@ mod files;
 mod nginx_crash;
 mod nginx_errors;
 mod nginx_retry;
+mod promote_kill;
 mod slot_crash;
 mod slot_shutdown;
 mod slow_clients;
