@@ -520,7 +520,24 @@ impl<'a> Deployer<'a> {
         };
         let from_name = from.map_or("?".to_string(), |s| s.to_string());
         let from_version = from_version.unwrap_or_else(|| "no model".to_string());
-        let after = if failure.restored {
+        let after = if failure.restored && intent.manual && action == Action::Promote {
+            // The candidate is still ready on its slot, and traffic where it was: it waits
+            // again, for another promote or an abort (issue 11).
+            intent.record.fail(failure.step, failure.error.as_ref());
+            intent.phase = Phase::Waiting;
+            let kept = intent
+                .write(&intent_path)
+                .and_then(|()| self.append(&intent.record));
+            match kept {
+                Ok(()) => format!(
+                    "traffic stays on {from_name} ({from_version}), and the candidate waits again"
+                ),
+                Err(e) => format!(
+                    "traffic stays on {from_name} ({from_version}); the failure is not in the history ({})",
+                    history::chain(&e)
+                ),
+            }
+        } else if failure.restored {
             intent.record.fail(failure.step, failure.error.as_ref());
             match self.keep(&mut intent) {
                 Ok(()) => format!("traffic stays on {from_name} ({from_version})"),

@@ -12,9 +12,6 @@ use ipnet::IpNet;
 
 use crate::config::Config;
 
-/// The header a preview request carries, with the value `1`.
-pub const HEADER: &str = "X-Bluegreen-Preview";
-
 /// An entry of `nginx.preview_from`: an address or a CIDR block; `None` if it is neither.
 pub fn parse_from(entry: &str) -> Option<IpNet> {
     entry

@@ -18,16 +18,6 @@ pub enum Promote {
     Manual,
 }
 
-impl Promote {
-    /// The name in the config file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Promote::Auto => "auto",
-            Promote::Manual => "manual",
-        }
-    }
-}
-
 /// The `[rollout]` table, with the keys and defaults.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
