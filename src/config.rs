@@ -130,6 +130,7 @@ pub struct Config {
     pub model: Model,
     /// How a deploy moves traffic to a candidate (issue 11; `crate::rollout`).
     pub rollout: crate::rollout::Settings,
+    pub dashboard: Dashboard,
     /// The file this configuration was read from, handed on to the processes `up` starts.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -195,6 +196,15 @@ pub struct Nginx {
     /// Addresses (or CIDR blocks) besides loopback whose requests with
     /// `X-Bluegreen-Preview: 1` NGINX sends to the resting slot (issue 11, `crate::rollout`).
     pub preview_from: Vec<String>,
+}
+
+/// The dashboard at `/-/` (issue 12; `crate::dashboard`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Dashboard {
+    /// Who may see it besides this host (127.0.0.1, ::1): IPv4 or IPv6 addresses and
+    /// networks, `"192.0.2.7"` or `"10.0.0.0/8"`. NGINX answers anyone else 403.
+    pub allow: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -359,6 +369,7 @@ impl Default for Config {
             data: Data::default(),
             model: Model::default(),
             rollout: crate::rollout::Settings::default(),
+            dashboard: Dashboard::default(),
             source: None,
             keys: toml::Table::new(),
         }
@@ -674,18 +685,15 @@ impl Config {
         for (key, why) in self.rollout.problems(self.nginx.switch) {
             bad(key, why);
         }
-        if let Some(entry) = self
-            .nginx
-            .preview_from
-            .iter()
-            .find(|e| crate::rollout::preview::parse_from(e).is_none())
-        {
-            bad(
-                "nginx.preview_from",
-                format!(
-                    "{entry:?} is neither an IP address nor a CIDR block such as \"10.0.0.0/8\""
-                ),
-            );
+        for entry in &self.nginx.preview_from {
+            if let Err(why) = crate::rollout::preview::parse(entry) {
+                bad("nginx.preview_from", why);
+            }
+        }
+        for entry in &self.dashboard.allow {
+            if let Err(why) = crate::dashboard::access::parse(entry) {
+                bad("dashboard.allow", why);
+            }
         }
         found.extend(self.invalid_data());
         found.extend(self.invalid_model());
@@ -783,7 +791,7 @@ impl Config {
                     format!("{name:?} is not a column name: it is empty or has spaces around it"),
                 );
             }
-            if crate::number::parse(name).is_some() {
+            if fast_float2::parse::<f64, _>(name).is_ok() {
                 return bad(
                     key,
                     format!("{name:?} is a number, so a header holding it would read as a row"),
@@ -1313,6 +1321,37 @@ mod tests {
             config.model.params.set(),
             ["model.max_depth", "model.n_trees", "model.seed"]
         );
+    }
+
+    #[test]
+    fn every_bad_dashboard_address_is_named_with_what_is_wrong() {
+        for (entry, why) in [
+            ("", "is not an IP address or network"),
+            ("dashboard.example.com", "host names are not allowed"),
+            ("10.0.0.0/8; allow all", "must be a number from 0 to 32"),
+            ("all", "is not an IP address or network"),
+            ("10.0.0.0/33", "from 0 to 32"),
+            ("2001:db8::/129", "from 0 to 128"),
+            ("10.0.0.0/-1", "from 0 to 32"),
+            ("10.0.0.0/", "from 0 to 32"),
+            ("10.0.0/8", "\"10.0.0\" is not an IPv4 or IPv6 address"),
+            ("10.0.0.1/8", "host bits set after /8; write 10.0.0.0/8"),
+            ("2001:db8::1/32", "write 2001:db8::/32"),
+        ] {
+            let text = format!("[dashboard]\nallow = [\"127.0.0.2\", {entry:?}]");
+            match Config::from_toml(&text) {
+                Err(ConfigError::Invalid { key, why: got }) => {
+                    assert_eq!(key, "dashboard.allow", "{entry}");
+                    assert!(got.contains(why), "{entry}: {got}");
+                    assert!(got.contains(&format!("{entry:?}")), "{entry}: {got}");
+                }
+                other => panic!("{entry:?} was not refused: {other:?}"),
+            }
+        }
+        let err = Config::from_toml("[dashboard]\nallow = \"10.0.0.0/8\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
     }
 
     #[test]

@@ -11,8 +11,9 @@
 //! **What people bring** (`add-data`, `predict`) is mapped onto the schema: a header is
 //! matched by name, ignoring case and order, `[data] ignore` columns are dropped, and a
 //! missing or unknown column is refused by its name; without a header the configured order
-//! applies. Every field must be a finite number: an empty field, `NA` or `NaN` is refused
-//! with its line and column, never imputed.
+//! applies. Every field must be a finite number within [`max_magnitude`]: an empty field,
+//! `NA`, `NaN` or a value too large for a model's arithmetic is refused with its line and
+//! column, never imputed.
 //!
 //! **Appends** take an exclusive `flock` on the stored file, go out in one `write` followed
 //! by `fsync`; on any write error the file is truncated back to its old length and synced
@@ -26,7 +27,10 @@
 //! **What a model learned from** is a prefix of the file: its first `data_bytes` bytes, whose
 //! SHA-256 the artifact records. [`scan`] tells whether the file still starts with exactly
 //! those bytes, which is how "training is due" sees rows that were removed or edited in
-//! place, not only rows appended (issue #8 §7).
+//! place, not only rows appended (issue #8 §7). [`survey`] asks the ledger first
+//! (`crate::ledger`), which knows without reading the file when only `add-data` appended
+//! since; [`stream`] reads rows one at a time, from the beginning or from where a model's
+//! data ends (issue #10).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -37,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config;
-use crate::number;
+use crate::ledger::{Checkpoint, FileState, Ledger};
 
 /// The Boston data's 13 feature columns, in the order of the original's API and CSV: the
 /// default `[data] features`.
@@ -277,9 +281,10 @@ fn csv_reader<R: Read>(input: R) -> io::Result<csv::Reader<BufReader<R>>> {
 /// Why a field is not a usable number, or its value.
 fn number_in(field: &[u8]) -> Result<f64, String> {
     // Nearly every field is a plain decimal number: read it from the bytes as they are.
-    // (This is most of reading a large CSV; bench/run section 5.)
-    if let Some((value, used)) = number::parse_json_prefix(field) {
-        if used == field.len() {
+    // (This is most of reading a large CSV; bench/run section 5.) fast-float2 takes what
+    // `str::parse::<f64>` takes, to the same value.
+    if let Ok(value) = fast_float2::parse::<f64, _>(field) {
+        if value.is_finite() {
             return Ok(value);
         }
     }
@@ -295,11 +300,22 @@ fn number_in(field: &[u8]) -> Result<f64, String> {
             "{text:?} is a missing value; nothing is imputed, so fill it in or leave the row out"
         ));
     }
-    match number::parse(text) {
+    match fast_float2::parse::<f64, _>(text).ok() {
         Some(v) if v.is_finite() => Ok(v),
         Some(_) => Err(format!("{text:?} is not a finite number")),
         None => Err(format!("{text:?} is not a number")),
     }
+}
+
+/// Why a value past [`max_magnitude`] is refused, with the bound and what to do.
+fn too_large(field: &[u8], limit: f64, values: usize) -> String {
+    let text = String::from_utf8_lossy(field);
+    format!(
+        "{} is too large: values may be at most ±{limit:.2e} in rows of {values} numbers, \
+         so that the sums of squares a model computes over a row (distances, variances) stay finite; \
+         hint: express the column in larger units, or leave the row out",
+        text.trim()
+    )
 }
 
 /// Whether every field of a record is a number or a missing value: such a first line is
@@ -308,7 +324,9 @@ fn number_in(field: &[u8]) -> Result<f64, String> {
 fn all_numbers(record: &csv::ByteRecord) -> bool {
     record.iter().all(|f| {
         let text = std::str::from_utf8(f).unwrap_or("x").trim();
-        text.is_empty() || text.eq_ignore_ascii_case("NA") || number::parse(text).is_some()
+        text.is_empty()
+            || text.eq_ignore_ascii_case("NA")
+            || fast_float2::parse::<f64, _>(text).is_ok()
     })
 }
 
@@ -337,6 +355,7 @@ pub fn read_rows<R: Read>(
     let mut reader = csv_reader(input).map_err(io)?;
     let mut record = csv::ByteRecord::new();
     let mut rows = Rows::new(wanted.len());
+    let limit = max_magnitude(wanted.len());
     let csv_err = |record: &csv::ByteRecord, source| DataError::Csv {
         origin: origin.to_string(),
         line: line_of(record),
@@ -352,7 +371,15 @@ pub fn read_rows<R: Read>(
         let columns: Vec<usize> = (0..wanted.len()).collect();
         let names: Vec<String> = wanted.iter().map(|s| s.to_string()).collect();
         let width = wanted.len();
-        parse_record(&record, &columns, width, &names, origin, &mut rows.values)?;
+        parse_record(
+            &record,
+            &columns,
+            width,
+            &names,
+            origin,
+            limit,
+            &mut rows.values,
+        )?;
         (columns, width, names)
     } else {
         let header: Vec<String> = record
@@ -366,7 +393,15 @@ pub fn read_rows<R: Read>(
         .read_byte_record(&mut record)
         .map_err(|e| csv_err(&record, e))?
     {
-        parse_record(&record, &columns, width, &names, origin, &mut rows.values)?;
+        parse_record(
+            &record,
+            &columns,
+            width,
+            &names,
+            origin,
+            limit,
+            &mut rows.values,
+        )?;
     }
     Ok(rows)
 }
@@ -413,14 +448,40 @@ fn map_header(
         .collect()
 }
 
+/// The largest magnitude a value may have in rows of `values` numbers:
+/// √(`f64::MAX` / (4 · `values`)), about 1.8e153 for the 14 columns of the Boston data.
+///
+/// Why a bound at all: models sum squares over a row. knn's distance between two rows is
+/// Σ (aᵢ − bᵢ)², where each difference may be twice the largest magnitude M, so the sum stays
+/// finite only while 4 · values · M² ≤ `f64::MAX`; ridge, lasso and elastic net scale each
+/// column by its spread (a sum of squares), and the gate's RMSE sums squared errors. Past the
+/// bound those sums are infinite, and no kind fits anything meaningful: smartcore's cover tree
+/// (knn) recursed until the stack overflowed (exit 134), lasso and elastic net never
+/// converged, ridge's coefficients came out NaN. So the data refuses such a value when it is
+/// read, for every kind alike (a model of another kind may be trained on the same data
+/// later): `add-data` before anything is written, and a training on a stored file edited by
+/// hand, with the line and column. Measured quantities never come near it.
+pub fn max_magnitude(values: usize) -> f64 {
+    let exact = (f64::MAX / (4.0 * values.max(1) as f64)).sqrt();
+    // Rounded down to three significant digits, as messages show it, which also leaves room
+    // for the rounding of the sums themselves.
+    let exponent = exact.log10().floor() as i32;
+    let mantissa = (exact / 10f64.powi(exponent) * 100.0).floor() / 100.0;
+    format!("{mantissa}e{exponent}")
+        .parse()
+        .expect("a number in exponent notation parses")
+}
+
 /// Appends the `columns` of `record` (which must have `width` fields) to `out`. `names` are
-/// the input's column names, for errors.
+/// the input's column names, for errors. Each value must be within `limit`,
+/// [`max_magnitude`]`(columns.len())` (computed once per input by the caller).
 fn parse_record(
     record: &csv::ByteRecord,
     columns: &[usize],
     width: usize,
     names: &[String],
     origin: &str,
+    limit: f64,
     out: &mut Vec<f64>,
 ) -> Result<(), DataError> {
     if record.len() != width {
@@ -435,13 +496,18 @@ fn parse_record(
         });
     }
     for &column in columns {
-        let value = number_in(&record[column]).map_err(|why| DataError::Field {
-            origin: origin.to_string(),
-            line: line_of(record),
-            column: column + 1,
-            name: names[column].clone(),
-            why,
-        })?;
+        let value = number_in(&record[column])
+            .and_then(|value| match value.abs() <= limit {
+                true => Ok(value),
+                false => Err(too_large(&record[column], limit, columns.len())),
+            })
+            .map_err(|why| DataError::Field {
+                origin: origin.to_string(),
+                line: line_of(record),
+                column: column + 1,
+                name: names[column].clone(),
+                why,
+            })?;
         out.push(value);
     }
     Ok(())
@@ -488,6 +554,8 @@ pub struct Dataset {
     pub bytes: u64,
     /// SHA-256 of exactly those bytes.
     pub sha256: String,
+    /// The SHA-256 state after them (`ledger::state_hex`), for a training to go on from.
+    pub sha256_state: String,
 }
 
 impl Dataset {
@@ -517,6 +585,12 @@ impl Dataset {
             .map(|f| self.schema.features.iter().position(|s| s == f))
             .collect()
     }
+}
+
+/// The stored file, opened and locked shared: appends wait until it is dropped.
+pub fn open_shared(path: &Path) -> Result<Flock<File>, DataError> {
+    let file = File::open(path).map_err(io_err("open", path))?;
+    Flock::lock(file, FlockArg::LockShared).map_err(|(_, errno)| io_err("lock", path)(errno.into()))
 }
 
 /// Reads and validates the whole stored file under a shared lock.
@@ -552,6 +626,7 @@ pub fn read_dataset(path: &Path, schema: &Schema) -> Result<Dataset, DataError> 
     let names: Vec<String> = schema.columns().iter().map(|s| s.to_string()).collect();
     let columns: Vec<usize> = (0..names.len()).collect();
     let mut rows = Rows::new(names.len());
+    let limit = max_magnitude(names.len());
     if !reader
         .read_byte_record(&mut record)
         .map_err(|e| csv_err(&record, e))?
@@ -572,6 +647,7 @@ pub fn read_dataset(path: &Path, schema: &Schema) -> Result<Dataset, DataError> 
             names.len(),
             &names,
             &origin,
+            limit,
             &mut rows.values,
         )?;
     }
@@ -583,8 +659,204 @@ pub fn read_dataset(path: &Path, schema: &Schema) -> Result<Dataset, DataError> 
         schema: schema.clone(),
         rows,
         bytes: hashing.bytes,
-        sha256: hex::encode(hashing.sha.finalize()),
+        sha256: crate::ledger::digest_hex(&hashing.sha),
+        sha256_state: crate::ledger::state_hex(&hashing.sha),
     })
+}
+
+/// Where [`stream`] starts: after rows already known (a model's data, which the ledger says
+/// is still the file's beginning), with the SHA-256 state after them.
+pub struct Resume {
+    /// Bytes known, header included: the start of a line.
+    pub bytes: u64,
+    /// Data rows in them.
+    pub rows: usize,
+    /// Lines in them, for the line numbers of errors.
+    pub lines: u64,
+    /// The SHA-256 state after them.
+    pub sha: Sha256,
+}
+
+/// What [`stream`] read: the totals from the file's beginning.
+pub struct Streamed {
+    /// Data rows in the file (those resumed from included).
+    pub rows: usize,
+    /// Lines in the file.
+    pub lines: u64,
+    /// The file's length.
+    pub bytes: u64,
+    /// The SHA-256 state after the file's last byte.
+    pub sha: Sha256,
+}
+
+/// Reads the stored file (open and locked), one row at a time, without holding more than a
+/// buffer and one row: `each` gets the row's index in the file (0-based, the header not
+/// counted) and its values (features, then the label). From the beginning, header checked,
+/// or after `from`, reading only what follows it. Everything read is hashed on top of
+/// `from`'s state. Errors name the line as the whole file counts it; a file that does not
+/// end with a newline is refused with its last line, before any row is handed out.
+pub fn stream(
+    file: &File,
+    path: &Path,
+    schema: &Schema,
+    from: Option<Resume>,
+    mut each: impl FnMut(usize, &[f64]),
+) -> Result<Streamed, DataError> {
+    use std::io::{Seek, SeekFrom};
+    let origin = path.display().to_string();
+    let (start, rows_before, lines_before, sha) = match from {
+        Some(r) => (r.bytes, r.rows, r.lines, r.sha),
+        None => (0, 0, 0, Sha256::new()),
+    };
+    let mut input = file;
+    input
+        .seek(SeekFrom::Start(start))
+        .map_err(io_err("read", path))?;
+    let tally = Tally {
+        inner: input,
+        sha,
+        bytes: start,
+        lines: lines_before,
+        last: None,
+        line_start: start,
+    };
+    if !ends_with_newline(file).map_err(io_err("read", path))? {
+        // Counted to the end for the message; nothing was handed out.
+        let mut tally = tally;
+        io::copy(&mut tally, &mut io::sink()).map_err(io_err("read", path))?;
+        if tally.bytes == 0 {
+            return Err(DataError::Header {
+                origin,
+                why: "it is empty: it has no header".to_string(),
+            });
+        }
+        return Err(DataError::Partial {
+            origin,
+            line: tally.lines + 1,
+            keep: tally.line_start,
+        });
+    }
+    let mut reader = csv_reader(tally).map_err(io_err("read", path))?;
+    let shift = |e: DataError| shifted(e, lines_before);
+    let csv_err = |record: &csv::ByteRecord, source| DataError::Csv {
+        origin: origin.clone(),
+        line: line_of(record),
+        source,
+    };
+    let names: Vec<String> = schema.columns().iter().map(|s| s.to_string()).collect();
+    let columns: Vec<usize> = (0..names.len()).collect();
+    let limit = max_magnitude(names.len());
+    let mut record = csv::ByteRecord::new();
+    if start == 0 {
+        if !reader
+            .read_byte_record(&mut record)
+            .map_err(|e| csv_err(&record, e))?
+        {
+            return Err(DataError::Header {
+                origin,
+                why: "it is empty: it has no header".to_string(),
+            });
+        }
+        check_stored_header(&record, schema, &origin)?;
+    }
+    let mut index = rows_before;
+    let mut values = Vec::with_capacity(names.len());
+    while reader
+        .read_byte_record(&mut record)
+        .map_err(|e| shift(csv_err(&record, e)))?
+    {
+        values.clear();
+        parse_record(
+            &record,
+            &columns,
+            names.len(),
+            &names,
+            &origin,
+            limit,
+            &mut values,
+        )
+        .map_err(shift)?;
+        each(index, &values);
+        index += 1;
+    }
+    let tally = reader.into_inner().into_inner();
+    if tally.last.is_some_and(|b| b != b'\n') {
+        // Written to since the check above, by a writer that does not lock the file.
+        return Err(DataError::Partial {
+            origin,
+            line: tally.lines + 1,
+            keep: tally.line_start,
+        });
+    }
+    Ok(Streamed {
+        rows: index,
+        lines: tally.lines,
+        bytes: tally.bytes,
+        sha: tally.sha,
+    })
+}
+
+/// `e` with its line moved down by `by` lines: for a read that started `by` lines in.
+fn shifted(e: DataError, by: u64) -> DataError {
+    match e {
+        DataError::Line { origin, line, why } => DataError::Line {
+            origin,
+            line: line + by,
+            why,
+        },
+        DataError::Field {
+            origin,
+            line,
+            column,
+            name,
+            why,
+        } => DataError::Field {
+            origin,
+            line: line + by,
+            column,
+            name,
+            why,
+        },
+        DataError::Csv {
+            origin,
+            line,
+            source,
+        } => DataError::Csv {
+            origin,
+            line: line + by,
+            source,
+        },
+        other => other,
+    }
+}
+
+/// Hashes and counts what is read through it, for [`stream`]: bytes, newlines (memchr),
+/// where the last line starts, the last byte.
+struct Tally<R> {
+    inner: R,
+    sha: Sha256,
+    /// Offset in the file after the bytes seen.
+    bytes: u64,
+    lines: u64,
+    last: Option<u8>,
+    line_start: u64,
+}
+
+impl<R: Read> Read for Tally<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let chunk = &buf[..n];
+        self.sha.update(chunk);
+        self.lines += memchr::memchr_iter(b'\n', chunk).count() as u64;
+        if let Some(at) = memchr::memrchr(b'\n', chunk) {
+            self.line_start = self.bytes + at as u64 + 1;
+        }
+        self.bytes += n as u64;
+        if let Some(&b) = chunk.last() {
+            self.last = Some(b);
+        }
+        Ok(n)
+    }
 }
 
 /// Whether the file's last byte is a newline (false for an empty file).
@@ -684,7 +956,71 @@ pub fn scan(path: &Path, schema: &Schema, learned: Option<Learned>) -> Result<Sc
     let file = File::open(path).map_err(io_err("open", path))?;
     let file = Flock::lock(file, FlockArg::LockShared)
         .map_err(|(_, errno)| io_err("lock", path)(errno.into()))?;
-    scan_file(&file, path, schema, learned)
+    Ok(scan_file(&file, path, schema, learned)?.scan)
+}
+
+/// What [`survey`] found.
+#[derive(Debug, Clone)]
+pub struct Survey {
+    /// The file at a glance.
+    pub scan: Scan,
+    /// The ledger that vouches for it: the one read, or a new one from a full pass.
+    pub ledger: Ledger,
+    /// Whether it took a full pass (and so `ledger` is new, worth writing).
+    pub passed: bool,
+}
+
+/// The stored file (open and locked) compared with what `learned` learned from: from
+/// `ledger` when the file is in the ledger's state and the ledger knows `learned`, which
+/// reads nothing; else by one pass over the file, as [`scan`], which also gives a new ledger
+/// (`crate::ledger` says why this is sound).
+pub fn survey(
+    file: &File,
+    path: &Path,
+    schema: &Schema,
+    learned: Option<Learned>,
+    ledger: Option<Ledger>,
+) -> Result<Survey, DataError> {
+    let now = FileState::of(file).map_err(io_err("read", path))?;
+    if let Some(ledger) = ledger.filter(|l| l.matches(&now)) {
+        if let Some(since) = ledger.since(learned.as_ref()) {
+            let scan = Scan {
+                rows: ledger.end().rows,
+                bytes: now.size,
+                since,
+            };
+            return Ok(Survey {
+                scan,
+                ledger,
+                passed: false,
+            });
+        }
+    }
+    let scanned = scan_file(file, path, schema, learned)?;
+    Ok(Survey {
+        scan: scanned.scan,
+        ledger: scanned.ledger,
+        passed: true,
+    })
+}
+
+/// [`survey`] of the file at `path`, under a shared lock, with the ledger at `ledger`.
+pub fn survey_path(
+    path: &Path,
+    schema: &Schema,
+    learned: Option<Learned>,
+    ledger: &Path,
+) -> Result<Survey, DataError> {
+    let file = File::open(path).map_err(io_err("open", path))?;
+    let file = Flock::lock(file, FlockArg::LockShared)
+        .map_err(|(_, errno)| io_err("lock", path)(errno.into()))?;
+    survey(&file, path, schema, learned, Ledger::read(ledger))
+}
+
+/// A full pass's findings: the scan, and the ledger that starts from it.
+struct Scanned {
+    scan: Scan,
+    ledger: Ledger,
 }
 
 fn scan_file(
@@ -692,7 +1028,8 @@ fn scan_file(
     path: &Path,
     schema: &Schema,
     learned: Option<Learned>,
-) -> Result<Scan, DataError> {
+) -> Result<Scanned, DataError> {
+    let state = FileState::of(file).map_err(io_err("read", path))?;
     let origin = path.display().to_string();
     let boundary = learned.map(|l| match l.bytes {
         Some(bytes) => Boundary::Byte(bytes),
@@ -747,10 +1084,33 @@ fn scan_file(
         // Shorter than what the model learned from, or other bytes.
         (Some(_), _) => Since::Changed,
     };
-    Ok(Scan {
-        rows,
+    // The model's data, verified to be the file's beginning, is where the next training
+    // may start from.
+    let earlier = match (learned, hashing.prefix_sha, hashing.prefix_lines, since) {
+        (Some(l), Some(sha), Some((lines, content)), Since::Appended(_)) if l.bytes.is_some() => {
+            vec![Checkpoint {
+                bytes: l.bytes.unwrap_or(0),
+                rows: content.saturating_sub(1) as usize,
+                lines,
+                sha256: hex::encode(sha),
+            }]
+        }
+        _ => Vec::new(),
+    };
+    let end = Checkpoint {
         bytes: hashing.bytes,
-        since,
+        rows,
+        lines: hashing.lines,
+        sha256: crate::ledger::digest_hex(&hashing.sha),
+    };
+    let ledger = Ledger::start(state, &hashing.sha, earlier, end);
+    Ok(Scanned {
+        scan: Scan {
+            rows,
+            bytes: hashing.bytes,
+            since,
+        },
+        ledger,
     })
 }
 
@@ -772,6 +1132,8 @@ struct Hashing<R> {
     lines_too: bool,
     boundary: Option<Boundary>,
     prefix_sha: Option<sha2::digest::Output<Sha256>>,
+    /// Lines and content lines up to the boundary, when it is a line's end.
+    prefix_lines: Option<(u64, u64)>,
     bytes: u64,
     last: Option<u8>,
     /// Newlines seen.
@@ -791,6 +1153,7 @@ impl<R> Hashing<R> {
             lines_too,
             boundary,
             prefix_sha: None,
+            prefix_lines: None,
             bytes: 0,
             last: None,
             lines: 0,
@@ -800,6 +1163,7 @@ impl<R> Hashing<R> {
         };
         if let Some(Boundary::Byte(0) | Boundary::Line(0)) = boundary {
             hashing.prefix_sha = Some(Sha256::new().finalize());
+            hashing.prefix_lines = Some((0, 0));
         }
         hashing
     }
@@ -821,12 +1185,16 @@ impl<R> Hashing<R> {
                 self.content_lines += u64::from(self.line_has_content);
                 self.line_has_content = false;
                 self.line_start = self.bytes + end as u64 + 1;
-                if let (None, Some(Boundary::Line(n))) = (&self.prefix_sha, self.boundary) {
-                    if self.lines == n {
-                        self.sha.update(&chunk[hashed..=end]);
-                        hashed = end + 1;
-                        self.prefix_sha = Some(self.sha.clone().finalize());
-                    }
+                let at_boundary = match self.boundary {
+                    Some(Boundary::Line(n)) => self.lines == n,
+                    Some(Boundary::Byte(b)) => self.line_start == b,
+                    None => false,
+                };
+                if self.prefix_sha.is_none() && at_boundary {
+                    self.sha.update(&chunk[hashed..=end]);
+                    hashed = end + 1;
+                    self.prefix_sha = Some(self.sha.clone().finalize());
+                    self.prefix_lines = Some((self.lines, self.content_lines));
                 }
                 start = end + 1;
             }
@@ -858,12 +1226,17 @@ impl<R: Read> Read for Hashing<R> {
 }
 
 /// What an append did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Appended {
     /// Rows appended.
     pub added: usize,
     /// The file after the append, compared with what the newest model learned from.
     pub scan: Scan,
+    /// Whether it took a pass over the file: the ledger did not vouch for it.
+    pub passed: bool,
+    /// Why the ledger could not be written, if it could not: the rows are in all the same,
+    /// and the next reader makes one full pass.
+    pub ledger_error: Option<io::Error>,
 }
 
 /// Appends `rows` (in `schema` order) to the stored file at `path` under an exclusive lock,
@@ -872,11 +1245,16 @@ pub struct Appended {
 ///
 /// Refuses a file that does not exist (`bluegreen init` creates it), whose header is not
 /// `schema`'s, or whose last line is partial.
+///
+/// The ledger at `ledger` (`crate::ledger`) tells the file's rows and what changed since
+/// `learned` without reading the file when it vouches for the file's state; else one pass
+/// does. After the append, the ledger is written whole with the file's new state.
 pub fn append_rows(
     path: &Path,
     schema: &Schema,
     rows: &Rows,
     learned: Option<Learned>,
+    ledger: &Path,
 ) -> Result<Appended, DataError> {
     let file = OpenOptions::new()
         .read(true)
@@ -885,7 +1263,8 @@ pub fn append_rows(
         .map_err(io_err("open", path))?;
     let mut file = Flock::lock(file, FlockArg::LockExclusive)
         .map_err(|(_, errno)| io_err("lock", path)(errno.into()))?;
-    let before = scan_file(&file, path, schema, learned)?;
+    let surveyed = survey(&file, path, schema, learned, Ledger::read(ledger))?;
+    let before = surveyed.scan;
     let out = rows.to_csv();
     let written = file.write_all(&out).and_then(|()| file.sync_all());
     if let Err(source) = written {
@@ -910,6 +1289,16 @@ pub fn append_rows(
         Since::Appended(n) => Since::Appended(n + rows.len()),
         other => other,
     };
+    // Still under the exclusive lock, so the state recorded is the one this append left.
+    let ledger_error = FileState::of(&file)
+        .and_then(|now| {
+            let lines = rows.len() as u64;
+            surveyed
+                .ledger
+                .appended(&out, rows.len(), lines, now)
+                .write(ledger)
+        })
+        .err();
     Ok(Appended {
         added: rows.len(),
         scan: Scan {
@@ -917,6 +1306,8 @@ pub fn append_rows(
             bytes: before.bytes + out.len() as u64,
             since,
         },
+        passed: surveyed.passed,
+        ledger_error,
     })
 }
 
@@ -971,6 +1362,27 @@ mod tests {
         let path = dir.join("d.csv");
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    #[test]
+    fn values_whose_squares_would_overflow_a_row_are_refused() {
+        let limit = max_magnitude(14);
+        assert_eq!(limit, 1.79e153);
+        // Two rows at opposite ends of the range: their squared distance is still finite.
+        let distance = |m: f64| (0..14).map(|_| (m - -m) * (m - -m)).sum::<f64>();
+        assert!(distance(limit).is_finite());
+        assert!(distance(limit * 1.01).is_infinite());
+        let row = |lstat: &str| format!("0.1,0,8,0,0.8,5,87,4,4,301,21,452,{lstat},21");
+        assert!(boston_rows(&row("1.79e153")).is_ok());
+        assert!(boston_rows(&row("-1.79e153")).is_ok());
+        for big in ["1.8e153", "-1e200", "1e308"] {
+            let err = boston_rows(&row(big)).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("t line 1, column 13 (LSTAT): {big} is too large: values may be at most ±1.79e153 in rows of 14 numbers")),
+                "{err}"
+            );
+            assert!(err.contains("hint: "), "{err}");
+        }
     }
 
     #[test]
@@ -1094,7 +1506,8 @@ mod tests {
         let rows = boston_rows(&SAMPLE_ROWS.join("\n")).unwrap();
         let path = dir.path().join("d.csv");
         create(&path, &schema, &Rows::new(14)).unwrap();
-        let done = append_rows(&path, &schema, &rows, None).unwrap();
+        let ledger = dir.path().join("run/ledger.json");
+        let done = append_rows(&path, &schema, &rows, None, &ledger).unwrap();
         assert_eq!(done.added, 2);
         assert_eq!(done.scan.rows, 2);
         assert_eq!(done.scan.since, Since::NoModel);
@@ -1109,7 +1522,7 @@ mod tests {
             bytes: Some(back.bytes),
             sha256: &back.sha256,
         };
-        let done = append_rows(&path, &schema, &rows, Some(learned)).unwrap();
+        let done = append_rows(&path, &schema, &rows, Some(learned), &ledger).unwrap();
         assert_eq!(done.scan.since, Since::Appended(2));
         assert_eq!(scan(&path, &schema, Some(learned)).unwrap(), done.scan);
         assert!(done.scan.due(2) && !done.scan.due(3));
@@ -1177,7 +1590,14 @@ mod tests {
         for err in [
             scan(&path, &schema, None).unwrap_err(),
             read_dataset(&path, &schema).unwrap_err(),
-            append_rows(&path, &schema, &boston_rows(SAMPLE_ROWS[1]).unwrap(), None).unwrap_err(),
+            append_rows(
+                &path,
+                &schema,
+                &boston_rows(SAMPLE_ROWS[1]).unwrap(),
+                None,
+                &dir.path().join("ledger.json"),
+            )
+            .unwrap_err(),
         ] {
             let message = err.to_string();
             assert!(message.contains("d.csv line 3 is cut short"), "{message}");
@@ -1221,5 +1641,39 @@ mod tests {
             boston_csv(),
             "data/boston.csv is stale; data/README.md says how to regenerate it"
         );
+    }
+
+    /// Fields are read to exactly what `str::parse::<f64>` gives (the reader before
+    /// fast-float2), and take the same texts: every Boston value, numbers of 17 and more
+    /// significant digits, and the forms Rust accepts that JSON does not.
+    #[test]
+    fn fields_read_as_str_parse_reads_them() {
+        let mut texts: Vec<String> = boston_csv()
+            .lines()
+            .skip(1)
+            .flat_map(|l| l.split(',').map(String::from).collect::<Vec<_>>())
+            .collect();
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let x = f64::from_bits(state >> 2) % 1e6;
+            texts.push(format!("{x:?}"));
+            texts.push(format!("{x:.17e}"));
+            texts.push(format!("{:.25}", x / 7.0));
+        }
+        texts
+            .extend(["+1", ".5", "1.", "1E5", "-0", "00012", "6.5430", "1e-400"].map(String::from));
+        for text in &texts {
+            let expected: f64 = text.parse().unwrap();
+            if expected.is_finite() {
+                let got = number_in(text.as_bytes()).unwrap();
+                assert_eq!(got.to_bits(), expected.to_bits(), "{text}");
+            }
+        }
+        for bad in ["inf", "1e400", "x", "1,2", "0x10", "1_0"] {
+            assert!(number_in(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 }

@@ -629,7 +629,7 @@ impl<'a> Deployer<'a> {
                 Ok(gate::check(
                     candidate,
                     active_model.as_ref(),
-                    &data,
+                    gate::Holdout::Rows(&data),
                     self.config.gate.tolerance,
                     allow_schema_change,
                 ))

@@ -4,10 +4,13 @@
 //! predictions are not finite, or when its RMSE is worse than the active model's by more than
 //! the configured tolerance, both measured on the same rows. The two may be of any kinds:
 //! changing the kind is an ordinary deploy that the gate judges (issue #9). The rows are the
-//! holdout rows (every fifth) among the rows the *active* model was trained on: rows that
-//! existed before the candidate's new data. New rows are left out on purpose: if a batch of
-//! poisoned rows (a label of 1e9, say) were part of the comparison, both models would look
-//! equally terrible on them and the poisoned candidate would pass.
+//! holdout rows (every fifth) among the rows the *active* model learned from: rows that
+//! existed before the candidate's new data, and that neither model was trained on, since
+//! holdout rows never are (`model::train`). So the comparison is of two true holdout errors:
+//! while the final models were also fit on the holdout, a model that memorises (a forest,
+//! knn) scored near 0 on it and refused honest successors. New rows are left out on purpose:
+//! if a batch of poisoned rows (a label of 1e9, say) were part of the comparison, both
+//! models would look equally terrible on them and the poisoned candidate would pass.
 //!
 //! **Schema safety** (issue #9): a candidate whose features (names or order) or label differ
 //! from the active model's changes what clients must send, or what the answer means. It is
@@ -18,7 +21,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, Schema};
 use crate::model::kinds::Matrix;
+use crate::model::stats::Factor;
 use crate::model::{evaluate, is_holdout, Artifact};
+
+/// The rows the gate compares on, the holdout rows among those the active model learned
+/// from, as the gate gets them.
+#[derive(Clone, Copy)]
+pub enum Holdout<'a> {
+    /// The data itself: any two models can be compared on it.
+    Rows(&'a Dataset),
+    /// The factor of those rows (`model::stats`): two linear models of the data's schema are
+    /// compared on it without reading a row, since a linear model's squared residual over
+    /// rows is `‖S θ̃‖²` (issue #10, part 2).
+    Factor(&'a Factor),
+}
 
 /// The gate's decision, with the figures behind it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,12 +85,12 @@ impl std::fmt::Display for SchemaChange {
     }
 }
 
-/// Judges `candidate` against `active` on `data` (the current training data). A schema
-/// change passes only with `allow_schema_change`.
+/// Judges `candidate` against `active` on `holdout` (from the current training data). A
+/// schema change passes only with `allow_schema_change`.
 pub fn check(
     candidate: &Artifact,
     active: Option<&Artifact>,
-    data: &Dataset,
+    holdout: Holdout,
     tolerance: f64,
     allow_schema_change: bool,
 ) -> GateReport {
@@ -117,37 +133,18 @@ pub fn check(
         }
         report.schema_change = Some(change);
     }
-    let known = active.rows.min(data.rows.len());
-    let mut keep: Box<dyn Fn(usize) -> bool> = Box::new(move |i| i < known && is_holdout(i));
-    let mut rows = (0..known).filter(|&i| is_holdout(i)).count();
-    if rows == 0 {
-        keep = Box::new(move |i| i < known);
-        rows = known;
-    }
+    let (rows, compared) = match holdout {
+        Holdout::Rows(data) => on_rows(candidate, active, data),
+        Holdout::Factor(factor) => (factor.rows(), on_factor(candidate, active, factor)),
+    };
     if rows == 0 {
         report.passed = true;
         report.reason = "no rows to compare on".to_string();
         return report;
     }
-    let rmse = |model: &Artifact| -> Result<f64, String> {
-        let columns = data
-            .columns_of(&model.features, &model.label)
-            .ok_or_else(|| {
-                format!(
-                    "the data ({}) lacks {}'s columns ({})",
-                    data.schema.header(),
-                    model.version,
-                    model.schema().header()
-                )
-            })?;
-        let (x, y) = data.select(&keep, &columns);
-        let x = Matrix::new(y.len(), columns.len(), x, false).map_err(|e| e.to_string())?;
-        let predicted = model.fitted.predict(&x).map_err(|e| e.to_string())?;
-        Ok(evaluate(&predicted, &y).0)
-    };
-    let (candidate_rmse, active_rmse) = match (rmse(candidate), rmse(active)) {
-        (Ok(c), Ok(a)) => (c, a),
-        (Err(why), _) | (_, Err(why)) => {
+    let (candidate_rmse, active_rmse) = match compared {
+        Ok(both) => both,
+        Err(why) => {
             report.passed = report.schema_change.is_some();
             report.reason = if report.passed {
                 format!("the schema change is allowed, and the two cannot be compared: {why}")
@@ -182,6 +179,58 @@ pub fn check(
     report
 }
 
+/// Both RMSEs from the factor of the holdout rows; both models must be linear.
+fn on_factor(
+    candidate: &Artifact,
+    active: &Artifact,
+    factor: &Factor,
+) -> Result<(f64, f64), String> {
+    let rmse = |model: &Artifact| match model.fitted.linear() {
+        Some((intercept, coefficients)) if coefficients.len() + 2 == factor.cols() => {
+            Ok(factor.evaluate(intercept, coefficients).0)
+        }
+        _ => Err(format!(
+            "{} is not a linear model of the holdout's {} features",
+            model.version,
+            factor.cols() - 2
+        )),
+    };
+    Ok((rmse(candidate)?, rmse(active)?))
+}
+
+/// How many rows, and both RMSEs, predicted on the rows of `data`.
+fn on_rows(
+    candidate: &Artifact,
+    active: &Artifact,
+    data: &Dataset,
+) -> (usize, Result<(f64, f64), String>) {
+    let known = active.rows.min(data.rows.len());
+    let mut keep: Box<dyn Fn(usize) -> bool> = Box::new(move |i| i < known && is_holdout(i));
+    let mut rows = (0..known).filter(|&i| is_holdout(i)).count();
+    if rows == 0 {
+        keep = Box::new(move |i| i < known);
+        rows = known;
+    }
+    let rmse = |model: &Artifact| -> Result<f64, String> {
+        let columns = data
+            .columns_of(&model.features, &model.label)
+            .ok_or_else(|| {
+                format!(
+                    "the data ({}) lacks {}'s columns ({})",
+                    data.schema.header(),
+                    model.version,
+                    model.schema().header()
+                )
+            })?;
+        let (x, y) = data.select(&keep, &columns);
+        let x = Matrix::new(y.len(), columns.len(), x, false).map_err(|e| e.to_string())?;
+        let predicted = model.fitted.predict(&x).map_err(|e| e.to_string())?;
+        Ok(evaluate(&predicted, &y).0)
+    };
+    let both = rmse(candidate).and_then(|c| Ok((c, rmse(active)?)));
+    (rows, both)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,11 +261,11 @@ mod tests {
     fn honest_new_rows_pass_and_poisoned_rows_are_refused() {
         let base = boston();
         let active = trained(&base, Kind::Linear, "v0001-a");
-        assert!(check(&active, None, &base, 0.1, false).passed);
+        assert!(check(&active, None, Holdout::Rows(&base), 0.1, false).passed);
 
         let data = with_rows(&base, &SAMPLES);
         let honest = trained(&data, Kind::Linear, "v0002-a");
-        let report = check(&honest, Some(&active), &data, 0.1, false);
+        let report = check(&honest, Some(&active), Holdout::Rows(&data), 0.1, false);
         assert!(report.passed, "{report:?}");
         assert_eq!(report.rows_compared, 101);
 
@@ -226,7 +275,7 @@ mod tests {
         }
         let data = with_rows(&base, &poisoned);
         let bad = trained(&data, Kind::Linear, "v0003-a");
-        let report = check(&bad, Some(&active), &data, 0.1, false);
+        let report = check(&bad, Some(&active), Holdout::Rows(&data), 0.1, false);
         assert!(!report.passed, "{report:?}");
         assert!(
             report.reason.contains("worse than v0001-a"),
@@ -240,11 +289,11 @@ mod tests {
         let data = boston();
         let linear = trained(&data, Kind::Linear, "v0001-a");
         let forest = trained(&data, Kind::RandomForest, "v0002-a");
-        let report = check(&forest, Some(&linear), &data, 0.1, false);
+        let report = check(&forest, Some(&linear), Holdout::Rows(&data), 0.1, false);
         assert!(report.passed, "{report:?}");
         assert!(report.candidate_rmse < report.active_rmse, "{report:?}");
         let knn = trained(&data, Kind::Knn, "v0003-a");
-        let report = check(&knn, Some(&forest), &data, 0.1, false);
+        let report = check(&knn, Some(&forest), Holdout::Rows(&data), 0.1, false);
         assert!(
             !report.passed,
             "knn is far worse than a forest on Boston: {report:?}"
@@ -267,7 +316,13 @@ mod tests {
         }
         swapped.rows = Rows { width: 14, values };
         let candidate = trained(&swapped, Kind::Linear, "v0002-a");
-        let report = check(&candidate, Some(&active), &swapped, 0.1, false);
+        let report = check(
+            &candidate,
+            Some(&active),
+            Holdout::Rows(&swapped),
+            0.1,
+            false,
+        );
         assert!(!report.passed);
         assert!(
             report.reason.contains("--allow-schema-change"),
@@ -280,7 +335,13 @@ mod tests {
             "{change}"
         );
         // Allowed: both are compared, each with its own columns, on the same rows.
-        let report = check(&candidate, Some(&active), &swapped, 0.1, true);
+        let report = check(
+            &candidate,
+            Some(&active),
+            Holdout::Rows(&swapped),
+            0.1,
+            true,
+        );
         assert!(report.passed, "{report:?}");
         assert!(report.schema_change.is_some());
         let (c, a) = (report.candidate_rmse.unwrap(), report.active_rmse.unwrap());
@@ -299,7 +360,7 @@ mod tests {
         {
             coefficients[3] = f64::NAN;
         }
-        let report = check(&candidate, None, &data, 0.1, false);
+        let report = check(&candidate, None, Holdout::Rows(&data), 0.1, false);
         assert!(!report.passed);
         assert!(report.reason.contains("not a finite"));
     }

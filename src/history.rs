@@ -71,7 +71,8 @@ pub enum Action {
     Deploy,
     /// `bluegreen rollback`: traffic back to the resting slot.
     Rollback,
-    /// `bluegreen train`: recorded only when the gate refused the new model.
+    /// `bluegreen train`: recorded when the gate refused the new model, or the training
+    /// failed (so that the automatic path never fails silently, issue 8 §7).
     Train,
     /// A trainer handing a model to its fleet: `fleet.on_new_model` (issue 13).
     Release,
@@ -363,32 +364,110 @@ pub fn recent(path: &Path, n: usize, since: Option<&str>) -> Result<Vec<Record>,
     Ok(records)
 }
 
-/// The newest record that `wanted` accepts, read from the end of the history (so its cost
-/// follows how far back that record is, not the history's length).
+/// The newest record that `wanted` accepts, read from the end of the history a block at a
+/// time (so its cost follows how far back that record is, not the history's length: the
+/// dashboard asks for it every few seconds).
 pub fn newest(
     path: &Path,
     wanted: impl Fn(&Record) -> bool,
 ) -> Result<Option<Record>, HistoryError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(HistoryError::Read {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+    const BLOCK: u64 = 64 * 1024;
+    let fail = |source| HistoryError::Read {
+        path: path.to_path_buf(),
+        source,
     };
-    Ok(text
-        .lines()
-        .rev()
-        .filter_map(|line| serde_json::from_str::<Record>(line).ok())
-        .find(|r| wanted(r)))
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(fail(e)),
+    };
+    let mut end = file.metadata().map_err(fail)?.len();
+    // The start of a line whose beginning lies before the block read last.
+    let mut carry: Vec<u8> = Vec::new();
+    while end > 0 {
+        let start = end.saturating_sub(BLOCK);
+        file.seek(SeekFrom::Start(start)).map_err(fail)?;
+        let mut block = Vec::with_capacity((end - start) as usize + carry.len());
+        (&mut file)
+            .take(end - start)
+            .read_to_end(&mut block)
+            .map_err(fail)?;
+        block.extend_from_slice(&carry);
+        // Unless the block starts the file, its first line may begin in the block before.
+        let whole = match start {
+            0 => 0,
+            _ => match block.iter().position(|b| *b == b'\n') {
+                Some(i) => i + 1,
+                None => block.len(),
+            },
+        };
+        for line in block[whole..].rsplit(|b| *b == b'\n') {
+            if let Ok(record) = serde_json::from_slice::<Record>(line) {
+                if wanted(&record) {
+                    return Ok(Some(record));
+                }
+            }
+        }
+        block.truncate(whole);
+        carry = block;
+        end = start;
+    }
+    Ok(None)
 }
 
 /// The last `n` records, oldest first.
 pub fn last(path: &Path, n: usize) -> Result<Vec<Record>, HistoryError> {
     recent(path, n, None)
+}
+
+/// The last `n` records as the file holds them, oldest first, each as plain JSON: fields a
+/// later bluegreen adds (rollout steps, live accuracy; issue 11) are kept, and a record whose
+/// action this build does not know is kept too, so a reader such as the dashboard can show
+/// whatever the history holds. Only the last `max_bytes` of the file are read, so the cost
+/// does not grow with the history; `truncated` says whether older records were left out.
+pub fn tail(path: &Path, n: usize, max_bytes: u64) -> Result<Tail, HistoryError> {
+    let fail = |source| HistoryError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Tail::default()),
+        Err(e) => return Err(fail(e)),
+    };
+    let len = file.metadata().map_err(fail)?.len();
+    let start = len.saturating_sub(max_bytes);
+    file.seek(SeekFrom::Start(start)).map_err(fail)?;
+    let mut bytes = Vec::new();
+    file.take(len - start)
+        .read_to_end(&mut bytes)
+        .map_err(fail)?;
+    // The first line may be the end of one cut in two; the last may be half written.
+    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let first = match start {
+        0 => 0,
+        _ => bytes
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(complete, |i| i + 1),
+    };
+    let mut records: Vec<serde_json::Value> = bytes[first.min(complete)..complete]
+        .split(|b| *b == b'\n')
+        .filter_map(|line| serde_json::from_slice(line).ok())
+        .filter(serde_json::Value::is_object)
+        .collect();
+    let truncated = start > 0 || records.len() > n;
+    records.drain(..records.len().saturating_sub(n));
+    Ok(Tail { records, truncated })
+}
+
+/// What [`tail`] read.
+#[derive(Debug, Default, Serialize)]
+pub struct Tail {
+    /// The records, oldest first.
+    pub records: Vec<serde_json::Value>,
+    /// True when the history holds older records than these.
+    pub truncated: bool,
 }
 
 /// Versions that an operator or the gate has settled, so that the automatic path must not
@@ -503,15 +582,18 @@ impl Intent {
     }
 }
 
-/// Gate refusals recorded in the history, by the command that asked for the model: the
-/// counter `bluegreen_gate_refusals_total` on every slot's `/metrics` (issue 8 §7). A slot
-/// keeps it current with [`RefusalTail`], off the request path.
+/// Gate refusals recorded in the history, by the command that asked for the model, and
+/// failed trainings: the counters `bluegreen_gate_refusals_total` and
+/// `bluegreen_training_failures_total` on every slot's `/metrics` (issue 8 §7); and the
+/// newest live accuracy, for `bluegreen_live_rmse*` (issue 11). A slot keeps them current
+/// with [`RefusalTail`], off the request path.
 #[derive(Debug, Default)]
 pub struct RefusalCount {
     train: AtomicU64,
     deploy: AtomicU64,
     /// The last live accuracy in the history (issue 11), for `bluegreen_live_rmse*`.
     live: std::sync::Mutex<Option<LiveAccuracy>>,
+    failed_trainings: AtomicU64,
 }
 
 impl RefusalCount {
@@ -527,10 +609,16 @@ impl RefusalCount {
     pub fn live(&self) -> Option<LiveAccuracy> {
         self.live.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// Trainings that failed (`train` records with the outcome `failed`).
+    pub fn failed_trainings(&self) -> u64 {
+        self.failed_trainings.load(Ordering::Relaxed)
+    }
 }
 
-/// Reads the history as it grows and counts its refusals into a [`RefusalCount`]: each
-/// [`RefusalTail::refresh`] reads only the bytes appended since the last one.
+/// Reads the history as it grows and counts its refusals and failed trainings, and keeps its
+/// newest live accuracy, into a [`RefusalCount`]: each [`RefusalTail::refresh`] reads only
+/// the bytes appended since the last one.
 pub struct RefusalTail {
     path: PathBuf,
     offset: u64,
@@ -538,6 +626,7 @@ pub struct RefusalTail {
     train: u64,
     deploy: u64,
     live: Option<LiveAccuracy>,
+    failed_trainings: u64,
 }
 
 impl RefusalTail {
@@ -550,6 +639,7 @@ impl RefusalTail {
             train: 0,
             deploy: 0,
             live: None,
+            failed_trainings: 0,
         }
     }
 
@@ -585,6 +675,7 @@ impl RefusalTail {
                 match (record.outcome, record.action) {
                     (Outcome::Refused, Action::Train) => self.train += 1,
                     (Outcome::Refused, _) => self.deploy += 1,
+                    (Outcome::Failed, Action::Train) => self.failed_trainings += 1,
                     _ => {}
                 }
                 if record.live.is_some() {
@@ -598,6 +689,8 @@ impl RefusalTail {
         if self.live.is_some() {
             *into.live.lock().unwrap_or_else(|e| e.into_inner()) = self.live.clone();
         }
+        into.failed_trainings
+            .store(self.failed_trainings, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -642,6 +735,34 @@ mod tests {
     }
 
     #[test]
+    fn newest_finds_the_newest_accepted_record_across_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.jsonl");
+        assert!(newest(&path, |_| true).unwrap().is_none());
+        // Records of about 200 bytes: 2,000 of them span several 64 KiB blocks, so lines are
+        // cut at block edges.
+        for i in 0..2000 {
+            append(&path, &record(i, Outcome::Deployed, Action::Deploy)).unwrap();
+        }
+        let version = |r: Option<Record>| r.and_then(|r| r.from_version);
+        assert!(std::fs::metadata(&path).unwrap().len() > 3 * 64 * 1024);
+        assert_eq!(
+            version(newest(&path, |_| true).unwrap()).as_deref(),
+            Some("v1999")
+        );
+        for i in [0, 1, 7, 321, 1000, 1998] {
+            let wanted = format!("v{i}");
+            let found = newest(&path, |r| {
+                r.from_version.as_deref() == Some(wanted.as_str())
+            });
+            assert_eq!(version(found.unwrap()), Some(wanted));
+        }
+        assert!(newest(&path, |r| r.action == Action::Abort)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
     fn recent_reads_back_to_a_time_and_at_least_n_records() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.jsonl");
@@ -680,6 +801,37 @@ mod tests {
     }
 
     #[test]
+    fn the_tail_keeps_unknown_records_and_reads_a_bounded_end_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.jsonl");
+        assert!(tail(&path, 10, 1 << 20).unwrap().records.is_empty());
+        for i in 0..5 {
+            append(&path, &record(i, Outcome::Deployed, Action::Deploy)).unwrap();
+        }
+        let future = r#"{"time":"t9","action":"rollout-step","outcome":"advanced","percent":50}"#;
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(format!("{future}\nnot json\n{{\"half").as_bytes())
+            .unwrap();
+        let all = tail(&path, 10, 1 << 20).unwrap();
+        assert_eq!(all.records.len(), 6);
+        assert!(!all.truncated);
+        assert_eq!(all.records[5]["action"], "rollout-step");
+        assert_eq!(all.records[5]["percent"], 50);
+        let last2 = tail(&path, 2, 1 << 20).unwrap();
+        assert!(last2.truncated);
+        assert_eq!(last2.records[0]["to_version"], "v5");
+        // A window that starts inside a record drops that record, not a half of it.
+        let size = std::fs::metadata(&path).unwrap().len();
+        let window = tail(&path, 10, size - 10).unwrap();
+        assert!(window.truncated);
+        assert_eq!(window.records.len(), 5, "{:?}", window.records);
+        assert_eq!(window.records[0]["from_version"], "v1");
+    }
+
+    #[test]
     fn rolled_back_and_refused_versions_are_settled_failed_ones_are_not() {
         let records = vec![
             record(1, Outcome::RolledBack, Action::Rollback),
@@ -710,7 +862,11 @@ mod tests {
         let back = Intent::read(&path).unwrap().unwrap();
         assert_eq!(back.phase, Phase::Switch);
         assert_eq!(back.record.time, intent.record.time);
-        assert!(!back.is_recorded(&[record(3, Outcome::Deployed, Action::Deploy)]));
+        // Another deploy: it began at another time (records are told apart by their start,
+        // which the deploy lock keeps distinct; two made in one test may share a millisecond).
+        let mut other = record(3, Outcome::Deployed, Action::Deploy);
+        other.time = "2000-01-01T00:00:00.000Z".into();
+        assert!(!back.is_recorded(&[other]));
         let mut done = back.record.clone();
         done.finish(Outcome::Deployed, None);
         assert!(back.is_recorded(&[done]));
@@ -729,6 +885,8 @@ mod tests {
         assert_eq!(count.by_action(), [("train", 0), ("deploy", 0)]);
         append(&path, &record(1, Outcome::Refused, Action::Train)).unwrap();
         append(&path, &record(2, Outcome::Deployed, Action::Deploy)).unwrap();
+        append(&path, &record(2, Outcome::Failed, Action::Train)).unwrap();
+        append(&path, &record(2, Outcome::Failed, Action::Deploy)).unwrap();
         // Half a line, as a reader may see between two writes of another writer.
         let line = serde_json::to_string(&record(3, Outcome::Refused, Action::Deploy)).unwrap();
         let (head, rest) = line.split_at(20);
@@ -740,6 +898,7 @@ mod tests {
             .unwrap();
         tail.refresh(&count).unwrap();
         assert_eq!(count.by_action(), [("train", 1), ("deploy", 0)]);
+        assert_eq!(count.failed_trainings(), 1);
         OpenOptions::new()
             .append(true)
             .open(&path)
@@ -751,5 +910,6 @@ mod tests {
         std::fs::write(&path, "").unwrap();
         tail.refresh(&count).unwrap();
         assert_eq!(count.by_action(), [("train", 0), ("deploy", 0)]);
+        assert_eq!(count.failed_trainings(), 0);
     }
 }

@@ -7,9 +7,10 @@
 //!   models/<version>.json    immutable model artifacts
 //!   slots/<slot>.json        symlink to the artifact the slot serves
 //!   nginx/upstream.conf      the include that names the active slot (NGINX reads it)
+//!   nginx/dashboard.conf     the dashboard's part of the site that changes with the config
 //!   deploys.jsonl            append-only history: switches, refusals, failures, recoveries
-//!   run/                     locks, the intent of a switch in progress, and the control
-//!                            socket of `bluegreen up`
+//!   run/                     locks, the intent of a switch in progress, the data's
+//!                            ledger, and the control socket of `bluegreen up`
 //!   sockets/                 switch mode "socket" only: the slots' unix sockets
 //!                            (<slot>.sock) and active.sock, the link to the active one
 //! ```
@@ -91,6 +92,18 @@ impl Layout {
         self.nginx_dir().join("shadow.conf")
     }
 
+    /// The include in the site's `geo` block: who besides this host may preview the resting
+    /// slot, `nginx.preview_from` (issue 11; see `rollout::preview`).
+    pub fn preview_include(&self) -> PathBuf {
+        self.nginx_dir().join("preview.conf")
+    }
+
+    /// The dashboard's include: who besides this host may see it, and where each slot's
+    /// counters are (NGINX reads it; see `dashboard::access`).
+    pub fn dashboard_include(&self) -> PathBuf {
+        self.nginx_dir().join("dashboard.conf")
+    }
+
     pub fn history(&self) -> PathBuf {
         self.root.join("deploys.jsonl")
     }
@@ -101,6 +114,11 @@ impl Layout {
 
     pub fn deploy_lock(&self) -> PathBuf {
         self.run_dir().join("deploy.lock")
+    }
+
+    /// What `add-data` did to the data file (`crate::ledger`).
+    pub fn data_ledger(&self) -> PathBuf {
+        self.run_dir().join("data-ledger.json")
     }
 
     pub fn train_lock(&self) -> PathBuf {

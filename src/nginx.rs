@@ -171,7 +171,63 @@ impl Nginx {
             .filter(|pid| now.contains(pid) && !shutting_down(**pid))
             .count()
     }
+
+    /// Puts changed includes into effect: the files that bluegreen writes from its config
+    /// because the site, a conffile, is rendered once (the dashboard's allow list and the
+    /// slots' counters, issue 12; who may preview, issue 11). Each `(path, text)` whose file
+    /// differs is written whole; then `nginx -t` checks the whole configuration (every file
+    /// is put back as it was if it fails), NGINX reloads once, and this waits until its
+    /// workers from before the reload no longer accept connections. Nothing is reloaded when
+    /// no file changed: a reload closes clients' idle keep-alive connections. Returns the
+    /// files that changed.
+    pub fn apply_includes<'a>(
+        &self,
+        files: &[(&'a Path, String)],
+    ) -> Result<Vec<&'a Path>, NginxError> {
+        let mut changed: Vec<(&'a Path, Option<Vec<u8>>)> = Vec::new();
+        let put_back = |changed: &[(&Path, Option<Vec<u8>>)]| {
+            for (path, old) in changed {
+                let _ = match old {
+                    Some(old) => crate::fsutil::write_atomic(path, old),
+                    None => fs::remove_file(path),
+                };
+            }
+        };
+        for (path, text) in files {
+            let old = fs::read(path).ok();
+            if old.as_deref() == Some(text.as_bytes()) {
+                continue;
+            }
+            if let Err(source) = crate::fsutil::write_atomic(path, text.as_bytes()) {
+                put_back(&changed);
+                return Err(NginxError::Io {
+                    action: "write",
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+            changed.push((path, old));
+        }
+        if changed.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Err(e) = self.test() {
+            put_back(&changed);
+            return Err(e);
+        }
+        let before = self.workers();
+        self.reload()?;
+        let deadline = std::time::Instant::now() + RELOAD_WAIT;
+        while self.still_accepting(&before) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Ok(changed.into_iter().map(|(path, _)| path).collect())
+    }
 }
+
+/// How long [`Nginx::apply_includes`] waits for NGINX's workers from before the reload to
+/// stop accepting.
+const RELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn shutting_down(pid: i32) -> bool {
     fs::read(format!("/proc/{pid}/cmdline"))
@@ -281,7 +337,7 @@ struct OwnAnswer {
     raised: u16,
     sent: u16,
     error: String,
-    hint: &'static str,
+    hint: String,
 }
 
 /// Every status NGINX itself answers with in this site (ngx_http_special_response.c lists
@@ -289,12 +345,16 @@ struct OwnAnswer {
 /// an answer. The texts hold no `'`, `$` or `\`, which NGINX would read inside `return '…'`.
 fn own_answers(config: &Config) -> Vec<OwnAnswer> {
     let slot_wait = config.nginx.upstream_timeout_secs;
-    let answer = |raised, sent, error: String, hint| OwnAnswer {
+    let answer = |raised, sent, error: String, hint: &str| OwnAnswer {
         raised,
         sent,
         error,
-        hint,
+        hint: hint.to_string(),
     };
+    let dashboard_hint = &format!(
+        "open it on the server itself, http://127.0.0.1:{}/-/, or add your network to [dashboard] allow in the config and run `bluegreen restart`",
+        config.public_port
+    );
     vec![
         answer(
             400,
@@ -303,10 +363,22 @@ fn own_answers(config: &Config) -> Vec<OwnAnswer> {
             "send one HTTP/1.1 request: POST / with a JSON body {data: [[numbers], ...]}",
         ),
         answer(
+            403,
+            403,
+            "the dashboard (/-/) is open to this host and to the addresses in [dashboard] allow only".into(),
+            dashboard_hint,
+        ),
+        answer(
             404,
             404,
             "no such path".into(),
             "predictions are POST / or POST /inference",
+        ),
+        answer(
+            405,
+            405,
+            "NGINX does not allow this method here".into(),
+            "predictions are POST / or POST /inference; the dashboard (/-/) takes GET and HEAD",
         ),
         answer(
             413,
@@ -373,15 +445,17 @@ fn own_answers(config: &Config) -> Vec<OwnAnswer> {
 /// The site: NGINX's public server, proxying everything to the active slot.
 pub fn render_site(config: &Config, include: &Path) -> String {
     let shadow = include.with_file_name("shadow.conf");
-    let preview_from: String = crate::rollout::preview::allowed(config)
+    let preview_local: String = crate::rollout::preview::LOCAL
         .iter()
         .map(|net| format!("    {net} 1;\n"))
         .collect();
+    let preview_from = Layout::new(&config.state_dir).preview_include();
     let refused = serde_json::json!({
-        "error": "X-Bluegreen-Preview is honoured only from loopback and the addresses in nginx.preview_from",
-        "hint": "send the preview from the server itself, or add this address to nginx.preview_from; without the header the active slot answers",
+        "error": "X-Bluegreen-Preview is honoured only from this host (127.0.0.1, ::1) and the addresses in nginx.preview_from",
+        "hint": "send the preview from the server itself, or add this address to nginx.preview_from and run `bluegreen restart`; without the header the active slot answers",
     })
     .to_string();
+    let dashboard = render_dashboard(config);
     let body = config.limits.max_body_bytes;
     let slot_wait = config.nginx.upstream_timeout_secs;
     let answers = own_answers(config);
@@ -416,12 +490,14 @@ pub fn render_site(config: &Config, include: &Path) -> String {
 # `bluegreen rollback` rewrite before they reload NGINX; see `bluegreen status`.
 include {include};
 
-# Preview (issue 11): a request with `X-Bluegreen-Preview: 1` from loopback or
-# nginx.preview_from goes to the resting slot (`upstream bluegreen_resting`), where a
+# Preview (issue 11): a request with `X-Bluegreen-Preview: 1` from this host (127.0.0.1, ::1)
+# or nginx.preview_from goes to the resting slot (`upstream bluegreen_resting`), where a
 # candidate waits for `bluegreen promote`; from any other address it is refused (403).
+# nginx.preview_from is in the include, which `bluegreen restart` rewrites when it changes.
 geo $bluegreen_preview_from {{
     default 0;
-{preview_from}}}
+{preview_local}    include {preview_from};
+}}
 map "$http_x_bluegreen_preview:$bluegreen_preview_from" $bluegreen_upstream {{
     default bluegreen_active;
     "1:1" bluegreen_resting;
@@ -474,6 +550,10 @@ server {{
         # lines, and would answer more with an empty 431 instead of JSON.
         proxy_pass_request_headers off;
         proxy_set_header Content-Type $content_type;
+        # The Open Inference Protocol's binary tensor data (Triton's extension, which
+        # tritonclient uses by default) needs the length of the JSON before the bytes. An
+        # empty value sends no header (NGINX docs, proxy_set_header).
+        proxy_set_header Inference-Header-Content-Length $http_inference_header_content_length;
         # A slot answers in microseconds or refuses at once: connect and answer timeouts are
         # short, so a slot that hangs costs a client {slot_wait} s and a 504, not a minute.
         proxy_connect_timeout 2s;
@@ -504,6 +584,7 @@ server {{
         proxy_set_header Connection "";
         proxy_pass_request_headers off;
         proxy_set_header Content-Type $content_type;
+        proxy_set_header Inference-Header-Content-Length $http_inference_header_content_length;
         proxy_set_header X-Bluegreen-Shadow 1;
         proxy_connect_timeout 100ms;
         proxy_send_timeout 250ms;
@@ -512,12 +593,63 @@ server {{
         proxy_max_temp_file_size 0;
     }}
 
+{dashboard}
 {error_locations}}}
 "#,
         include = include.display(),
+        preview_from = preview_from.display(),
         shadow = shadow.display(),
         shadow_location = SHADOW_LOCATION,
         port = config.public_port,
+    )
+}
+
+/// The site's `/-` location: the dashboard (issue 12, `crate::dashboard`), which the active
+/// slot serves, open to this host and to `[dashboard] allow` only. NGINX checks the client's
+/// address before any slot sees the request (ngx_http_access_module: the first matching
+/// `allow` or `deny` wins); the list lives in an include that bluegreen rewrites when the
+/// config changes (`dashboard::access`), since this site is a conffile rendered once.
+///
+/// A prefix location, `/-`, not `/-/`: the slot reads `/-/` as `/-`, so both must be behind
+/// the same rules, and NGINX matches locations on the normalised path (slashes merged, dot
+/// segments resolved, `%XX` decoded), so no spelling of a dashboard path reaches `location /`.
+fn render_dashboard(config: &Config) -> String {
+    let slot_wait = config.nginx.upstream_timeout_secs;
+    let allow = Layout::new(&config.state_dir).dashboard_include();
+    let local: String = crate::dashboard::access::LOCAL
+        .iter()
+        .map(|a| format!("        allow {a};\n"))
+        .collect();
+    format!(
+        r#"    # The dashboard (issue 12): a read-only page and its JSON, served by the active slot.
+    # Only this host and the networks in `[dashboard] allow` may see it; the include holds
+    # their `allow` lines, and the locations of each slot's own counters (their addresses
+    # follow nginx.switch); `bluegreen restart` rewrites it when the config changes.
+    # Everyone else gets the JSON 403. `/-` as a prefix: `/-/`, which the slot reads as `/-`,
+    # and everything below, however it is spelled.
+    location /- {{
+{local}        include {allow};
+        deny all;
+
+        proxy_pass http://bluegreen_active;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_pass_request_headers off;
+        # Tells the slot this passed the rules above: it answers nothing under /- without it.
+        proxy_set_header {via_header} {via_value};
+        proxy_connect_timeout 2s;
+        proxy_send_timeout {slot_wait}s;
+        proxy_read_timeout {slot_wait}s;
+        # The dashboard only reads, so a failed attempt is tried again, as for predictions.
+        proxy_next_upstream error timeout;
+        proxy_next_upstream_tries {ATTEMPTS};
+        proxy_next_upstream_timeout {slot_wait}s;
+        proxy_max_temp_file_size 0;
+    }}
+"#,
+        allow = allow.display(),
+        via_header = crate::dashboard::VIA_HEADER,
+        via_value = crate::dashboard::VIA_VALUE,
     )
 }
 

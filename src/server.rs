@@ -9,9 +9,14 @@
 //! The request path is lean: the model is loaded once before the server starts and shared
 //! read-only; there are no locks and no file I/O per request; metrics are atomics.
 //!
+//! The inference protocols' routes answer their errors in the protocol's own shape,
+//! `{"error": "<what is wrong and where>; hint: <what to do>"}` ([`ProtocolError`]), with the
+//! status the protocol uses (400 where `POST /` says 422).
+//!
 //! [`run`] takes the listener and a shutdown future (as mini-redis does), so tests can bind
 //! `127.0.0.1:0` and stop the server when they like; `conn` owns the connections and their
-//! timeouts, `path` how a request's path finds its route.
+//! timeouts, `path` how a request's path finds its route, `rows` the row formats of a
+//! request body, `v2` the Open Inference Protocol and `v1` KServe's v1 protocol.
 //!
 //! **Letting go of NGINX (switch mode "socket", issue 10).** NGINX keeps idle connections to
 //! the slot and cannot tell them from connections to the other slot (`crate::switch`). So a
@@ -26,10 +31,15 @@
 //! request path is one relaxed atomic load per answer.
 
 mod conn;
+mod live;
 mod path;
+mod rows;
 pub mod shadow;
+mod v1;
+mod v2;
 
 pub use conn::run;
+pub use live::Live;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -51,9 +61,9 @@ use serde_json::{json, Value};
 
 use crate::history::RefusalCount;
 use crate::model::Artifact;
-use crate::number;
 use crate::rollout::fault::{Effect, Fault};
 use crate::slot::Slot;
+use rows::Refusal;
 use shadow::{Mirrored, Shadow};
 
 /// Upper bounds of the latency histogram, in seconds. Fine enough (about ×1.5 from one to the
@@ -86,6 +96,10 @@ fn render_histogram(out: &mut String, name: &str, buckets: &[AtomicU64]) -> u64 
 /// What the server needs: the model, which slot it is, and the request limits.
 pub struct AppState {
     model: Artifact,
+    /// `[model] name`: the model's name in the inference protocols' paths.
+    name: String,
+    /// The Open Inference Protocol's answers that never change.
+    v2: v2::Answers,
     /// `GET /model`'s description of it, made once.
     described: Value,
     slot: Slot,
@@ -113,12 +127,15 @@ struct Metrics {
 }
 
 impl AppState {
-    pub fn new(model: Artifact, slot: Slot, max_rows: usize) -> Arc<AppState> {
+    /// The state for a slot serving `model` under the name `name` (`[model] name`).
+    pub fn new(model: Artifact, name: &str, slot: Slot, max_rows: usize) -> Arc<AppState> {
         let version_header = HeaderValue::from_str(&model.version)
             .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
         let fault = Fault::for_model(&model.version);
         Arc::new(AppState {
             described: model.describe(),
+            name: name.to_string(),
+            v2: v2::Answers::new(name, &model),
             model,
             slot,
             max_rows,
@@ -197,6 +214,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize, timeouts: Timeouts) -
         .route("/readyz", get(readyz))
         .route("/model", get(model_info))
         .route("/metrics", get(metrics))
+        .merge(v2::routes(&state.name, &state.model.version))
+        .merge(v1::routes(&state.name))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -223,6 +242,14 @@ pub struct App {
     timeouts: Timeouts,
 }
 
+impl App {
+    /// Adds `routes` beside the API's: the dashboard's (`crate::dashboard::routes`).
+    pub fn merge(mut self, routes: Router) -> App {
+        self.routes = self.routes.merge(routes);
+        self
+    }
+}
+
 impl hyper::service::Service<Request<Incoming>> for App {
     type Response = Response;
     type Error = Infallible;
@@ -233,9 +260,10 @@ impl hyper::service::Service<Request<Incoming>> for App {
         if let Some(uri) = path::normalise_uri(request.uri()) {
             *request.uri_mut() = uri;
         }
+        let counted = !crate::dashboard::is_dashboard_path(request.uri().path());
         let mirrored = request.headers().contains_key(shadow::HEADER);
         if mirrored {
-            request.extensions_mut().insert(Mirrored);
+            request.extensions_mut().insert(Mirrored { started });
         }
         // A Router is always ready (axum docs), and cloning it clones one Arc.
         let answer = tower_service::Service::call(&mut self.routes.clone(), request);
@@ -248,7 +276,7 @@ impl hyper::service::Service<Request<Incoming>> for App {
                 Ok(answer) => answer?,
                 Err(_) => body_too_slow(body_timeout),
             };
-            observe(&state, started, &mut response, mirrored);
+            observe(&state, started, &mut response, counted, mirrored);
             Ok(response)
         })
     }
@@ -271,8 +299,47 @@ fn body_too_slow(waited: Duration) -> Response {
     response
 }
 
-/// A client error: its status and the message the client sees.
+/// A client error: its status and the message the client sees, answered as
+/// `{"error": …, "hint": …}`.
 struct ApiError(StatusCode, String);
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> ApiError {
+        ApiError(refusal.status, refusal.what)
+    }
+}
+
+/// A client error of an inference protocol (KServe v1, Open Inference Protocol v2), in the
+/// one shape both define: `{"error": "<message>"}`. The message says what is wrong and
+/// where, then `; hint: ` and what to do next.
+pub struct ProtocolError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ProtocolError {
+    fn new(status: StatusCode, what: String, hint: String) -> ProtocolError {
+        ProtocolError {
+            status,
+            message: format!("{what}; hint: {hint}"),
+        }
+    }
+
+    /// A refused request: a 422 becomes the protocols' 400 ("typically 400", OIP).
+    fn from_refusal(refusal: Refusal, hint: String) -> ProtocolError {
+        let status = match refusal.status {
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            other => other,
+        };
+        ProtocolError::new(status, refusal.what, hint)
+    }
+}
+
+impl IntoResponse for ProtocolError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({ "error": self.message }))).into_response()
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -289,21 +356,24 @@ fn hint(status: StatusCode) -> &'static str {
         }
         StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => ROUTES,
         StatusCode::REQUEST_TIMEOUT => "send the whole request at once",
-        _ => "send {\"data\": [row, ...]}: each row a list of numbers in the order GET /model lists the features, or an object keyed by feature name",
+        _ => "send {\"data\": [row, ...]}: each row a list of numbers in the order GET /model lists the features, or an object keyed by feature name; or {\"columns\": [feature names], \"data\": [[numbers in that order], ...]}",
     }
 }
 
 /// The routes, for the hint of a 404 or 405.
 const ROUTES: &str =
-    "predictions are POST / or POST /inference; GET /healthz, /readyz, /model, /metrics";
+    "predictions are POST / or POST /inference; GET /healthz, /readyz, /model, /metrics; the inference protocols are under /v2 (Open Inference Protocol) and /v1/models (KServe v1)";
 
-fn unprocessable(message: String) -> ApiError {
-    ApiError(StatusCode::UNPROCESSABLE_ENTITY, message)
-}
-
-/// Adds the version and slot headers to an answer and records its status and latency; a
-/// mirrored copy (issue 11) is counted in the shadow figures instead.
-fn observe(state: &AppState, started: Instant, response: &mut Response, mirrored: bool) {
+/// Adds the version and slot headers to an answer and, if `counted`, records its status and
+/// latency. The dashboard's requests are not counted (see `live`); a mirrored copy (issue 11)
+/// is counted in the shadow figures instead.
+fn observe(
+    state: &AppState,
+    started: Instant,
+    response: &mut Response,
+    counted: bool,
+    mirrored: bool,
+) {
     let headers = response.headers_mut();
     headers.insert("x-model-version", state.version_header.clone());
     headers.insert("x-slot", state.slot_header.clone());
@@ -315,6 +385,9 @@ fn observe(state: &AppState, started: Instant, response: &mut Response, mirrored
         if let Some(shadow) = state.shadow.get() {
             shadow.answered(response.status().as_u16());
         }
+        return;
+    }
+    if !counted {
         return;
     }
     let metrics = &state.metrics;
@@ -338,144 +411,83 @@ struct Prediction<'a> {
     slot: Slot,
 }
 
-/// Reads `{"data": [[width numbers], …]}` and nothing else (whitespace aside), the shape
-/// nearly every request has, into one row-major block; `None` for anything else (object
-/// rows, extra fields, or an error to explain), which then goes through the careful path in
-/// [`parse_rows`].
-///
-/// Why not serde alone: its generic sequence machinery and exact float path were about 70%
-/// of the slot's CPU on 10,000-row requests (bench/run, section 2): 180 ns a row, against
-/// about 95 ns here. The numbers come out bit for bit as serde reads them (see [`number`];
-/// a unit test checks both on every Boston row).
-fn parse_common(body: &[u8], width: usize) -> Option<Vec<f64>> {
-    let mut at = Scan { body, i: 0 };
-    at.punct(b'{')?;
-    at.skip_ws();
-    at.i += body
-        .get(at.i..)?
-        .strip_prefix(b"\"data\"".as_slice())
-        .map(|_| 6)?;
-    at.punct(b':')?;
-    at.punct(b'[')?;
-    // A number as text is at least 2 bytes with its comma; most are about 5.
-    let mut rows = Vec::with_capacity(body.len() / 5 + 1);
-    if at.punct(b']').is_none() {
-        loop {
-            at.punct(b'[')?;
-            for col in 0..width {
-                if col > 0 {
-                    at.punct(b',')?;
-                }
-                at.skip_ws();
-                rows.push(at.number()?);
-            }
-            at.punct(b']')?;
-            if at.punct(b',').is_none() {
-                at.punct(b']')?;
-                break;
-            }
+/// The request body, or why it cannot be read: too large (413), or broken off.
+fn body_refusal(rejection: BytesRejection) -> Refusal {
+    let status = rejection.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        Refusal {
+            status,
+            what: "the request body is larger than the limit (limits.max_body_bytes)".to_string(),
         }
-    }
-    at.punct(b'}')?;
-    at.skip_ws();
-    (at.i == body.len()).then_some(rows)
-}
-
-struct Scan<'a> {
-    body: &'a [u8],
-    i: usize,
-}
-
-impl Scan<'_> {
-    fn skip_ws(&mut self) {
-        while matches!(self.body.get(self.i), Some(b' ' | b'\n' | b'\r' | b'\t')) {
-            self.i += 1;
+    } else {
+        Refusal {
+            status: if status.is_client_error() {
+                status
+            } else {
+                StatusCode::BAD_REQUEST
+            },
+            what: format!("cannot read the request body: {}", rejection.body_text()),
         }
-    }
-
-    /// Skips whitespace, then takes `c`.
-    fn punct(&mut self, c: u8) -> Option<()> {
-        self.skip_ws();
-        (self.body.get(self.i) == Some(&c)).then(|| self.i += 1)
-    }
-
-    /// A JSON number with a finite value (see [`number::parse_json_prefix`]).
-    fn number(&mut self) -> Option<f64> {
-        let (value, used) = number::parse_json_prefix(self.body.get(self.i..)?)?;
-        self.i += used;
-        Some(value)
     }
 }
 
-async fn predict(
-    State(state): State<Arc<AppState>>,
-    mirrored: Option<Extension<Mirrored>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let started = Instant::now();
-    if let Some(fault) = state.fault() {
-        match fault.effect() {
-            Effect::None => {}
-            Effect::Error => {
-                return Err(ApiError(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "test fault: this slot answers errors (BLUEGREEN_TEST_FAULT)".to_string(),
-                ))
-            }
-            Effect::Delay(delay) => tokio::time::sleep(delay).await,
-        }
-    }
-    let body = body.map_err(|rejection| {
-        let status = rejection.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError(
-                status,
-                "the request body is larger than the limit (limits.max_body_bytes)".to_string(),
-            )
-        } else {
-            ApiError(
-                if status.is_client_error() {
-                    status
-                } else {
-                    StatusCode::BAD_REQUEST
-                },
-                format!("cannot read the request body: {}", rejection.body_text()),
-            )
-        }
-    })?;
-    let features = &state.model.features;
-    let width = features.len();
-    let rows = match parse_common(&body, width) {
-        Some(rows) => rows,
-        None => parse_rows(&body, features)?,
+/// The test-only fault's effect on a prediction (issue 11, `crate::rollout::fault`): none
+/// unless a debug build armed one for this slot's model.
+async fn test_fault(state: &AppState) -> Result<(), Refusal> {
+    let Some(fault) = state.fault() else {
+        return Ok(());
     };
+    match fault.effect() {
+        Effect::None => Ok(()),
+        Effect::Error => Err(Refusal {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            what: "test fault: this slot answers errors (BLUEGREEN_TEST_FAULT)".to_string(),
+        }),
+        Effect::Delay(delay) => {
+            tokio::time::sleep(delay).await;
+            Ok(())
+        }
+    }
+}
+
+/// The model's predictions for `rows` (row-major, of the model's width), counted in the
+/// metrics, or for a `mirrored` copy (issue 11) compared with the reference model's in the
+/// shadow figures instead. `list` names the rows in the request, for errors: none, more than
+/// `limits.max_rows`, or values out of the model's range.
+fn predict_rows(
+    state: &AppState,
+    rows: &[f64],
+    list: &str,
+    mirrored: Option<Mirrored>,
+) -> Result<Vec<f64>, Refusal> {
+    let width = state.model.features.len();
     let count = rows.len() / width;
     if count == 0 {
-        return Err(unprocessable(format!(
-            "\"data\" is empty: send at least one row of {width} numbers"
+        return Err(Refusal::unprocessable(format!(
+            "\"{list}\" is empty: send at least one row of {width} numbers"
         )));
     }
     if count > state.max_rows {
-        return Err(ApiError(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "\"data\" has {count} rows; at most {} are allowed per request (limits.max_rows)",
+        return Err(Refusal {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            what: format!(
+                "\"{list}\" has {count} rows; at most {} are allowed per request (limits.max_rows)",
                 state.max_rows
             ),
-        ));
+        });
     }
-    // Every value is a finite number here: both parsers refuse anything else.
+    // Every value is a finite number here: every reader refuses anything else.
     let prices = state
         .model
-        .predict_rows(&rows)
-        .map_err(|e| unprocessable(format!("the model cannot predict these rows: {e}")))?;
+        .predict_rows(rows)
+        .map_err(|e| Refusal::unprocessable(format!("the model cannot predict these rows: {e}")))?;
     if let Some(i) = prices.iter().position(|p| !p.is_finite()) {
-        return Err(unprocessable(format!(
-            "data[{i}]: the prediction is not a finite number; are the values in range?"
+        return Err(Refusal::unprocessable(format!(
+            "{list}[{i}]: the prediction is not a finite number; are the values in range?"
         )));
     }
     match (mirrored, state.shadow.get()) {
-        (Some(_), Some(shadow)) => shadow.compare(&rows, &prices, started.elapsed()),
+        (Some(m), Some(shadow)) => shadow.compare(rows, &prices, m.started.elapsed()),
         _ => {
             state
                 .metrics
@@ -483,6 +495,24 @@ async fn predict(
                 .fetch_add(count as u64, Ordering::Relaxed);
         }
     }
+    Ok(prices)
+}
+
+/// `POST /`: the original's contract, `{"data": rows}` → `{"Price": …}`, and the other row
+/// formats of [`rows`].
+async fn predict(
+    State(state): State<Arc<AppState>>,
+    mirrored: Option<Extension<Mirrored>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    test_fault(&state).await?;
+    let body = body.map_err(body_refusal)?;
+    let features = &state.model.features;
+    let rows = match rows::read_common(&body, "data", features.len()) {
+        Some(rows) => rows,
+        None => rows::read_body(&body, features)?,
+    };
+    let prices = predict_rows(&state, &rows, "data", mirrored.map(|Extension(m)| m))?;
     Ok(axum::Json(Prediction {
         price: prices[0],
         prices,
@@ -490,107 +520,6 @@ async fn predict(
         slot: state.slot,
     })
     .into_response())
-}
-
-/// Parses a request body the careful way, naming what is wrong and where: rows of the
-/// model's `features`, as lists in their order or as objects keyed by their names. Returns
-/// the rows as one row-major block.
-fn parse_rows(body: &[u8], features: &[String]) -> Result<Vec<f64>, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("the body is not valid JSON: {e}"),
-        )
-    })?;
-    let Some(data) = value.as_object().and_then(|o| o.get("data")) else {
-        return Err(unprocessable(format!(
-            "the body must be an object with a \"data\" field: {{\"data\": [[{} numbers]]}}",
-            features.len()
-        )));
-    };
-    let Some(rows) = data.as_array() else {
-        return Err(unprocessable(format!(
-            "\"data\" must be a list of rows, not {}",
-            kind(data)
-        )));
-    };
-    let mut out = Vec::with_capacity(rows.len() * features.len());
-    for (i, row) in rows.iter().enumerate() {
-        parse_row(i, row, features, &mut out)?;
-    }
-    Ok(out)
-}
-
-/// Appends row `i` of a request to `out`.
-fn parse_row(
-    i: usize,
-    row: &Value,
-    features: &[String],
-    out: &mut Vec<f64>,
-) -> Result<(), ApiError> {
-    match row {
-        Value::Array(values) => {
-            if values.len() != features.len() {
-                return Err(unprocessable(format!(
-                    "data[{i}] has {} values; expected {} ({})",
-                    values.len(),
-                    features.len(),
-                    features.join(", ")
-                )));
-            }
-            for (col, v) in values.iter().enumerate() {
-                out.push(number(v).ok_or_else(|| {
-                    unprocessable(format!(
-                        "data[{i}][{col}] ({}) must be a finite number, not {}",
-                        features[col],
-                        kind(v)
-                    ))
-                })?);
-            }
-        }
-        Value::Object(fields) => {
-            if let Some(unknown) = fields.keys().find(|k| !features.contains(k)) {
-                return Err(unprocessable(format!(
-                    "data[{i}] has an unknown field {unknown:?}; the fields are {}",
-                    features.join(", ")
-                )));
-            }
-            for name in features {
-                let v = fields.get(name).ok_or_else(|| {
-                    unprocessable(format!("data[{i}] is missing the field {name:?}"))
-                })?;
-                out.push(number(v).ok_or_else(|| {
-                    unprocessable(format!(
-                        "data[{i}].{name} must be a finite number, not {}",
-                        kind(v)
-                    ))
-                })?);
-            }
-        }
-        other => {
-            return Err(unprocessable(format!(
-                "data[{i}] must be a list of {} numbers or an object keyed by feature name, not {}",
-                features.len(),
-                kind(other)
-            )))
-        }
-    }
-    Ok(())
-}
-
-fn number(v: &Value) -> Option<f64> {
-    v.as_f64().filter(|x| x.is_finite())
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -653,6 +582,15 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             "bluegreen_gate_refusals_total{{action=\"{action}\"}} {n}"
         );
     }
+    out.push_str(
+        "# HELP bluegreen_training_failures_total Trainings that failed, from the history.\n",
+    );
+    out.push_str("# TYPE bluegreen_training_failures_total counter\n");
+    let _ = writeln!(
+        out,
+        "bluegreen_training_failures_total {}",
+        state.gate_refusals.failed_trainings()
+    );
     if let Some(live) = state.gate_refusals.live() {
         out.push_str("# HELP bluegreen_live_rmse The active model's RMSE on the last rows add-data appended, in label units (issue 11).\n");
         out.push_str("# TYPE bluegreen_live_rmse gauge\n");
@@ -677,99 +615,25 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
-async fn method_not_allowed(request: Request) -> ApiError {
-    ApiError(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!(
-            "method {} not allowed on {}",
-            request.method(),
-            request.uri().path()
-        ),
-    )
+async fn method_not_allowed(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let path = request.uri().path();
+    let what = format!("method {} not allowed on {path}", request.method());
+    if v1::not_found(&state, path).is_some() || v2::not_found(&state, path).is_some() {
+        let hint = if path.ends_with("/infer") || path.ends_with(":predict") {
+            "send the request with POST"
+        } else {
+            "send the request with GET"
+        };
+        return ProtocolError::new(StatusCode::METHOD_NOT_ALLOWED, what, hint.to_string())
+            .into_response();
+    }
+    ApiError(StatusCode::METHOD_NOT_ALLOWED, what).into_response()
 }
 
-async fn not_found(request: Request) -> ApiError {
-    ApiError(
-        StatusCode::NOT_FOUND,
-        format!("no such path {:?}", request.uri().path()),
-    )
-}
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// serde's reading of the common shape, the reference for the scanner.
-    #[derive(serde::Deserialize)]
-    struct FastRequest {
-        data: Vec<Vec<f64>>,
+async fn not_found(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let path = request.uri().path();
+    if let Some(error) = v2::not_found(&state, path).or_else(|| v1::not_found(&state, path)) {
+        return error.into_response();
     }
-
-    #[test]
-    fn the_common_shape_reads_what_serde_reads() {
-        let rows: Vec<String> = crate::model::tests::boston()
-            .rows
-            .iter()
-            .map(|r| format!("{:?}", &r[..13]))
-            .collect();
-        for body in [
-            format!("{{\"data\": [{}]}}", rows.join(",")),
-            format!(" {{ \"data\" :\n[ {} ] }}\n", rows[..3].join(" ,\n ")),
-            "{\"data\":[[0.00632,18,2.31,0,0.538,6.575,65.2,4.09,1,296,15.3,396.9,4.98]]}".into(),
-            "{\"data\":[[-0,1e2,1E-2,0.1e+1,123456789012345678901234,0.3,1,1,1,1,1,1,5e-324]]}"
-                .into(),
-            "{\"data\": []}".into(),
-        ] {
-            let ours = parse_common(body.as_bytes(), 13).expect(&body);
-            let theirs: Vec<f64> = serde_json::from_slice::<FastRequest>(body.as_bytes())
-                .unwrap()
-                .data
-                .concat();
-            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&ours), bits(&theirs), "{body}");
-        }
-    }
-
-    #[test]
-    fn the_common_shape_takes_rows_of_the_models_width() {
-        let body = b"{\"data\": [[1, 2, 3], [4.5, -6, 7e1]]}";
-        assert_eq!(
-            parse_common(body, 3),
-            Some(vec![1.0, 2.0, 3.0, 4.5, -6.0, 70.0])
-        );
-        assert_eq!(parse_common(body, 2), None);
-        assert_eq!(parse_common(body, 4), None);
-        let features: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
-        let objects = br#"{"data": [{"c": 3, "a": 1, "b": 2}]}"#;
-        assert_eq!(
-            parse_rows(objects, &features).ok(),
-            Some(vec![1.0, 2.0, 3.0])
-        );
-    }
-
-    #[test]
-    fn anything_else_is_left_to_the_careful_path() {
-        let row = "[1,2,3,4,5,6,7,8,9,10,11,12,13]";
-        for body in [
-            format!("{{\"data\": [{row}], \"x\": 1}}"),
-            format!("{{\"x\": 1, \"data\": [{row}]}}"),
-            format!("{{\"data\": [{row}]}} x"),
-            format!("{{\"data\": [{row},]}}"),
-            "{\"data\": [[1,2,3]]}".to_string(),
-            "{\"data\": [[1,2,3,4,5,6,7,8,9,10,11,12,13,14]]}".to_string(),
-            "{\"data\": [{\"CRIM\": 1}]}".to_string(),
-            "{\"data\": [[1,2,3,4,5,6,7,8,9,10,11,12,\"13\"]]}".to_string(),
-            "{\"data\": [[1,2,3,4,5,6,7,8,9,10,11,12,1e400]]}".to_string(),
-            "{\"data\": [[1,2,3,4,5,6,7,8,9,10,11,12,NaN]]}".to_string(),
-            "{\"data\": 5}".to_string(),
-            "[]".to_string(),
-            String::new(),
-        ]
-        .into_iter()
-        .chain(
-            ["01", "1.", ".5", "+1", "1e", "1e+", "-", "0x10"]
-                .map(|n| format!("{{\"data\": [[1,2,3,4,5,6,7,8,9,10,11,12,{n}]]}}")),
-        ) {
-            assert!(parse_common(body.as_bytes(), 13).is_none(), "{body}");
-        }
-    }
+    ApiError(StatusCode::NOT_FOUND, format!("no such path {path:?}")).into_response()
 }

@@ -375,7 +375,7 @@ mod tests {
         fs::write(&file, &bytes).unwrap();
         let checked = read(&file).unwrap();
         assert_eq!(checked.header.version, "v0002-x");
-        assert!((checked.header.probe.price - 30.0).abs() < 0.1);
+        assert!((checked.header.probe.price - 30.23).abs() < 0.01);
 
         let to = Store::new(&dir.path().join("b"));
         fs::create_dir_all(dir.path().join("b")).unwrap();

@@ -48,8 +48,23 @@ pub fn execute(config: &Config, args: &AddDataArgs) -> anyhow::Result<ExitCode> 
             (None, None)
         }
     };
-    let appended = data::append_rows(&csv, &schema, &rows, newest.as_ref().map(Artifact::learned))
-        .with_context(|| format!("nothing was added to {}", csv.display()))?;
+    let ledger = layout.data_ledger();
+    let appended = data::append_rows(
+        &csv,
+        &schema,
+        &rows,
+        newest.as_ref().map(Artifact::learned),
+        &ledger,
+    )
+    .with_context(|| format!("nothing was added to {}", csv.display()))?;
+    if let Some(e) = &appended.ledger_error {
+        // The rows are in: exit 0 all the same (see the module doc). Without the ledger the
+        // next training reads the whole file once.
+        super::warn(&format!(
+            "warning: cannot write {}: {e}; the next training or status reads the whole data once",
+            ledger.display()
+        ));
+    }
     let scan = appended.scan;
     let verdict = if config.fleet.role == Role::Server {
         "this host's fleet role is \"server\": it never trains on them; add data on the trainer"

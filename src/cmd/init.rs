@@ -126,6 +126,20 @@ fn prepare(config: &Config, first_data: Option<&Path>, say: &dyn Fn(&str)) -> an
             config.nginx.switch
         ));
     }
+    let allow = layout.dashboard_include();
+    if crate::dashboard::access::write(config, &allow)? {
+        say(&format!(
+            "NGINX include {} says who besides this host may see the dashboard, and where each slot is",
+            allow.display()
+        ));
+    }
+    let preview = layout.preview_include();
+    if crate::rollout::preview::write(config, &preview)? {
+        say(&format!(
+            "NGINX include {} says who besides this host may preview the resting slot",
+            preview.display()
+        ));
+    }
     // The configuration the state was just set up for is the slots' fallback until
     // `bluegreen check` passes another (issue 8 §3). Not being able to save it (`init` run
     // again by a user who may not write here) takes nothing away from the state.

@@ -68,6 +68,42 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// An error, then what to do about it: `<the error and its causes>; hint: <hint>`, the cause
+/// first, as the operator reads it, and the hint from that cause last.
+///
+/// `main` prints a chain outermost first, so a hint given as context would come before the
+/// cause it answers. This type prints the whole chain of `cause` itself, and so has no
+/// `source()`, or the chain would say it twice; the cause is kept, typed, in `cause`.
+#[derive(Debug)]
+pub struct Hinted {
+    /// What went wrong.
+    pub cause: Box<dyn std::error::Error + Send + Sync>,
+    /// What to do about it.
+    pub hint: String,
+}
+
+impl Hinted {
+    pub fn new(cause: impl std::error::Error + Send + Sync + 'static, hint: String) -> Hinted {
+        Hinted {
+            cause: Box::new(cause),
+            hint,
+        }
+    }
+}
+
+impl std::fmt::Display for Hinted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}; hint: {}",
+            crate::history::chain(&*self.cause),
+            self.hint
+        )
+    }
+}
+
+impl std::error::Error for Hinted {}
+
 /// Prints a progress line for the operator on standard output; best effort.
 pub fn say(line: &str) {
     let _ = writeln!(io::stdout().lock(), "{line}");

@@ -26,9 +26,11 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 
 use crate::config::Config;
+use crate::dashboard;
 use crate::deploy::Deployer;
 use crate::layout::Layout;
 use crate::model::Artifact;
+use crate::rollout;
 use crate::slot::Slot;
 use crate::state::State;
 use crate::supervisor::{self, Supervisor};
@@ -47,6 +49,34 @@ pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
             record.action,
             record.reason.as_deref().unwrap_or(record.outcome.as_str())
         ));
+    }
+    // `[dashboard] allow` and `nginx.preview_from` are NGINX's to enforce, and the
+    // dashboard's way to each slot follows `nginx.switch`: changed includes are put into
+    // effect here.
+    let allow = layout.dashboard_include();
+    let preview = layout.preview_include();
+    let changed = supervisor
+        .nginx()
+        .apply_includes(&[
+            (allow.as_path(), dashboard::access::render(config)),
+            (preview.as_path(), rollout::preview::render(config)),
+        ])
+        .context("nothing was restarted: cannot apply NGINX's includes")?;
+    if !changed.is_empty() {
+        let what: Vec<String> = changed
+            .iter()
+            .map(|path| match *path == allow.as_path() {
+                true => format!(
+                    "the dashboard's new include ({}: `[dashboard] allow`, the slots' addresses)",
+                    path.display()
+                ),
+                false => format!(
+                    "the previews' new include ({}: `nginx.preview_from`)",
+                    path.display()
+                ),
+            })
+            .collect();
+        super::say(&format!("NGINX reloaded with {}", what.join(" and ")));
     }
     let state = State::read(config)?;
     let route = state

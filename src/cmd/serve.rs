@@ -21,6 +21,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::ServeArgs;
 use crate::config::{Config, Fallback};
+use crate::dashboard;
 use crate::history::RefusalTail;
 use crate::layout::Layout;
 use crate::model::Artifact;
@@ -94,7 +95,7 @@ pub fn execute(
         };
         let bound = listener.endpoint()?;
         let version = model.version.clone();
-        let state = AppState::new(model, slot, config.limits.max_rows);
+        let state = AppState::new(model, &config.model.name, slot, config.limits.max_rows);
         if let Some(fault) = state.fault() {
             super::warn(&format!("{slot}: TEST FAULT armed ({})", fault.describe()));
         }
@@ -106,7 +107,12 @@ pub fn execute(
             state.clone(),
             config.limits.max_body_bytes,
             server::Timeouts::from_config(config),
-        );
+        )
+        .merge(dashboard::routes(
+            config,
+            state.clone(),
+            fallback.map(|f| f.summary("the slot serving this page runs on")),
+        ));
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let shutdown = async move {

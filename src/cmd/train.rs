@@ -13,12 +13,18 @@ use anyhow::Context;
 
 use crate::cli::TrainArgs;
 use crate::config::{Config, Role};
-use crate::data::{self, Schema};
-use crate::gate;
+use std::fs::File;
+use std::path::Path;
+use std::time::Instant;
+
+use crate::data::{self, Dataset, Resume, Schema};
+use crate::gate::{self, Holdout};
 use crate::history::{self, Action, Outcome, Record};
 use crate::layout::Layout;
+use crate::ledger::{self, Checkpoint, FileState, Ledger};
 use crate::lock;
-use crate::model::{self, Artifact, Store};
+use crate::model::stats::{self, Accumulator, Factor};
+use crate::model::{self, Artifact, Kind, Params, Store};
 use crate::state::State;
 
 /// Exit status of `train --if-due` when a deploy is wanted: it trained a model that passed
@@ -27,6 +33,10 @@ use crate::state::State;
 pub const EXIT_TRAINED_IF_DUE: u8 = 10;
 /// Exit status when the quality gate refused the new model.
 pub const EXIT_REFUSED: u8 = 3;
+
+/// The context of a data error: the error itself names the file, line and column, and says
+/// what to do where there is more to say than "fix it".
+const UNREADABLE: &str = "cannot read the training data";
 
 /// What a training run did.
 pub enum Trained {
@@ -58,17 +68,21 @@ pub fn execute(config: &Config, args: &TrainArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Trains (when due, with `if_due`), gates against the active model and writes the artifact.
+///
+/// A training that fails once it holds the train lock is recorded in the history (action
+/// `train`, outcome `failed`, the whole cause), where `status` shows it and the slots count
+/// it in `bluegreen_training_failures_total`: on the automatic path nobody reads the
+/// trainer's output, and without the record a failure left `status` saying only "training
+/// is due" (issue 8 §7).
 pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Result<Trained> {
     let layout = Layout::new(&config.state_dir);
     let csv = layout.data_csv(&config.data);
-    let schema = Schema::of(&config.data);
     if !csv.exists() {
         anyhow::bail!(
             "there is no training data at {}; hint: run `bluegreen init` (or `bluegreen up`) first",
             csv.display()
         );
     }
-    let store = Store::new(&layout.models_dir());
     // Two trainers must not pick the same version number; the lock also keeps a burst of
     // triggers from training the same rows twice, since the second sees the first's model.
     let _lock = lock::acquire(
@@ -81,25 +95,61 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
             ))
         },
     )?;
+    let mut record = Record::begin(Action::Train, (None, None), (None, None));
+    let mut step = "read";
+    let trained = train_locked(config, if_due, say, &mut record, &mut step);
+    if let Err(e) = &trained {
+        record.fail(step, e.as_ref());
+        if let Err(e) = history::append(&layout.history(), &record) {
+            super::warn(&format!(
+                "warning: the failure is not in the history: {}",
+                history::chain(&e)
+            ));
+        }
+    }
+    trained
+}
+
+/// The training itself, under the train lock: fills in `record` as it learns the slots and
+/// versions, and leaves in `step` the step it is in, for the record of a failure.
+fn train_locked(
+    config: &Config,
+    if_due: bool,
+    say: &dyn Fn(&str),
+    record: &mut Record,
+    step: &mut &'static str,
+) -> anyhow::Result<Trained> {
+    let layout = Layout::new(&config.state_dir);
+    let csv = layout.data_csv(&config.data);
+    let schema = Schema::of(&config.data);
+    let store = Store::new(&layout.models_dir());
     let state = State::read(config).context("cannot read the state folder")?;
+    record.from_slot = state.active();
+    record.from_version = state.active_version().map(str::to_string);
     for skipped in state.skipped() {
         say(&format!(
             "skipping a model that cannot be read: {}; hint: remove the file, or restore it from a backup",
             history::chain(skipped)
         ));
     }
-    let fix_hint = || {
-        format!(
-            "cannot read the training data; hint: fix what is named above in {}",
-            csv.display()
-        )
-    };
     let newest = state.newest();
+    // The data stays locked (shared: `add-data` waits) from the survey to the artifact, so
+    // what the ledger says and what is read agree.
+    let file = data::open_shared(&csv).context(UNREADABLE)?;
+    let ledger_path = layout.data_ledger();
+    let now = FileState::of(&file).context(UNREADABLE)?;
+    let mut ledger = Ledger::read(&ledger_path).filter(|l| l.matches(&now));
     if let (true, Some(newest)) = (if_due, newest) {
-        // Due when rows were appended, or the data changed otherwise (issue 8 §7). A scan
-        // hashes the file without parsing it: a trigger that finds nothing to do costs
-        // about a `sha256sum` of the data.
-        let scan = data::scan(&csv, &schema, Some(newest.learned())).with_context(fix_hint)?;
+        // Due when rows were appended, or the data changed otherwise (issue 8 §7). The
+        // ledger tells without reading the file; without it, a scan hashes the file without
+        // parsing it, about a `sha256sum` of the data.
+        let survey = data::survey(&file, &csv, &schema, Some(newest.learned()), ledger.take())
+            .context(UNREADABLE)?;
+        if survey.passed {
+            keep_ledger(&survey.ledger, &ledger_path);
+        }
+        ledger = Some(survey.ledger);
+        let scan = survey.scan;
         if !scan.due(config.batch_size) {
             say(&format!(
                 "training not due: {} ({})",
@@ -117,47 +167,92 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
             return Ok(Trained::NotDue);
         }
     }
-    say(&format!("reading {}…", csv.display()));
-    let dataset = data::read_dataset(&csv, &schema).with_context(fix_hint)?;
     let kind = config.model.kind;
-    say(&format!(
-        "training a {kind} model on {} rows ({})…",
-        dataset.rows.len(),
-        match newest {
-            Some(m) => format!(
-                "{} since {}",
-                dataset.rows.len().saturating_sub(m.rows),
-                m.version
-            ),
-            None => "first model".to_string(),
-        }
-    ));
     std::fs::create_dir_all(layout.models_dir())
         .with_context(|| format!("cannot create {}", layout.models_dir().display()))?;
     let version = store.next_version(time::OffsetDateTime::now_utc())?;
-    let mut record = Record::begin(
-        Action::Train,
-        (state.active(), state.active_version().map(str::to_string)),
-        (None, Some(version.clone())),
-    );
-    let mut artifact = model::train(
-        &dataset,
-        kind,
-        &config.model.params,
-        version,
-        model::now_rfc3339(),
-    )
-    .context("hint: the data needs more rows than features (at least 15 rows for 13 features), and features that are not collinear")?;
-    record.step("train");
+    record.to_version = Some(version.clone());
     let active = state.active_model()?;
-    let report = gate::check(
-        &artifact,
-        active.as_ref(),
-        &dataset,
-        config.gate.tolerance,
-        false,
-    );
+    let hinted = |e: model::ModelError| match e.hint(&schema.features, &config.model.params) {
+        Some(hint) => anyhow::Error::new(super::Hinted::new(e, hint)),
+        None => anyhow::Error::new(e),
+    };
+    let (mut artifact, holdout) = if stats::fits_from_statistics(kind) {
+        let fit = Linear {
+            csv: &csv,
+            file: &file,
+            schema: &schema,
+            kind,
+            params: &config.model.params,
+            newest,
+            active: active.as_ref(),
+            ledger: ledger.as_ref(),
+            ledger_path: &ledger_path,
+            now,
+            say,
+            hinted: &hinted,
+        };
+        // Reading and fitting are one pass here.
+        *step = "train";
+        fit.train(version)?
+    } else {
+        say(&format!("reading {}…", csv.display()));
+        let dataset = data::read_dataset(&csv, &schema).context(UNREADABLE)?;
+        record.step("read");
+        *step = "train";
+        say(&format!(
+            "training a {kind} model on {} rows ({})…",
+            dataset.rows.len(),
+            match newest {
+                Some(m) => format!(
+                    "{} since {}",
+                    dataset.rows.len().saturating_sub(m.rows),
+                    m.version
+                ),
+                None => "first model".to_string(),
+            }
+        ));
+        let artifact = model::train(
+            &dataset,
+            kind,
+            &config.model.params,
+            version,
+            model::now_rfc3339(),
+        )
+        .map_err(hinted)?;
+        (artifact, GateRows::Data(dataset))
+    };
+    record.step("train");
+    *step = "gate";
+    let holdout = match &holdout {
+        GateRows::Data(dataset) => Some(Holdout::Rows(dataset)),
+        GateRows::Factor(factor) => Some(Holdout::Factor(factor)),
+        GateRows::None => None,
+    };
+    let report = match holdout {
+        Some(holdout) => gate::check(
+            &artifact,
+            active.as_ref(),
+            holdout,
+            config.gate.tolerance,
+            false,
+        ),
+        None => {
+            // Only when the active model is not a linear model of this schema, or its rows
+            // are no longer vouched for: the gate then reads the rows.
+            let dataset = data::read_dataset(&csv, &schema).context(UNREADABLE)?;
+            gate::check(
+                &artifact,
+                active.as_ref(),
+                Holdout::Rows(&dataset),
+                config.gate.tolerance,
+                false,
+            )
+        }
+    };
+    drop(file);
     artifact.gate = Some(report.clone());
+    *step = "write";
     store.write(&artifact)?;
     let m = &artifact.metrics;
     say(&format!(
@@ -191,11 +286,192 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
     record.step("gate");
     record.gate = Some(report.clone());
     record.finish(Outcome::Refused, Some(report.reason));
-    if let Err(e) = history::append(&layout.history(), &record) {
+    if let Err(e) = history::append(&layout.history(), record) {
         super::warn(&format!(
             "warning: the refusal is not in the history: {}",
             history::chain(&e)
         ));
     }
     Ok(Trained::Refused(artifact))
+}
+
+/// Writes the ledger a full pass over the data made (the file is locked by the caller).
+/// Failing to is only a warning: the next reader makes a pass of its own.
+fn keep_ledger(ledger: &Ledger, path: &Path) {
+    if let Err(e) = ledger.write(path) {
+        super::warn(&format!(
+            "warning: cannot write {}: {e}; the next training or status reads the whole data once more",
+            path.display()
+        ));
+    }
+}
+
+/// The rows the gate compares on, as training got them.
+enum GateRows {
+    /// The data, read whole (the other kinds).
+    Data(Dataset),
+    /// The factor of the active model's holdout rows (`linear`, `ridge`).
+    Factor(Factor),
+    /// Neither: the active model is not a linear model of this schema, or its rows are not
+    /// vouched for; the gate reads the data.
+    None,
+}
+
+/// A `linear` or `ridge` training (issue #10, part 2): from the newest model's statistics
+/// and the rows appended since, when the ledger vouches that its data is still the file's
+/// beginning; else in one pass over the file, which holds a row at a time. Either way the
+/// memory is of the order of features², never of the rows.
+struct Linear<'a> {
+    csv: &'a Path,
+    file: &'a File,
+    schema: &'a Schema,
+    kind: Kind,
+    params: &'a Params,
+    newest: Option<&'a Artifact>,
+    active: Option<&'a Artifact>,
+    /// The ledger, when it vouches for the file as it is now.
+    ledger: Option<&'a Ledger>,
+    ledger_path: &'a Path,
+    /// The file's state when it was locked.
+    now: FileState,
+    say: &'a dyn Fn(&str),
+    /// A model error with the hint worked out from its cause.
+    hinted: &'a dyn Fn(model::ModelError) -> anyhow::Error,
+}
+
+impl Linear<'_> {
+    fn train(&self, version: String) -> anyhow::Result<(Artifact, GateRows)> {
+        let started = Instant::now();
+        let say = self.say;
+        // The gate compares on the holdout rows among those the active model learned from:
+        // the holdout factor as it was before the first row the active model did not see.
+        let gate_at = self
+            .active
+            .filter(|a| a.fitted.linear().is_some() && a.schema() == *self.schema)
+            .map(|a| a.rows);
+        let base = self
+            .newest
+            .filter(|n| n.schema() == *self.schema)
+            .and_then(|n| {
+                let stats = n.stats.as_ref()?;
+                let checkpoint = self.ledger?.find(&n.learned())?.clone();
+                let sha = ledger::resume(&stats.sha256_state)?;
+                Some((n, stats, checkpoint, sha))
+            });
+        if let (Some((newest, stats, checkpoint, sha)), Some(ledger)) = (base, self.ledger) {
+            let end = ledger.end();
+            say(&format!(
+                "training a {} model on the {} rows appended since {} ({} rows in all), from its statistics…",
+                self.kind,
+                end.rows - checkpoint.rows,
+                newest.version,
+                end.rows
+            ));
+            let mut rows = Accumulator::resume(stats, newest.rows, newest.example.clone(), gate_at);
+            let from = Resume {
+                bytes: checkpoint.bytes,
+                rows: checkpoint.rows,
+                lines: checkpoint.lines,
+                sha,
+            };
+            let streamed = data::stream(self.file, self.csv, self.schema, Some(from), |i, row| {
+                rows.push(i, row)
+            })
+            .context(UNREADABLE)?;
+            // The appended bytes must hash to what `add-data` recorded: this catches even an
+            // edit inside them that kept the file's times (see `crate::ledger`).
+            if ledger::digest_hex(&streamed.sha) == end.sha256 && streamed.rows == end.rows {
+                let (train, holdout, example, snapshot) = rows.finish();
+                let gate = match snapshot {
+                    Some(factor) => GateRows::Factor(factor),
+                    None => self.active_holdout(ledger, &holdout),
+                };
+                let artifact =
+                    self.artifact(train, holdout, example, &streamed, started, version)?;
+                return Ok((artifact, gate));
+            }
+            say("the appended rows are not the bytes `add-data` wrote (edited in place?): reading the whole file instead");
+        }
+        say(&format!(
+            "training a {} model in one pass over {}…",
+            self.kind,
+            self.csv.display()
+        ));
+        let mut rows = Accumulator::new(self.schema.features.len(), gate_at);
+        let streamed = data::stream(self.file, self.csv, self.schema, None, |i, row| {
+            rows.push(i, row)
+        })
+        .context(UNREADABLE)?;
+        let (train, holdout, example, snapshot) = rows.finish();
+        if self.ledger.is_none() && FileState::of(self.file).ok() == Some(self.now) {
+            // What this pass read is the file as it is: the next append goes on from it.
+            let end = Checkpoint {
+                bytes: streamed.bytes,
+                rows: streamed.rows,
+                lines: streamed.lines,
+                sha256: ledger::digest_hex(&streamed.sha),
+            };
+            keep_ledger(
+                &Ledger::start(self.now, &streamed.sha, Vec::new(), end),
+                self.ledger_path,
+            );
+        }
+        let gate = match (snapshot, self.active) {
+            (Some(factor), _) => GateRows::Factor(factor),
+            // No model to compare with: the gate needs no rows.
+            (None, None) => GateRows::Factor(holdout.clone()),
+            (None, Some(_)) => GateRows::None,
+        };
+        let artifact = self.artifact(train, holdout, example, &streamed, started, version)?;
+        Ok((artifact, gate))
+    }
+
+    /// The active model's own holdout factor, when it has one and the ledger vouches that
+    /// its data is still the file's beginning; else the gate reads the rows.
+    fn active_holdout(&self, ledger: &Ledger, holdout: &Factor) -> GateRows {
+        let Some(active) = self.active else {
+            return GateRows::Factor(holdout.clone());
+        };
+        match &active.stats {
+            Some(stats)
+                if active.schema() == *self.schema && ledger.find(&active.learned()).is_some() =>
+            {
+                GateRows::Factor(stats.holdout.clone())
+            }
+            _ => GateRows::None,
+        }
+    }
+
+    fn artifact(
+        &self,
+        train: Factor,
+        holdout: Factor,
+        example: Option<Vec<f64>>,
+        streamed: &data::Streamed,
+        started: Instant,
+        version: String,
+    ) -> anyhow::Result<Artifact> {
+        let learned = model::LearnedFrom {
+            rows: streamed.rows,
+            bytes: streamed.bytes,
+            sha256: ledger::digest_hex(&streamed.sha),
+            sha256_state: ledger::state_hex(&streamed.sha),
+            example: example.unwrap_or_default(),
+        };
+        let fit = model::FromStatistics {
+            train,
+            holdout,
+            learned,
+            started,
+        };
+        model::train_from_statistics(
+            self.schema,
+            self.kind,
+            self.params,
+            fit,
+            version,
+            model::now_rfc3339(),
+        )
+        .map_err(self.hinted)
+    }
 }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::kinds::{Fitted, Kind, Params};
+use super::stats::Statistics;
 use super::{parse_seq, Metrics, ModelError};
 use crate::data::{self, Learned};
 use crate::gate::GateReport;
@@ -31,7 +32,8 @@ pub struct Artifact {
     pub version: String,
     /// When it was trained, RFC 3339 UTC.
     pub trained_at: String,
-    /// Data rows the model was fit on: the first `rows` rows of the CSV.
+    /// Data rows the model learned from: the first `rows` rows of the CSV. It was trained on
+    /// those that are not held out (every fifth, `model::is_holdout`) and measured on those.
     pub rows: usize,
     /// The length of the data it learned from: the CSV's first `data_bytes` bytes. `None` for
     /// format 1, which did not record it.
@@ -56,6 +58,10 @@ pub struct Artifact {
     pub fitted: Arc<Fitted>,
     /// How well it fits.
     pub metrics: Metrics,
+    /// For `linear` and `ridge`: the statistics of the rows it learned from, which the next
+    /// training updates with the appended rows instead of reading them all (issue #10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Statistics>,
     /// The quality gate's verdict when the model was trained, if there was a model to compare.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<GateReport>,
@@ -210,6 +216,7 @@ impl Artifact {
                 coefficients: one.coefficients,
             }),
             metrics: one.metrics,
+            stats: None,
             gate: one.gate,
         }
     }
@@ -252,6 +259,18 @@ impl Artifact {
         };
         if !matches {
             return Err(format!("its fitted model is not a {} model", self.kind));
+        }
+        if let Some(stats) = &self.stats {
+            // A training goes on from these: statistics that are not the model's would
+            // make every later model wrong, silently (issue #10).
+            stats.check(
+                self.kind,
+                &self.params,
+                &self.fitted,
+                self.rows,
+                self.metrics.holdout_rmse,
+                &self.features,
+            )?;
         }
         Ok(())
     }
@@ -307,6 +326,7 @@ mod tests {
         let artifact = Artifact::load(&path).unwrap();
         assert_eq!((artifact.format, artifact.kind), (1, Kind::Linear));
         assert_eq!(artifact.data_bytes, None);
+        // Format 1 trained on every row, holdout included: 30.00, not 30.23.
         let price = artifact.predict_one(&EXAMPLE).unwrap();
         assert!((price - 30.00).abs() < 0.01, "{price}");
         assert!(artifact.gate.unwrap().passed);

@@ -4,8 +4,11 @@
 //! [`Kind::parameters`] to refuse one the chosen kind does not take), what each parameter's
 //! default and valid range are, how smartcore fits each kind, and how a fitted model predicts.
 //!
-//! Every kind is fit by smartcore 0.7. Its defaults are smartcore's, except the seeds, which
-//! are fixed (0) so that the same data and config always give the same model. The linear
+//! Every kind but `linear` and `ridge` is fit by smartcore 0.7; those two are fit from their
+//! statistics (`model::stats`), so that a training can update its predecessor's with the
+//! appended rows (issue #10), with smartcore's meaning of ridge's `alpha`. Defaults are
+//! smartcore's, except the seeds, which are fixed (0) so that the same data and config
+//! always give the same model. The linear
 //! kinds (`linear`, `ridge`, `lasso`, `elastic_net`) are stored as an intercept and
 //! coefficients and predict with a dot product: the same arithmetic smartcore does, without a
 //! matrix per request. The others are stored as smartcore serializes them (its `serde`
@@ -22,10 +25,6 @@ use smartcore::linalg::basic::arrays::Array;
 use smartcore::linalg::basic::matrix::DenseMatrix;
 use smartcore::linear::elastic_net::{ElasticNet, ElasticNetParameters};
 use smartcore::linear::lasso::{Lasso, LassoParameters};
-use smartcore::linear::linear_regression::{
-    LinearRegression, LinearRegressionParameters, LinearRegressionSolverName,
-};
-use smartcore::linear::ridge_regression::{RidgeRegression, RidgeRegressionParameters};
 use smartcore::metrics::distance::euclidian::Euclidian;
 use smartcore::neighbors::knn_regressor::{KNNRegressor, KNNRegressorParameters};
 use smartcore::neighbors::KNNWeightFunction;
@@ -105,8 +104,8 @@ impl Kind {
     /// What trains it, for people reading an artifact.
     pub fn solver(self) -> &'static str {
         match self {
-            Kind::Linear => "smartcore LinearRegression (QR)",
-            Kind::Ridge => "smartcore RidgeRegression (Cholesky, normalized)",
+            Kind::Linear => "least squares from the QR factor of [1 X y] (nalgebra), updated with appended rows",
+            Kind::Ridge => "ridge, standardized as smartcore's, from the QR factor of [1 X y] (nalgebra), updated with appended rows",
             Kind::Lasso => "smartcore Lasso (interior point, normalized)",
             Kind::ElasticNet => "smartcore ElasticNet (normalized)",
             Kind::DecisionTree => "smartcore DecisionTreeRegressor",
@@ -375,16 +374,20 @@ pub fn fit(kind: Kind, params: &Params, x: &Matrix, y: &Vec<f64>) -> Result<Fitt
             .collect(),
     };
     Ok(match kind {
-        Kind::Linear => {
-            let params =
-                LinearRegressionParameters::default().with_solver(LinearRegressionSolverName::QR);
-            let m = LinearRegression::fit(x, y, params)?;
-            linear(*m.intercept(), m.coefficients())
-        }
-        Kind::Ridge => {
-            let params = RidgeRegressionParameters::default().with_alpha(set(p.alpha));
-            let m = RidgeRegression::fit(x, y, params)?;
-            linear(*m.intercept(), m.coefficients())
+        Kind::Linear | Kind::Ridge => {
+            // From the statistics of the rows, as `model::train` fits them (`stats`).
+            let (rows, width) = x.shape();
+            let mut factor = super::stats::Factor::new(width);
+            let mut row = Vec::with_capacity(width + 1);
+            for (r, label) in y.iter().enumerate().take(rows) {
+                row.clear();
+                row.extend((0..width).map(|c| *x.get((r, c))));
+                row.push(*label);
+                factor.push(&row);
+            }
+            let names: Vec<String> = (1..=width).map(|c| format!("#{c}")).collect();
+            super::stats::solve(kind, &p, &factor, &names)
+                .map_err(|e| Failed::fit(&e.to_string()))?
         }
         Kind::Lasso => {
             let params = LassoParameters::default()

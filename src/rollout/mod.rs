@@ -7,7 +7,7 @@
 //! 1. **waiting** (`promote = "manual"`): the deploy stops with the candidate ready and
 //!    probed on the resting slot. Its intent stays behind in phase `waiting`
 //!    (`crate::history::Intent`): a state that survives any restart, which `status` shows.
-//!    Meanwhile a request with `X-Bluegreen-Preview: 1` from loopback or `nginx.preview_from`
+//!    Meanwhile a request with `X-Bluegreen-Preview: 1` from this host or `nginx.preview_from`
 //!    reaches the resting slot through NGINX ([`preview`]). `bluegreen promote` runs the
 //!    phases below; `bluegreen abort` drops the candidate: its slot goes back to the model it
 //!    served before, so that `bluegreen rollback` still means "the previous model".

@@ -10,13 +10,16 @@
 //! - rows compared, the sum and the largest |own − reference| prediction, in label units;
 //! - the time its own answer took (the reference's prediction left out), as a histogram.
 //!
+//! Every prediction route compares (`POST /`, `/inference`, the Open Inference Protocol's
+//! `infer` and KServe v1's `:predict`): they all predict through `predict_rows`.
+//!
 //! `/metrics` shows them as `bluegreen_shadow_*`; the deploy reads them before and after the
 //! phase (`crate::rollout::metrics`).
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::model::Artifact;
 
@@ -25,7 +28,10 @@ pub const HEADER: &str = "x-bluegreen-shadow";
 
 /// Marks a request as a mirrored copy, for the handlers (a request extension).
 #[derive(Debug, Clone, Copy)]
-pub struct Mirrored;
+pub struct Mirrored {
+    /// When the slot began to read it: its own answer's time is measured from here.
+    pub started: Instant,
+}
 
 /// The reference model and what the shadow requests showed so far.
 pub struct Shadow {

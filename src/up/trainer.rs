@@ -28,7 +28,9 @@ pub async fn run(me: SelfCommand, wake: Arc<Notify>) {
             }
             Ok(Some(0)) => {}
             Ok(Some(code)) if code == EXIT_REFUSED as i32 => {}
-            Ok(code) => say(&format!("training failed (exit {code:?}); see above")),
+            // The training recorded its failure in the history itself (`status` shows it).
+            Ok(Some(code)) => say(&format!("training failed (exit status {code}); see above")),
+            Ok(None) => say("training was killed by a signal; see above"),
             Err(e) => say(&format!("cannot run training: {e}")),
         }
     }

@@ -107,6 +107,84 @@ fn a_refusal_on_the_automatic_path_is_recorded_shown_and_counted() {
     assert!(results.iter().all(|(_, t)| t.versions == [v1.clone()]));
 }
 
+/// The value of `bluegreen_training_failures_total` on a slot's `/metrics`.
+fn training_failures(addr: SocketAddr) -> Option<u64> {
+    let text = String::from_utf8(get(addr, "/metrics").body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("bluegreen_training_failures_total "))
+        .map(|n| n.parse().unwrap())
+}
+
+/// A training that fails on the automatic path (exit 1 of `train --if-due`) is recorded in
+/// the history with its whole cause, shown by `status` with a hint, and counted by the
+/// slots. Before, `status` said only "training is due", with no note, record or metric.
+#[test]
+fn a_training_failure_on_the_automatic_path_is_recorded_shown_and_counted() {
+    let env = Env::new();
+    let mut up = env.up_idle();
+    let v1 = env.predict().header("x-model-version").unwrap().to_string();
+    // The operator switches to knn with more neighbours than there are rows.
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        format!("{config}[model]\nkind = \"knn\"\nk = 600\n"),
+    )
+    .unwrap();
+    env.ok(&["add-data", "--sample", "2"]);
+    let failure = wait_for_record(&env, "failed training", |r| {
+        r.action == Action::Train && r.outcome == Outcome::Failed
+    });
+    up.wait_for_line("training failed (exit status 1); see above");
+    assert_eq!(failure.from_version.as_deref(), Some(v1.as_str()));
+    assert!(
+        failure.to_version.as_deref().unwrap().starts_with("v0002-"),
+        "{failure:?}"
+    );
+    let reason = failure.reason.clone().unwrap();
+    assert!(
+        reason.starts_with("train: a knn model cannot predict: Find failed: k is > than the dataset size; hint: model.k = 600 is more neighbours"),
+        "{reason}"
+    );
+
+    let status = env.status_json();
+    assert_eq!(status["training_due"], true, "{status:#}");
+    assert_eq!(
+        status["training_failed"]["reason"].as_str(),
+        Some(reason.as_str())
+    );
+    assert_eq!(
+        status["training_failed"]["time"].as_str(),
+        Some(failure.time.as_str())
+    );
+    assert!(status["training_failed"]["hint"]
+        .as_str()
+        .is_some_and(|h| h.contains("`bluegreen train`")));
+    let table = env.ok(&["status"]);
+    assert!(
+        table.contains(&format!("failed   training at {}: {reason}", failure.time))
+            && table.contains("           hint: "),
+        "{table}"
+    );
+    assert!(table.contains("train    -           failed"), "{table}");
+
+    for addr in [env.blue, env.green, env.public] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while training_failures(addr) != Some(1) {
+            assert!(
+                Instant::now() < deadline,
+                "{addr} never counted the failed training"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    // Fixed, the next training succeeds, and status no longer shows the failure.
+    std::fs::write(&env.config, &config).unwrap();
+    env.exits(&["train", "--if-due"], 10);
+    let status = env.status_json();
+    assert!(status["training_failed"].is_null(), "{status:#}");
+}
+
 #[test]
 fn a_deploy_that_failed_is_retried_at_the_next_trigger() {
     let env = Env::new();

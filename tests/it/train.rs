@@ -3,7 +3,7 @@
 
 use bluegreen::model::Artifact;
 
-use crate::util::{stdout, Env};
+use crate::util::{read, stdout, Env};
 
 fn models(env: &Env) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(env.state().join("models"))
@@ -121,4 +121,99 @@ fn training_is_due_when_rows_were_removed_or_edited_not_only_appended() {
     std::fs::write(env.csv(), edited).unwrap();
     let out = stdout(&env.exits(&["train", "--if-due"], 10));
     assert!(out.contains("trained v0004-"), "{out}");
+}
+
+/// A value so large that its square overflows (here 1e200) never reaches a fit: `add-data`
+/// refuses it with its line, column and the limit, and a training on a file that holds one
+/// (edited by hand) names it. Before, a knn training overflowed its stack (exit 134), lasso
+/// and elastic net failed with "Exceeded maximum number of iteration" and a hint about row
+/// counts, and ridge trained NaN coefficients.
+#[test]
+fn a_value_too_large_for_any_model_is_refused_with_its_place_and_the_limit() {
+    let env = Env::with_extra("[model]\nkind = \"knn\"");
+    env.ok(&["init"]);
+    let before = std::fs::read(env.csv()).unwrap();
+    let row = "0.1,0,8,0,0.8,5,87,4,4,301,21,452,1e200,21";
+    let err = env.fails(&["add-data", "--row", row], 1);
+    assert!(
+        err.contains("--row #1 line 1, column 13 (LSTAT): 1e200 is too large: values may be at most ±1.79e153"),
+        "{err}"
+    );
+    assert!(err.contains("hint: "), "{err}");
+    assert_eq!(
+        std::fs::read(env.csv()).unwrap(),
+        before,
+        "nothing was added"
+    );
+
+    // The same row, appended by hand: every kind's training refuses it by its place.
+    let mut edited = before.clone();
+    edited.extend_from_slice(format!("{row}\n").as_bytes());
+    std::fs::write(env.csv(), &edited).unwrap();
+    for kind in ["knn", "lasso", "ridge"] {
+        std::fs::write(
+            &env.config,
+            read(&env.config).replace("kind = \"knn\"", &format!("kind = \"{kind}\"")),
+        )
+        .unwrap();
+        let err = env.fails(&["train"], 1);
+        assert!(
+            err.contains("boston.csv line 508, column 13 (LSTAT): 1e200 is too large"),
+            "{kind}: {err}"
+        );
+        std::fs::write(
+            &env.config,
+            read(&env.config).replace(&format!("kind = \"{kind}\""), "kind = \"knn\""),
+        )
+        .unwrap();
+    }
+    assert_eq!(models(&env).len(), 1, "no model was written");
+}
+
+/// A training that fails says its cause first, then a hint worked out from that cause (not
+/// one fixed hint about row counts for every failure of every schema).
+#[test]
+fn a_failed_training_says_its_cause_then_a_hint_from_that_cause() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let config = read(&env.config);
+    let cases = [
+        (
+            "[model]\nkind = \"lasso\"\ntol = 1e-300\n",
+            "training a lasso model on 405 rows failed: Fit failed: Exceeded maximum number of iteration",
+            "hint: the lasso optimizer did not converge: within model.max_iter = 1000 iterations its error did not fall below model.tol = 1e-300",
+        ),
+        (
+            "[model]\nkind = \"knn\"\nk = 600\n",
+            "a knn model cannot predict: Find failed: k is > than the dataset size",
+            "hint: model.k = 600 is more neighbours than the rows the model was fit on",
+        ),
+    ];
+    for (extra, cause, hint) in cases {
+        std::fs::write(&env.config, format!("{config}{extra}")).unwrap();
+        let err = env.fails(&["train"], 1);
+        let cause_at = err
+            .find(cause)
+            .unwrap_or_else(|| panic!("no {cause:?} in {err}"));
+        let hint_at = err
+            .find(hint)
+            .unwrap_or_else(|| panic!("no {hint:?} in {err}"));
+        assert!(err.starts_with("error: ") && cause_at < hint_at, "{err}");
+        assert!(!err.contains("15 rows for 13 features"), "{err}");
+    }
+
+    // Too few rows, for a schema of 13 features: the count comes from the schema.
+    std::fs::write(&env.config, &config).unwrap();
+    let text = read(&env.csv());
+    let three: Vec<&str> = text.lines().take(3).collect();
+    std::fs::write(env.csv(), three.join("\n") + "\n").unwrap();
+    let err = env.fails(&["train"], 1);
+    assert!(
+        err.contains(
+            "training a linear model on 2 rows failed: 2 training rows are too few for 14 unknowns"
+        ) && err.contains(
+            "; hint: a linear model of 13 features needs at least 14 rows to fit on, and it had 2"
+        ),
+        "{err}"
+    );
 }

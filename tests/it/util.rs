@@ -522,24 +522,69 @@ impl Env {
 /// A request through NGINX with `X-Bluegreen-Preview: 1` (issue 11), to `addr`: GET `path`,
 /// or POST the example row when `path` is `/`.
 pub fn preview(addr: SocketAddr, path: &str) -> http::Response {
-    let request = if path == "/" {
+    raw(addr, preview_request(path).as_bytes())
+}
+
+/// One request from the local address `source` ([`connect_from`]) to `to`.
+pub fn from(
+    source: std::net::Ipv4Addr,
+    to: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> http::Response {
+    let mut stream = connect_from(source, to);
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    http::read_response(&mut BufReader::new(stream)).unwrap()
+}
+
+/// [`preview`] from the local address `source` ([`connect_from`]).
+pub fn preview_from(source: std::net::Ipv4Addr, addr: SocketAddr, path: &str) -> http::Response {
+    let mut stream = connect_from(source, addr);
+    stream.write_all(preview_request(path).as_bytes()).unwrap();
+    http::read_response(&mut BufReader::new(stream)).unwrap()
+}
+
+fn preview_request(path: &str) -> String {
+    if path == "/" {
         format!(
             "POST / HTTP/1.1\r\nHost: test\r\nX-Bluegreen-Preview: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{EXAMPLE}",
             EXAMPLE.len()
         )
     } else {
         format!("GET {path} HTTP/1.1\r\nHost: test\r\nX-Bluegreen-Preview: 1\r\nConnection: close\r\n\r\n")
-    };
-    raw(addr, request.as_bytes())
+    }
 }
 
-/// An IPv4 address of this machine that is not loopback, if it has one: a client connecting
-/// from it is not loopback to NGINX.
-pub fn outside_address() -> Option<std::net::Ipv4Addr> {
-    let trie = std::fs::read_to_string("/proc/net/fib_trie").ok()?;
-    let lines: Vec<&str> = trie.lines().collect();
-    lines.windows(2).find_map(|w| {
-        let ip: std::net::Ipv4Addr = w[0].trim().trim_start_matches("|-- ").parse().ok()?;
-        (w[1].contains("/32 host LOCAL") && !ip.is_loopback()).then_some(ip)
-    })
+/// A connection to `to` from the local address `source` (bound before connecting), with a
+/// 10 s read timeout: NGINX sees `source` as the client's address, for its access rules.
+pub fn connect_from(source: std::net::Ipv4Addr, to: SocketAddr) -> TcpStream {
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    use std::os::fd::AsRawFd;
+    let SocketAddr::V4(to) = to else {
+        panic!("the tests' NGINX listens on IPv4")
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(source, 0)),
+    )
+    .unwrap();
+    connect(fd.as_raw_fd(), &SockaddrIn::from(to)).unwrap();
+    let stream = TcpStream::from(fd);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
 }

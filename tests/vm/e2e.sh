@@ -205,6 +205,46 @@ model_changes() {
     echo "still serving $old"; return 1
 }
 
+# The dashboard (issue 12) under systemd: the active slot serves the page and its JSON from
+# inside its sandbox, NGINX reaches each slot's counters, refuses other addresses and methods.
+dashboard_checks() {
+    local code active
+    active=$(active_slot)
+    code=$(curl -s -m 5 -o "$WORK/dashboard.html" -w '%{http_code} %{content_type}' "$URL/-/")
+    if [[ $code == "200 text/html; charset=utf-8" ]] && grep -q 'uPlot.iife.min.js' "$WORK/dashboard.html"; then
+        pass "GET :8080/-/ answers the page ($code)"
+    else
+        fail "GET :8080/-/ answers the page: $code $(head -c 200 "$WORK/dashboard.html")"
+    fi
+    check "...and the vendored uPlot it loads" \
+        bash -c "curl -sf -m 5 '$URL/-/vendor/uplot/uPlot.iife.min.js' | grep -q 'leeoniya/uPlot'"
+    check "GET /-/api/status: the active slot and its model, the data read from inside the slot's sandbox" \
+        bash -c "curl -sf -m 5 '$URL/-/api/status' | jq -e --arg a '$active' --arg m '$(slot_model "$active")' \
+            '.active == \$a and (.slots[] | select(.slot == \$a) | .model) == \$m and .data_rows > 0'"
+    check "GET /-/api/history, /-/api/models and /-/api/predictions read the history, models and data" \
+        bash -c "curl -sf -m 5 '$URL/-/api/history' | jq -e '.records | length > 0' \
+            && curl -sf -m 5 '$URL/-/api/models' | jq -e '.models | length > 0 and all(.metrics.holdout_rmse > 0)' \
+            && curl -sf -m 10 '$URL/-/api/predictions' | jq -e '.holdout_rows > 0 and (.actual | length) > 0'"
+    local s
+    for s in blue green; do
+        check "GET /-/slots/$s/api/slot reaches $s itself" \
+            bash -c "curl -sf -m 5 '$URL/-/slots/$s/api/slot' | jq -e --arg s $s '.slot == \$s and (.latency_buckets | length) > 0'"
+    done
+    code=$(curl -s -m 5 -o "$WORK/dashboard.post" -w '%{http_code}' -X POST -d '{}' "$URL/-/api/status")
+    if [[ $code == 405 ]] && jq -e '.error and .hint' "$WORK/dashboard.post" >/dev/null; then
+        pass "POST /-/api/status is refused: 405 $(jq -c .error "$WORK/dashboard.post")"
+    else
+        fail "POST /-/api/status is refused: $code $(head -c 200 "$WORK/dashboard.post")"
+    fi
+    # 127.0.0.2 is not this host's own address as NGINX allows it (127.0.0.1, ::1), nor listed.
+    code=$(curl -s -m 5 --interface 127.0.0.2 -o "$WORK/dashboard.403" -w '%{http_code}' "$URL/-/api/status")
+    if [[ $code == 403 ]] && jq -e '.error and .hint' "$WORK/dashboard.403" >/dev/null; then
+        pass "from an address not in [dashboard] allow: 403 in JSON"
+    else
+        fail "from an address not in [dashboard] allow: $code $(head -c 200 "$WORK/dashboard.403")"
+    fi
+}
+
 # =============================================================================================
 before_reboot() {
     section "install"
@@ -341,6 +381,9 @@ before_reboot() {
     check "...and is the active one" newest_is_active
     check "...a later add-data still deploys" model_changes
     wait_settled
+
+    section "the dashboard at :8080/-/"
+    dashboard_checks
 
     section "kill -9 of the active slot under load"
     kill_active_slot
