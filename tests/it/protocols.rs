@@ -346,16 +346,17 @@ fn standard_clients_work_unchanged_through_nginx() {
     // tritonclient, the Open Inference Protocol's standard client, as its docs use it.
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/oip_client.py");
-    let out = Command::new(python())
+    let python = python();
+    let out = Command::new(&python)
         .arg(&script)
         .arg(addr.to_string())
         .arg("bluegreen")
         .arg(json!([ROW, ROW2]).to_string())
         .output()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}; hint: set BLUEGREEN_TEST_PYTHON to a Python 3 with tritonclient[http] (README: Tests)"));
     assert!(
         out.status.success(),
-        "{script:?} failed; hint: `python3 -m pip install 'tritonclient[http]'` (.ci/run does)\n{}",
+        "{script:?} failed under {python}; hint: install tritonclient[http] in a venv and name its python in BLUEGREEN_TEST_PYTHON (README: Tests; .ci/run does)\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let got: Value = serde_json::from_slice(&out.stdout).unwrap();
