@@ -22,6 +22,9 @@ use std::time::Duration;
 pub const ENV: &str = "BLUEGREEN_TEST_FAULT";
 
 /// What a faulty slot does.
+// A release build never makes one (`Fault::for_model` is `None` there): its variants are
+// dead by design, not by mistake.
+#[cfg_attr(not(debug_assertions), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     ErrorsAfter { after: u64 },
