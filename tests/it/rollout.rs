@@ -152,8 +152,11 @@ fn set_preview_from(env: &Env, entry: &str) {
 
 #[test]
 fn nginx_preview_from_lets_an_address_preview_once_restart_applied_it() {
-    let env = Env::new();
-    let _up = env.up_idle();
+    let env = Env::with_extra("[rollout]\npromote = \"manual\"");
+    let _up = env.up();
+    env.ok(&["add-data", "--sample", "2"]);
+    let waiting = wait_for_record(&env, "waiting deploy", |r| r.outcome == Outcome::Waiting);
+    let candidate = waiting.to_version.unwrap();
     let r = preview_from(OTHER, env.public, "/");
     assert_json_error(&r, 403, "a preview from an address not listed");
     // Without the header, the active slot answers anyone.
@@ -173,10 +176,15 @@ fn nginx_preview_from_lets_an_address_preview_once_restart_applied_it() {
     assert_eq!(crate::util::read(&include), before);
 
     set_preview_from(&env, "127.0.0.2");
+    // Applied while the candidate waits: the slots restart, the candidate still waits.
     let out = env.ok(&["restart"]);
     assert!(
         out.contains("NGINX reloaded with the previews' new include"),
         "{out}"
+    );
+    assert_eq!(
+        env.status_json()["waiting"]["version"].as_str(),
+        Some(candidate.as_str())
     );
     assert!(
         crate::util::read(&include).contains("\n127.0.0.2/32 1;\n"),
@@ -186,6 +194,7 @@ fn nginx_preview_from_lets_an_address_preview_once_restart_applied_it() {
     let r = preview_from(OTHER, env.public, "/");
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.header("x-slot"), Some("green"));
+    assert_eq!(r.header("x-model-version"), Some(candidate.as_str()));
     // Others are still refused.
     let r = preview_from(Ipv4Addr::new(127, 0, 0, 3), env.public, "/");
     assert_json_error(&r, 403, "a preview from 127.0.0.3");

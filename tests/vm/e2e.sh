@@ -480,8 +480,9 @@ socket_mode() {
 
 # Issue 11 under systemd, in socket mode (set by the section before): with promote =
 # "manual", the deploy that bluegreen-deploy.service runs after add-data stops with the new
-# model ready on the resting slot. It waits through `systemctl restart bluegreen.target`, is
-# reachable with `X-Bluegreen-Preview: 1` from loopback only, and `bluegreen promote` moves
+# model ready on the resting slot. It waits through `bluegreen restart` and `systemctl restart
+# bluegreen.target`, is reachable with `X-Bluegreen-Preview: 1` from this host, and from
+# another address once nginx.preview_from lists it, and `bluegreen promote` moves
 # the traffic; the next candidate is dropped with `bluegreen abort`, its slot back on the
 # model it had. All under 16 keep-alive and 8 `Connection: close` clients, none may fail.
 waiting_version() { status_json | jq -r '.waiting.version // empty'; }
@@ -491,7 +492,7 @@ preview_slot() {
         -H 'Content-Type: application/json' -d "{\"data\": [$ROW]}" "$URL/"
 }
 manual_promote() {
-    local active resting model v2 v3 code outside out
+    local active resting model v2 v3 code out
     sed -i 's/^#promote = "auto"$/promote = "manual"/' "$CONFIG"
     grep -q '^promote = "manual"$' "$CONFIG" || fail "could not set promote = \"manual\" in $CONFIG"
     check "bluegreen check accepts promote = \"manual\"" bluegreen check
@@ -508,19 +509,26 @@ manual_promote() {
     wait_settled
     check "...traffic stays on $active with $model" keeps "$active" "$model"
     check "...bluegreen status shows the waiting line" bash -c "bluegreen status | grep -q '^  waiting  $v2 on $resting'"
-    check "...a preview from loopback reaches $resting" bash -c "[[ \$(preview_slot) == $resting ]]"
-    outside=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -m1 -E '^[0-9]+\.' || true)
-    if [[ -n $outside ]]; then
-        code=$(curl -s -m 5 -o "$WORK/preview.body" -w '%{http_code}' -H 'X-Bluegreen-Preview: 1' \
-            -d "{\"data\": [$ROW]}" "http://$outside:8080/")
-        if [[ $code == 403 ]] && jq -e '.error and .hint' "$WORK/preview.body" >/dev/null; then
-            pass "...a preview from $outside (not loopback, not nginx.preview_from) is refused: 403 $(jq -c .error "$WORK/preview.body")"
-        else
-            fail "...a preview from $outside is refused (got $code: $(head -c 200 "$WORK/preview.body"))"
-        fi
+    check "...a preview from this host (127.0.0.1) reaches $resting" bash -c "[[ \$(preview_slot) == $resting ]]"
+    # 127.0.0.2 is on loopback but is not this host's own address as NGINX sees it: the site
+    # lets only 127.0.0.1 and ::1 preview unless nginx.preview_from lists another.
+    code=$(curl -s -m 5 --interface 127.0.0.2 -o "$WORK/preview.body" -w '%{http_code}' \
+        -H 'X-Bluegreen-Preview: 1' -d "{\"data\": [$ROW]}" "$URL/")
+    if [[ $code == 403 ]] && jq -e '.error and .hint' "$WORK/preview.body" >/dev/null; then
+        pass "...a preview from 127.0.0.2 (not this host's address, not in nginx.preview_from) is refused: 403 $(jq -c .error "$WORK/preview.body")"
     else
-        info "no address but loopback here: the refusal of an outside preview is not checked"
+        fail "...a preview from 127.0.0.2 is refused (got $code: $(head -c 200 "$WORK/preview.body"))"
     fi
+    sed -i 's/^#preview_from = \[\]$/preview_from = ["127.0.0.2"]/' "$CONFIG"
+    grep -q '^preview_from = \["127.0.0.2"\]$' "$CONFIG" || fail "could not set preview_from in $CONFIG"
+    out=$(bluegreen restart 2>&1)
+    if [[ $? == 0 ]] && grep -q "NGINX reloaded with the previews' new include" <<<"$out"; then
+        pass "with 127.0.0.2 in nginx.preview_from, bluegreen restart rewrites the previews' include and reloads NGINX"
+    else
+        fail "with 127.0.0.2 in nginx.preview_from, bluegreen restart applies it"; sed 's/^/      | /' <<<"$out" | tail -n 8
+    fi
+    check "...$v2 still waits, and a preview from 127.0.0.2 now reaches $resting" bash -c \
+        "[[ \$(bluegreen status --json | jq -r .waiting.version) == $v2 && \$(curl -s -m 5 --interface 127.0.0.2 -o /dev/null -w '%header{x-slot}' -H 'X-Bluegreen-Preview: 1' -d '{\"data\": [$ROW]}' $URL/) == $resting ]]"
     check "systemctl restart bluegreen.target while it waits" systemctl restart bluegreen.target
     check "...$v2 still waits, and the preview still reaches it" bash -c "[[ \$(bluegreen status --json | jq -r .waiting.version) == $v2 && \$(preview_slot) == $resting ]]"
     out=$(bluegreen promote 2>&1) || { fail "bluegreen promote"; sed 's/^/      | /' <<<"$out" | tail -n 5; }
