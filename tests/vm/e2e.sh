@@ -480,16 +480,28 @@ socket_mode() {
 
 # Issue 11 under systemd, in socket mode (set by the section before): with promote =
 # "manual", the deploy that bluegreen-deploy.service runs after add-data stops with the new
-# model ready on the resting slot. It waits through `bluegreen restart` and `systemctl restart
-# bluegreen.target`, is reachable with `X-Bluegreen-Preview: 1` from this host, and from
-# another address once nginx.preview_from lists it, and `bluegreen promote` moves
+# model ready on the resting slot. It waits through `systemctl restart bluegreen.target`, is
+# reachable with `X-Bluegreen-Preview: 1` from this host only, and `bluegreen promote` moves
 # the traffic; the next candidate is dropped with `bluegreen abort`, its slot back on the
 # model it had. All under 16 keep-alive and 8 `Connection: close` clients, none may fail.
+# Then, without load, another address may preview once nginx.preview_from lists it.
 waiting_version() { status_json | jq -r '.waiting.version // empty'; }
 someone_waits() { [[ -n $(waiting_version) ]]; }
+# The slot a preview reaches, sent from 127.0.0.1 or from the address $1.
 preview_slot() {
-    curl -s -m 5 -o /dev/null -w '%header{x-slot}' -H 'X-Bluegreen-Preview: 1' \
-        -H 'Content-Type: application/json' -d "{\"data\": [$ROW]}" "$URL/"
+    curl -s -m 5 --interface "${1:-127.0.0.1}" -o /dev/null -w '%header{x-slot}' \
+        -H 'X-Bluegreen-Preview: 1' -H 'Content-Type: application/json' \
+        -d "{\"data\": [$ROW]}" "$URL/"
+}
+# A preview (from 127.0.0.1, or from $2) reaches slot $1.
+preview_reaches() {
+    local got; got=$(preview_slot "${2:-}")
+    [[ $got == "$1" ]] || { echo "the preview reached \"$got\", not $1"; return 1; }
+}
+# $1 waits for promote, and a preview reaches $2.
+still_waits() {
+    [[ $(waiting_version) == "$1" ]] || { echo "waiting: \"$(waiting_version)\""; return 1; }
+    preview_reaches "$2"
 }
 manual_promote() {
     local active resting model v2 v3 code out
@@ -509,7 +521,7 @@ manual_promote() {
     wait_settled
     check "...traffic stays on $active with $model" keeps "$active" "$model"
     check "...bluegreen status shows the waiting line" bash -c "bluegreen status | grep -q '^  waiting  $v2 on $resting'"
-    check "...a preview from this host (127.0.0.1) reaches $resting" bash -c "[[ \$(preview_slot) == $resting ]]"
+    check "...a preview from this host (127.0.0.1) reaches $resting" preview_reaches "$resting"
     # 127.0.0.2 is on loopback but is not this host's own address as NGINX sees it: the site
     # lets only 127.0.0.1 and ::1 preview unless nginx.preview_from lists another.
     code=$(curl -s -m 5 --interface 127.0.0.2 -o "$WORK/preview.body" -w '%{http_code}' \
@@ -519,18 +531,8 @@ manual_promote() {
     else
         fail "...a preview from 127.0.0.2 is refused (got $code: $(head -c 200 "$WORK/preview.body"))"
     fi
-    sed -i 's/^#preview_from = \[\]$/preview_from = ["127.0.0.2"]/' "$CONFIG"
-    grep -q '^preview_from = \["127.0.0.2"\]$' "$CONFIG" || fail "could not set preview_from in $CONFIG"
-    out=$(bluegreen restart 2>&1)
-    if [[ $? == 0 ]] && grep -q "NGINX reloaded with the previews' new include" <<<"$out"; then
-        pass "with 127.0.0.2 in nginx.preview_from, bluegreen restart rewrites the previews' include and reloads NGINX"
-    else
-        fail "with 127.0.0.2 in nginx.preview_from, bluegreen restart applies it"; sed 's/^/      | /' <<<"$out" | tail -n 8
-    fi
-    check "...$v2 still waits, and a preview from 127.0.0.2 now reaches $resting" bash -c \
-        "[[ \$(bluegreen status --json | jq -r .waiting.version) == $v2 && \$(curl -s -m 5 --interface 127.0.0.2 -o /dev/null -w '%header{x-slot}' -H 'X-Bluegreen-Preview: 1' -d '{\"data\": [$ROW]}' $URL/) == $resting ]]"
     check "systemctl restart bluegreen.target while it waits" systemctl restart bluegreen.target
-    check "...$v2 still waits, and the preview still reaches it" bash -c "[[ \$(bluegreen status --json | jq -r .waiting.version) == $v2 && \$(preview_slot) == $resting ]]"
+    check "...$v2 still waits, and the preview still reaches it" still_waits "$v2" "$resting"
     out=$(bluegreen promote 2>&1) || { fail "bluegreen promote"; sed 's/^/      | /' <<<"$out" | tail -n 5; }
     check "bluegreen promote: $resting serves $v2 with all the traffic" keeps "$resting" "$v2"
     bluegreen add-data --sample 2 >/dev/null
@@ -546,6 +548,20 @@ manual_promote() {
     check "the history holds the decisions: deploy waiting, promote deployed, deploy waiting, abort aborted" bash -c \
         "[[ \$(bluegreen status --json | jq -r '[.last_deploys[] | .action + \" \" + .outcome] | .[-4:] | join(\",\")') == 'deploy waiting,promote deployed,deploy waiting,abort aborted' ]] || bluegreen status"
     check "...no unit failed" no_failed_units
+
+    # Outside the load: applying it reloads NGINX, which closes idle keep-alive client
+    # connections as every reload does (README: Switch modes).
+    sed -i 's/^#preview_from = \[\]$/preview_from = ["127.0.0.2"]/' "$CONFIG"
+    grep -q '^preview_from = \["127.0.0.2"\]$' "$CONFIG" || fail "could not set preview_from in $CONFIG"
+    out=$(bluegreen restart 2>&1)
+    if [[ $? == 0 ]] && grep -q "NGINX reloaded with the previews' new include" <<<"$out"; then
+        pass "with 127.0.0.2 in nginx.preview_from, bluegreen restart rewrites the previews' include and reloads NGINX"
+    else
+        fail "with 127.0.0.2 in nginx.preview_from, bluegreen restart applies it"; sed 's/^/      | /' <<<"$out" | tail -n 8
+    fi
+    check "...a preview from 127.0.0.2 now reaches the resting slot, $active" preview_reaches "$active" 127.0.0.2
+    check "...and one from 127.0.0.3 is still refused" bash -c \
+        "[[ \$(curl -s -m 5 --interface 127.0.0.3 -o /dev/null -w '%{http_code}' -H 'X-Bluegreen-Preview: 1' -d '{}' $URL/) == 403 ]]"
     sed -i 's/^promote = "manual"$/#promote = "auto"/' "$CONFIG"
 }
 
