@@ -125,6 +125,13 @@ fn a_candidate_answering_errors_is_stopped_at_the_first_canary_step() {
     let record = wait_for_record(&env, "aborted deploy", |r| {
         r.action == Action::Deploy && r.outcome == Outcome::Aborted
     });
+    // Deployed again by hand, it is stopped again, and `deploy` exits 4.
+    let v2 = record.to_version.clone().unwrap();
+    let err = env.fails(&["deploy", &v2], 4);
+    assert!(
+        err.contains(&format!("the rollout stopped {v2}: canary 10%")),
+        "{err}"
+    );
     std::thread::sleep(Duration::from_millis(300));
     let results = load.finish();
     println!("{record:#?}\n{results:?}");
