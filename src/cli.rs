@@ -97,6 +97,30 @@ pub enum Command {
     /// bluegreen's generator at boot and at every `systemctl daemon-reload`.
     #[command(hide = true)]
     SystemdGenerator(GeneratorArgs),
+    /// Write the man pages or the shell completions, generated from this command line: what
+    /// the Debian package ships (packaging/man/, packaging/completions/).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(subcommand)]
+    pub what: Generate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// bluegreen.1, and bluegreen-COMMAND.1 for each command.
+    Man {
+        /// The folder to write them to.
+        dir: PathBuf,
+    },
+    /// bluegreen.bash, _bluegreen (zsh) and bluegreen.fish.
+    Completions {
+        /// The folder to write them to.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -32,16 +32,16 @@
 //! since; [`stream`] reads rows one at a time, from the beginning or from where a model's
 //! data ends (issue #10).
 
-use std::fs::{File, OpenOptions};
+use fs_err::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config;
 use crate::ledger::{Checkpoint, FileState, Ledger};
+use crate::progress::Progress;
 
 /// The Boston data's 13 feature columns, in the order of the original's API and CSV: the
 /// default `[data] features`.
@@ -102,11 +102,14 @@ pub enum DataError {
         #[source]
         source: csv::Error,
     },
-    /// Opening, locking, reading or writing a file failed; an append left it as it was.
-    #[error("cannot {action} {path}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
+    /// Opening, locking, reading or writing the stored file failed; an append left it as it
+    /// was. The `fs-err` error names the file and the operation.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// Reading an input (a file or stdin, named by `origin`) failed.
+    #[error("cannot read {origin}")]
+    Read {
+        origin: String,
         #[source]
         source: io::Error,
     },
@@ -122,14 +125,6 @@ pub enum DataError {
         #[source]
         source: io::Error,
     },
-}
-
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> DataError + 'a {
-    move |source| DataError::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// The columns of a model's data: its features, in order, then its label.
@@ -347,9 +342,8 @@ pub fn read_rows<R: Read>(
     wanted: &[&str],
     droppable: &[&str],
 ) -> Result<Rows, DataError> {
-    let io = |source| DataError::Io {
-        action: "read",
-        path: PathBuf::from(origin),
+    let io = |source| DataError::Read {
+        origin: origin.to_string(),
         source,
     };
     let mut reader = csv_reader(input).map_err(io)?;
@@ -588,9 +582,10 @@ impl Dataset {
 }
 
 /// The stored file, opened and locked shared: appends wait until it is dropped.
-pub fn open_shared(path: &Path) -> Result<Flock<File>, DataError> {
-    let file = File::open(path).map_err(io_err("open", path))?;
-    Flock::lock(file, FlockArg::LockShared).map_err(|(_, errno)| io_err("lock", path)(errno.into()))
+pub fn open_shared(path: &Path) -> Result<File, DataError> {
+    let file = File::open(path)?;
+    file.lock_shared()?;
+    Ok(file)
 }
 
 /// Reads and validates the whole stored file under a shared lock.
@@ -598,9 +593,17 @@ pub fn open_shared(path: &Path) -> Result<Flock<File>, DataError> {
 /// The file is read through the CSV reader and hashed as it goes, never held whole as text:
 /// on 10^6 rows the text alone was 100 MB of `train`'s peak memory, beside the 112 MB of rows.
 pub fn read_dataset(path: &Path, schema: &Schema) -> Result<Dataset, DataError> {
-    let file = File::open(path).map_err(io_err("open", path))?;
-    let file = Flock::lock(file, FlockArg::LockShared)
-        .map_err(|(_, errno)| io_err("lock", path)(errno.into()))?;
+    read_dataset_shown(path, schema, &Progress::hidden())
+}
+
+/// [`read_dataset`], counting what is read into `progress` (`train`'s bar on a terminal).
+pub fn read_dataset_shown(
+    path: &Path,
+    schema: &Schema,
+    progress: &Progress,
+) -> Result<Dataset, DataError> {
+    let file = File::open(path)?;
+    file.lock_shared()?;
     // A cut-short last line would otherwise be reported as a row with too few values, or
     // worse, read as a row whose last number lost its last digits. The scan names it.
     let partial = || {
@@ -611,12 +614,12 @@ pub fn read_dataset(path: &Path, schema: &Schema) -> Result<Dataset, DataError> 
                 why: "it changed while it was read (by a writer that does not lock it)".to_string(),
             })
     };
-    if !ends_with_newline(&file).map_err(io_err("read", path))? {
+    if !ends_with_newline(&file)? {
         return Err(partial());
     }
     let origin = path.display().to_string();
-    let hashing = Hashing::new(&*file, false, None);
-    let mut reader = csv_reader(hashing).map_err(io_err("read", path))?;
+    let hashing = Hashing::new(progress.wrap(&file), false, None);
+    let mut reader = csv_reader(hashing)?;
     let mut record = csv::ByteRecord::new();
     let csv_err = |record: &csv::ByteRecord, source| DataError::Csv {
         origin: origin.clone(),
@@ -694,12 +697,14 @@ pub struct Streamed {
 /// counted) and its values (features, then the label). From the beginning, header checked,
 /// or after `from`, reading only what follows it. Everything read is hashed on top of
 /// `from`'s state. Errors name the line as the whole file counts it; a file that does not
-/// end with a newline is refused with its last line, before any row is handed out.
+/// end with a newline is refused with its last line, before any row is handed out. What is
+/// read is counted into `progress`.
 pub fn stream(
     file: &File,
     path: &Path,
     schema: &Schema,
     from: Option<Resume>,
+    progress: &Progress,
     mut each: impl FnMut(usize, &[f64]),
 ) -> Result<Streamed, DataError> {
     use std::io::{Seek, SeekFrom};
@@ -709,21 +714,19 @@ pub fn stream(
         None => (0, 0, 0, Sha256::new()),
     };
     let mut input = file;
-    input
-        .seek(SeekFrom::Start(start))
-        .map_err(io_err("read", path))?;
+    input.seek(SeekFrom::Start(start))?;
     let tally = Tally {
-        inner: input,
+        inner: progress.wrap(input),
         sha,
         bytes: start,
         lines: lines_before,
         last: None,
         line_start: start,
     };
-    if !ends_with_newline(file).map_err(io_err("read", path))? {
+    if !ends_with_newline(file)? {
         // Counted to the end for the message; nothing was handed out.
         let mut tally = tally;
-        io::copy(&mut tally, &mut io::sink()).map_err(io_err("read", path))?;
+        io::copy(&mut tally, &mut io::sink())?;
         if tally.bytes == 0 {
             return Err(DataError::Header {
                 origin,
@@ -736,7 +739,7 @@ pub fn stream(
             keep: tally.line_start,
         });
     }
-    let mut reader = csv_reader(tally).map_err(io_err("read", path))?;
+    let mut reader = csv_reader(tally)?;
     let shift = |e: DataError| shifted(e, lines_before);
     let csv_err = |record: &csv::ByteRecord, source| DataError::Csv {
         origin: origin.clone(),
@@ -861,7 +864,7 @@ impl<R: Read> Read for Tally<R> {
 
 /// Whether the file's last byte is a newline (false for an empty file).
 fn ends_with_newline(file: &File) -> io::Result<bool> {
-    use std::os::unix::fs::FileExt;
+    use fs_err::os::unix::fs::FileExt;
     let len = file.metadata()?.len();
     let mut last = [0u8];
     Ok(len > 0 && file.read_at(&mut last, len - 1)? == 1 && last[0] == b'\n')
@@ -953,9 +956,7 @@ impl Scan {
 /// shared lock, in one pass that holds no more than a buffer. The header must be `schema`'s
 /// and the last line complete.
 pub fn scan(path: &Path, schema: &Schema, learned: Option<Learned>) -> Result<Scan, DataError> {
-    let file = File::open(path).map_err(io_err("open", path))?;
-    let file = Flock::lock(file, FlockArg::LockShared)
-        .map_err(|(_, errno)| io_err("lock", path)(errno.into()))?;
+    let file = open_shared(path)?;
     Ok(scan_file(&file, path, schema, learned)?.scan)
 }
 
@@ -981,7 +982,7 @@ pub fn survey(
     learned: Option<Learned>,
     ledger: Option<Ledger>,
 ) -> Result<Survey, DataError> {
-    let now = FileState::of(file).map_err(io_err("read", path))?;
+    let now = FileState::of(file)?;
     if let Some(ledger) = ledger.filter(|l| l.matches(&now)) {
         if let Some(since) = ledger.since(learned.as_ref()) {
             let scan = Scan {
@@ -1011,9 +1012,7 @@ pub fn survey_path(
     learned: Option<Learned>,
     ledger: &Path,
 ) -> Result<Survey, DataError> {
-    let file = File::open(path).map_err(io_err("open", path))?;
-    let file = Flock::lock(file, FlockArg::LockShared)
-        .map_err(|(_, errno)| io_err("lock", path)(errno.into()))?;
+    let file = open_shared(path)?;
     survey(&file, path, schema, learned, Ledger::read(ledger))
 }
 
@@ -1029,7 +1028,7 @@ fn scan_file(
     schema: &Schema,
     learned: Option<Learned>,
 ) -> Result<Scanned, DataError> {
-    let state = FileState::of(file).map_err(io_err("read", path))?;
+    let state = FileState::of(file)?;
     let origin = path.display().to_string();
     let boundary = learned.map(|l| match l.bytes {
         Some(bytes) => Boundary::Byte(bytes),
@@ -1040,7 +1039,7 @@ fn scan_file(
     let mut header = Vec::new();
     let mut buffer = vec![0u8; READ_BUFFER];
     loop {
-        let n = hashing.read(&mut buffer).map_err(io_err("read", path))?;
+        let n = hashing.read(&mut buffer)?;
         if n == 0 {
             break;
         }
@@ -1065,7 +1064,7 @@ fn scan_file(
             keep: hashing.line_start,
         });
     }
-    let mut reader = csv_reader(&header[..]).map_err(io_err("read", path))?;
+    let mut reader = csv_reader(&header[..])?;
     let mut record = csv::ByteRecord::new();
     reader
         .read_byte_record(&mut record)
@@ -1256,13 +1255,8 @@ pub fn append_rows(
     learned: Option<Learned>,
     ledger: &Path,
 ) -> Result<Appended, DataError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .open(path)
-        .map_err(io_err("open", path))?;
-    let mut file = Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, errno)| io_err("lock", path)(errno.into()))?;
+    let mut file = OpenOptions::new().read(true).append(true).open(path)?;
+    file.lock()?;
     let surveyed = survey(&file, path, schema, learned, Ledger::read(ledger))?;
     let before = surveyed.scan;
     let out = rows.to_csv();
@@ -1270,13 +1264,13 @@ pub fn append_rows(
     if let Err(source) = written {
         // All or nothing: a write cut short by a full disk would leave rows without their
         // end, and every later training would fail on them.
-        let undo = file.set_len(before.bytes).and_then(|()| file.sync_all());
+        // std's own calls: `undo` is shown in the message, which names the path already.
+        let undo = file
+            .file()
+            .set_len(before.bytes)
+            .and_then(|()| file.file().sync_all());
         return Err(match undo {
-            Ok(()) => DataError::Io {
-                action: "append to",
-                path: path.to_path_buf(),
-                source,
-            },
+            Ok(()) => DataError::Io(source),
             Err(undo) => DataError::Undo {
                 path: path.to_path_buf(),
                 old_len: before.bytes,
@@ -1317,7 +1311,7 @@ pub fn create(path: &Path, schema: &Schema, rows: &Rows) -> Result<(), DataError
     let mut out = schema.header().into_bytes();
     out.push(b'\n');
     out.extend_from_slice(&rows.to_csv());
-    crate::fsutil::write_atomic(path, &out).map_err(io_err("write", path))
+    Ok(crate::fsutil::write_atomic(path, &out)?)
 }
 
 /// The 506 Boston rows from smartcore's bundled dataset, as the CSV this project ships.

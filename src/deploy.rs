@@ -61,6 +61,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use tracing::{info, warn};
+
 use crate::switch::{self, Endpoint, Mode, SwitchError};
 
 use crate::config::Config;
@@ -73,6 +75,7 @@ use crate::layout::Layout;
 use crate::lock::{self, LockError};
 use crate::model::{Artifact, ModelError, Store};
 use crate::nginx::NginxError;
+use crate::progress::Progress;
 use crate::slot::Slot;
 use crate::state::{ResolveError, State, StateError};
 use crate::supervisor::{Supervisor, SupervisorError};
@@ -273,23 +276,22 @@ impl Failure {
     }
 }
 
-/// Deploys, rolls back and reconciles for one state folder, through one supervisor; says
-/// each step with `say`.
+/// Deploys, rolls back and reconciles for one state folder, through one supervisor; logs
+/// each step as it ends (`tracing`, with the fields `step`, `slot`, `version` and
+/// `duration_ms`: the step's own time, as the history records it).
 pub struct Deployer<'a> {
     pub(crate) config: &'a Config,
     pub(crate) layout: Layout,
     supervisor: &'a dyn Supervisor,
-    pub(crate) say: &'a dyn Fn(&str),
 }
 
 impl<'a> Deployer<'a> {
-    /// A deployer for `config`'s state folder; `say` prints a progress line.
-    pub fn new(config: &'a Config, supervisor: &'a dyn Supervisor, say: &'a dyn Fn(&str)) -> Self {
+    /// A deployer for `config`'s state folder.
+    pub fn new(config: &'a Config, supervisor: &'a dyn Supervisor) -> Self {
         Deployer {
             config,
             layout: Layout::new(&config.state_dir),
             supervisor,
-            say,
         }
     }
 
@@ -305,9 +307,7 @@ impl<'a> Deployer<'a> {
     /// The deploy lock, waiting up to `timeout` for another deploy to finish.
     pub fn lock(&self, timeout: Duration) -> Result<nix::fcntl::Flock<std::fs::File>, LockError> {
         lock::acquire(&self.layout.deploy_lock(), "deploy", timeout, |holder| {
-            (self.say)(&format!(
-                "waiting for another deploy (pid {holder}) to finish"
-            ))
+            info!("waiting for another deploy (pid {holder}) to finish")
         })
     }
 
@@ -325,10 +325,10 @@ impl<'a> Deployer<'a> {
         let state = State::read(self.config)?;
         self.not_waiting(&state)?;
         for skipped in state.skipped() {
-            (self.say)(&format!(
+            warn!(
                 "skipping a model that cannot be read: {}",
                 history::chain(skipped)
-            ));
+            );
         }
         let schema_refused = state
             .newest()
@@ -359,31 +359,44 @@ impl<'a> Deployer<'a> {
             (Some(active), active_version.clone()),
             (Some(resting), Some(candidate.version.clone())),
         );
-        (self.say)(&format!(
+        let ms = record.step("resolve");
+        info!(
+            step = "resolve",
+            slot = %resting,
+            version = candidate.version,
+            duration_ms = ms,
             "deploying {} to {resting} (active: {active} with {})",
             candidate.version,
             active_version.as_deref().unwrap_or("no model")
-        ));
-        record.step("resolve");
+        );
 
         let report = self.gate(&state, &candidate, allow_schema_change)?;
         record.gate = Some(report.clone());
-        record.step("gate");
+        let ms = record.step("gate");
         if !report.passed {
-            (self.say)(&format!("quality gate: refused: {}", report.reason));
+            info!(
+                step = "gate",
+                version = candidate.version,
+                duration_ms = ms,
+                "quality gate: refused: {}",
+                report.reason
+            );
             record.finish(Outcome::Refused, Some(report.reason.clone()));
             if let Err(e) = self.append(&record) {
-                (self.say)(&format!(
-                    "warning: the refusal is not in the history: {}",
-                    history::chain(&e)
-                ));
+                warn!("the refusal is not in the history: {}", history::chain(&e));
             }
             return Err(DeployError::Refused {
                 version: candidate.version,
                 report: Box::new(report),
             });
         }
-        (self.say)(&format!("quality gate: passed: {}", report.reason));
+        info!(
+            step = "gate",
+            version = candidate.version,
+            duration_ms = ms,
+            "quality gate: passed: {}",
+            report.reason
+        );
 
         let mut intent = Intent {
             phase: Phase::Restart,
@@ -441,10 +454,14 @@ impl<'a> Deployer<'a> {
             (Some(active), state.version(active).map(str::to_string)),
             (Some(resting), Some(version.clone())),
         );
-        record.step("probe");
-        (self.say)(&format!(
+        let ms = record.step("probe");
+        info!(
+            step = "probe",
+            slot = %resting,
+            version,
+            duration_ms = ms,
             "{resting} answers with {version}; switching traffic back to it"
-        ));
+        );
         let mut intent = Intent {
             phase: Phase::Switch,
             pid: std::process::id(),
@@ -501,10 +518,10 @@ impl<'a> Deployer<'a> {
                     .write(&intent_path)
                     .map_err(|source| DeployError::Unrecorded { action, source })?;
                 if let Err(e) = self.append(&intent.record) {
-                    (self.say)(&format!(
-                        "warning: the wait is not in the history yet ({}); the next command records it",
+                    warn!(
+                        "the wait is not in the history yet ({}); the next command records it",
                         history::chain(&e)
-                    ));
+                    );
                 }
                 return Ok(intent.record);
             }
@@ -574,9 +591,9 @@ impl<'a> Deployer<'a> {
         match self.append(&intent.record) {
             Ok(()) => {
                 if let Err(e) = Intent::clear(&path) {
-                    (self.say)(&format!("warning: {}", history::chain(&e)));
+                    warn!("{}", history::chain(&e));
                 }
-                (self.say)(&format!("recorded in {}", self.layout.history().display()));
+                info!("recorded in {}", self.layout.history().display());
                 Ok(())
             }
             Err(e) => {
@@ -653,32 +670,39 @@ impl<'a> Deployer<'a> {
         self.write_intent(intent)
             .map_err(|e| Failure::at("intent", e))?;
         if already {
-            (self.say)(&format!(
-                "{resting} already serves {version}; no restart needed"
-            ));
+            info!(slot = %resting, version, "{resting} already serves {version}; no restart needed");
         } else {
             match self.config.nginx.switch {
                 Mode::Reload => {
+                    let spinner =
+                        Progress::waiting("waiting for NGINX workers from the last reload");
                     let waited = self.wait_for_old_workers();
-                    (self.say)(&if waited > Duration::from_millis(50) {
+                    drop(spinner);
+                    let ms = intent.record.step("wait-old-workers");
+                    let said = if waited > Duration::from_millis(50) {
                         format!(
                             "waited {:.1}s for NGINX workers from the last reload to finish",
                             waited.as_secs_f64()
                         )
                     } else {
                         "no NGINX worker from before the last reload is left".to_string()
-                    });
-                    intent.record.step("wait-old-workers");
+                    };
+                    info!(step = "wait-old-workers", duration_ms = ms, "{said}");
                 }
                 Mode::Socket => {
                     // Bounded: past it the restart ends those connections anyway, and NGINX
                     // resends what they carried to the active slot.
+                    let spinner = Progress::waiting(format!(
+                        "waiting for {resting}'s connections from before the last switch"
+                    ));
                     let left = self.drain(resting).err();
-                    (self.say)(&match left {
+                    drop(spinner);
+                    let ms = intent.record.step("wait-drained");
+                    let said = match left {
                         None => format!("{resting} has no connection left from before the last switch"),
                         Some(e) => format!("{resting} still has connections from before the last switch ({e}); its restart ends them"),
-                    });
-                    intent.record.step("wait-drained");
+                    };
+                    info!(step = "wait-drained", slot = %resting, duration_ms = ms, "{said}");
                 }
             }
             let link = self.layout.slot_link(resting);
@@ -692,12 +716,19 @@ impl<'a> Deployer<'a> {
                     },
                 )
             })?;
-            (self.say)(&format!(
+            info!(
+                slot = %resting,
+                version,
                 "restarting {resting} through {} and waiting for READY=1",
                 self.supervisor.name()
-            ));
+            );
+            let spinner = Progress::waiting(format!("waiting for {resting} to be ready"));
             let restarted = self.supervisor.restart(resting);
-            intent.record.step("restart");
+            drop(spinner);
+            let ms = intent.record.step("restart");
+            if restarted.is_ok() {
+                info!(step = "restart", slot = %resting, version, duration_ms = ms, "{resting} is ready");
+            }
             if let Err(e) = restarted {
                 self.restore_resting(resting, previous.as_deref());
                 return Err(Failure::at("restart", StepError::Restart(e)));
@@ -706,11 +737,15 @@ impl<'a> Deployer<'a> {
                 self.restore_resting(resting, previous.as_deref());
                 return Err(Failure::at("probe", StepError::Probe(e)));
             }
-            intent.record.step("probe");
+            let ms = intent.record.step("probe");
+            info!(
+                step = "probe",
+                slot = %resting,
+                version,
+                duration_ms = ms,
+                "{resting} answers with {version} and predicts the probe row as the artifact does"
+            );
         }
-        (self.say)(&format!(
-            "{resting} answers with {version} and predicts the probe row as the artifact does"
-        ));
         self.roll(version, active, resting, intent, false)
     }
 
@@ -751,10 +786,13 @@ impl<'a> Deployer<'a> {
                     ..Failure::at("nginx-test", StepError::Nginx(e))
                 });
             }
-            intent.record.step("include");
-            (self.say)(&format!(
+            let ms = intent.record.step("include");
+            info!(
+                step = "include",
+                slot = %to,
+                duration_ms = ms,
                 "wrote the include naming {to}; `nginx -t` accepts the configuration"
-            ));
+            );
             if let Err(e) = self.reload() {
                 let restored = self.restore(from, true);
                 return Err(Failure {
@@ -765,14 +803,21 @@ impl<'a> Deployer<'a> {
             // No new phase is written here: once the include may have changed, a reconcile
             // does the same whatever happened next (a reload under the lock), and every
             // intent write costs two fsyncs (10-25 ms on the test machine).
-            intent.record.step("reload");
-            (self.say)("NGINX reloaded; no worker from before the reload accepts connections");
+            let ms = intent.record.step("reload");
+            info!(
+                step = "reload",
+                duration_ms = ms,
+                "NGINX reloaded; no worker from before the reload accepts connections"
+            );
         } else {
-            intent.record.step("link");
-            (self.say)(&format!(
+            let ms = intent.record.step("link");
+            info!(
+                step = "link",
+                slot = %to,
+                duration_ms = ms,
                 "pointed {} at {to}'s socket; NGINX's new connections go to {to}",
                 self.layout.active_socket().display()
-            ));
+            );
         }
         if self.config.nginx.switch == Mode::Socket {
             if let Err(e) = self.drain(from) {
@@ -782,10 +827,13 @@ impl<'a> Deployer<'a> {
                     ..Failure::at("drain", e)
                 });
             }
-            intent.record.step("drain");
-            (self.say)(&format!(
+            let ms = intent.record.step("drain");
+            info!(
+                step = "drain",
+                slot = %from,
+                duration_ms = ms,
                 "{from} let go of every connection NGINX had to it"
-            ));
+            );
         }
         if let Err(e) = self.confirm(to, Some(version)) {
             let restored = self.restore(from, true);
@@ -794,8 +842,14 @@ impl<'a> Deployer<'a> {
                 ..Failure::at("confirm", e)
             });
         }
-        intent.record.step("confirm");
-        (self.say)(&format!("NGINX answers from {to} with {version}"));
+        let ms = intent.record.step("confirm");
+        info!(
+            step = "confirm",
+            slot = %to,
+            version,
+            duration_ms = ms,
+            "NGINX answers from {to} with {version}"
+        );
         Ok(())
     }
 
@@ -869,19 +923,19 @@ impl<'a> Deployer<'a> {
         let changed = match switch::write(self.config, &self.layout, slot) {
             Ok(changed) => changed,
             Err(e) => {
-                (self.say)(&format!(
+                warn!(
                     "could not put traffic back on {slot}: {}",
                     history::chain(&e)
-                ));
+                );
                 return false;
             }
         };
         if changed && nginx_may_have_loaded {
             if let Err(e) = self.reload() {
-                (self.say)(&format!(
+                warn!(
                     "could not reload NGINX after restoring the include: {}",
                     history::chain(&e)
-                ));
+                );
                 return false;
             }
         }
@@ -896,7 +950,7 @@ impl<'a> Deployer<'a> {
             let _ = std::fs::remove_file(&link);
             return;
         };
-        (self.say)(&format!("putting {slot} back on {version}"));
+        info!("putting {slot} back on {version}");
         let restored = fsutil::swap_symlink(&Layout::link_target(version), &link)
             .map_err(|e| history::chain(&e))
             .and_then(|()| {
@@ -905,9 +959,9 @@ impl<'a> Deployer<'a> {
                     .map_err(|e| history::chain(&e))
             });
         if let Err(e) = restored {
-            (self.say)(&format!(
+            warn!(
                 "{slot} could not be restarted on {version}: {e}; it stays down until the next deploy"
-            ));
+            );
         }
     }
 
@@ -1019,13 +1073,10 @@ impl<'a> Deployer<'a> {
             .collect();
         match store.prune(self.config.keep_models, &protect) {
             Ok(removed) if !removed.is_empty() => {
-                (self.say)(&format!("pruned {} old model(s)", removed.len()))
+                info!("pruned {} old model(s)", removed.len())
             }
             Ok(_) => {}
-            Err(e) => (self.say)(&format!(
-                "could not prune old models: {}",
-                history::chain(&e)
-            )),
+            Err(e) => warn!("could not prune old models: {}", history::chain(&e)),
         }
     }
 
@@ -1055,10 +1106,10 @@ impl<'a> Deployer<'a> {
             // The action finished but could not append its record.
             history::append(&self.layout.history(), &intent.record)?;
             Intent::clear(&path)?;
-            (self.say)(&format!(
+            info!(
                 "recorded the {action} that could not record itself ({})",
                 intent.record.outcome
-            ));
+            );
             return Ok(Some(intent.record));
         }
         let record = &intent.record;
@@ -1079,11 +1130,11 @@ impl<'a> Deployer<'a> {
                 Phase::Waiting => unreachable!("handled above"),
             }
         );
-        (self.say)(&format!(
+        info!(
             "found an interrupted {action}: {stopped}, switching {from}→{to}, {}→{}",
             record.from_version.as_deref().unwrap_or("-"),
             record.to_version.as_deref().unwrap_or("-")
-        ));
+        );
         let earlier = record
             .reason
             .clone()
@@ -1112,9 +1163,7 @@ impl<'a> Deployer<'a> {
                     intent.phase = Phase::Waiting;
                     intent.write(&path)?;
                     history::append(&self.layout.history(), &intent.record)?;
-                    (self.say)(&format!(
-                        "recorded the {action} as interrupted; {to} waits again"
-                    ));
+                    info!("recorded the {action} as interrupted; {to} waits again");
                     return Ok(Some(intent.record));
                 }
                 self.reconcile_resting(to, intent.target_link_before.as_deref());
@@ -1165,10 +1214,10 @@ impl<'a> Deployer<'a> {
                         ),
                     ),
                     Err(why) => {
-                        (self.say)(&format!(
+                        warn!(
                             "{to} cannot take traffic ({}); putting it on {from}",
                             history::chain(&why)
-                        ));
+                        );
                         self.complete(from, None).map_err(fail)?;
                         (
                             Outcome::Interrupted,
@@ -1187,10 +1236,10 @@ impl<'a> Deployer<'a> {
             .finish(outcome, Some(why + &earlier.unwrap_or_default()));
         history::append(&self.layout.history(), &intent.record)?;
         Intent::clear(&path)?;
-        (self.say)(&format!(
+        info!(
             "recorded the {action} as {outcome} in {}",
             self.layout.history().display()
-        ));
+        );
         Ok(Some(intent.record))
     }
 
@@ -1215,7 +1264,7 @@ impl<'a> Deployer<'a> {
             self.drain(slot.other())?;
         }
         self.confirm(slot, version)?;
-        (self.say)(&format!("NGINX answers from {slot}, as the include says"));
+        info!("NGINX answers from {slot}, as the include says");
         Ok(())
     }
 
@@ -1233,10 +1282,7 @@ impl<'a> Deployer<'a> {
             Some(v) if serves_previous && linked.as_deref() != Some(v) => {
                 let link = self.layout.slot_link(slot);
                 if let Err(e) = fsutil::swap_symlink(&Layout::link_target(v), &link) {
-                    (self.say)(&format!(
-                        "could not point {slot} back at {v}: {}",
-                        history::chain(&e)
-                    ));
+                    warn!("could not point {slot} back at {v}: {}", history::chain(&e));
                 }
             }
             _ if serves_previous => {}

@@ -32,6 +32,7 @@ use crate::layout::Layout;
 use crate::lock::{self, LockError};
 use crate::model::{Artifact, Store};
 use crate::state::{State, StateError};
+use tracing::info;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
@@ -79,17 +80,13 @@ impl Released {
 /// Releases the newest model that passed the gate (what a plain `deploy` deploys): runs
 /// `fleet.on_new_model` with its version, unless its last release succeeded already, and
 /// records the outcome. A model the gate refused is never released. Called on a trainer.
-pub fn release(config: &Config, say: &dyn Fn(&str)) -> Result<Released, FleetError> {
+pub fn release(config: &Config) -> Result<Released, FleetError> {
     let layout = Layout::new(&config.state_dir);
     let _lock = lock::acquire(
         &layout.run_dir().join("release.lock"),
         "release",
         config.lock_timeout(),
-        |holder| {
-            say(&format!(
-                "waiting for another release (pid {holder}) to finish"
-            ))
-        },
+        |holder| info!("waiting for another release (pid {holder}) to finish"),
     )?;
     let store = Store::new(&layout.models_dir());
     let state = State::read(config)?;
@@ -111,7 +108,7 @@ pub fn release(config: &Config, say: &dyn Fn(&str)) -> Result<Released, FleetErr
     let result = if config.fleet.on_new_model.is_empty() {
         Ok(())
     } else {
-        run_command(config, &store, artifact, say)
+        run_command(config, &store, artifact)
     };
     record.step("on_new_model");
     match &result {
@@ -124,12 +121,7 @@ pub fn release(config: &Config, say: &dyn Fn(&str)) -> Result<Released, FleetErr
 
 /// Runs the command in a process group of its own, so that a timeout stops all of it
 /// (ansible-playbook forks a worker per host).
-fn run_command(
-    config: &Config,
-    store: &Store,
-    artifact: &Artifact,
-    say: &dyn Fn(&str),
-) -> Result<(), FleetError> {
+fn run_command(config: &Config, store: &Store, artifact: &Artifact) -> Result<(), FleetError> {
     let version = &artifact.version;
     let argv: Vec<String> = config
         .fleet
@@ -137,7 +129,7 @@ fn run_command(
         .iter()
         .map(|a| a.replace("{version}", version))
         .collect();
-    say(&format!("releasing {version}: running {}", argv.join(" ")));
+    info!("releasing {version}: running {}", argv.join(" "));
     let mut child = Command::new(&argv[0])
         .args(&argv[1..])
         .env("BLUEGREEN_VERSION", version)
@@ -158,10 +150,10 @@ fn run_command(
     loop {
         if let Some(status) = child.try_wait().map_err(wait_err)? {
             return if status.success() {
-                say(&format!(
+                info!(
                     "released {version}: fleet.on_new_model succeeded in {:.1} s",
                     started.elapsed().as_secs_f64()
-                ));
+                );
                 Ok(())
             } else {
                 Err(failed(describe(status)))

@@ -4,10 +4,15 @@
 //! must never see half a file. So every such file is written to a temporary name in the same
 //! folder, fsynced, renamed over the real name, and the folder is fsynced so the rename itself
 //! survives a crash. Symlinks are swapped the same way: made under a temporary name, renamed.
+//!
+//! Every file operation goes through `fs-err` (issue 12), so an error names the operation and
+//! the path it failed on (`failed to sync file `…/.upstream.conf.tmp.42``) and keeps the OS
+//! error as its `source()`; callers say what the file is for, never the path again.
 
-use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+use fs_err::{self as fs, File, OpenOptions};
 
 /// A temporary name beside `path`, unique to this process.
 fn temp_beside(path: &Path) -> PathBuf {
@@ -53,7 +58,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
 pub fn swap_symlink(target: &Path, link: &Path) -> io::Result<()> {
     let tmp = temp_beside(link);
     let _ = fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp)?;
+    fs_err::os::unix::fs::symlink(target, &tmp)?;
     if let Err(e) = fs::rename(&tmp, link) {
         let _ = fs::remove_file(&tmp);
         return Err(e);

@@ -16,7 +16,7 @@
 
 use std::collections::HashSet;
 use std::error::Error;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,16 +43,12 @@ pub enum HistoryError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot read the history {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot {action} the deploy intent {path}")]
+    // The `fs-err` source names the file and the operation.
+    #[error("cannot read the history")]
+    Read(#[source] io::Error),
+    #[error("cannot {action} the deploy intent")]
     Intent {
         action: &'static str,
-        path: PathBuf,
         #[source]
         source: io::Error,
     },
@@ -244,17 +240,20 @@ impl Record {
 
     /// Records that step `name` ended now; it took the time since the previous step ended.
     /// A record read back from an intent file starts a new clock at its first step.
-    pub fn step(&mut self, name: &str) {
+    /// Returns the step's milliseconds, for the log.
+    pub fn step(&mut self, name: &str) -> f64 {
         let now = Instant::now();
         let clock = self.clock.get_or_insert(Clock {
             started: now,
             step_started: now,
         });
+        let took = ms(now - clock.step_started);
         self.steps.push(Step {
             name: name.to_string(),
-            ms: ms(now - clock.step_started),
+            ms: took,
         });
         clock.step_started = now;
+        took
     }
 
     /// Closes the record with `outcome` and, for a refusal, an interruption or a
@@ -318,15 +317,10 @@ pub fn append(path: &Path, record: &Record) -> Result<(), HistoryError> {
 /// Every record, oldest first. Lines that do not parse are skipped, so a file edited by
 /// hand cannot stop `status` from working.
 pub fn read_all(path: &Path) -> Result<Vec<Record>, HistoryError> {
-    let file = match File::open(path) {
+    let file = match fs_err::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(HistoryError::Read {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+        Err(source) => return Err(HistoryError::Read(source)),
     };
     Ok(BufReader::new(file)
         .lines()
@@ -339,15 +333,10 @@ pub fn read_all(path: &Path) -> Result<Vec<Record>, HistoryError> {
 /// or after `since` (an RFC 3339 time as [`Record::time`] holds it). Only those lines are
 /// parsed, so the cost follows what is asked for, not the length of the history.
 pub fn recent(path: &Path, n: usize, since: Option<&str>) -> Result<Vec<Record>, HistoryError> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match fs_err::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(HistoryError::Read {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+        Err(source) => return Err(HistoryError::Read(source)),
     };
     let mut records = Vec::new();
     for line in text.lines().rev() {
@@ -372,11 +361,8 @@ pub fn newest(
     wanted: impl Fn(&Record) -> bool,
 ) -> Result<Option<Record>, HistoryError> {
     const BLOCK: u64 = 64 * 1024;
-    let fail = |source| HistoryError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = match File::open(path) {
+    let fail = HistoryError::Read;
+    let mut file = match fs_err::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(fail(e)),
@@ -426,11 +412,8 @@ pub fn last(path: &Path, n: usize) -> Result<Vec<Record>, HistoryError> {
 /// whatever the history holds. Only the last `max_bytes` of the file are read, so the cost
 /// does not grow with the history; `truncated` says whether older records were left out.
 pub fn tail(path: &Path, n: usize, max_bytes: u64) -> Result<Tail, HistoryError> {
-    let fail = |source| HistoryError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = match File::open(path) {
+    let fail = HistoryError::Read;
+    let mut file = match fs_err::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Tail::default()),
         Err(e) => return Err(fail(e)),
@@ -534,20 +517,18 @@ impl Intent {
         let json = serde_json::to_vec_pretty(self).expect("an intent serializes");
         fsutil::write_atomic(path, &json).map_err(|source| HistoryError::Intent {
             action: "write",
-            path: path.to_path_buf(),
             source,
         })
     }
 
     /// The intent left at `path`, if any.
     pub fn read(path: &Path) -> Result<Option<Intent>, HistoryError> {
-        let bytes = match std::fs::read(path) {
+        let bytes = match fs_err::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
                 return Err(HistoryError::Intent {
                     action: "read",
-                    path: path.to_path_buf(),
                     source,
                 })
             }
@@ -564,10 +545,9 @@ impl Intent {
     pub fn clear(path: &Path) -> Result<(), HistoryError> {
         let fail = |source| HistoryError::Intent {
             action: "remove",
-            path: path.to_path_buf(),
             source,
         };
-        match std::fs::remove_file(path) {
+        match fs_err::remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(fail(e)),
@@ -647,11 +627,8 @@ impl RefusalTail {
     /// shrank (replaced by hand) is counted again from its start.
     pub fn refresh(&mut self, into: &RefusalCount) -> Result<(), HistoryError> {
         let path = self.path.clone();
-        let fail = |source| HistoryError::Read {
-            path: path.clone(),
-            source,
-        };
-        let mut file = match File::open(&path) {
+        let fail = HistoryError::Read;
+        let mut file = match fs_err::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(fail(e)),

@@ -29,11 +29,12 @@
 //! The ledger is a cache of facts anyone can check against the file: losing it, or finding
 //! it unreadable, costs one full pass, never a wrong answer.
 
-use std::fs::{File, Metadata};
+use std::fs::Metadata;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use fs_err::File;
 use serde::{Deserialize, Serialize};
 use sha2::digest::common::hazmat::{SerializableState, SerializedState};
 use sha2::{Digest, Sha256};
@@ -61,7 +62,7 @@ pub struct FileState {
 }
 
 impl FileState {
-    /// The state of an open file.
+    /// The state of an open file; an error names it (`fs-err`).
     pub fn of(file: &File) -> io::Result<FileState> {
         Ok(FileState::from(&file.metadata()?))
     }
@@ -152,7 +153,7 @@ impl Ledger {
     /// Writes it whole (temp file, fsync, rename).
     pub fn write(&self, path: &Path) -> io::Result<()> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            fs_err::create_dir_all(dir)?;
         }
         fsutil::write_atomic(
             path,

@@ -21,13 +21,13 @@ use crate::switch::Mode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NginxError {
-    #[error("cannot {action} {path}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    /// The pid file could not be read; the `fs-err` source names it and why.
+    #[error("cannot read the NGINX pid file; hint: is NGINX running? (`systemctl status nginx`)")]
+    PidFile(#[source] io::Error),
+    /// A file bluegreen writes for NGINX (the site, the dashboard's include, the site's
+    /// record) could not be written; the `fs-err` source names it.
+    #[error("cannot write NGINX's configuration")]
+    Write(#[source] io::Error),
     #[error("cannot run {binary:?}: {source}; hint: install NGINX (`apt install nginx`) or set nginx.binary in the config")]
     Missing {
         binary: PathBuf,
@@ -111,11 +111,7 @@ impl Nginx {
 
     /// The master's pid, from its pid file.
     pub fn master_pid(&self) -> Result<Pid, NginxError> {
-        let text = fs::read_to_string(&self.pid_file).map_err(|source| NginxError::Io {
-            action: "read the NGINX pid file",
-            path: self.pid_file.clone(),
-            source,
-        })?;
+        let text = fs_err::read_to_string(&self.pid_file).map_err(NginxError::PidFile)?;
         text.trim()
             .parse::<i32>()
             .ok()
@@ -171,63 +167,7 @@ impl Nginx {
             .filter(|pid| now.contains(pid) && !shutting_down(**pid))
             .count()
     }
-
-    /// Puts changed includes into effect: the files that bluegreen writes from its config
-    /// because the site, a conffile, is rendered once (the dashboard's allow list and the
-    /// slots' counters, issue 12; who may preview, issue 11). Each `(path, text)` whose file
-    /// differs is written whole; then `nginx -t` checks the whole configuration (every file
-    /// is put back as it was if it fails), NGINX reloads once, and this waits until its
-    /// workers from before the reload no longer accept connections. Nothing is reloaded when
-    /// no file changed: a reload closes clients' idle keep-alive connections. Returns the
-    /// files that changed.
-    pub fn apply_includes<'a>(
-        &self,
-        files: &[(&'a Path, String)],
-    ) -> Result<Vec<&'a Path>, NginxError> {
-        let mut changed: Vec<(&'a Path, Option<Vec<u8>>)> = Vec::new();
-        let put_back = |changed: &[(&Path, Option<Vec<u8>>)]| {
-            for (path, old) in changed {
-                let _ = match old {
-                    Some(old) => crate::fsutil::write_atomic(path, old),
-                    None => fs::remove_file(path),
-                };
-            }
-        };
-        for (path, text) in files {
-            let old = fs::read(path).ok();
-            if old.as_deref() == Some(text.as_bytes()) {
-                continue;
-            }
-            if let Err(source) = crate::fsutil::write_atomic(path, text.as_bytes()) {
-                put_back(&changed);
-                return Err(NginxError::Io {
-                    action: "write",
-                    path: path.to_path_buf(),
-                    source,
-                });
-            }
-            changed.push((path, old));
-        }
-        if changed.is_empty() {
-            return Ok(Vec::new());
-        }
-        if let Err(e) = self.test() {
-            put_back(&changed);
-            return Err(e);
-        }
-        let before = self.workers();
-        self.reload()?;
-        let deadline = std::time::Instant::now() + RELOAD_WAIT;
-        while self.still_accepting(&before) > 0 && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        Ok(changed.into_iter().map(|(path, _)| path).collect())
-    }
 }
-
-/// How long [`Nginx::apply_includes`] waits for NGINX's workers from before the reload to
-/// stop accepting.
-const RELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn shutting_down(pid: i32) -> bool {
     fs::read(format!("/proc/{pid}/cmdline"))
@@ -520,6 +460,14 @@ server {{
     # a request can be sent again to the slot (proxy_next_upstream below).
     client_max_body_size {body};
     client_body_buffer_size {body};
+    # A slow client cannot hold a connection for long, here as at the slots (issue 8, §9):
+    # its request head must be in within limits.header_read_timeout_secs of the connection's
+    # opening (NGINX does not restart that clock when a byte arrives), and its body may pause
+    # at most limits.body_read_timeout_secs between two reads; then NGINX closes the
+    # connection without an answer. With NGINX's defaults, 60 s each, a few thousand
+    # connections that never finish their head filled the workers' worker_connections.
+    client_header_timeout {header_wait}s;
+    client_body_timeout {body_wait}s;
     # NGINX's defaults, stated: a request line or one header line longer than 8 KB is refused
     # (414, 431 below).
     client_header_buffer_size 1k;
@@ -601,6 +549,8 @@ server {{
         shadow = shadow.display(),
         shadow_location = SHADOW_LOCATION,
         port = config.public_port,
+        header_wait = config.limits.header_read_timeout_secs,
+        body_wait = config.limits.body_read_timeout_secs,
     )
 }
 

@@ -257,11 +257,17 @@ impl hyper::service::Service<Request<Incoming>> for App {
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         let started = Instant::now();
-        if let Some(uri) = path::normalise_uri(request.uri()) {
-            *request.uri_mut() = uri;
+        let mirrored = request.headers().contains_key(shadow::HEADER);
+        match path::normalise_uri(request.uri()) {
+            Ok(Some(uri)) => *request.uri_mut() = uri,
+            Ok(None) => {}
+            Err(why) => {
+                let mut response = bad_path(request.uri().path(), why);
+                observe(&self.state, started, &mut response, true, mirrored);
+                return Box::pin(std::future::ready(Ok(response)));
+            }
         }
         let counted = !crate::dashboard::is_dashboard_path(request.uri().path());
-        let mirrored = request.headers().contains_key(shadow::HEADER);
         if mirrored {
             request.extensions_mut().insert(Mirrored { started });
         }
@@ -297,6 +303,16 @@ fn body_too_slow(waited: Duration) -> Response {
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
+}
+
+/// The 400 for a path NGINX refuses too (`path`), so that a slot answers it as NGINX does.
+fn bad_path(raw: &str, why: path::BadPath) -> Response {
+    let error = format!("the path {raw:?} {why}");
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({ "error": error, "hint": ROUTES })),
+    )
+        .into_response()
 }
 
 /// A client error: its status and the message the client sees, answered as
@@ -337,12 +353,17 @@ impl ProtocolError {
 
 impl IntoResponse for ProtocolError {
     fn into_response(self) -> Response {
+        // Logged as the native API's refusals are, within the same rate limit (issue 12).
+        crate::log::request_error(self.status.as_u16(), &self.message);
         (self.status, axum::Json(json!({ "error": self.message }))).into_response()
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Every refusal is logged, within a rate limit: a flood of bad requests must not
+        // flood the journal (issue 12).
+        crate::log::request_error(self.0.as_u16(), &self.1);
         let hint = hint(self.0);
         (self.0, axum::Json(json!({ "error": self.1, "hint": hint }))).into_response()
     }

@@ -105,9 +105,7 @@ impl State {
                     continue;
                 }
                 // Pruned by a deploy since the folder was listed.
-                Err(ModelError::Read { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
+                Err(ModelError::Read(source)) if source.kind() == std::io::ErrorKind::NotFound => {
                     continue
                 }
                 Err(e) => return Err(e.into()),

@@ -34,8 +34,8 @@
 //! root:www-data`: NGINX's workers may enter it and connect, nothing else may). `run/` would
 //! not do: the trainer's user writes there.
 
+use fs_err as fs;
 use std::fmt;
-use std::fs;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -138,13 +138,27 @@ pub fn endpoint(config: &Config, slot: Slot) -> Endpoint {
 /// Why the active slot cannot be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum SwitchError {
-    #[error("cannot {action} {path}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
+    // The I/O variants carry no path: the `fs-err` source names the file and the operation.
+    #[error("cannot read the NGINX include")]
+    ReadInclude(#[source] io::Error),
+    #[error("cannot write the NGINX include")]
+    WriteInclude(#[source] io::Error),
+    #[error("cannot read the link to the active slot's socket")]
+    ReadLink(#[source] io::Error),
+    #[error("cannot point the link to the active slot's socket at {slot}")]
+    WriteLink {
+        slot: Slot,
         #[source]
         source: io::Error,
     },
+    #[error("cannot point the link to the resting slot's socket at {slot}")]
+    WriteRestingLink {
+        slot: Slot,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write the NGINX shadow file (issue 11)")]
+    WriteShadow(#[source] io::Error),
     #[error("the NGINX include {path} names no known slot (expected `server` lines with {blue}, {green} or unix:{link}); hint: run `bluegreen restart` to write it again")]
     UnknownUpstream {
         path: PathBuf,
@@ -179,13 +193,7 @@ pub fn route(config: &Config, layout: &Layout) -> Result<Option<Route>, SwitchEr
     let text = match fs::read_to_string(&include) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(SwitchError::Io {
-                action: "read",
-                path: include,
-                source,
-            })
-        }
+        Err(source) => return Err(SwitchError::ReadInclude(source)),
     };
     let link = layout.active_socket();
     let unknown = || SwitchError::UnknownUpstream {
@@ -281,13 +289,7 @@ fn read_link(layout: &Layout) -> Result<Option<Slot>, SwitchError> {
     let target = match fs::read_link(&path) {
         Ok(target) => target,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(SwitchError::Io {
-                action: "read the link",
-                path,
-                source,
-            })
-        }
+        Err(source) => return Err(SwitchError::ReadLink(source)),
     };
     Slot::ALL
         .into_iter()
@@ -353,18 +355,16 @@ pub fn render_split(config: &Config, stable: Slot, percent: u8) -> String {
 /// NGINX must reload to follow; a link alone needs nothing from NGINX.
 pub fn write(config: &Config, layout: &Layout, slot: Slot) -> Result<bool, SwitchError> {
     if config.nginx.switch == Mode::Socket {
-        for (target, path) in [
-            (slot, layout.active_socket()),
-            (slot.other(), layout.resting_socket()),
-        ] {
-            fsutil::swap_symlink(&link_target(target), &path).map_err(|source| {
-                SwitchError::Io {
-                    action: "point the link",
-                    path,
-                    source,
-                }
-            })?;
-        }
+        fsutil::swap_symlink(&link_target(slot), &layout.active_socket())
+            .map_err(|source| SwitchError::WriteLink { slot, source })?;
+        // The resting slot's link: where a preview and the shadow mirror go (issue 11).
+        let resting = slot.other();
+        fsutil::swap_symlink(&link_target(resting), &layout.resting_socket()).map_err(
+            |source| SwitchError::WriteRestingLink {
+                slot: resting,
+                source,
+            },
+        )?;
     }
     let include = write_include(layout, &render_include(config, slot))?;
     let shadow = set_shadow(layout, false)?;
@@ -386,11 +386,7 @@ fn write_include(layout: &Layout, text: &str) -> Result<bool, SwitchError> {
     if fs::read_to_string(&include).is_ok_and(|now| now == text) {
         return Ok(false);
     }
-    fsutil::write_atomic(&include, text.as_bytes()).map_err(|source| SwitchError::Io {
-        action: "write",
-        path: include,
-        source,
-    })?;
+    fsutil::write_atomic(&include, text.as_bytes()).map_err(SwitchError::WriteInclude)?;
     Ok(true)
 }
 
@@ -410,11 +406,7 @@ fn write_file(path: &Path, text: &str) -> Result<bool, SwitchError> {
     if fs::read_to_string(path).is_ok_and(|now| now == text) {
         return Ok(false);
     }
-    fsutil::write_atomic(path, text.as_bytes()).map_err(|source| SwitchError::Io {
-        action: "write",
-        path: path.to_path_buf(),
-        source,
-    })?;
+    fsutil::write_atomic(path, text.as_bytes()).map_err(SwitchError::WriteShadow)?;
     Ok(true)
 }
 

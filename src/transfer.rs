@@ -25,9 +25,10 @@
 //! `import` recomputes it on the receiving host, so two hosts that read the same artifact
 //! differently (a version skew) are caught before a deploy.
 
-use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+
+use fs_err::os::unix::fs::OpenOptionsExt;
+use fs_err::{self as fs, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -69,12 +70,9 @@ pub struct Probe {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
-    #[error("cannot read {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    // The I/O variants carry no path: the `fs-err` source names the file and the operation.
+    #[error("cannot read the export")]
+    Read(#[source] io::Error),
     #[error("{path} is {size} bytes, more than an export may be ({MAX_BYTES}); hint: is it the right file?")]
     TooLarge { path: PathBuf, size: u64 },
     #[error("{path} is not a bluegreen export: {why}; hint: make one with `bluegreen export VERSION > FILE` on the host that has the model")]
@@ -120,12 +118,8 @@ pub enum TransferError {
         ours: String,
         theirs: String,
     },
-    #[error("cannot write {path}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("cannot write the imported model")]
+    Write(#[source] io::Error),
 }
 
 /// A checked export: its header and the artifact's bytes.
@@ -163,10 +157,7 @@ pub fn export(store: &Store, version: &str) -> Result<Vec<u8>, ModelError> {
     let path = store.path_of(version);
     // Loading checks that the stored file is a sound artifact before it leaves this host.
     let artifact = store.load(version)?;
-    let payload = fs::read(&path).map_err(|source| ModelError::Read {
-        path: path.clone(),
-        source,
-    })?;
+    let payload = fs::read(&path).map_err(ModelError::Read)?;
     let header = Header {
         export: KIND.to_string(),
         format: FORMAT,
@@ -184,10 +175,7 @@ pub fn export(store: &Store, version: &str) -> Result<Vec<u8>, ModelError> {
 /// Reads `path` and checks its envelope: kind, format, length and checksum. The artifact
 /// inside is checked by [`import`], against this host's reading of it.
 pub fn read(path: &Path) -> Result<Export, TransferError> {
-    let read_err = |source| TransferError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
+    let read_err = TransferError::Read;
     let size = fs::metadata(path).map_err(read_err)?.len();
     if size > MAX_BYTES {
         return Err(TransferError::TooLarge {
@@ -289,7 +277,7 @@ pub fn import(store: &Store, export: &Export, origin: &Path) -> Result<Imported,
             })
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(source) => return Err(TransferError::Read { path: dest, source }),
+        Err(source) => return Err(TransferError::Read(source)),
     }
     // A name `Store::versions` never lists (it does not end in `.json`).
     let tmp = dest.with_file_name(format!(".{version}.json.import.{}", std::process::id()));
@@ -306,10 +294,7 @@ fn write_checked(
     export: &Export,
     origin: &Path,
 ) -> Result<(), TransferError> {
-    let write_err = |source| TransferError::Write {
-        path: dest.to_path_buf(),
-        source,
-    };
+    let write_err = TransferError::Write;
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)

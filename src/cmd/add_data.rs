@@ -15,8 +15,10 @@ use crate::data::{self, Rows, Schema};
 use crate::history::{self, Action, Outcome, Record};
 use crate::layout::Layout;
 use crate::model::Artifact;
+use crate::progress::{Progress, Unit};
 use crate::rollout::live;
 use crate::state::State;
+use tracing::warn;
 
 pub fn execute(config: &Config, args: &AddDataArgs) -> anyhow::Result<ExitCode> {
     let schema = Schema::of(&config.data);
@@ -34,17 +36,17 @@ pub fn execute(config: &Config, args: &AddDataArgs) -> anyhow::Result<ExitCode> 
     let (newest, live) = match State::read(config) {
         Ok(state) => {
             for err in state.skipped() {
-                super::warn(&format!(
-                    "warning: skipping a model that cannot be read: {err}; hint: remove the file, or restore it from a backup"
-                ));
+                warn!(
+                    "skipping a model that cannot be read: {err}; hint: remove the file, or restore it from a backup"
+                );
             }
             (state.newest().cloned(), measure(&state, &rows, &schema))
         }
         Err(err) => {
-            super::warn(&format!(
-                "warning: {:#}; the summary below cannot compare with the newest model",
+            warn!(
+                "{:#}; the summary below cannot compare with the newest model",
                 anyhow::Error::from(err)
-            ));
+            );
             (None, None)
         }
     };
@@ -60,10 +62,10 @@ pub fn execute(config: &Config, args: &AddDataArgs) -> anyhow::Result<ExitCode> 
     if let Some(e) = &appended.ledger_error {
         // The rows are in: exit 0 all the same (see the module doc). Without the ledger the
         // next training reads the whole file once.
-        super::warn(&format!(
-            "warning: cannot write {}: {e}; the next training or status reads the whole data once",
+        warn!(
+            "cannot write {}: {e}; the next training or status reads the whole data once",
             ledger.display()
-        ));
+        );
     }
     let scan = appended.scan;
     let verdict = if config.fleet.role == Role::Server {
@@ -85,10 +87,7 @@ pub fn execute(config: &Config, args: &AddDataArgs) -> anyhow::Result<ExitCode> 
         // The rows are in: a history that cannot be written costs the measurement only.
         match history::append(&layout.history(), &record) {
             Ok(()) => super::out(&format!("{line}\n"))?,
-            Err(e) => super::warn(&format!(
-                "warning: {line}; not recorded: {}",
-                history::chain(&e)
-            )),
+            Err(e) => warn!("{line}; not recorded: {}", history::chain(&e)),
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -102,10 +101,10 @@ fn measure(state: &State, rows: &Rows, schema: &Schema) -> Option<Record> {
     let model = match state.active_model() {
         Ok(model) => model?,
         Err(e) => {
-            super::warn(&format!(
-                "warning: the live accuracy cannot be measured: {}",
+            warn!(
+                "the live accuracy cannot be measured: {}",
                 history::chain(&e)
-            ));
+            );
             return None;
         }
     };
@@ -123,11 +122,11 @@ fn measure(state: &State, rows: &Rows, schema: &Schema) -> Option<Record> {
         }
         Ok(None) => None,
         Err(e) => {
-            super::warn(&format!(
-                "warning: {} cannot predict these rows, so their live accuracy is not measured: {}",
+            warn!(
+                "{} cannot predict these rows, so their live accuracy is not measured: {}",
                 model.version,
                 history::chain(&e)
-            ));
+            );
             None
         }
     }
@@ -139,12 +138,21 @@ fn collect(config: &Config, schema: &Schema, args: &AddDataArgs) -> anyhow::Resu
     let ignore: Vec<&str> = config.data.ignore.iter().map(String::as_str).collect();
     let mut rows = Rows::new(columns.len());
     if let Some(path) = &args.file {
+        // A large input takes a while to read and check: a bar on a terminal (issue 12).
         let read = if path.as_os_str() == "-" {
-            data::read_rows(std::io::stdin().lock(), "stdin", &columns, &ignore)
+            let progress = Progress::reading("stdin", None, Unit::Lines);
+            data::read_rows(
+                progress.wrap(std::io::stdin().lock()),
+                "stdin",
+                &columns,
+                &ignore,
+            )
         } else {
-            let file = std::fs::File::open(path)
-                .with_context(|| format!("cannot read rows from {}", path.display()))?;
-            data::read_rows(file, &path.display().to_string(), &columns, &ignore)
+            let file = fs_err::File::open(path).context("cannot read rows")?;
+            let size = file.metadata().context("cannot read rows")?.len();
+            let name = path.display().to_string();
+            let progress = Progress::reading(name.clone(), Some(size), Unit::Lines);
+            data::read_rows(progress.wrap(file), &name, &columns, &ignore)
         };
         rows.extend(&read.context("nothing was added")?);
     }

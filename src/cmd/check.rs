@@ -8,7 +8,10 @@
 //!   unit listens on the slot's configured address;
 //! - **NGINX's configuration**, with `nginx -T` (the test, and the configuration it tested):
 //!   the system's NGINX, or the one `bluegreen up` runs when `up` is running; it must pass,
-//!   include this state's include and listen on `public_port`.
+//!   include this state's include and listen on `public_port`; and the files bluegreen renders
+//!   for it (the site, the dashboard's include: `crate::site`) should hold what this
+//!   configuration renders, or NGINX runs with another's limits (a warning, with a hint to
+//!   `bluegreen restart`, which applies them).
 //!
 //! Each problem is printed with the key or the file it is about and a hint. Corrupt model
 //! files that no slot serves are warnings: serving does not depend on them. When everything
@@ -27,9 +30,11 @@ use crate::data;
 use crate::layout::Layout;
 use crate::model::{Artifact, Store};
 use crate::nginx::Nginx;
+use crate::site;
 use crate::slot::Slot;
 use crate::supervisor;
 use crate::switch::Endpoint;
+use tracing::info;
 
 /// Exit status when `check` found a problem.
 pub const EXIT_PROBLEMS: u8 = 1;
@@ -96,16 +101,18 @@ impl Report {
             .count()
     }
 
-    /// Prints what passed to stdout and every problem to stderr, as `nginx -t` does.
+    /// Prints what passed to stdout and every problem to stderr, as `nginx -t` does: the
+    /// report is the command's result, not a log.
     pub fn print(&self) {
         for line in &self.passed {
-            super::say(line);
+            // Best effort, as the problems below: the verdict is the exit status.
+            let _ = super::out(&format!("{line}\n"));
         }
         for problem in &self.problems {
-            super::warn(&problem.to_string());
+            super::report(&problem.to_string());
         }
         for skipped in &self.skipped {
-            super::warn(&format!("note: {skipped}"));
+            super::report(&format!("note: {skipped}"));
         }
     }
 }
@@ -126,25 +133,25 @@ pub fn execute(explicit: Option<&Path>) -> anyhow::Result<ExitCode> {
 /// `bluegreen restart` too, which must refuse to act on a report that is not [`Report::ok`].
 pub fn finish(report: &Report) -> anyhow::Result<()> {
     let Some(config) = report.config.as_ref().filter(|_| report.ok()) else {
-        super::warn(&format!(
+        super::report(&format!(
             "check failed: {} problem(s); the last good configuration was left as it was",
             report.errors()
         ));
         return Ok(());
     };
     match config.save_as_last_good() {
-        Ok(path) => super::say(&format!(
+        Ok(path) => info!(
             "check passed; saved as the last good configuration: {}",
             path.display()
-        )),
+        ),
         // Reading needs no privilege, saving does: the verdict stands, and says so.
         Err(ConfigError::Save { ref source, .. })
             if source.kind() == std::io::ErrorKind::PermissionDenied =>
         {
-            super::say(&format!(
+            info!(
                 "check passed; not saved as the last good configuration ({}: permission denied; run as root to save it)",
                 config.last_good_path().display()
-            ))
+            )
         }
         Err(e) => return Err(anyhow::Error::new(e).context("check passed")),
     }
@@ -519,6 +526,30 @@ fn check_nginx(config: &Config, report: &mut Report) {
             format!("listens on no port {port} (public_port)"),
             format!("make the site listen on {port}, or set public_port to the port it listens on: {site}"),
         );
+    }
+    // What NGINX reads of bluegreen's rendering must be this config's (a warning: NGINX
+    // serves on, with the old limits, until `bluegreen restart` applies it). `nginx -T` passed
+    // above, so `files` fails only if that changed meanwhile.
+    for file in site::files(config, nginx).unwrap_or_default() {
+        if !file.stale() {
+            continue;
+        }
+        let path = file.path.display();
+        report.problems.push(Problem {
+            severity: Severity::Warning,
+            subject: format!("{path} ({})", file.kind),
+            what: format!(
+                "differs from what this configuration renders, so NGINX runs with another's ({})",
+                file.first_difference()
+            ),
+            hint: if file.owned {
+                "`bluegreen restart` writes it and reloads NGINX".to_string()
+            } else {
+                format!(
+                    "it was edited by hand, so `bluegreen restart` leaves it: merge `bluegreen nginx-site` into it (`bluegreen nginx-site | diff {path} -`), then `nginx -t` and `systemctl reload nginx`"
+                )
+            },
+        });
     }
     if ok {
         report.passed.push(format!(

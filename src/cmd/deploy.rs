@@ -8,6 +8,7 @@ use crate::deploy::{DeployError, Deployer, Done};
 use crate::fleet::{self, Released};
 use crate::layout::Layout;
 use crate::supervisor;
+use tracing::{error, info};
 
 pub fn execute(config: &Config, args: &DeployArgs) -> anyhow::Result<ExitCode> {
     let mut config = config.clone();
@@ -22,15 +23,15 @@ pub fn execute(config: &Config, args: &DeployArgs) -> anyhow::Result<ExitCode> {
             Role::Server => anyhow::bail!(
                 "this host's fleet role is \"server\": it deploys only the version it is given; hint: `bluegreen import FILE`, then `bluegreen deploy VERSION` (or roll out from the trainer with rollout.yml)"
             ),
-            Role::Trainer => match fleet::release(&config, &super::say) {
+            Role::Trainer => match fleet::release(&config) {
                 Ok(released) => {
                     if let Released::Already { version, at } = &released {
-                        super::say(&format!(
+                        info!(
                             "{version} was released at {at} already; not running fleet.on_new_model again"
-                        ));
+                        );
                     }
                     if !config.fleet.deploy_locally {
-                        super::say("fleet.deploy_locally is false: this host is deployed by the rollout, if at all");
+                        info!("fleet.deploy_locally is false: this host is deployed by the rollout, if at all");
                         return Ok(ExitCode::SUCCESS);
                     }
                     version = Some(released.version().to_string());
@@ -40,7 +41,7 @@ pub fn execute(config: &Config, args: &DeployArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let supervisor = supervisor::detect(&config, &Layout::new(&config.state_dir));
-    let deployer = Deployer::new(&config, supervisor.as_ref(), &super::say);
+    let deployer = Deployer::new(&config, supervisor.as_ref());
     match deployer.deploy(version.as_deref(), args.allow_schema_change) {
         Ok(Done::Switched(record)) => {
             super::out(&format!(
@@ -62,11 +63,11 @@ pub fn execute(config: &Config, args: &DeployArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Ok(Done::Aborted(record)) => {
-            super::warn(&format!(
-                "error: the rollout stopped {}: {}; recorded in the history (see `bluegreen status`)",
+            error!(
+                "the rollout stopped {}: {}; recorded in the history (see `bluegreen status`)",
                 record.to_version.as_deref().unwrap_or("?"),
                 record.reason.as_deref().unwrap_or("aborted")
-            ));
+            );
             Ok(ExitCode::from(super::promote::EXIT_ABORTED))
         }
         Ok(Done::AlreadyActive { slot, version }) => {
@@ -76,9 +77,7 @@ pub fn execute(config: &Config, args: &DeployArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(err @ DeployError::Refused { .. }) => {
-            super::warn(&format!(
-                "error: {err}; nothing changed (recorded in the history; see `bluegreen status`)"
-            ));
+            error!("{err}; nothing changed (recorded in the history; see `bluegreen status`)");
             Ok(ExitCode::from(super::train::EXIT_REFUSED))
         }
         // These say what failed themselves.

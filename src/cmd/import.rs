@@ -11,6 +11,7 @@ use crate::layout::Layout;
 use crate::lock;
 use crate::model::Store;
 use crate::transfer::{self, Imported};
+use tracing::info;
 
 pub fn execute(config: &Config, args: &ImportArgs) -> anyhow::Result<ExitCode> {
     let export = transfer::read(&args.file).context("nothing was imported")?;
@@ -27,21 +28,21 @@ pub fn execute(config: &Config, args: &ImportArgs) -> anyhow::Result<ExitCode> {
         &layout.train_lock(),
         "training",
         config.lock_timeout(),
-        |holder| super::say(&format!("waiting for a training (pid {holder}) to finish")),
+        |holder| info!("waiting for a training (pid {holder}) to finish"),
     )?;
     let store = Store::new(&layout.models_dir());
     let version = &export.header.version;
     match transfer::import(&store, &export, &args.file).context("nothing was imported")? {
-        Imported::Written(path) => super::say(&format!(
+        Imported::Written(path) => info!(
             "imported {version} ({} bytes, SHA-256 {}) as {}; deploy it with `bluegreen deploy {version}`",
             export.header.bytes,
             export.header.sha256,
             path.display()
-        )),
-        Imported::AlreadyPresent(path) => super::say(&format!(
+        ),
+        Imported::AlreadyPresent(path) => info!(
             "{version} is already here with identical content ({}); nothing to do",
             path.display()
-        )),
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -24,19 +24,20 @@ use crate::state::State;
 use crate::switch;
 
 use super::train::Trained;
+use tracing::info;
 
 pub fn execute(config: &Config, args: &InitArgs) -> anyhow::Result<ExitCode> {
-    prepare(config, args.data.as_deref(), &super::say)?;
+    prepare(config, args.data.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Brings the state folder up to a servable state; says what it had to do.
-pub fn ensure(config: &Config, say: &dyn Fn(&str)) -> anyhow::Result<()> {
-    prepare(config, None, say)
+pub fn ensure(config: &Config) -> anyhow::Result<()> {
+    prepare(config, None)
 }
 
 /// [`ensure`], with the first data taken from `first_data` when there is none yet.
-fn prepare(config: &Config, first_data: Option<&Path>, say: &dyn Fn(&str)) -> anyhow::Result<()> {
+fn prepare(config: &Config, first_data: Option<&Path>) -> anyhow::Result<()> {
     let layout = Layout::new(&config.state_dir);
     for dir in layout.dirs() {
         // The sockets' folder is for the deploying user alone (and, under systemd, NGINX's
@@ -66,8 +67,7 @@ fn prepare(config: &Config, first_data: Option<&Path>, say: &dyn Fn(&str)) -> an
             csv.display()
         ),
         (false, Some(file)) => {
-            let input = fs::File::open(file)
-                .with_context(|| format!("cannot read the first data from {}", file.display()))?;
+            let input = fs_err::File::open(file).context("cannot read the first data")?;
             let ignore: Vec<&str> = config.data.ignore.iter().map(String::as_str).collect();
             let rows = data::read_rows(input, &file.display().to_string(), &schema.columns(), &ignore)
                 .context("nothing was written; hint: fix the file, or [data] in the config")?;
@@ -75,17 +75,17 @@ fn prepare(config: &Config, first_data: Option<&Path>, say: &dyn Fn(&str)) -> an
                 anyhow::bail!("{} holds no rows; nothing was written", file.display());
             }
             data::create(&csv, &schema, &rows)?;
-            say(&format!(
+            info!(
                 "wrote {} rows from {} to {}",
                 rows.len(),
                 file.display(),
                 csv.display()
-            ));
+            );
         }
         (false, None) if schema.is_boston() => {
             fsutil::write_atomic(&csv, data::boston_csv().as_bytes())
                 .with_context(|| format!("cannot write {}", csv.display()))?;
-            say(&format!("wrote the 506 Boston rows to {}", csv.display()));
+            info!("wrote the 506 Boston rows to {}", csv.display());
         }
         (false, None) => anyhow::bail!(
             "there is no training data at {}, and [data] in the config names columns of its own ({}); hint: run `bluegreen init --data FILE` with a CSV of those columns",
@@ -97,8 +97,8 @@ fn prepare(config: &Config, first_data: Option<&Path>, say: &dyn Fn(&str)) -> an
     let newest = match state.newest() {
         Some(model) => model.clone(),
         None => {
-            say("no model yet: training the first one");
-            match super::train::train(config, false, say)? {
+            info!("no model yet: training the first one");
+            match super::train::train(config, false)? {
                 Trained::Passed(m) | Trained::Refused(m) => m,
                 Trained::NotDue | Trained::Pending => {
                     anyhow::bail!("the first training did not run; hint: run `bluegreen train`")
@@ -113,38 +113,38 @@ fn prepare(config: &Config, first_data: Option<&Path>, say: &dyn Fn(&str)) -> an
                 &layout.slot_link(slot),
             )
             .with_context(|| format!("cannot link the {slot} slot's model"))?;
-            say(&format!("{slot} will serve {}", newest.version));
+            info!("{slot} will serve {}", newest.version);
         }
     }
     // NGINX files an older bluegreen wrote: brought to this version's form (issue 11).
     switch::upgrade(config, &layout)?;
     if state.active().is_none() {
         switch::write(config, &layout, Slot::Blue)?;
-        say(&format!(
+        info!(
             "NGINX include {} routes to blue (nginx.switch = \"{}\")",
             layout.upstream_include().display(),
             config.nginx.switch
-        ));
+        );
     }
     let allow = layout.dashboard_include();
     if crate::dashboard::access::write(config, &allow)? {
-        say(&format!(
+        info!(
             "NGINX include {} says who besides this host may see the dashboard, and where each slot is",
             allow.display()
-        ));
+        );
     }
     let preview = layout.preview_include();
     if crate::rollout::preview::write(config, &preview)? {
-        say(&format!(
+        info!(
             "NGINX include {} says who besides this host may preview the resting slot",
             preview.display()
-        ));
+        );
     }
     // The configuration the state was just set up for is the slots' fallback until
     // `bluegreen check` passes another (issue 8 §3). Not being able to save it (`init` run
     // again by a user who may not write here) takes nothing away from the state.
     if let Err(e) = config.save_as_last_good() {
-        say(&format!("note: {}", crate::config::error_chain(&e)));
+        info!("note: {}", crate::config::error_chain(&e));
     }
     Ok(())
 }

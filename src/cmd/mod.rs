@@ -1,11 +1,12 @@
 //! One module per subcommand, each with an `execute` that does the work and adds context to
 //! the core's errors for the operator.
 //!
-//! Output goes through [`say`], [`warn`] and [`out`], never `println!`, which panics (exit
-//! 101) when the reader of a pipe has gone (`bluegreen nginx-site | head -1`; issue 8 §9).
-//! Progress lines are best effort: a deploy must not stop half-way because nobody reads
-//! its progress any more. A command's result is written with [`out`], whose error ends the
-//! command; `main` ends a command whose pipe closed quietly, as Unix tools do.
+//! Progress, warnings and errors are `tracing` events (`crate::log` writes them; issue 12).
+//! A command's result is written with [`out`] (or [`report`] for the part of it that goes
+//! to standard error), never `println!`, which panics (exit 101) when the reader of a pipe
+//! has gone (`bluegreen nginx-site | head -1`; issue 8 §9). Log lines are best effort: a
+//! deploy must not stop half-way because nobody reads its progress any more. [`out`]'s
+//! error ends the command; `main` ends a command whose pipe closed quietly, as Unix tools do.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -19,6 +20,7 @@ mod add_data;
 mod check;
 mod deploy;
 mod export;
+mod generate;
 mod import;
 mod init;
 mod nginx_site;
@@ -34,10 +36,19 @@ mod up;
 
 /// Runs the parsed command line.
 pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
+    // A command whose standard output is its result logs to standard error only.
+    crate::log::init(match &cli.command {
+        Command::Status(_) | Command::NginxSite | Command::Export(_) | Command::Predict(_) => {
+            crate::log::Output::Stderr
+        }
+        _ => crate::log::Output::Split,
+    });
     let path = cli.config.as_deref();
     let (config, fallback) = match cli.command {
         // `check` judges the configuration itself, bad or not.
         Command::Check => return check::execute(path),
+        // Generated from the command line alone.
+        Command::Generate(args) => return generate::execute(&args.what),
         // A slot keeps serving on the last good configuration when the file is bad, and
         // `status` says so (issue 8 §3).
         Command::Serve(_) | Command::Status(_) | Command::SystemdGenerator(_) => {
@@ -48,7 +59,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     .context("cannot load the configuration; hint: fix the file (`bluegreen check` lists every problem), or pass --config PATH")?;
     let fallback = fallback.as_ref();
     match cli.command {
-        Command::Check => unreachable!("handled above"),
+        Command::Check | Command::Generate(_) => unreachable!("handled above"),
         Command::Up => up::execute(&config),
         Command::Init(args) => init::execute(&config, &args),
         Command::Serve(args) => serve::execute(&config, &args, fallback),
@@ -104,14 +115,9 @@ impl std::fmt::Display for Hinted {
 
 impl std::error::Error for Hinted {}
 
-/// Prints a progress line for the operator on standard output; best effort.
-pub fn say(line: &str) {
-    let _ = writeln!(io::stdout().lock(), "{line}");
-}
-
-/// Prints a warning (or an error that is also an exit status) on standard error; best
-/// effort.
-pub fn warn(line: &str) {
+/// Prints part of a command's result on standard error (`check`'s problems, as `nginx -t`
+/// prints them); best effort.
+pub fn report(line: &str) {
     let _ = writeln!(io::stderr().lock(), "{line}");
 }
 

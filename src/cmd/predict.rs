@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::data::{self, Rows};
 use crate::model::Artifact;
 use crate::state::State;
+use tracing::warn;
 
 pub fn execute(config: &Config, args: &PredictArgs) -> anyhow::Result<ExitCode> {
     let model = resolve(config, args.model.as_deref())?;
@@ -28,8 +29,7 @@ pub fn execute(config: &Config, args: &PredictArgs) -> anyhow::Result<ExitCode> 
         let read = if path.as_os_str() == "-" {
             data::read_rows(std::io::stdin().lock(), "stdin", &features, &droppable)
         } else {
-            let file = std::fs::File::open(path)
-                .with_context(|| format!("cannot read rows from {}", path.display()))?;
+            let file = fs_err::File::open(path).context("cannot read rows")?;
             data::read_rows(file, &path.display().to_string(), &features, &droppable)
         };
         rows.extend(&read.with_context(|| {
@@ -55,14 +55,14 @@ pub fn execute(config: &Config, args: &PredictArgs) -> anyhow::Result<ExitCode> 
         anyhow::bail!("no rows to predict: the input held no rows");
     }
     let predictions = model.predict_rows(&rows.values)?;
-    super::warn(&format!(
+    warn!(
         "{} prediction{} by {} ({}, label {})",
         predictions.len(),
         if predictions.len() == 1 { "" } else { "s" },
         model.version,
         model.kind,
         model.label
-    ));
+    );
     let mut out = String::with_capacity(predictions.len() * 20);
     for p in predictions {
         out.push_str(&p.to_string());

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::deploy::{DeployError, Deployer, Done};
 use crate::layout::Layout;
 use crate::supervisor;
+use tracing::error;
 
 /// Exit status of a deploy or promote whose rollout analysis stopped the candidate: traffic
 /// stayed on, or went back to, the previous slot.
@@ -17,7 +18,7 @@ pub const EXIT_ABORTED: u8 = 4;
 pub fn promote(config: &Config, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
     let config = no_wait(config, args);
     let supervisor = supervisor::detect(&config, &Layout::new(&config.state_dir));
-    let deployer = Deployer::new(&config, supervisor.as_ref(), &super::say);
+    let deployer = Deployer::new(&config, supervisor.as_ref());
     match deployer.promote() {
         Ok(Done::Switched(record)) => {
             super::out(&format!(
@@ -30,11 +31,11 @@ pub fn promote(config: &Config, args: &PromoteArgs) -> anyhow::Result<ExitCode> 
             Ok(ExitCode::SUCCESS)
         }
         Ok(Done::Aborted(record)) => {
-            super::warn(&format!(
-                "error: the rollout stopped {}: {}; recorded in the history (see `bluegreen status`)",
+            error!(
+                "the rollout stopped {}: {}; recorded in the history (see `bluegreen status`)",
                 record.to_version.as_deref().unwrap_or("?"),
                 record.reason.as_deref().unwrap_or("aborted")
-            ));
+            );
             Ok(ExitCode::from(EXIT_ABORTED))
         }
         Ok(_) => Ok(ExitCode::SUCCESS),
@@ -46,7 +47,7 @@ pub fn promote(config: &Config, args: &PromoteArgs) -> anyhow::Result<ExitCode> 
 pub fn abort(config: &Config, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
     let config = no_wait(config, args);
     let supervisor = supervisor::detect(&config, &Layout::new(&config.state_dir));
-    let deployer = Deployer::new(&config, supervisor.as_ref(), &super::say);
+    let deployer = Deployer::new(&config, supervisor.as_ref());
     match deployer.abort() {
         Ok(record) => {
             super::out(&format!(

@@ -26,57 +26,62 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 
 use crate::config::Config;
-use crate::dashboard;
 use crate::deploy::Deployer;
 use crate::layout::Layout;
 use crate::model::Artifact;
-use crate::rollout;
+use crate::progress::Progress;
+use crate::site;
 use crate::slot::Slot;
 use crate::state::State;
 use crate::supervisor::{self, Supervisor};
+use tracing::{info, warn};
 
 pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
     let layout = Layout::new(&config.state_dir);
     let supervisor = supervisor::detect(config, &layout);
     preflight(config, supervisor.as_ref())?;
-    let deployer = Deployer::new(config, supervisor.as_ref(), &super::say);
+    let deployer = Deployer::new(config, supervisor.as_ref());
     // A deploy restarts and flips slots: the two must not interleave. And a switch that was
     // interrupted is finished first, so that the active slot is the one NGINX routes to.
     let _lock = deployer.lock(config.lock_timeout())?;
     if let Some(record) = deployer.reconcile()? {
-        super::say(&format!(
+        info!(
             "reconciled an interrupted {} first: {}",
             record.action,
             record.reason.as_deref().unwrap_or(record.outcome.as_str())
-        ));
+        );
     }
-    // `[dashboard] allow` and `nginx.preview_from` are NGINX's to enforce, and the
-    // dashboard's way to each slot follows `nginx.switch`: changed includes are put into
-    // effect here.
-    let allow = layout.dashboard_include();
-    let preview = layout.preview_include();
-    let changed = supervisor
-        .nginx()
-        .apply_includes(&[
-            (allow.as_path(), dashboard::access::render(config)),
-            (preview.as_path(), rollout::preview::render(config)),
-        ])
-        .context("nothing was restarted: cannot apply NGINX's includes")?;
-    if !changed.is_empty() {
-        let what: Vec<String> = changed
+    // NGINX's part of the config (the site's limits and timeouts, `[dashboard] allow`, the
+    // dashboard's way to each slot) is put into effect here, with one reload, and only when
+    // a file changed: a reload closes clients' idle keep-alive connections.
+    let applied = site::apply(config, supervisor.nginx())
+        .context("nothing was restarted: cannot apply NGINX's configuration")?;
+    if !applied.written.is_empty() {
+        let files: Vec<String> = applied
+            .written
             .iter()
-            .map(|path| match *path == allow.as_path() {
-                true => format!(
-                    "the dashboard's new include ({}: `[dashboard] allow`, the slots' addresses)",
-                    path.display()
-                ),
-                false => format!(
-                    "the previews' new include ({}: `nginx.preview_from`)",
-                    path.display()
-                ),
+            .map(|f| {
+                format!(
+                    "{} ({}: {})",
+                    f.kind,
+                    f.path.display(),
+                    f.first_difference()
+                )
             })
             .collect();
-        super::say(&format!("NGINX reloaded with {}", what.join(" and ")));
+        info!(
+            "NGINX reloaded with what the config renders now: {}",
+            files.join("; ")
+        );
+    }
+    for file in &applied.left {
+        warn!(
+            "{} {} differs from what the config renders ({}), but it was edited by hand: left as it is; hint: merge `bluegreen nginx-site` into it (`bluegreen nginx-site | diff {} -`), then `nginx -t` and `systemctl reload nginx`",
+            file.kind,
+            file.path.display(),
+            file.first_difference(),
+            file.path.display()
+        );
     }
     let state = State::read(config)?;
     let route = state
@@ -86,22 +91,24 @@ pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let changing = route.mode != config.nginx.switch;
     for (slot, role) in [(active.other(), "resting"), (active, "active")] {
-        super::say(&format!(
+        info!(
             "restarting {slot} ({role}) through {} and waiting for READY=1",
             supervisor.name()
-        ));
+        );
         let model = model(&state, slot)?;
+        let spinner = Progress::waiting(format!("waiting for {slot} to be ready"));
         let restarted = if changing {
             supervisor.restart_with_socket(slot)
         } else {
             supervisor.restart(slot)
         };
+        drop(spinner);
         restarted.with_context(|| format!("restart stopped at {slot} ({role})"))?;
         if changing && slot == active {
-            super::say(&format!(
+            info!(
                 "nginx.switch was \"{}\", is \"{}\": writing the NGINX include that way and reloading NGINX",
                 route.mode, config.nginx.switch
-            ));
+            );
             deployer
                 .apply_mode(active)
                 .context("the mode change stopped before NGINX reloaded; hint: fix the cause, then `bluegreen restart` again")?;
@@ -112,22 +119,22 @@ pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
                 model.version
             )
         })?;
-        super::say(&format!("{slot} is ready and serves {}", model.version));
+        info!("{slot} is ready and serves {}", model.version);
     }
     if route.mode != config.nginx.switch {
         deployer
             .confirm_route(active)
             .context("NGINX does not answer from the active slot after the mode change")?;
-        super::say(&format!(
+        info!(
             "NGINX answers from {active} the {} way",
             config.nginx.switch
-        ));
+        );
     }
-    println!(
-        "restarted {} (resting), then {active} (active), in {} ms",
+    super::out(&format!(
+        "restarted {} (resting), then {active} (active), in {} ms\n",
         active.other(),
         started.elapsed().as_millis()
-    );
+    ))?;
     supervisor
         .applied()
         .context("the slots were restarted on the new configuration")?;

@@ -15,7 +15,7 @@ pub fn execute(config: &Config, args: &RollbackArgs) -> anyhow::Result<ExitCode>
         config.deploy.lock_timeout_secs = 0;
     }
     let supervisor = supervisor::detect(&config, &Layout::new(&config.state_dir));
-    let deployer = Deployer::new(&config, supervisor.as_ref(), &super::say);
+    let deployer = Deployer::new(&config, supervisor.as_ref());
     let record = deployer.rollback().map_err(|err| match err {
         DeployError::Failed { .. }
         | DeployError::Unrecorded { .. }

@@ -27,6 +27,7 @@ use crate::layout::Layout;
 use crate::model::Artifact;
 use crate::server::{self, AppState};
 use crate::switch::{self, Endpoint, Mode};
+use tracing::{info, warn};
 
 mod status;
 
@@ -39,6 +40,7 @@ pub fn execute(
 ) -> anyhow::Result<ExitCode> {
     let layout = Layout::new(&config.state_dir);
     let slot = args.slot;
+    crate::log::context(vec![("slot", slot.to_string())]);
     let link = layout.slot_link(slot);
     if !link.exists() {
         anyhow::bail!(
@@ -97,7 +99,7 @@ pub fn execute(
         let version = model.version.clone();
         let state = AppState::new(model, &config.model.name, slot, config.limits.max_rows);
         if let Some(fault) = state.fault() {
-            super::warn(&format!("{slot}: TEST FAULT armed ({})", fault.describe()));
+            warn!("{slot}: TEST FAULT armed ({})", fault.describe());
         }
         if config.rollout.shadow_seconds > 0 {
             load_reference(&layout, slot, &state);
@@ -122,10 +124,11 @@ pub fn execute(
             }
             let _ = sd_notify::notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
         };
+        let version_for_log = version.clone();
         let mut status = status::Status::new(config, slot, version, bound);
         if let Some(fallback) = fallback {
             let loud = fallback.summary("running on");
-            super::warn(&format!("{slot}: {loud}"));
+            warn!("{slot}: {loud}");
             status = status.with_note(loud);
         }
         // Only in socket mode does a resting slot let go of NGINX's connections: in reload
@@ -133,7 +136,7 @@ pub fn execute(
         let socket_mode = config.nginx.switch == Mode::Socket;
         let app = state.clone();
         let status = status.follow(move |rests| app.set_closing(socket_mode && rests));
-        super::say(&format!("{slot}: {status}"));
+        info!(version = version_for_log, "{slot}: {status}");
         sd_notify::notify(&[NotifyState::Ready, NotifyState::Status(&status)])
             .context("cannot notify the supervisor (NOTIFY_SOCKET)")?;
         if let Some(interval) = sd_notify::watchdog_enabled() {
@@ -143,7 +146,7 @@ pub fn execute(
             Listener::Tcp(l) => server::run(l, router, shutdown).await?,
             Listener::Unix(l) => server::run(l, router, shutdown).await?,
         }
-        super::say(&format!("{slot}: stopped"));
+        info!("{slot}: stopped");
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
@@ -248,13 +251,13 @@ fn listen(endpoint: &Endpoint) -> std::io::Result<Listener> {
 /// `crate::switch`).
 pub(crate) fn listen_unix(path: &std::path::Path, backlog: u32) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
-    match std::fs::remove_file(path) {
+    match fs_err::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
     let socket = UnixSocket::new_stream()?;
     socket.bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     socket.listen(backlog)
 }
 
@@ -279,23 +282,23 @@ fn load_reference(layout: &Layout, slot: crate::slot::Slot, state: &AppState) {
     let peer = layout.slot_link(slot.other());
     match Artifact::load(&peer) {
         Ok(reference) if reference.features == state.model().features => {
-            super::warn(&format!(
+            info!(
                 "{slot}: shadow requests are compared with {} ({})",
                 reference.version,
                 slot.other()
-            ));
+            );
             state.set_reference(reference);
         }
-        Ok(reference) => super::warn(&format!(
+        Ok(reference) => warn!(
             "{slot}: {} on {} has other features; shadow requests will not be compared",
             reference.version,
             slot.other()
-        )),
-        Err(e) => super::warn(&format!(
+        ),
+        Err(e) => warn!(
             "{slot}: cannot load {}'s model to compare shadow requests with: {}",
             slot.other(),
             crate::history::chain(&e)
-        )),
+        ),
     }
 }
 

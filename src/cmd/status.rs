@@ -49,8 +49,7 @@ fn reconcile(config: &Config, layout: &Layout, supervisor: &dyn Supervisor) -> O
     if !layout.deploy_intent().exists() {
         return None;
     }
-    let say = super::warn;
-    let deployer = Deployer::new(config, supervisor, &say);
+    let deployer = Deployer::new(config, supervisor);
     let _lock = match deployer.lock(Duration::ZERO) {
         Ok(lock) => lock,
         Err(LockError::Busy { holder, .. }) => {

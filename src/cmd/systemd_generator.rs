@@ -32,8 +32,7 @@ use crate::switch::{self, Endpoint};
 pub fn execute(config: &Config, dir: &Path) -> anyhow::Result<ExitCode> {
     for slot in Slot::ALL {
         let unit = dir.join(format!("bluegreen@{slot}.socket.d"));
-        std::fs::create_dir_all(&unit)
-            .with_context(|| format!("cannot create {}", unit.display()))?;
+        fs_err::create_dir_all(&unit)?;
         let file = unit.join("50-listen.conf");
         fsutil::write_atomic(&file, dropin(config, slot).as_bytes())
             .with_context(|| format!("cannot write {}", file.display()))?;

@@ -13,7 +13,7 @@ use anyhow::Context;
 
 use crate::cli::TrainArgs;
 use crate::config::{Config, Role};
-use std::fs::File;
+use fs_err::File;
 use std::path::Path;
 use std::time::Instant;
 
@@ -25,7 +25,9 @@ use crate::ledger::{self, Checkpoint, FileState, Ledger};
 use crate::lock;
 use crate::model::stats::{self, Accumulator, Factor};
 use crate::model::{self, Artifact, Kind, Params, Store};
+use crate::progress::{Progress, Unit};
 use crate::state::State;
+use tracing::{info, warn};
 
 /// Exit status of `train --if-due` when a deploy is wanted: it trained a model that passed
 /// the gate, or the newest model that passed the gate is not active (an interrupted or
@@ -52,14 +54,14 @@ pub fn execute(config: &Config, args: &TrainArgs) -> anyhow::Result<ExitCode> {
     // `train --if-due`, so this is where they stop: nothing is ever due here (issue 13).
     if config.fleet.role == Role::Server {
         if args.if_due {
-            super::say("training not due: this host's fleet role is \"server\"; it never trains (the trainer does)");
+            info!("training not due: this host's fleet role is \"server\"; it never trains (the trainer does)");
             return Ok(ExitCode::SUCCESS);
         }
         anyhow::bail!(
             "this host's fleet role is \"server\": it never trains; hint: add data and train on the fleet's trainer, which rolls its models out; or bring a model here with `bluegreen import FILE` and `bluegreen deploy VERSION`"
         );
     }
-    Ok(match train(config, args.if_due, &super::say)? {
+    Ok(match train(config, args.if_due)? {
         Trained::NotDue => ExitCode::SUCCESS,
         Trained::Passed(_) | Trained::Pending if args.if_due => ExitCode::from(EXIT_TRAINED_IF_DUE),
         Trained::Passed(_) | Trained::Pending => ExitCode::SUCCESS,
@@ -74,7 +76,7 @@ pub fn execute(config: &Config, args: &TrainArgs) -> anyhow::Result<ExitCode> {
 /// it in `bluegreen_training_failures_total`: on the automatic path nobody reads the
 /// trainer's output, and without the record a failure left `status` saying only "training
 /// is due" (issue 8 §7).
-pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Result<Trained> {
+pub fn train(config: &Config, if_due: bool) -> anyhow::Result<Trained> {
     let layout = Layout::new(&config.state_dir);
     let csv = layout.data_csv(&config.data);
     if !csv.exists() {
@@ -89,22 +91,15 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
         &layout.train_lock(),
         "training",
         config.lock_timeout(),
-        |holder| {
-            say(&format!(
-                "waiting for another training (pid {holder}) to finish"
-            ))
-        },
+        |holder| info!("waiting for another training (pid {holder}) to finish"),
     )?;
     let mut record = Record::begin(Action::Train, (None, None), (None, None));
     let mut step = "read";
-    let trained = train_locked(config, if_due, say, &mut record, &mut step);
+    let trained = train_locked(config, if_due, &mut record, &mut step);
     if let Err(e) = &trained {
         record.fail(step, e.as_ref());
         if let Err(e) = history::append(&layout.history(), &record) {
-            super::warn(&format!(
-                "warning: the failure is not in the history: {}",
-                history::chain(&e)
-            ));
+            warn!("the failure is not in the history: {}", history::chain(&e));
         }
     }
     trained
@@ -115,7 +110,6 @@ pub fn train(config: &Config, if_due: bool, say: &dyn Fn(&str)) -> anyhow::Resul
 fn train_locked(
     config: &Config,
     if_due: bool,
-    say: &dyn Fn(&str),
     record: &mut Record,
     step: &mut &'static str,
 ) -> anyhow::Result<Trained> {
@@ -127,10 +121,10 @@ fn train_locked(
     record.from_slot = state.active();
     record.from_version = state.active_version().map(str::to_string);
     for skipped in state.skipped() {
-        say(&format!(
+        warn!(
             "skipping a model that cannot be read: {}; hint: remove the file, or restore it from a backup",
             history::chain(skipped)
-        ));
+        );
     }
     let newest = state.newest();
     // The data stays locked (shared: `add-data` waits) from the survey to the artifact, so
@@ -151,25 +145,24 @@ fn train_locked(
         ledger = Some(survey.ledger);
         let scan = survey.scan;
         if !scan.due(config.batch_size) {
-            say(&format!(
+            info!(
                 "training not due: {} ({})",
                 scan.since_text(Some(&newest.version)),
                 scan.verdict(config.batch_size)
-            ));
+            );
             if let Some(pending) = state.pending() {
-                say(&format!(
+                info!(
                     "{} passed the quality gate but is not active (its deploy did not finish): asking for a deploy",
                     pending.version
-                ));
+                );
                 return Ok(Trained::Pending);
             }
-            say("no deploy is wanted");
+            info!("no deploy is wanted");
             return Ok(Trained::NotDue);
         }
     }
     let kind = config.model.kind;
-    std::fs::create_dir_all(layout.models_dir())
-        .with_context(|| format!("cannot create {}", layout.models_dir().display()))?;
+    fs_err::create_dir_all(layout.models_dir())?;
     let version = store.next_version(time::OffsetDateTime::now_utc())?;
     record.to_version = Some(version.clone());
     let active = state.active_model()?;
@@ -189,18 +182,19 @@ fn train_locked(
             ledger: ledger.as_ref(),
             ledger_path: &ledger_path,
             now,
-            say,
             hinted: &hinted,
         };
         // Reading and fitting are one pass here.
         *step = "train";
         fit.train(version)?
     } else {
-        say(&format!("reading {}…", csv.display()));
-        let dataset = data::read_dataset(&csv, &schema).context(UNREADABLE)?;
+        info!("reading {}…", csv.display());
+        let dataset =
+            data::read_dataset_shown(&csv, &schema, &shown(&csv, now.size, Unit::RowsAfterHeader))
+                .context(UNREADABLE)?;
         record.step("read");
         *step = "train";
-        say(&format!(
+        info!(
             "training a {kind} model on {} rows ({})…",
             dataset.rows.len(),
             match newest {
@@ -211,7 +205,7 @@ fn train_locked(
                 ),
                 None => "first model".to_string(),
             }
-        ));
+        );
         let artifact = model::train(
             &dataset,
             kind,
@@ -240,7 +234,9 @@ fn train_locked(
         None => {
             // Only when the active model is not a linear model of this schema, or its rows
             // are no longer vouched for: the gate then reads the rows.
-            let dataset = data::read_dataset(&csv, &schema).context(UNREADABLE)?;
+            let progress = shown(&csv, now.size, Unit::RowsAfterHeader);
+            let dataset = data::read_dataset_shown(&csv, &schema, &progress).context(UNREADABLE)?;
+            drop(progress);
             gate::check(
                 &artifact,
                 active.as_ref(),
@@ -255,7 +251,9 @@ fn train_locked(
     *step = "write";
     store.write(&artifact)?;
     let m = &artifact.metrics;
-    say(&format!(
+    info!(
+        version = artifact.version,
+        duration_ms = (m.train_seconds * 1e3).round() as u64,
         "trained {} in {:.0} ms: holdout RMSE {:.3}, holdout R² {:.3}, train R² {:.3} ({} rows)",
         artifact.version,
         m.train_seconds * 1e3,
@@ -263,9 +261,9 @@ fn train_locked(
         m.holdout_r2,
         m.train_r2,
         artifact.rows
-    ));
+    );
     if report.passed {
-        say(&format!("quality gate: passed: {}", report.reason));
+        info!("quality gate: passed: {}", report.reason);
         return Ok(Trained::Passed(artifact));
     }
     // A schema refusal carries its own hint (deploy it on purpose).
@@ -276,33 +274,37 @@ fn train_locked(
             active.map_or("the last model".to_string(), |a| a.version)
         ),
     };
-    say(&format!(
+    info!(
         "quality gate: REFUSED: {}; the model is kept in {} but will not be deployed{hint}",
         report.reason,
         store.path_of(&artifact.version).display(),
-    ));
+    );
     // The automatic path must not stall silently (issue 8 §7): the refusal is in the
     // history, which `status` shows and the slots count in their metrics.
     record.step("gate");
     record.gate = Some(report.clone());
     record.finish(Outcome::Refused, Some(report.reason));
     if let Err(e) = history::append(&layout.history(), record) {
-        super::warn(&format!(
-            "warning: the refusal is not in the history: {}",
-            history::chain(&e)
-        ));
+        warn!("the refusal is not in the history: {}", history::chain(&e));
     }
     Ok(Trained::Refused(artifact))
+}
+
+/// A bar for reading `bytes` of the data file at `csv` on a terminal (issue 12): a large
+/// file takes seconds to read (10^7 rows, about a gigabyte).
+fn shown(csv: &Path, bytes: u64, unit: Unit) -> Progress {
+    let name = csv.file_name().unwrap_or(csv.as_os_str());
+    Progress::reading(name.to_string_lossy().into_owned(), Some(bytes), unit)
 }
 
 /// Writes the ledger a full pass over the data made (the file is locked by the caller).
 /// Failing to is only a warning: the next reader makes a pass of its own.
 fn keep_ledger(ledger: &Ledger, path: &Path) {
     if let Err(e) = ledger.write(path) {
-        super::warn(&format!(
-            "warning: cannot write {}: {e}; the next training or status reads the whole data once more",
+        warn!(
+            "cannot write {}: {e}; the next training or status reads the whole data once more",
             path.display()
-        ));
+        );
     }
 }
 
@@ -334,7 +336,6 @@ struct Linear<'a> {
     ledger_path: &'a Path,
     /// The file's state when it was locked.
     now: FileState,
-    say: &'a dyn Fn(&str),
     /// A model error with the hint worked out from its cause.
     hinted: &'a dyn Fn(model::ModelError) -> anyhow::Error,
 }
@@ -342,7 +343,6 @@ struct Linear<'a> {
 impl Linear<'_> {
     fn train(&self, version: String) -> anyhow::Result<(Artifact, GateRows)> {
         let started = Instant::now();
-        let say = self.say;
         // The gate compares on the holdout rows among those the active model learned from:
         // the holdout factor as it was before the first row the active model did not see.
         let gate_at = self
@@ -360,13 +360,13 @@ impl Linear<'_> {
             });
         if let (Some((newest, stats, checkpoint, sha)), Some(ledger)) = (base, self.ledger) {
             let end = ledger.end();
-            say(&format!(
+            info!(
                 "training a {} model on the {} rows appended since {} ({} rows in all), from its statistics…",
                 self.kind,
                 end.rows - checkpoint.rows,
                 newest.version,
                 end.rows
-            ));
+            );
             let mut rows = Accumulator::resume(stats, newest.rows, newest.example.clone(), gate_at);
             let from = Resume {
                 bytes: checkpoint.bytes,
@@ -374,10 +374,17 @@ impl Linear<'_> {
                 lines: checkpoint.lines,
                 sha,
             };
-            let streamed = data::stream(self.file, self.csv, self.schema, Some(from), |i, row| {
-                rows.push(i, row)
-            })
+            let progress = shown(self.csv, self.now.size - checkpoint.bytes, Unit::Rows);
+            let streamed = data::stream(
+                self.file,
+                self.csv,
+                self.schema,
+                Some(from),
+                &progress,
+                |i, row| rows.push(i, row),
+            )
             .context(UNREADABLE)?;
+            drop(progress);
             // The appended bytes must hash to what `add-data` recorded: this catches even an
             // edit inside them that kept the file's times (see `crate::ledger`).
             if ledger::digest_hex(&streamed.sha) == end.sha256 && streamed.rows == end.rows {
@@ -390,18 +397,25 @@ impl Linear<'_> {
                     self.artifact(train, holdout, example, &streamed, started, version)?;
                 return Ok((artifact, gate));
             }
-            say("the appended rows are not the bytes `add-data` wrote (edited in place?): reading the whole file instead");
+            warn!("the appended rows are not the bytes `add-data` wrote (edited in place?): reading the whole file instead");
         }
-        say(&format!(
+        info!(
             "training a {} model in one pass over {}…",
             self.kind,
             self.csv.display()
-        ));
+        );
         let mut rows = Accumulator::new(self.schema.features.len(), gate_at);
-        let streamed = data::stream(self.file, self.csv, self.schema, None, |i, row| {
-            rows.push(i, row)
-        })
+        let progress = shown(self.csv, self.now.size, Unit::RowsAfterHeader);
+        let streamed = data::stream(
+            self.file,
+            self.csv,
+            self.schema,
+            None,
+            &progress,
+            |i, row| rows.push(i, row),
+        )
         .context(UNREADABLE)?;
+        drop(progress);
         let (train, holdout, example, snapshot) = rows.finish();
         if self.ledger.is_none() && FileState::of(self.file).ok() == Some(self.now) {
             // What this pass read is the file as it is: the next append goes on from it.

@@ -13,6 +13,7 @@ use crate::nginx::Nginx;
 use crate::state::State;
 use crate::switch;
 use crate::up;
+use tracing::info;
 
 pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
     let layout = Layout::new(&config.state_dir);
@@ -24,16 +25,16 @@ pub fn execute(config: &Config) -> anyhow::Result<ExitCode> {
     }
     let nginx = Nginx::local(config, &layout);
     up::nginx::check_installed(&nginx)?;
-    super::init::ensure(config, &up::say)?;
+    super::init::ensure(config)?;
     // A change of nginx.switch takes effect here, at no cost: NGINX is not running yet, so
     // the include (and the link) are simply written the configured mode's way.
     if let Some(route) = State::read(config)?.route() {
         if route.mode != config.nginx.switch {
             switch::write(config, &layout, route.slot)?;
-            up::say(&format!(
+            info!(
                 "nginx.switch is now \"{}\" (it was \"{}\"): the NGINX include routes to {} that way",
                 config.nginx.switch, route.mode, route.slot
-            ));
+            );
         }
     }
     up::nginx::write_files(config, &layout)?;

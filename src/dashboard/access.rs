@@ -8,8 +8,7 @@
 //! page reaches each slot's own counters, whose addresses follow `nginx.switch` (a TCP port,
 //! or a unix socket). It is written whole by `init` (which the package's postinst runs
 //! before it reloads NGINX) and by `up` at every start; `bluegreen restart`, which applies a
-//! config change, rewrites it and reloads NGINX when it changed
-//! (`crate::nginx::Nginx::apply_includes`).
+//! config change, rewrites it and reloads NGINX when it changed (`crate::site::apply`).
 //!
 //! The values end up in NGINX's configuration, so they are parsed, not passed through: each
 //! is an IPv4 or IPv6 address or network ([`parse`]), and the file holds only what the parser
@@ -95,11 +94,7 @@ pub fn write(config: &Config, path: &Path) -> Result<bool, NginxError> {
     if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
         return Ok(false);
     }
-    fsutil::write_atomic(path, text.as_bytes()).map_err(|source| NginxError::Io {
-        action: "write",
-        path: path.to_path_buf(),
-        source,
-    })?;
+    fsutil::write_atomic(path, text.as_bytes()).map_err(NginxError::Write)?;
     Ok(true)
 }
 

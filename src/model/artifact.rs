@@ -8,7 +8,6 @@
 //! Format 1 (a linear model of the 13 Boston features) still loads and serves: it is read as
 //! the format-2 artifact it would have been.
 
-use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -160,10 +159,7 @@ impl Artifact {
 
     /// Reads and checks an artifact file of format 1 or 2.
     pub fn load(path: &Path) -> Result<Artifact, ModelError> {
-        let bytes = fs::read(path).map_err(|source| ModelError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = fs_err::read(path).map_err(ModelError::Read)?;
         let corrupt = |why: String| ModelError::Corrupt {
             path: path.to_path_buf(),
             why,
@@ -280,6 +276,7 @@ impl Artifact {
 mod tests {
     use super::*;
     use crate::model::tests::{boston, trained, EXAMPLE};
+    use std::fs;
 
     #[test]
     fn every_kind_round_trips_and_predicts_the_same_after_loading() {

@@ -35,20 +35,17 @@ pub const HOLDOUT_EVERY: usize = 5;
 /// predicting with it.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    /// The file could not be read.
-    #[error("cannot read model {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    /// The file (or the models' folder) could not be read; the `fs-err` source names it.
+    #[error("cannot read a model")]
+    Read(#[source] io::Error),
     /// The file is not an artifact this build can read, or is inconsistent.
     #[error("model {path} is corrupt: {why}")]
     Corrupt { path: PathBuf, why: String },
-    /// The file could not be written (or removed, when pruning).
-    #[error("cannot write model {path}")]
+    /// The file could not be written (or removed, when pruning); the `fs-err` source names
+    /// the file.
+    #[error("cannot write model {version}")]
     Write {
-        path: PathBuf,
+        version: String,
         #[source]
         source: io::Error,
     },

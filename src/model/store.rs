@@ -1,7 +1,6 @@
 //! The artifacts in a models folder: their versions, loading, writing and pruning. Which of
 //! them is the newest, and passing over a corrupt one, is `crate::state`'s to say.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -28,15 +27,10 @@ impl Store {
 
     /// Version ids present, oldest first.
     pub fn versions(&self) -> Result<Vec<String>, ModelError> {
-        let entries = match fs::read_dir(&self.dir) {
+        let entries = match fs_err::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(ModelError::Read {
-                    path: self.dir.clone(),
-                    source,
-                })
-            }
+            Err(source) => return Err(ModelError::Read(source)),
         };
         let mut versions: Vec<(u64, String)> = entries
             .filter_map(Result::ok)
@@ -77,7 +71,7 @@ impl Store {
     pub fn write(&self, artifact: &Artifact) -> Result<PathBuf, ModelError> {
         let path = self.path_of(&artifact.version);
         let write_err = |source| ModelError::Write {
-            path: path.clone(),
+            version: artifact.version.clone(),
             source,
         };
         if path.exists() {
@@ -100,7 +94,10 @@ impl Store {
                 continue;
             }
             let path = self.path_of(&version);
-            fs::remove_file(&path).map_err(|source| ModelError::Write { path, source })?;
+            fs_err::remove_file(&path).map_err(|source| ModelError::Write {
+                version: version.clone(),
+                source,
+            })?;
             removed.push(version);
         }
         Ok(removed)

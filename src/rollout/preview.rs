@@ -60,11 +60,7 @@ pub fn write(config: &Config, path: &Path) -> Result<bool, NginxError> {
     if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
         return Ok(false);
     }
-    fsutil::write_atomic(path, text.as_bytes()).map_err(|source| NginxError::Io {
-        action: "write",
-        path: path.to_path_buf(),
-        source,
-    })?;
+    fsutil::write_atomic(path, text.as_bytes()).map_err(NginxError::Write)?;
     Ok(true)
 }
 

@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use tracing::{info, warn};
+
 use crate::deploy::{DeployError, Deployer, Done, Failure, RestingError, StepError};
 use crate::history::{Action, Intent, Outcome, Phase, Record};
 use crate::slot::Slot;
@@ -39,18 +41,18 @@ impl Deployer<'_> {
         let settings = &self.config.rollout;
         if settings.promote == Promote::Manual && !promoting {
             intent.manual = true;
-            (self.say)(&format!(
+            info!(
                 "{to} serves {version} and waits: preview it through NGINX with the header `X-Bluegreen-Preview: 1`, then `bluegreen promote` or `bluegreen abort`"
-            ));
+            );
             return Ok(Outcome::Waiting);
         }
         if settings.shadow_seconds > 0 {
             self.enter(intent, Phase::Shadow)?;
             self.nginx_change("shadow", from, || switch::set_shadow(&self.layout, true))?;
-            (self.say)(&format!(
+            info!(
                 "NGINX mirrors live requests to {to} for {} s (shadow); clients get {from}'s answers",
                 settings.shadow_seconds
-            ));
+            );
             let report = self.analyse(
                 PhaseKind::Shadow,
                 0,
@@ -73,11 +75,11 @@ impl Deployer<'_> {
                 let split = switch::write_split(self.config, &self.layout, from, percent)?;
                 Ok(switch::set_shadow(&self.layout, false)? || split)
             })?;
-            (self.say)(&format!(
+            info!(
                 "NGINX sends {percent}% of the traffic to {to}, {}% to {from}; analysing for {} s",
                 100 - percent,
                 settings.step_seconds
-            ));
+            );
             let report = self.analyse(
                 PhaseKind::Canary,
                 percent,
@@ -94,10 +96,10 @@ impl Deployer<'_> {
             // The previous slot's whole life is the reference: it gets no traffic now.
             let before = Reading::of(&switch::endpoint(self.config, from)).unwrap_or_default();
             self.enter(intent, Phase::Watch)?;
-            (self.say)(&format!(
+            info!(
                 "watching {to} for {} s with all the traffic",
                 settings.watch_seconds
-            ));
+            );
             let report = self.analyse(
                 PhaseKind::Watch,
                 100,
@@ -159,7 +161,7 @@ impl Deployer<'_> {
 
     /// Records a phase's report and step; returns the reason to stop, if it breached.
     fn judged(&self, intent: &mut Intent, report: PhaseReport, step: &str) -> Option<String> {
-        (self.say)(&report.line());
+        info!(step, "{}", report.line());
         intent.record.step(step);
         let stopped = (!report.passed).then(|| format!("{}: {}", report.title(), report.reason));
         intent.record.rollout.push(report);
@@ -180,9 +182,7 @@ impl Deployer<'_> {
     ) -> Result<Outcome, Failure> {
         intent.record.reason = Some(format!("{reason}; all traffic back on {from}"));
         self.enter(intent, Phase::Abort)?;
-        (self.say)(&format!(
-            "stopping the rollout ({reason}): all traffic back on {from}"
-        ));
+        warn!("stopping the rollout ({reason}): all traffic back on {from}");
         if !self.restore(from, true) {
             return Err(Failure {
                 restored: false,
@@ -268,10 +268,10 @@ impl Deployer<'_> {
             (Some(to), Some(version.clone())),
         );
         record.step("probe");
-        (self.say)(&format!(
+        info!(
             "promoting {version} on {to} (waiting since {}); traffic is on {from}",
             waiting.time
-        ));
+        );
         let mut intent = Intent {
             phase: Phase::Switch,
             pid: std::process::id(),
@@ -315,7 +315,7 @@ impl Deployer<'_> {
             .write_intent(&intent)
             .map_err(|e| Failure::at("intent", e))
             .and_then(|()| {
-                (self.say)(&format!("dropping {version} from {to}"));
+                info!("dropping {version} from {to}");
                 if !self.restore(from, true) {
                     return Err(Failure {
                         restored: false,

@@ -20,6 +20,7 @@
 //! serde_json reads (a unit test checks both on every Boston value and on 17-digit numbers).
 
 use axum::http::StatusCode;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// Why a body's rows cannot be predicted: the status and what is wrong and where. Each
@@ -39,13 +40,44 @@ impl Refusal {
         }
     }
 
-    /// A 400: the body is not JSON.
-    pub fn not_json(e: &serde_json::Error) -> Refusal {
-        Refusal {
-            status: StatusCode::BAD_REQUEST,
-            what: format!("the body is not valid JSON: {e}"),
+    /// Why serde_json refused `body`, which it read as `T`: a 422 naming where a number
+    /// beyond a 64-bit float's range is (see [`out_of_range`]), a 400 for a body that is not
+    /// JSON.
+    pub fn unparsed<'de, T: Deserialize<'de>>(body: &'de [u8], e: &serde_json::Error) -> Refusal {
+        match out_of_range::<T>(body, e) {
+            Some(what) => Refusal::unprocessable(what),
+            None => Refusal {
+                status: StatusCode::BAD_REQUEST,
+                what: format!("the body is not valid JSON: {e}"),
+            },
         }
     }
+}
+
+/// When serde_json refused `body` (read as `T`) for a number beyond a 64-bit float's range
+/// (`1e999`, `-1e400`, an integer of 400 digits): where that number is, and what is wrong with
+/// it. Such a body is JSON (RFC 8259 §6 leaves the range to implementations), so it is the
+/// value that is wrong, as for any other value that is not a finite number (the README's
+/// error table: 422, or the protocols' 400). serde_json stops the whole parse on it and
+/// names only a line and column, so the body is read again, on this rare path only, through
+/// serde_path_to_error, which gives the path to the value in the body's own terms:
+/// `data[0][3]`, `dataframe_records[1].CRIM`, `inputs[0].data[5]`.
+pub fn out_of_range<'de, T: Deserialize<'de>>(
+    body: &'de [u8],
+    e: &serde_json::Error,
+) -> Option<String> {
+    // serde_json's message for its NumberOutOfRange; the error has no public code for it.
+    if !e.to_string().starts_with("number out of range") {
+        return None;
+    }
+    let mut again = serde_json::Deserializer::from_slice(body);
+    let path = serde_path_to_error::deserialize::<_, T>(&mut again)
+        .err()?
+        .path()
+        .to_string();
+    Some(format!(
+        "{path} must be a finite number, not one beyond the range of a 64-bit float (magnitudes up to about 1.8e308)"
+    ))
 }
 
 /// Top-level keys of `POST /`'s body.
@@ -148,7 +180,8 @@ impl Scan<'_> {
 /// Reads the body of `POST /` the careful way (see the module doc), naming what is wrong
 /// and where. Returns the rows as one row-major block of `features.len()` values each.
 pub fn read_body(body: &[u8], features: &[String]) -> Result<Vec<f64>, Refusal> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| Refusal::not_json(&e))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| Refusal::unparsed::<Value>(body, &e))?;
     let Some(object) = value.as_object() else {
         return Err(Refusal::unprocessable(format!(
             "the body must be an object with a \"data\" field, not {}: {{\"data\": [[{} numbers]]}}",

@@ -100,7 +100,8 @@ fn read(body: &[u8], features: &[String]) -> Result<Vec<f64>, Refusal> {
     if let Some(rows) = rows::read_common(body, "instances", features.len()) {
         return Ok(rows);
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| Refusal::not_json(&e))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| Refusal::unparsed::<Value>(body, &e))?;
     let Some(object) = value.as_object() else {
         return Err(Refusal::unprocessable(format!(
             "the body must be an object with an \"instances\" field, not {}",

@@ -336,6 +336,9 @@ async fn answer(state: &AppState, request: Request) -> Result<Response, Refusal>
         None => (&body[..], &[][..]),
     };
     let request: InferRequest = serde_json::from_slice(json).map_err(|e| {
+        if let Some(what) = super::rows::out_of_range::<InferRequest>(json, &e) {
+            return bad(what);
+        }
         let more = if header_length.is_none() && e.to_string().contains("trailing") {
             " (binary tensor data needs the Inference-Header-Content-Length header)"
         } else {

@@ -17,7 +17,6 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
-use super::say;
 use super::slots::Slots;
 use crate::config::Config;
 use crate::layout::Layout;
@@ -25,6 +24,7 @@ use crate::nginx::Nginx;
 use crate::slot::Slot;
 use crate::supervisor::{Supervisor, SupervisorError};
 use crate::switch::{self, Endpoint};
+use tracing::info;
 
 /// The listening sockets `up` holds, by the config key that named them at its start.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -73,9 +73,7 @@ pub async fn serve(listener: UnixListener, slots: Slots, held: Addresses) {
             let answer = match line.trim().split_once(' ') {
                 Some(("restart", name)) => match name.parse::<Slot>() {
                     Ok(slot) => {
-                        say(&format!(
-                            "restarting {slot}, as asked on the control socket"
-                        ));
+                        info!("restarting {slot}, as asked on the control socket");
                         match slots.restart(slot).await {
                             Ok(()) => "ok".to_string(),
                             Err(why) => format!("error {why}"),

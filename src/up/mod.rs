@@ -44,11 +44,7 @@ use crate::slot::Slot;
 use crate::state::State;
 use child::SelfCommand;
 use slots::Slots;
-
-/// Prints one line of `up`'s log.
-pub(crate) fn say(line: &str) {
-    crate::cmd::say(&format!("[up] {line}"));
-}
+use tracing::{info, warn};
 
 /// Runs the system until SIGINT or SIGTERM. The state folder and NGINX's files must exist
 /// (`cmd::up` sees to that); this must run on a single-threaded runtime (see [`child::setup`]).
@@ -76,8 +72,22 @@ pub async fn run(config: &Config, layout: Layout, nginx: Nginx) -> anyhow::Resul
         let _ = std::fs::remove_file(layout.notify_socket(slot));
     }
     outcome?;
-    say("stopped");
+    info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// How to add data, in words that fit `[data]`: sample rows exist for the Boston demo only
+/// (`add-data --sample`).
+fn add_data_hint(data: &crate::config::Data) -> String {
+    let schema = crate::data::Schema::of(data);
+    if schema.is_boston() {
+        "add data with `bluegreen add-data --sample 2`".to_string()
+    } else {
+        format!(
+            "add data with `bluegreen add-data FILE` (CSV with the columns {}) or `--row \"v1,…\"`",
+            schema.header()
+        )
+    }
 }
 
 /// Starts the slots (the active one first), NGINX and the trainer; serves until SIGINT or
@@ -91,33 +101,30 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let active = State::read(config)?.active().unwrap_or(Slot::Blue);
     let started = Instant::now();
-    say(&format!(
-        "starting {active} (active) and waiting for READY=1"
-    ));
+    info!("starting {active} (active) and waiting for READY=1");
     if let Err(why) = slots.restart(active).await {
         bail!("the active slot {active} did not start: {why}");
     }
     // The resting slot is not needed to serve; without it only a rollback is impossible,
     // and its supervisor keeps trying to start it. So it is a warning, not a failure.
     let resting = active.other();
-    say(&format!(
-        "starting {resting} (resting) and waiting for READY=1"
-    ));
+    info!("starting {resting} (resting) and waiting for READY=1");
     if let Err(why) = slots.restart(resting).await {
-        say(&format!(
-            "warning: the resting slot {resting} did not start: {why}; serving from {active} alone meanwhile"
-        ));
+        warn!(
+            "the resting slot {resting} did not start: {why}; serving from {active} alone meanwhile"
+        );
     }
     front.start(Some(active)).await?;
     let (stop_nginx, stopped) = oneshot::channel();
     let front = tokio::spawn(front.supervise(stopped));
     let trainer = tokio::spawn(trainer::run(me.clone(), wake.clone()));
     wake.notify_one();
-    say(&format!(
-        "bluegreen is up in {:.1}s: http://127.0.0.1:{}/ → {active}; add data with `bluegreen add-data --sample 2`, see `bluegreen status`; Ctrl-C stops",
+    info!(
+        "bluegreen is up in {:.1}s: http://127.0.0.1:{}/ → {active}; {}, see `bluegreen status`; Ctrl-C stops",
         started.elapsed().as_secs_f64(),
-        config.public_port
-    ));
+        config.public_port,
+        add_data_hint(&config.data)
+    );
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -125,7 +132,7 @@ async fn serve(
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-    say("stopping: trainer, NGINX, slots");
+    info!("stopping: trainer, NGINX, slots");
     trainer.abort();
     let _ = trainer.await;
     let _ = stop_nginx.send(());

@@ -34,12 +34,12 @@ use tokio::time::{sleep, Instant};
 
 use super::child;
 use super::listeners::{self, Held};
-use super::say;
 use crate::config::Config;
 use crate::http;
 use crate::layout::Layout;
 use crate::nginx::{self, Nginx};
 use crate::slot::Slot;
+use tracing::{info, warn};
 
 /// NGINX's own default `listen` backlog on Linux (NGX_LISTEN_BACKLOG; the `listen`
 /// directive's docs), so the held socket queues as many connections as NGINX's would.
@@ -70,8 +70,7 @@ pub fn check_installed(nginx: &Nginx) -> anyhow::Result<()> {
 /// Writes the main configuration and the site that `up`'s NGINX runs with.
 pub fn write_files(config: &Config, layout: &Layout) -> anyhow::Result<()> {
     let dir = layout.nginx_dir();
-    std::fs::create_dir_all(dir.join("tmp"))
-        .with_context(|| format!("cannot create {}", dir.join("tmp").display()))?;
+    fs_err::create_dir_all(dir.join("tmp"))?;
     let site = nginx::render_site(config, &layout.upstream_include());
     for (name, text) in [
         ("site.conf", site),
@@ -152,9 +151,7 @@ impl Front {
         let mut child = cmd.spawn().context("cannot start NGINX")?;
         let pid = child.id().unwrap_or(0) as i32;
         let public = SocketAddr::from(([127, 0, 0, 1], self.config.public_port));
-        say(&format!(
-            "started NGINX (pid {pid}), waiting for it on {public}"
-        ));
+        info!("started NGINX (pid {pid}), waiting for it on {public}");
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -212,10 +209,10 @@ impl Front {
                 status = child.wait() => {
                     self.child = None;
                     let strays = signal_group(pid, Signal::SIGQUIT);
-                    say(&format!(
+                    warn!(
                         "NGINX (pid {pid}) exited unexpectedly ({}); stopped its {strays} stray worker(s) gracefully; starting it again",
                         child::describe(status.ok())
-                    ));
+                    );
                     let grace = self.config.worker_shutdown_timeout() + Duration::from_secs(1);
                     tokio::spawn(async move {
                         sleep(grace).await;
@@ -236,13 +233,13 @@ impl Front {
         loop {
             match self.start(None).await {
                 Ok(()) => {
-                    say("NGINX is back");
+                    info!("NGINX is back");
                     return true;
                 }
-                Err(e) => say(&format!(
+                Err(e) => warn!(
                     "NGINX did not come back: {e:#}; trying again in {} ms",
                     pause.as_millis()
-                )),
+                ),
             }
             tokio::select! {
                 _ = &mut *stop => return false,

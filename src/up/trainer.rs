@@ -5,8 +5,8 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::child::SelfCommand;
-use super::say;
 use crate::cmd::train::{EXIT_REFUSED, EXIT_TRAINED_IF_DUE};
+use tracing::warn;
 
 /// Runs `train --if-due` and, when it trained, `deploy` — once per wake-up. A change that
 /// arrives while they run leaves a stored permit in `wake`, so it is never lost.
@@ -22,16 +22,16 @@ pub async fn run(me: SelfCommand, wake: Arc<Notify>) {
             Ok(Some(code)) if code == EXIT_TRAINED_IF_DUE as i32 => {
                 match me.command(&["deploy"]).status().await {
                     Ok(s) if s.success() => {}
-                    Ok(s) => say(&format!("deploy did not complete ({s}); see above")),
-                    Err(e) => say(&format!("cannot run deploy: {e}")),
+                    Ok(s) => warn!("deploy did not complete ({s}); see above"),
+                    Err(e) => warn!("cannot run deploy: {e}"),
                 }
             }
             Ok(Some(0)) => {}
             Ok(Some(code)) if code == EXIT_REFUSED as i32 => {}
             // The training recorded its failure in the history itself (`status` shows it).
-            Ok(Some(code)) => say(&format!("training failed (exit status {code}); see above")),
-            Ok(None) => say("training was killed by a signal; see above"),
-            Err(e) => say(&format!("cannot run training: {e}")),
+            Ok(Some(code)) => warn!("training failed (exit status {code}); see above"),
+            Ok(None) => warn!("training was killed by a signal; see above"),
+            Err(e) => warn!("cannot run training: {e}"),
         }
     }
 }

@@ -84,7 +84,15 @@ fn diabetes_with_a_random_forest_goes_through_the_whole_cycle() {
         "{err}"
     );
 
-    let _up = env.up();
+    let up = env.up();
+    // Its banner suggests what works for this data: no sample rows but the Boston demo's.
+    assert!(
+        up.banner.contains(
+            "add data with `bluegreen add-data FILE` (CSV with the columns age,sex,bmi,bp,s1,s2,s3,s4,s5,s6,progression)"
+        ) && !up.banner.contains("--sample"),
+        "{}",
+        up.banner
+    );
     let body = format!("{{\"data\": [[{}]]}}", csv_row(&rows[3]));
     let r = post(env.public, &body);
     assert_eq!(r.status, 200, "{:?}", r.json());

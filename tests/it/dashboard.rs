@@ -66,7 +66,7 @@ fn only_this_host_and_the_listed_addresses_see_the_dashboard_the_rest_get_a_json
     allow(&env, &[&format!("{OTHER}/32")]);
     let out = env.ok(&["restart"]);
     assert!(
-        out.contains("NGINX reloaded with the dashboard's new include"),
+        out.contains("NGINX reloaded with what the config renders now: the dashboard's include"),
         "{out}"
     );
     let include = util::read(&env.state().join("nginx/dashboard.conf"));

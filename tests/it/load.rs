@@ -211,7 +211,7 @@ fn send(
     }
     let c = conn.as_mut().expect("connected above");
     c.get_mut().write_all(request)?;
-    http::read_response(c)
+    crate::util::read_response(c)
 }
 
 /// True when the peer has closed an idle connection: a non-blocking peek sees end of file.

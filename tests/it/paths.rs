@@ -62,3 +62,48 @@ fn every_spelling_of_a_route_is_answered_through_nginx_under_load() {
         );
     }
 }
+
+/// Paths NGINX refuses with a 400 before choosing a location: a `..` that climbs above the
+/// root once `%XX` escapes are decoded, a malformed escape, an escaped NUL. A slot asked
+/// directly answers them the same way, in JSON; a path that stays below the root once decoded
+/// is answered by both.
+#[test]
+fn a_path_nginx_refuses_is_a_400_in_json_from_a_slot_too() {
+    let env = Env::new();
+    let _up = env.up();
+    for path in [
+        "/..",
+        "/../",
+        "/../inference",
+        "/./..",
+        "/inference/../..",
+        "/..?source=locust",
+        "/%2e%2e",
+        "/.%2E",
+        "/a/%2e%2e/%2e%2e",
+        "/%2f..",
+        "/inference/..%2f..",
+        "/%zz",
+        "/%",
+        "/inference%4",
+        "/%00",
+        "/inference%00",
+    ] {
+        for addr in [env.public, env.blue] {
+            let r = request(addr, "POST", path, EXAMPLE);
+            assert_json_error(&r, 400, &format!("POST {path} via {addr}"));
+        }
+    }
+    for path in ["/a%2fb/../..", "/inference/.."] {
+        for addr in [env.public, env.blue] {
+            let r = request(addr, "POST", path, EXAMPLE);
+            assert_eq!(r.status, 200, "POST {path} via {addr}: {:?}", r.json());
+        }
+    }
+    let r = request(env.blue, "POST", "/%2e%2e", EXAMPLE);
+    let error = r.json().unwrap()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("\"/%2e%2e\" climbs above the root"),
+        "{error}"
+    );
+}

@@ -488,3 +488,103 @@ fn the_api_examples_in_the_readme_work_as_written() {
     );
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), expected);
 }
+
+/// A number beyond a 64-bit float's range (`1e999`, `-1e400`, an integer of 400 digits) is
+/// JSON, so it is a bad value like any other that is not a finite number: `POST /` answers
+/// 422 and the protocols their 400, each naming where the number is, in every row format
+/// that can carry one. serde_json refuses the whole body for it, which used to be a 400 "not
+/// valid JSON" naming only a line and a column.
+#[test]
+fn a_number_beyond_a_64_bit_float_is_a_bad_value_named_by_its_row_and_column() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let (child, addr) = serve(&env, None);
+    let huge = format!("1{}", "0".repeat(400));
+    for big in ["1e999", "-1e400", huge.as_str()] {
+        let mut row: Vec<String> = ROW.iter().map(f64::to_string).collect();
+        row[3] = big.to_string();
+        let list = format!("[{}]", row.join(", "));
+        let named = |i: usize| format!("\"{}\": {}", FEATURES[i], row[i]);
+        let object = format!("{{{}}}", (0..13).map(named).collect::<Vec<_>>().join(", "));
+        let columns = json!(FEATURES).to_string();
+        for (path, body, status, place) in [
+            (
+                "/",
+                format!(r#"{{"data": [{EXAMPLE_ROW}, {list}]}}"#),
+                422,
+                "data[1][3]",
+            ),
+            (
+                "/inference",
+                format!(r#"{{"data": [{object}]}}"#),
+                422,
+                "data[0].CHAS",
+            ),
+            (
+                "/",
+                format!(r#"{{"columns": {columns}, "data": [{list}]}}"#),
+                422,
+                "data[0][3]",
+            ),
+            (
+                "/",
+                format!(r#"{{"dataframe_split": {{"columns": {columns}, "data": [{list}]}}}}"#),
+                422,
+                "dataframe_split.data[0][3]",
+            ),
+            (
+                "/",
+                format!(r#"{{"dataframe_records": [{object}]}}"#),
+                422,
+                "dataframe_records[0].CHAS",
+            ),
+            (
+                "/v1/models/bluegreen:predict",
+                format!(r#"{{"instances": [{EXAMPLE_ROW}, {list}]}}"#),
+                400,
+                "instances[1][3]",
+            ),
+            (
+                "/v1/models/bluegreen:predict",
+                format!(r#"{{"instances": [{object}]}}"#),
+                400,
+                "instances[0].CHAS",
+            ),
+            (
+                "/v2/models/bluegreen/infer",
+                format!(
+                    r#"{{"inputs": [{{"name": "input-0", "shape": [1, 13], "datatype": "FP64", "data": {list}}}]}}"#
+                ),
+                400,
+                "inputs[0].data[3]",
+            ),
+            (
+                "/v2/models/bluegreen/infer",
+                format!(
+                    r#"{{"inputs": [{{"name": "input-0", "shape": [1, 13], "datatype": "FP32", "data": [{list}]}}]}}"#
+                ),
+                400,
+                "inputs[0].data[0][3]",
+            ),
+        ] {
+            let r = request(addr, "POST", path, &body);
+            let what = format!("{big:.10} in POST {path} {body:.60}");
+            let error = if path.starts_with("/v") {
+                protocol_error(&r, status, &what)
+            } else {
+                crate::util::assert_json_error(&r, status, &what)
+            };
+            assert!(
+                error.contains(&format!(
+                    "{place} must be a finite number, not one beyond the range of a 64-bit float"
+                )),
+                "{what}: {error}"
+            );
+        }
+    }
+    assert!(stop(child).success());
+}
+
+/// The example row as JSON numbers.
+const EXAMPLE_ROW: &str =
+    "[0.00632, 18, 2.31, 0, 0.538, 6.575, 65.2, 4.09, 1, 296, 15.3, 396.9, 4.98]";

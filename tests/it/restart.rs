@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::load::{assert_no_failures, Load};
+use crate::load::{assert_no_failures, Client, Load};
 use crate::util::{read, request, stdout, Env};
 
 /// A request of `rows` copies of the example row.
@@ -118,4 +118,81 @@ fn restart_refuses_a_bad_config_and_restarts_nothing() {
         before,
         "no slot was restarted"
     );
+}
+
+/// NGINX's side of a configuration change (issue 8 §3): limits and timeouts that live in
+/// NGINX's site reach NGINX on `bluegreen restart`, with one reload, and `bluegreen check`
+/// warns until then; a restart that changes nothing of NGINX's reloads nothing. Keep-alive
+/// clients here retry a request once when a reused connection closes before any answer, as
+/// the README asks of clients, since a reload closes idle keep-alive connections.
+#[test]
+fn restart_applies_nginxs_side_of_a_config_change_and_reloads_it_only_then() {
+    let env = Env::new();
+    let _up = env.up();
+    let site = env.state().join("nginx/site.conf");
+    let mut config: toml::Table = read(&env.config).parse().unwrap();
+    config.insert(
+        "limits".into(),
+        toml::toml! { max_body_bytes = 4096 }.into(),
+    );
+    config["nginx"]
+        .as_table_mut()
+        .unwrap()
+        .insert("upstream_timeout_secs".into(), 7.into());
+    std::fs::write(&env.config, toml::to_string(&config).unwrap()).unwrap();
+    let out = env.exits(&["check"], 0);
+    let warned = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        warned.contains("site.conf (the site): differs from what this configuration renders")
+            && warned.contains("client_max_body_size 2097152;")
+            && warned.contains("hint: `bluegreen restart` writes it and reloads NGINX"),
+        "{warned}"
+    );
+
+    let load = Load::mixed(env.public, &[(Client::Retrying, 16), (Client::Fresh, 8)]);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = env.exits(&["restart"], 0);
+    std::thread::sleep(Duration::from_millis(300));
+    let results = load.finish();
+    println!("restart with NGINX's side changed, under load: {results:?}");
+    assert_no_failures(&results);
+    let said = stdout(&out);
+    assert!(
+        said.contains("NGINX reloaded with what the config renders now: the site"),
+        "{said}"
+    );
+    let text = read(&site);
+    assert!(
+        text.contains("client_max_body_size 4096;") && text.contains("proxy_read_timeout 7s;"),
+        "{text}"
+    );
+    // NGINX itself now refuses a body over the new limit, in JSON, before any slot sees it.
+    let r = request(env.public, "POST", "/", &rows(60));
+    let error = crate::util::assert_json_error(&r, 413, "a body over 4096 bytes");
+    assert!(error.contains("larger than 4096 bytes"), "{error}");
+    assert_eq!(r.header("x-slot"), None, "NGINX answered it itself");
+    let out = env.exits(&["check"], 0);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Nothing of NGINX's changed: no reload, so no client's keep-alive connection is closed,
+    // and NGINX's workers are the same processes.
+    let nginx = bluegreen::nginx::Nginx::local(
+        &bluegreen::config::Config::from_file(&env.config).unwrap(),
+        &bluegreen::layout::Layout::new(&env.state()),
+    );
+    let mut workers = nginx.workers();
+    let load = Load::issue8(env.public);
+    std::thread::sleep(Duration::from_millis(300));
+    let said = stdout(&env.exits(&["restart"], 0));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_no_failures(&load.finish());
+    assert!(!said.contains("NGINX reloaded"), "{said}");
+    let mut now = nginx.workers();
+    workers.sort();
+    now.sort();
+    assert_eq!(workers, now, "NGINX was not reloaded");
 }

@@ -179,7 +179,7 @@ fn nginx_preview_from_lets_an_address_preview_once_restart_applied_it() {
     // Applied while the candidate waits: the slots restart, the candidate still waits.
     let out = env.ok(&["restart"]);
     assert!(
-        out.contains("NGINX reloaded with the previews' new include"),
+        out.contains("NGINX reloaded with what the config renders now: the previews' include"),
         "{out}"
     );
     assert_eq!(

@@ -117,8 +117,8 @@ fn every_bad_request_gets_a_4xx_json_error_that_says_what_and_where() {
         (
             "POST",
             r#"{"data": [[1,2,3,4,5,6,7,8,9,10,11,12,1e999]]}"#.into(),
-            400,
-            "not valid JSON",
+            422,
+            "data[0][12] must be a finite number, not one beyond the range of a 64-bit float",
         ),
         (
             "POST",

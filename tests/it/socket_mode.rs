@@ -23,7 +23,7 @@ fn ask(conn: &mut BufReader<UnixStream>) -> Option<String> {
         EXAMPLE.len()
     );
     conn.get_mut().write_all(request.as_bytes()).unwrap();
-    let r = bluegreen::http::read_response(conn).unwrap();
+    let r = crate::util::read_response(conn).unwrap();
     assert_eq!(r.status, 200);
     r.header("connection").map(str::to_string)
 }

@@ -204,7 +204,8 @@ fn every_bad_export_is_refused_with_a_hint_and_writes_nothing() {
 
     let missing = server.fails(&["import", "/nonexistent/file.export"], 1);
     assert!(
-        missing.contains("cannot read /nonexistent/file.export"),
+        missing.contains("cannot read the export: failed to ")
+            && missing.contains("`/nonexistent/file.export`: No such file or directory"),
         "{missing}"
     );
     let unknown = trainer.fails(&["export", "v0042-nope"], 1);

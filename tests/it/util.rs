@@ -142,21 +142,30 @@ impl Env {
         cmd.envs(vars.iter().copied());
         let mut child = cmd
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
-        // Echo `up`'s output (the test harness shows it for a failed test) and look for
-        // the line that says it is up.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                println!("  | {line}");
-                let _ = tx.send(line);
-            }
-        });
-        let mut up = Up { child, lines: rx };
-        up.wait_for_line("bluegreen is up");
+        // Echo `up`'s output, its information (stdout) and its warnings (stderr), as the
+        // test harness shows it for a failed test, and look for the lines a test waits for.
+        let echo = |stream: Box<dyn std::io::Read + Send>, tx: mpsc::Sender<String>| {
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    println!("  | {line}");
+                    let _ = tx.send(line);
+                }
+            })
+        };
+        echo(Box::new(stdout), tx.clone());
+        echo(Box::new(stderr), tx);
+        let mut up = Up {
+            child,
+            lines: rx,
+            banner: String::new(),
+        };
+        up.banner = up.wait_for_line("bluegreen is up");
         up
     }
 
@@ -299,16 +308,19 @@ pub fn get(addr: SocketAddr, path: &str) -> http::Response {
 pub struct Up {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// The line that said it is up.
+    pub banner: String,
 }
 
 impl Up {
-    /// Waits (up to 60 s) for a line of `up`'s output that contains `needle`.
-    pub fn wait_for_line(&mut self, needle: &str) {
+    /// Waits (up to 60 s) for a line of `up`'s output (stdout or stderr) that contains
+    /// `needle`; returns it.
+    pub fn wait_for_line(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return,
+                Ok(line) if line.contains(needle) => return line,
                 Ok(_) => {}
                 Err(_) => {
                     let _ = self.child.kill();
@@ -377,7 +389,61 @@ pub fn raw(addr: SocketAddr, bytes: &[u8]) -> http::Response {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let _ = stream.write_all(bytes);
-    http::read_response(&mut BufReader::new(stream)).unwrap()
+    read_response(&mut BufReader::new(stream)).unwrap()
+}
+
+/// Reads one answer from a connection the test wrote its request to itself (raw bytes,
+/// keep-alive): the head through `httparse`, then a `Content-Length` body, or everything to
+/// the end of the stream. Slots and NGINX do not answer these tests chunked; a chunked
+/// answer is refused here rather than misread.
+pub fn read_response(reader: &mut impl BufRead) -> std::io::Result<http::Response> {
+    use std::io::{Error, ErrorKind};
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        if reader.read_until(b'\n', &mut head)? == 0 {
+            let kind = if head.is_empty() {
+                ErrorKind::UnexpectedEof
+            } else {
+                ErrorKind::InvalidData
+            };
+            return Err(Error::new(kind, "connection closed before a whole answer"));
+        }
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Response::new(&mut headers);
+    parsed
+        .parse(&head)
+        .map_err(|e| Error::new(ErrorKind::InvalidData, e))?;
+    let status = parsed.code.unwrap_or_default();
+    let headers: Vec<(String, String)> = parsed
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+    if find("transfer-encoding").is_some() {
+        return Err(Error::new(ErrorKind::InvalidData, "a chunked answer"));
+    }
+    let mut body = Vec::new();
+    match find("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        Some(n) => {
+            body.resize(n, 0);
+            reader.read_exact(&mut body)?;
+        }
+        None => {
+            reader.read_to_end(&mut body)?;
+        }
+    }
+    Ok(http::Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// Asserts an answer NGINX or a slot made for a bad request: `status`, a JSON body with a
@@ -429,11 +495,10 @@ pub fn serve(env: &Env, notify: Option<&Path>) -> (Served, SocketAddr) {
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut line)
         .unwrap();
+    // "blue: active: serving v0001-… on 127.0.0.1:PORT", then the line's fields.
     let addr = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .and_then(|a| a.parse().ok())
+        .split_whitespace()
+        .find_map(|word| word.parse().ok())
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
     (Served(Some(child)), addr)
 }
@@ -540,14 +605,14 @@ pub fn from(
         body.len()
     )
     .unwrap();
-    http::read_response(&mut BufReader::new(stream)).unwrap()
+    read_response(&mut BufReader::new(stream)).unwrap()
 }
 
 /// [`preview`] from the local address `source` ([`connect_from`]).
 pub fn preview_from(source: std::net::Ipv4Addr, addr: SocketAddr, path: &str) -> http::Response {
     let mut stream = connect_from(source, addr);
     stream.write_all(preview_request(path).as_bytes()).unwrap();
-    http::read_response(&mut BufReader::new(stream)).unwrap()
+    read_response(&mut BufReader::new(stream)).unwrap()
 }
 
 fn preview_request(path: &str) -> String {

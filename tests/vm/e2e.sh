@@ -245,6 +245,20 @@ dashboard_checks() {
     fi
 }
 
+# Logs (issue 12): journald took each line's priority from its `<N>` prefix and left plain
+# text without colours, and the slots' readiness lines are information, not warnings.
+journal_reads_well() {
+    local all info warnings ready='blue: (active|resting).*serving'
+    all=$(journalctl -b -q -o cat -u 'bluegreen*')
+    grep -qE "$ready" <<<"$all" || { echo "no readiness line for blue"; return 1; }
+    ! grep -E '^<[0-7]>' <<<"$all" || { echo "a raw priority prefix is left"; return 1; }
+    ! grep -F $'\x1b[' <<<"$all" || { echo "colours in the journal"; return 1; }
+    info=$(journalctl -b -q -o cat -p info..info -u bluegreen@blue.service)
+    grep -qE "$ready" <<<"$info" || { echo "the readiness line is not at priority info"; return 1; }
+    warnings=$(journalctl -b -q -o cat -p warning -u bluegreen@blue.service)
+    ! grep -E "$ready" <<<"$warnings" || { echo "the readiness line is a warning"; return 1; }
+}
+
 # =============================================================================================
 before_reboot() {
     section "install"
@@ -303,6 +317,21 @@ before_reboot() {
             fail "$unit exposure ${score:-unknown} (limit $limit)"
         fi
     done
+
+    section "man page and shell completions (issue 12)"
+    # man without a terminal prints the page as plain text; LC_ALL=C keeps its hyphens ASCII.
+    check "man bluegreen shows the page, naming the commands' pages" bash -c \
+        'LC_ALL=C MANWIDTH=100 man bluegreen | grep -q "bluegreen-rollback(1)"'
+    check "man bluegreen-train shows the command's page" bash -c \
+        'LC_ALL=C MANWIDTH=100 man bluegreen-train | grep -q -- "--if-due"'
+    check "bash-completion loads the completion on demand and completes a command" bash -c \
+        'source /usr/share/bash-completion/bash_completion && __load_completion bluegreen \
+         && COMP_WORDS=(bluegreen rol) COMP_CWORD=1 && _bluegreen bluegreen rol bluegreen \
+         && [[ "${COMPREPLY[*]}" == rollback ]]'
+    check "the zsh and fish completions are where those shells look" test -s /usr/share/zsh/vendor-completions/_bluegreen \
+        -a -s /usr/share/fish/vendor_completions.d/bluegreen.fish
+
+    check "the journal holds the slots' lines as plain text, each at its priority (issue 12)" journal_reads_well
 
     section "maintainer scripts are safe to run twice"
     local before_active before_model version
@@ -554,7 +583,7 @@ manual_promote() {
     sed -i 's/^#preview_from = \[\]$/preview_from = ["127.0.0.2"]/' "$CONFIG"
     grep -q '^preview_from = \["127.0.0.2"\]$' "$CONFIG" || fail "could not set preview_from in $CONFIG"
     out=$(bluegreen restart 2>&1)
-    if [[ $? == 0 ]] && grep -q "NGINX reloaded with the previews' new include" <<<"$out"; then
+    if [[ $? == 0 ]] && grep -q "NGINX reloaded with what the config renders now: the previews' include" <<<"$out"; then
         pass "with 127.0.0.2 in nginx.preview_from, bluegreen restart rewrites the previews' include and reloads NGINX"
     else
         fail "with 127.0.0.2 in nginx.preview_from, bluegreen restart applies it"; sed 's/^/      | /' <<<"$out" | tail -n 8
@@ -657,6 +686,9 @@ config_bad_everywhere() {
         # Whole outputs, not `| grep -q`: under pipefail an early exit of grep fails the writer.
         text=$(journalctl -b -q -u "bluegreen@$s.service" --since "-2min")
         [[ $text == *"$s: CONFIG IS BAD"* ]] || { echo "no CONFIG IS BAD line in the journal of bluegreen@$s"; return 1; }
+        # A warning for journald (the slot's `<4>` prefix, issue 12), which it strips.
+        text=$(journalctl -b -q -p warning -u "bluegreen@$s.service" --since "-2min")
+        [[ $text == *"$s: CONFIG IS BAD"* ]] || { echo "the CONFIG IS BAD line of bluegreen@$s is not at priority warning"; return 1; }
     done
     text=$(bluegreen status)
     [[ ${text%%$'\n'*} =~ ^'!! CONFIG IS BAD ('.*batch_size ]] || { echo "$text" | head -n3; return 1; }

@@ -27,8 +27,9 @@ MIRROR=${BLUEGREEN_VM_MIRROR:-$(
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 # systemd-sysv: systemd as PID 1. dbus: systemctl/systemd-analyze as on a real host.
 # nginx: the .deb's dependency. curl, jq, procps, iproute2: what e2e.sh uses; wrk: its
-# load (16 keep-alive and 8 `Connection: close` clients at once, failures counted).
-PACKAGES=systemd,systemd-sysv,dbus,nginx,curl,jq,procps,iproute2,ca-certificates,wrk
+# load (16 keep-alive and 8 `Connection: close` clients at once, failures counted). man-db,
+# bash-completion: `man bluegreen` and bash's completion of the installed package (issue 12).
+PACKAGES=systemd,systemd-sysv,dbus,nginx,curl,jq,procps,iproute2,ca-certificates,wrk,man-db,bash-completion
 FLAVOUR=${1:-}
 EXTRA=
 [[ -z $FLAVOUR ]] || EXTRA=${2:?rootfs.sh: a flavour needs its extra packages}

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::layout::Layout;
 use crate::slot::Slot;
 use crate::switch::{self, Endpoint};
+use tracing::info;
 
 /// The slot's role as the include names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,7 +162,7 @@ impl Status {
                 role = now;
                 rests(role == Role::Resting);
                 let line = self.line(&role);
-                crate::cmd::say(&format!("{}: now {line}", self.slot));
+                info!("{}: now {line}", self.slot);
                 let _ = sd_notify::notify(&[NotifyState::Status(&line)]);
             }
         }

@@ -80,12 +80,15 @@ fn a_deploy_that_cannot_write_the_include_reports_and_records_the_real_cause() {
     let load = Load::start(env.public, &[Client::Fresh, Client::Retrying], 2);
     let cause = unwritable.engage();
 
+    let errno = if unwritable.mounted { 28 } else { 13 };
     let err = env.fails(&["deploy"], 1);
+    // What failed, on which file (fs-err names the include's temporary file beside it, the
+    // operation and the OS error), and where traffic is.
     assert!(
         err.contains(&format!(
-            "deploy failed at step \"include\"; traffic stays on blue ({v1}): cannot write {}/upstream.conf: {cause}",
-            nginx_dir.display()
-        )),
+            "deploy failed at step \"include\"; traffic stays on blue ({v1}): cannot write the NGINX include: failed to "
+        )) && err.contains(&format!("`{}/.upstream.conf.tmp.", nginx_dir.display()))
+            && err.trim_end().ends_with(&format!("`: {cause} (os error {errno})")),
         "{err}"
     );
     assert!(!err.contains("deploys.jsonl"), "{err}");
@@ -96,7 +99,9 @@ fn a_deploy_that_cannot_write_the_include_reports_and_records_the_real_cause() {
     assert_eq!(record.outcome, Outcome::Failed);
     let reason = record.reason.unwrap();
     assert!(
-        reason.starts_with("include: cannot write") && reason.contains(cause),
+        reason.starts_with("include: cannot write the NGINX include: failed to ")
+            && reason.contains(".upstream.conf.tmp.")
+            && reason.contains(cause),
         "{reason}"
     );
 
@@ -115,7 +120,8 @@ fn a_deploy_that_cannot_write_the_include_reports_and_records_the_real_cause() {
             "{err}"
         );
         assert!(
-            err.ends_with(&format!("upstream.conf: {cause} (os error 28)\n")),
+            err.contains(".upstream.conf.tmp.")
+                && err.ends_with(&format!("`: {cause} (os error 28)\n")),
             "{err}"
         );
     }

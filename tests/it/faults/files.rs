@@ -187,12 +187,14 @@ fn a_corrupt_artifact_no_slot_serves_is_reported_and_skipped() {
         "{notes}"
     );
 
-    let out = env.ok(&["train", "--if-due"]);
+    // The skip is a warning, on stderr; the rest is on stdout.
+    let out = env.exits(&["train", "--if-due"], 0);
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.contains("skipping a model that cannot be read")
-            && out.contains("v0002-20261126T000000Z.json is corrupt")
-            && out.contains("training not due: 0 since v0001-"),
-        "{out}"
+        err.contains("warning: skipping a model that cannot be read")
+            && err.contains("v0002-20261126T000000Z.json is corrupt")
+            && stdout(&out).contains("training not due: 0 since v0001-"),
+        "{err}"
     );
 
     // The automatic path: add-data → train (skips it, trains v0003) → deploy.
@@ -203,13 +205,14 @@ fn a_corrupt_artifact_no_slot_serves_is_reported_and_skipped() {
     // By hand: deploy skips a corrupt newest artifact and deploys the newest readable one.
     env.ok(&["train"]);
     corrupt(&env, 5);
-    let out = env.ok(&["deploy"]);
+    let out = env.exits(&["deploy"], 0);
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.contains("skipping a model that cannot be read")
-            && out.contains("v0005-20261126T000000Z.json is corrupt"),
-        "{out}"
+        err.contains("warning: skipping a model that cannot be read")
+            && err.contains("v0005-20261126T000000Z.json is corrupt"),
+        "{err}"
     );
-    assert!(out.contains("deployed v0004-"), "{out}");
+    assert!(stdout(&out).contains("deployed v0004-"), "{}", stdout(&out));
     assert!(
         v2.exists(),
         "bluegreen reports the file; removing it is the operator's call"

@@ -11,5 +11,6 @@ mod nginx_errors;
 mod nginx_retry;
 mod promote_kill;
 mod slot_crash;
+mod slot_hang;
 mod slot_shutdown;
 mod slow_clients;

@@ -7,8 +7,6 @@ use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use bluegreen::http;
-
 use crate::util::{price, serve, Env, EXAMPLE};
 
 fn request(keep_alive: bool) -> String {
@@ -33,7 +31,7 @@ fn sigterm_answers_the_request_in_flight_and_closes_idle_connections_cleanly() {
                 .unwrap();
             let mut conn = BufReader::new(stream);
             conn.get_mut().write_all(request(true).as_bytes()).unwrap();
-            assert_eq!(http::read_response(&mut conn).unwrap().status, 200);
+            assert_eq!(crate::util::read_response(&mut conn).unwrap().status, 200);
             conn
         })
         .collect();
@@ -45,7 +43,7 @@ fn sigterm_answers_the_request_in_flight_and_closes_idle_connections_cleanly() {
         .unwrap();
     let mut busy = BufReader::new(stream);
     busy.get_mut().write_all(request(true).as_bytes()).unwrap();
-    assert_eq!(http::read_response(&mut busy).unwrap().status, 200);
+    assert_eq!(crate::util::read_response(&mut busy).unwrap().status, 200);
     let second = request(true);
     let (before, after) = second.split_at(second.len() - EXAMPLE.len() / 2);
     busy.get_mut().write_all(before.as_bytes()).unwrap();
@@ -64,7 +62,7 @@ fn sigterm_answers_the_request_in_flight_and_closes_idle_connections_cleanly() {
         );
     }
     busy.get_mut().write_all(after.as_bytes()).unwrap();
-    let r = http::read_response(&mut busy).unwrap();
+    let r = crate::util::read_response(&mut busy).unwrap();
     assert_eq!(r.status, 200, "{:?}", r.json());
     assert!((price(&r) - 30.23).abs() < 0.01);
     assert_eq!(r.header("connection"), Some("close"));

@@ -1,4 +1,4 @@
-//! Slow clients cannot hold a slot's connection forever (issue 8, §9): a slot closes a
+//! Slow clients cannot hold a slot's or NGINX's connection for long (issue 8, §9): a slot closes a
 //! connection whose request head has not arrived within `limits.header_read_timeout_secs`
 //! (trickled headers, or nothing at all), and answers 408 to a body that has not arrived within
 //! `limits.body_read_timeout_secs`, while other clients are served as usual.
@@ -7,8 +7,6 @@ use std::io::{BufReader, ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-use bluegreen::http;
 
 use crate::load::{assert_no_failures, Client, Load};
 use crate::util::{assert_json_error, serve, stop, Env, EXAMPLE};
@@ -49,7 +47,7 @@ fn trickle(addr: SocketAddr, bytes: &'static [u8], gap: Duration) -> JoinHandle<
             }
             std::thread::sleep(gap);
         }
-        panic!("the slot still holds a slow client's connection after {PATIENCE:?}");
+        panic!("the server still holds a slow client's connection after {PATIENCE:?}");
     })
 }
 
@@ -95,7 +93,7 @@ fn a_slot_closes_slow_and_silent_connections_and_answers_a_slow_body_with_408() 
             std::thread::sleep(Duration::from_millis(300));
         }
     });
-    let r = http::read_response(&mut BufReader::new(&reader)).unwrap();
+    let r = crate::util::read_response(&mut BufReader::new(&reader)).unwrap();
     let error = assert_json_error(&r, 408, "a slow body");
     assert!(
         error.contains("within 1 s (limits.body_read_timeout_secs)"),
@@ -108,4 +106,70 @@ fn a_slot_closes_slow_and_silent_connections_and_answers_a_slow_body_with_408() 
     let results = load.finish();
     assert_no_failures(&results);
     assert!(stop(slot).success());
+}
+
+/// Opens `count` connections to `addr` that each send `bytes` (possibly nothing) and then
+/// nothing more; returns once the server has closed every one of them, or panics after
+/// PATIENCE.
+fn stalled(addr: SocketAddr, count: usize, bytes: &'static [u8]) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut open: Vec<TcpStream> = (0..count)
+            .map(|_| {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                stream.write_all(bytes).unwrap();
+                stream
+            })
+            .collect();
+        let started = Instant::now();
+        while !open.is_empty() {
+            assert!(
+                started.elapsed() < PATIENCE,
+                "NGINX still holds {} of {count} stalled connections after {PATIENCE:?}",
+                open.len()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+            open.retain(|s| !closed(s));
+        }
+    })
+}
+
+/// The same through NGINX (issue 8, §9): its own timeouts for a request's head and body follow
+/// the slots' (`limits.*_read_timeout_secs`), not NGINX's 60 s, so a crowd of connections that
+/// never finish their head, or stall in their body, is closed within those times while other
+/// clients are answered as usual.
+#[test]
+fn nginx_closes_slow_and_silent_connections_while_other_clients_are_answered() {
+    let env = Env::with_extra("[limits]\nheader_read_timeout_secs = 3\nbody_read_timeout_secs = 1");
+    let _up = env.up();
+    let addr = env.public;
+    let load = Load::issue8(addr);
+
+    const PARTIAL: &[u8] = b"POST / HTTP/1.1\r\nHost: bluegreen\r\nContent-Type: appl";
+    const HEAD: &[u8] = b"POST / HTTP/1.1\r\nHost: bluegreen\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    const STALLED_BODY: &[u8] =
+        b"POST / HTTP/1.1\r\nHost: bluegreen\r\nContent-Length: 100\r\n\r\n{\"data\": [[";
+    let crowd = [
+        stalled(addr, 1000, b""),
+        stalled(addr, 1000, PARTIAL),
+        stalled(addr, 100, STALLED_BODY),
+    ];
+    // Heads trickled a byte every 100 ms (30 s to finish): NGINX's clock for the head runs
+    // from the connection's opening, whatever arrives meanwhile.
+    let trickled: Vec<_> = (0..10)
+        .map(|_| trickle(addr, HEAD, Duration::from_millis(100)))
+        .collect();
+    for client in trickled {
+        let sent = client.join().unwrap();
+        assert!(
+            sent < HEAD.len(),
+            "the head was never whole, yet NGINX waited for it"
+        );
+    }
+    for stalled in crowd {
+        stalled.join().unwrap();
+    }
+    // The load ran beside all of it.
+    let results = load.finish();
+    println!("beside 2,110 slow connections through NGINX: {results:?}");
+    assert_no_failures(&results);
 }
