@@ -267,7 +267,10 @@ impl hyper::service::Service<Request<Incoming>> for App {
                 return Box::pin(std::future::ready(Ok(response)));
             }
         }
-        let counted = !crate::dashboard::is_dashboard_path(request.uri().path());
+        let counted = {
+            let path = request.uri().path();
+            !crate::dashboard::is_dashboard_path(path) && !is_probe_path(path)
+        };
         if mirrored {
             request.extensions_mut().insert(Mirrored { started });
         }
@@ -384,6 +387,18 @@ fn hint(status: StatusCode) -> &'static str {
 /// The routes, for the hint of a 404 or 405.
 const ROUTES: &str =
     "predictions are POST / or POST /inference; GET /healthz, /readyz, /model, /metrics; the inference protocols are under /v2 (Open Inference Protocol) and /v1/models (KServe v1)";
+
+/// Whether `path` (in normal form) is one that monitors poll rather than clients use:
+/// `/metrics` and the health routes. They are not counted in the request figures, so a
+/// rollout's own polling of `/metrics` (two a second) cannot pass as traffic that a
+/// candidate answered well (issue 11: a candidate that failed every prediction passed its
+/// canary steps on its metric polls alone), and a scraper does not dilute the error rate.
+fn is_probe_path(path: &str) -> bool {
+    matches!(
+        path,
+        "/metrics" | "/healthz" | "/readyz" | "/v2/health/live" | "/v2/health/ready"
+    )
+}
 
 /// Adds the version and slot headers to an answer and, if `counted`, records its status and
 /// latency. The dashboard's requests are not counted (see `live`); a mirrored copy (issue 11)
@@ -563,7 +578,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     use std::fmt::Write;
     let m = &state.metrics;
     let mut out = String::new();
-    out.push_str("# HELP bluegreen_requests_total HTTP requests answered, by status.\n");
+    out.push_str("# HELP bluegreen_requests_total HTTP requests answered, by status; not /metrics, the health routes nor the dashboard.\n");
     out.push_str("# TYPE bluegreen_requests_total counter\n");
     for (i, counter) in m.by_status.iter().enumerate() {
         let n = counter.load(Ordering::Relaxed);
