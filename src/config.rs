@@ -629,13 +629,10 @@ impl Config {
         if self.slots.blue == self.slots.green {
             bad("slots.green", "is the same address as slots.blue".into());
         }
-        if !(0.0..=10.0).contains(&self.gate.tolerance) {
+        if !self.gate.tolerance.is_finite() || self.gate.tolerance < 0.0 {
             bad(
                 "gate.tolerance",
-                format!(
-                    "{} is not a finite number >= 0 and at most 10 (11 times the active model's error)",
-                    self.gate.tolerance
-                ),
+                format!("{} is not a finite number >= 0", self.gate.tolerance),
             );
         }
         if self.limits.max_body_bytes < 1024 {

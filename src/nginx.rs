@@ -227,8 +227,8 @@ pub const SERVER_LINES: usize = KEEPALIVE + ATTEMPTS;
 pub const UPSTREAM_IDLE_SECS: u64 = 2;
 
 /// The include: `upstream bluegreen_active`, each of `active`'s servers (an address, or
-/// `unix:PATH`, with an upstream weight during a canary step) listed [`SERVER_LINES`] times,
-/// and `upstream bluegreen_resting`, the resting slot `resting`, where a preview and the
+/// `unix:PATH`, with an upstream weight during a canary step) listed [`SERVER_LINES`] times
+/// ([`ATTEMPTS`] times each during a canary step), and `upstream bluegreen_resting`, the resting slot `resting`, where a preview and the
 /// shadow mirror go (issue 11); under a comment line saying `note`. Which servers those are
 /// is `crate::switch`'s to say.
 pub fn render_include(active: &[(String, Option<u32>)], resting: &str, note: &str) -> String {
@@ -236,9 +236,17 @@ pub fn render_include(active: &[(String, Option<u32>)], resting: &str, note: &st
         let weight = weight.map(|w| format!(" weight={w}")).unwrap_or_default();
         format!("    server {server}{weight} max_fails=0;\n")
     };
+    // During a canary step, ATTEMPTS lines per slot: with SERVER_LINES each, the weighted
+    // balancer sent a request the candidate answered 500 back to other candidate lines until
+    // its tries ran out (faults::bad_candidate), rather than to the active slot.
+    let lines = if active.len() == 1 {
+        SERVER_LINES
+    } else {
+        ATTEMPTS
+    };
     let servers: String = active
         .iter()
-        .flat_map(|(server, weight)| (0..SERVER_LINES).map(move |_| line(server, *weight)))
+        .flat_map(|(server, weight)| (0..lines).map(move |_| line(server, *weight)))
         .collect();
     let resting_servers: String = (0..ATTEMPTS).map(|_| line(resting, None)).collect();
     format!(
