@@ -241,3 +241,50 @@ fn a_version_already_here_with_other_content_is_refused() {
     let out = server.run(&["status"]);
     assert!(stdout(&out).contains(&version), "{}", stdout(&out));
 }
+
+/// A host whose `[data]` has other columns: its config reads the Boston file without B and
+/// LSTAT, and `init` trained v0001 on those 11 features.
+fn eleven_features() -> Env {
+    let env = Env::with_extra(
+        "[data]\nfile = \"boston-11.csv\"\nfeatures = [\"CRIM\", \"ZN\", \"INDUS\", \"CHAS\", \"NOX\", \"RM\", \"AGE\", \"DIS\", \"RAD\", \"TAX\", \"PTRATIO\"]\nignore = [\"B\", \"LSTAT\"]\n",
+    );
+    let boston = Env::new();
+    boston.ok(&["init"]);
+    env.ok(&["init", "--data", boston.csv().to_str().unwrap()]);
+    env
+}
+
+/// Issue 13: import verifies the schema. A model of other columns than this host's `[data]`
+/// is refused, naming both, and writes nothing; one already in the folder (copied by hand,
+/// or imported by an older bluegreen) is never "the newest that passed" nor pending, since
+/// a plain deploy would refuse it.
+#[test]
+fn a_model_of_other_columns_is_refused_by_import_and_never_pending() {
+    let trainer = Env::new();
+    let version = trained(&trainer);
+    let file = export(&trainer, &version, trainer.dir.path());
+    let host = eleven_features();
+    let before = model_files(&host);
+    let err = host.fails(&["import", file.to_str().unwrap()], 1);
+    assert!(
+        err.contains("other columns than this host's [data]")
+            && err.contains("features CRIM,ZN,INDUS,CHAS,NOX,RM,AGE,DIS,RAD,TAX,PTRATIO,B,LSTAT and predicts MEDV")
+            && err.contains("features CRIM,ZN,INDUS,CHAS,NOX,RM,AGE,DIS,RAD,TAX,PTRATIO and label MEDV")
+            && err.contains("nothing was written")
+            && err.contains("hint:"),
+        "{err}"
+    );
+    assert_eq!(model_files(&host), before, "nothing was written");
+
+    let name = format!("{version}.json");
+    std::fs::copy(
+        trainer.state().join("models").join(&name),
+        host.state().join("models").join(&name),
+    )
+    .unwrap();
+    let status = host.status_json();
+    assert_eq!(status["newest_model"].as_str(), Some(version.as_str()));
+    let passed = status["newest_passed"].as_str().unwrap();
+    assert!(passed.starts_with("v0001-"), "{status}");
+    assert!(status["pending_deploy"].is_null(), "{status}");
+}
