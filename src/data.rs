@@ -297,8 +297,12 @@ fn number_in(field: &[u8]) -> Result<f64, String> {
     }
     match fast_float2::parse::<f64, _>(text).ok() {
         Some(v) if v.is_finite() => Ok(v),
-        Some(_) => Err(format!("{text:?} is not a finite number")),
-        None => Err(format!("{text:?} is not a number")),
+        Some(_) => Err(format!(
+            "{text:?} is not a finite number; hint: infinities are no measurement: put a number there, or leave the row out"
+        )),
+        None => Err(format!(
+            "{text:?} is not a number; hint: each value is a plain number such as 12.5 or 1e-3 (no units, no thousands separators), in the columns' order"
+        )),
     }
 }
 
@@ -342,6 +346,23 @@ pub fn read_rows<R: Read>(
     wanted: &[&str],
     droppable: &[&str],
 ) -> Result<Rows, DataError> {
+    read_rows_as(input, origin, wanted, droppable, true)
+}
+
+/// Reads rows that have no header: every line is a data row of the `wanted` columns in
+/// order, and a field that is not a number is refused as such, never taken for a column
+/// name (`add-data --row`, where a header would silently drop a row).
+pub fn read_data_rows<R: Read>(input: R, origin: &str, wanted: &[&str]) -> Result<Rows, DataError> {
+    read_rows_as(input, origin, wanted, &[], false)
+}
+
+fn read_rows_as<R: Read>(
+    input: R,
+    origin: &str,
+    wanted: &[&str],
+    droppable: &[&str],
+    may_have_header: bool,
+) -> Result<Rows, DataError> {
     let io = |source| DataError::Read {
         origin: origin.to_string(),
         source,
@@ -361,7 +382,7 @@ pub fn read_rows<R: Read>(
     {
         return Ok(rows);
     }
-    let (columns, width, names) = if all_numbers(&record) {
+    let (columns, width, names) = if !may_have_header || all_numbers(&record) {
         let columns: Vec<usize> = (0..wanted.len()).collect();
         let names: Vec<String> = wanted.iter().map(|s| s.to_string()).collect();
         let width = wanted.len();
@@ -1444,7 +1465,10 @@ mod tests {
     fn a_bad_field_names_line_column_and_name() {
         let text = format!("{}\n1,2,3,4,x,6,7,8,9,10,11,12,13,14\n", SAMPLE_ROWS[0]);
         let err = boston_rows(&text).unwrap_err().to_string();
-        assert_eq!(err, "t line 2, column 5 (NOX): \"x\" is not a number");
+        assert!(
+            err.starts_with("t line 2, column 5 (NOX): \"x\" is not a number; hint: "),
+            "{err}"
+        );
         let err = boston_rows("1,2,3,4,5,6,7,8,9,10,11,12,13,inf")
             .unwrap_err()
             .to_string();

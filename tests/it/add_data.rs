@@ -219,3 +219,62 @@ fn an_id_column_listed_in_ignore_is_dropped() {
     let text = format!("ID,{}\n17,{a}\n18,{b}\n", header().to_lowercase());
     stored_as_the_plain_rows("[data]\nignore = [\"ID\"]", &text);
 }
+
+/// A host whose `[data]` is `area,rooms,age` → `price`, initialised from a small file.
+fn houses() -> Env {
+    let env = Env::with_extra(
+        "[data]\nfile = \"houses.csv\"\nfeatures = [\"area\", \"rooms\", \"age\"]\nlabel = \"price\"\n",
+    );
+    let file = env.dir.path().join("in.csv");
+    let rows: String = (0..20)
+        .map(|i| {
+            format!(
+                "{},{},{},{}\n",
+                50 + i * 7,
+                1 + i % 5,
+                i * 3 % 40,
+                100 + i * 11
+            )
+        })
+        .collect();
+    std::fs::write(&file, format!("area,rooms,age,price\n{rows}")).unwrap();
+    env.ok(&["init", "--data", file.to_str().unwrap()]);
+    env
+}
+
+/// Every `--row` is a data row of the configured columns in order: one with a word in it is
+/// refused as "not a number" with its row and column, never read as a CSV header (which
+/// refused `a,100,10,200` as a bad header, and took `area,rooms,age,price` as one, silently
+/// dropping it).
+#[test]
+fn every_row_option_is_a_data_row_never_a_header() {
+    let env = houses();
+    let csv = env.state().join("data/houses.csv");
+    let before = read(&csv);
+    let err = env.fails(&["add-data", "--row", "a,100,10,200"], 1);
+    assert!(
+        err.contains("--row #1 line 1, column 1 (area): \"a\" is not a number; hint:")
+            && err.contains("nothing was added"),
+        "{err}"
+    );
+    let err = env.fails(
+        &[
+            "add-data",
+            "--row",
+            "area,rooms,age,price",
+            "--row",
+            "100,3,10,200",
+        ],
+        1,
+    );
+    assert!(
+        err.contains("--row #1 line 1, column 1 (area): \"area\" is not a number; hint:"),
+        "{err}"
+    );
+    assert_eq!(read(&csv), before, "a refused add-data writes nothing");
+    let err = env.fails(&["predict", "--row", "area,rooms,age"], 1);
+    assert!(err.contains("\"area\" is not a number; hint:"), "{err}");
+    let out = env.ok(&["add-data", "--row", "100,3,10,200"]);
+    assert!(out.contains("appended 1 row"), "{out}");
+    assert!(read(&csv).ends_with("\n100,3,10,200\n"));
+}
