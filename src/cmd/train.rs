@@ -163,8 +163,9 @@ fn train_locked(
     }
     let kind = config.model.kind;
     fs_err::create_dir_all(layout.models_dir())?;
+    // The record names the version only once it is written (below): a training that fails
+    // never wrote it, and the next one takes the same number for another model.
     let version = store.next_version(time::OffsetDateTime::now_utc())?;
-    record.to_version = Some(version.clone());
     let active = state.active_model()?;
     let hinted = |e: model::ModelError| match e.hint(&schema.features, &config.model.params) {
         Some(hint) => anyhow::Error::new(super::Hinted::new(e, hint)),
@@ -250,6 +251,7 @@ fn train_locked(
     artifact.gate = Some(report.clone());
     *step = "write";
     store.write(&artifact)?;
+    record.to_version = Some(artifact.version.clone());
     let m = &artifact.metrics;
     info!(
         version = artifact.version,

@@ -215,3 +215,38 @@ fn a_failed_training_says_its_cause_then_a_hint_from_that_cause() {
         "{err}"
     );
 }
+
+/// The history names only versions that were written: a failed training records no
+/// `to_version` (it used to name the number it would have taken, which the next training
+/// then gave to another model).
+#[test]
+fn a_failed_training_names_no_version_in_the_history() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let config = read(&env.config);
+    std::fs::write(
+        &env.config,
+        format!("{config}[model]\nkind = \"knn\"\nk = 600\n"),
+    )
+    .unwrap();
+    env.fails(&["train"], 1);
+    std::fs::write(&env.config, &config).unwrap();
+    env.ok(&["add-data", "--sample", "2"]);
+    env.ok(&["train"]);
+    let records = bluegreen::history::last(&env.state().join("deploys.jsonl"), 10).unwrap();
+    let failed: Vec<_> = records
+        .iter()
+        .filter(|r| r.outcome == bluegreen::history::Outcome::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1, "{records:?}");
+    assert_eq!(failed[0].to_version, None, "{:?}", failed[0]);
+    let stored = models(&env);
+    for r in &records {
+        if let Some(v) = &r.to_version {
+            assert!(
+                stored.contains(&format!("{v}.json")),
+                "{v} was never written: {records:?}"
+            );
+        }
+    }
+}
