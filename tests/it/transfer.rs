@@ -288,3 +288,25 @@ fn a_model_of_other_columns_is_refused_by_import_and_never_pending() {
     assert!(passed.starts_with("v0001-"), "{status}");
     assert!(status["pending_deploy"].is_null(), "{status}");
 }
+
+/// `export` takes what `deploy` and `predict` take: a unique prefix of a version; an
+/// unknown one is refused with the stored versions listed.
+#[test]
+fn export_takes_a_unique_prefix_and_lists_the_versions_it_does_not_know() {
+    let env = Env::new();
+    let version = trained(&env);
+    let by_prefix = env.run(&["export", "v0002"]);
+    assert!(by_prefix.status.success(), "{by_prefix:?}");
+    let (header, _) = split(&by_prefix.stdout);
+    assert_eq!(header["version"].as_str(), Some(version.as_str()));
+    let err = env.fails(&["export", "v9999"], 1);
+    assert!(
+        err.contains("there is no model \"v9999\"")
+            && err.contains(&version)
+            && err.contains("v0001-")
+            && err.contains("hint:"),
+        "{err}"
+    );
+    let out = env.run(&["export", "v9999"]);
+    assert!(out.stdout.is_empty(), "nothing on stdout");
+}
