@@ -588,3 +588,27 @@ fn a_number_beyond_a_64_bit_float_is_a_bad_value_named_by_its_row_and_column() {
 /// The example row as JSON numbers.
 const EXAMPLE_ROW: &str =
     "[0.00632, 18, 2.31, 0, 0.538, 6.575, 65.2, 4.09, 1, 296, 15.3, 396.9, 4.98]";
+
+/// TF Serving's REST API documents `signature_name` beside `instances`, and its clients send
+/// it: a slot takes it and ignores it (it was a 400 "unknown key"); one that is not a string
+/// is refused.
+#[test]
+fn kserve_v1_takes_tf_servings_signature_name() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let (child, addr) = serve(&env, None);
+    let expected = prices(addr, &[ROW, ROW2]);
+    let path = "/v1/models/bluegreen:predict";
+    let body = json!({"signature_name": "serving_default", "instances": [ROW, ROW2]});
+    let r = request(addr, "POST", path, &body.to_string());
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json().unwrap(), json!({ "predictions": expected }));
+    let body = json!({"instances": [ROW], "signature_name": 1});
+    let r = request(addr, "POST", path, &body.to_string());
+    let message = protocol_error(&r, 400, "a number as signature_name");
+    assert!(
+        message.contains("\"signature_name\" must be a string, not a number"),
+        "{message}"
+    );
+    assert!(stop(child).success());
+}
