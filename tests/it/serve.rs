@@ -328,3 +328,23 @@ fn a_socket_passed_by_systemd_is_served_only_on_the_slots_address() {
         "{err}"
     );
 }
+
+/// `GET /model` shows the artifact without the fitted model's insides (README): a linear
+/// model's intercept and coefficients, and not its `stats`, the QR factors a training goes
+/// on from (about 5 KB of numbers).
+#[test]
+fn get_model_leaves_out_the_fitted_models_insides() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let (child, addr) = serve(&env, None);
+    let r = get(addr, "/model");
+    assert_eq!(r.status, 200);
+    let model = r.json().unwrap()["model"].clone();
+    assert_eq!(model["coefficients"].as_array().unwrap().len(), 13);
+    assert_eq!(model["rows"], 506);
+    for insides in ["stats", "fitted"] {
+        assert!(model.get(insides).is_none(), "{insides} in {model}");
+    }
+    assert!(r.body.len() < 3000, "{} bytes: {model}", r.body.len());
+    assert!(stop(child).success());
+}
