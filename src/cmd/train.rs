@@ -256,12 +256,15 @@ fn train_locked(
     info!(
         version = artifact.version,
         duration_ms = (m.train_seconds * 1e3).round() as u64,
-        "trained {} in {:.0} ms: holdout RMSE {:.3}, holdout R² {:.3}, train R² {:.3} ({} rows)",
+        "trained {} in {:.0} ms: holdout RMSE {}, holdout R² {}, train R² {} ({} rows)",
         artifact.version,
         m.train_seconds * 1e3,
-        m.holdout_rmse,
-        m.holdout_r2,
-        m.train_r2,
+        match m.holdout_rmse.is_finite() {
+            true => format!("{:.3}", m.holdout_rmse),
+            false => "n/a (no holdout rows: every fifth row is held out)".to_string(),
+        },
+        model::r2_text(m.holdout_r2),
+        model::r2_text(m.train_r2),
         artifact.rows
     );
     if report.passed {

@@ -250,3 +250,35 @@ fn a_failed_training_names_no_version_in_the_history() {
         }
     }
 }
+
+/// R² is undefined on fewer than 2 holdout rows (or a label that does not vary): 5 rows hold
+/// out one, where R² came out as -1.07e32. The output says "n/a" and why, the artifact stores
+/// `null`, a later training reads it back, and the gate says its comparison rests on one row.
+#[test]
+fn r_squared_on_a_single_holdout_row_is_not_a_number_but_na() {
+    let env =
+        Env::with_extra("[data]\nfile = \"tiny.csv\"\nfeatures = [\"a\", \"b\"]\nlabel = \"y\"\n");
+    let file = env.dir.path().join("tiny.csv");
+    std::fs::write(&file, "a,b,y\n1,2,3\n2,3,5.5\n3,5,7\n4,4,8.5\n5,7,11.2\n").unwrap();
+    let out = env.ok(&["init", "--data", file.to_str().unwrap()]);
+    assert!(
+        out.contains("holdout R² n/a (fewer than 2 rows, or a label that does not vary)"),
+        "{out}"
+    );
+    let v1 = models(&env)[0].clone();
+    let artifact: serde_json::Value =
+        serde_json::from_str(&read(&env.state().join("models").join(&v1))).unwrap();
+    assert!(artifact["metrics"]["holdout_r2"].is_null(), "{artifact}");
+    assert_eq!(artifact["metrics"]["holdout_rows"], 1);
+    env.ok(&["add-data", "--row", "6,6,12.9", "--row", "7,9,15.1"]);
+    let out = stdout(&env.exits(&["train", "--if-due"], 10));
+    assert!(out.contains("holdout R² n/a"), "{out}");
+    assert!(
+        out.contains("on 1 holdout rows (a single holdout row"),
+        "{out}"
+    );
+    assert_eq!(
+        env.status_json()["newest_model"].as_str().unwrap()[..5],
+        *"v0002"
+    );
+}
