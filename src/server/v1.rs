@@ -22,7 +22,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Serialize;
-use serde_json::Value;
 
 use super::rows::{self, Refusal};
 use super::{body_refusal, predict_rows, AppState, ProtocolError};
@@ -96,8 +95,8 @@ fn read(body: &[u8], features: &[String]) -> Result<Vec<f64>, Refusal> {
     if let Some(rows) = rows::read_common(body, "instances", features.len()) {
         return Ok(rows);
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| Refusal::unparsed::<Value>(body, &e))?;
+    let rows::Strict(value) =
+        serde_json::from_slice(body).map_err(|e| Refusal::unparsed::<rows::Strict>(body, &e))?;
     let Some(object) = value.as_object() else {
         return Err(Refusal::unprocessable(format!(
             "the body must be an object with an \"instances\" field, not {}",

@@ -682,3 +682,50 @@ fn a_value_past_the_data_bound_is_refused_in_every_row_format() {
 
 /// The example row as an object keyed by feature name.
 const EXAMPLE_ROW_OBJECT: &str = r#"{"CRIM": 0.00632, "ZN": 18, "INDUS": 2.31, "CHAS": 0, "NOX": 0.538, "RM": 6.575, "AGE": 65.2, "DIS": 4.09, "RAD": 1, "TAX": 296, "PTRATIO": 15.3, "B": 396.9, "LSTAT": 4.98}"#;
+
+/// A key named twice in an object row, or `"data"` twice at the top, is refused naming the
+/// key and where it is: serde_json kept the last silently, so the row was predicted on
+/// whichever value came last.
+#[test]
+fn a_key_named_twice_is_refused_by_name() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let (child, addr) = serve(&env, None);
+    let twice = EXAMPLE_ROW_OBJECT.replacen("{", "{\"CRIM\": 1, ", 1);
+    for (path, body, status, what) in [
+        (
+            "/",
+            format!(r#"{{"data": [{EXAMPLE_ROW}, {twice}]}}"#),
+            422,
+            "data[1]: the object names the key \"CRIM\" twice",
+        ),
+        (
+            "/",
+            format!(r#"{{"data": [{EXAMPLE_ROW}], "data": [{EXAMPLE_ROW}]}}"#),
+            422,
+            "the body: the object names the key \"data\" twice",
+        ),
+        (
+            "/",
+            format!(r#"{{"dataframe_records": [{twice}]}}"#),
+            422,
+            "dataframe_records[0]: the object names the key \"CRIM\" twice",
+        ),
+        (
+            "/v1/models/bluegreen:predict",
+            format!(r#"{{"instances": [{twice}]}}"#),
+            400,
+            "instances[0]: the object names the key \"CRIM\" twice",
+        ),
+    ] {
+        let r = request(addr, "POST", path, &body);
+        let label = format!("POST {path} {body:.80}");
+        let error = if path.starts_with("/v") {
+            protocol_error(&r, status, &label)
+        } else {
+            crate::util::assert_json_error(&r, status, &label)
+        };
+        assert!(error.contains(what), "{label}: {error}");
+    }
+    assert!(stop(child).success());
+}
