@@ -432,10 +432,26 @@ fn map_header(
         origin: origin.to_string(),
         why,
     };
+    if let Some(column) = header.iter().position(|name| name.contains('\n')) {
+        return Err(refuse(format!(
+            "the header's column {} opens a quoted value (\") that the line does not close: it runs on across the following lines; hint: close the quote on its line, or remove it",
+            column + 1
+        )));
+    }
+    if let [only] = header {
+        if let Some(sep) = [';', '\t'].into_iter().find(|c| only.contains(*c)) {
+            return Err(refuse(format!(
+                "the header {only:?} is one column that holds {:?}: the file is separated by {} rather than commas; hint: the file must be comma-separated (CSV); convert it, e.g. `tr '{}' ',' < FILE` when no value holds a comma or a decimal comma",
+                sep,
+                if sep == ';' { "semicolons" } else { "tabs" },
+                if sep == ';' { ";" } else { "\\t" },
+            )));
+        }
+    }
     for (i, name) in header.iter().enumerate() {
         if header[..i].iter().any(|n| n.eq_ignore_ascii_case(name)) {
             return Err(refuse(format!(
-                "the header names column {name:?} twice (names are matched ignoring case)"
+                "the header names column {name:?} twice (names are matched ignoring case); hint: rename or remove one of the two columns"
             )));
         }
         let known = |list: &[&str]| list.iter().any(|w| w.eq_ignore_ascii_case(name));
@@ -500,14 +516,18 @@ fn parse_record(
     out: &mut Vec<f64>,
 ) -> Result<(), DataError> {
     if record.len() != width {
-        return Err(DataError::Line {
-            origin: origin.to_string(),
-            line: line_of(record),
-            why: format!(
-                "has {} values; expected {width} ({})",
+        let why = match unterminated(record) {
+            Some(why) => why,
+            None => format!(
+                "has {} values; expected {width} ({}); hint: a line holds one value per column, separated by commas, with no comma at its end",
                 record.len(),
                 names.join(",")
             ),
+        };
+        return Err(DataError::Line {
+            origin: origin.to_string(),
+            line: line_of(record),
+            why,
         });
     }
     for &column in columns {
@@ -516,16 +536,36 @@ fn parse_record(
                 true => Ok(value),
                 false => Err(too_large(&record[column], limit, columns.len())),
             })
-            .map_err(|why| DataError::Field {
-                origin: origin.to_string(),
-                line: line_of(record),
-                column: column + 1,
-                name: names[column].clone(),
-                why,
+            .map_err(|why| match unterminated(record) {
+                Some(why) => DataError::Line {
+                    origin: origin.to_string(),
+                    line: line_of(record),
+                    why,
+                },
+                None => DataError::Field {
+                    origin: origin.to_string(),
+                    line: line_of(record),
+                    column: column + 1,
+                    name: names[column].clone(),
+                    why,
+                },
             })?;
         out.push(value);
     }
     Ok(())
+}
+
+/// Why a record that is refused is really an unterminated quote: the CSV reader takes a `"`
+/// as opening a quoted value, which then runs on across line ends, to the next `"` or the
+/// end of the input, so the line seemed to have too few values. A line end inside a value
+/// is legal CSV, but never a number. Only called on a refused record: it looks at every
+/// byte.
+fn unterminated(record: &csv::ByteRecord) -> Option<String> {
+    let column = record.iter().position(|f| f.contains(&b'\n'))?;
+    Some(format!(
+        "column {} opens a quoted value (\") that the line does not close: it runs on across the following lines; hint: close the quote on its line, or remove it (numbers need no quotes)",
+        column + 1
+    ))
 }
 
 /// Checks the stored file's header line against `schema`: the same names in the same order
