@@ -54,10 +54,22 @@ pub enum Command {
     #[command(after_help = "Exit status:\n  \
         0   deployed, or the model already serves on the active slot\n  \
         3   the quality gate refused the model; nothing changed\n  \
+        4   the rollout's analysis stopped the model (see [rollout]); traffic is on the\n      \
+        previous slot\n  \
         1   error; traffic stays on the active slot")]
     Deploy(DeployArgs),
     /// Move traffic back to the resting slot, which still serves the previous model.
     Rollback(RollbackArgs),
+    /// Run the rest of the rollout of the candidate that waits on the resting slot
+    /// (rollout.promote = "manual"): shadow, canary steps, the switch, the watch.
+    #[command(after_help = "Exit status:\n  \
+        0   promoted: all traffic is on the candidate\n  \
+        4   a phase's analysis stopped the candidate: traffic is back on the previous slot\n  \
+        1   error, or no candidate waits")]
+    Promote(PromoteArgs),
+    /// Drop the candidate that waits on the resting slot; the slot goes back to the model it
+    /// served before, so `bluegreen rollback` still means the previous model.
+    Abort(PromoteArgs),
     /// Apply a configuration change: check it, then restart the slots one at a time, the
     /// resting one first, each until it sent READY=1 and answers a probe. Nothing is
     /// restarted when a check fails.
@@ -202,6 +214,13 @@ pub struct PredictArgs {
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
+    /// Fail at once if a deploy is running, instead of waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
     /// Fail at once if a deploy is running, instead of waiting for it.
     #[arg(long)]
     pub no_wait: bool,

@@ -128,6 +128,8 @@ pub struct Config {
     pub fleet: Fleet,
     pub data: Data,
     pub model: Model,
+    /// How a deploy moves traffic to a candidate (issue 11; `crate::rollout`).
+    pub rollout: crate::rollout::Settings,
     pub dashboard: Dashboard,
     /// The file this configuration was read from, handed on to the processes `up` starts.
     #[serde(skip)]
@@ -191,6 +193,9 @@ pub struct Nginx {
     /// How a deploy or rollback moves traffic: `reload` NGINX with a new include, or rename
     /// the `socket` link NGINX connects through (issue 10; see `crate::switch`).
     pub switch: Mode,
+    /// Addresses (or CIDR blocks) besides loopback whose requests with
+    /// `X-Bluegreen-Preview: 1` NGINX sends to the resting slot (issue 11, `crate::rollout`).
+    pub preview_from: Vec<String>,
 }
 
 /// The dashboard at `/-/` (issue 12; `crate::dashboard`).
@@ -363,6 +368,7 @@ impl Default for Config {
             fleet: Fleet::default(),
             data: Data::default(),
             model: Model::default(),
+            rollout: crate::rollout::Settings::default(),
             dashboard: Dashboard::default(),
             source: None,
             keys: toml::Table::new(),
@@ -405,6 +411,7 @@ impl Default for Nginx {
             worker_shutdown_timeout_secs: 10,
             upstream_timeout_secs: 10,
             switch: Mode::Reload,
+            preview_from: Vec::new(),
         }
     }
 }
@@ -674,6 +681,14 @@ impl Config {
         }
         for (key, why) in self.fleet.problems() {
             bad(key, why);
+        }
+        for (key, why) in self.rollout.problems(self.nginx.switch) {
+            bad(key, why);
+        }
+        for entry in &self.nginx.preview_from {
+            if let Err(why) = crate::rollout::preview::parse(entry) {
+                bad("nginx.preview_from", why);
+            }
         }
         for entry in &self.dashboard.allow {
             if let Err(why) = crate::dashboard::access::parse(entry) {
@@ -1054,6 +1069,79 @@ mod tests {
             invalid_key("[deploy]\nready_timeout_secs = 0"),
             "deploy.ready_timeout_secs"
         );
+    }
+
+    #[test]
+    fn every_bad_rollout_value_names_its_key() {
+        for (text, key) in [
+            ("[rollout]\nsteps = []", "rollout.steps"),
+            ("[rollout]\nsteps = [0, 100]", "rollout.steps"),
+            ("[rollout]\nsteps = [10, 150]", "rollout.steps"),
+            ("[rollout]\nsteps = [50, 10, 100]", "rollout.steps"),
+            ("[rollout]\nsteps = [10, 10, 100]", "rollout.steps"),
+            ("[rollout]\nsteps = [10, 50]", "rollout.steps"),
+            (
+                "[rollout]\nsteps = [10, 100]\n[nginx]\nswitch = \"socket\"",
+                "rollout.steps",
+            ),
+            ("[rollout]\nstep_seconds = 0", "rollout.step_seconds"),
+            ("[rollout]\nstep_seconds = 86401", "rollout.step_seconds"),
+            (
+                "[rollout]\nshadow_seconds = 100000",
+                "rollout.shadow_seconds",
+            ),
+            ("[rollout]\nwatch_seconds = 100000", "rollout.watch_seconds"),
+            ("[rollout]\nmax_error_rate = -0.1", "rollout.max_error_rate"),
+            ("[rollout]\nmax_error_rate = 1.5", "rollout.max_error_rate"),
+            ("[rollout]\nmax_error_rate = nan", "rollout.max_error_rate"),
+            (
+                "[rollout]\nmax_latency_ratio = 0.5",
+                "rollout.max_latency_ratio",
+            ),
+            (
+                "[rollout]\nmax_latency_ratio = inf",
+                "rollout.max_latency_ratio",
+            ),
+            ("[rollout]\nmax_divergence = -1.0", "rollout.max_divergence"),
+            ("[rollout]\nmax_divergence = nan", "rollout.max_divergence"),
+            (
+                "[nginx]\npreview_from = [\"10.0.0.0/33\"]",
+                "nginx.preview_from",
+            ),
+            (
+                "[nginx]\npreview_from = [\"localhost\"]",
+                "nginx.preview_from",
+            ),
+        ] {
+            assert_eq!(invalid_key(text), key, "{text}");
+        }
+        // The reason names what is wrong and what to do.
+        let err = Config::from_toml("[rollout]\nsteps = [10, 100]\n[nginx]\nswitch = \"socket\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not available") && err.contains("hint"),
+            "{err}"
+        );
+        // Wrong types and unknown keys are refused with their place.
+        for (text, what) in [
+            ("[rollout]\npromote = \"later\"", "unknown variant `later`"),
+            ("[rollout]\nsteps = 100", "invalid type"),
+            ("[rollout]\nshadow_seconds = -1", "invalid value"),
+            ("[rollout]\nwatch = 5", "unknown field `watch`"),
+        ] {
+            let err = Config::from_toml(text).unwrap_err().to_string();
+            assert!(
+                err.contains(what) && err.contains("line 2"),
+                "{text}: {err}"
+            );
+        }
+        let good = Config::from_toml(
+            "[rollout]\npromote = \"manual\"\nshadow_seconds = 5\nsteps = [10, 50, 100]\nstep_seconds = 3\nwatch_seconds = 4\nmax_error_rate = 0.01\nmax_latency_ratio = 3.0\nmax_divergence = 0.2\n[nginx]\npreview_from = [\"10.0.0.0/8\", \"192.0.2.7\"]",
+        )
+        .unwrap();
+        assert_eq!(good.rollout.promote, crate::rollout::Promote::Manual);
+        assert_eq!(good.rollout.canary_steps().collect::<Vec<_>>(), [10, 50]);
     }
 
     #[test]

@@ -133,6 +133,16 @@ pub enum DeployError {
         #[source]
         source: RestingError,
     },
+    #[error("{version} waits on {slot} for `bluegreen promote` or `bluegreen abort` (rollout.promote = \"manual\"); hint: promote or abort it first")]
+    Waiting { version: String, slot: Slot },
+    #[error("no candidate waits for promotion; hint: with rollout.promote = \"manual\", `bluegreen deploy` makes one wait (see `bluegreen status`)")]
+    NothingWaits,
+    #[error("the waiting candidate {version} on {slot} cannot be promoted: traffic is no longer on {from}, where it was when the candidate was deployed; hint: `bluegreen abort`, then deploy again")]
+    Moved {
+        version: String,
+        slot: Slot,
+        from: Slot,
+    },
     #[error("a {action} (pid {pid}) was interrupted at phase {phase:?}, and its switch cannot be finished; hint: fix the cause, then run `bluegreen status` again")]
     Reconcile {
         action: Action,
@@ -172,6 +182,8 @@ pub enum StepError {
         left: usize,
         after: Duration,
     },
+    #[error("all traffic could not be put back on {slot} (see above); the next deploy, rollback or status does it")]
+    Restore { slot: Slot },
     #[error("{left} NGINX worker(s) from before the reload still accept connections after {after:?}; did NGINX load the new configuration? (see its error log)")]
     Reload { left: usize, after: Duration },
     #[error("NGINX on {addr} still answered {last} after {after:?}, not {slot}")]
@@ -233,6 +245,11 @@ pub enum RestingError {
 #[derive(Debug)]
 pub enum Done {
     Switched(Box<Record>),
+    /// The candidate is ready on the resting slot and waits for `bluegreen promote`
+    /// (`rollout.promote = "manual"`, issue 11).
+    Waiting(Box<Record>),
+    /// The rollout's analysis stopped the candidate; traffic is where it was (issue 11).
+    Aborted(Box<Record>),
     /// The requested version already serves on the active slot.
     AlreadyActive {
         slot: Slot,
@@ -241,15 +258,15 @@ pub enum Done {
 }
 
 /// A step that failed, and whether traffic and include were left in agreement.
-struct Failure {
-    step: &'static str,
-    error: Box<StepError>,
+pub(crate) struct Failure {
+    pub(crate) step: &'static str,
+    pub(crate) error: Box<StepError>,
     /// True when include and NGINX agree again (on the slot traffic was on before).
-    restored: bool,
+    pub(crate) restored: bool,
 }
 
 impl Failure {
-    fn at(step: &'static str, error: StepError) -> Failure {
+    pub(crate) fn at(step: &'static str, error: StepError) -> Failure {
         let error = Box::new(error);
         Failure {
             step,
@@ -263,8 +280,8 @@ impl Failure {
 /// each step as it ends (`tracing`, with the fields `step`, `slot`, `version` and
 /// `duration_ms`: the step's own time, as the history records it).
 pub struct Deployer<'a> {
-    config: &'a Config,
-    layout: Layout,
+    pub(crate) config: &'a Config,
+    pub(crate) layout: Layout,
     supervisor: &'a dyn Supervisor,
 }
 
@@ -276,6 +293,11 @@ impl<'a> Deployer<'a> {
             layout: Layout::new(&config.state_dir),
             supervisor,
         }
+    }
+
+    /// Whoever runs the slots.
+    pub(crate) fn supervisor(&self) -> &dyn Supervisor {
+        self.supervisor
     }
 
     fn public_addr(&self) -> SocketAddr {
@@ -301,6 +323,7 @@ impl<'a> Deployer<'a> {
         let _lock = self.lock(self.config.lock_timeout())?;
         self.reconcile()?;
         let state = State::read(self.config)?;
+        self.not_waiting(&state)?;
         for skipped in state.skipped() {
             warn!(
                 "skipping a model that cannot be read: {}",
@@ -380,11 +403,28 @@ impl<'a> Deployer<'a> {
             pid: std::process::id(),
             record,
             target_link_before: state.version(resting).map(str::to_string),
+            manual: false,
         };
         let result = self.switch(&candidate, active, resting, &mut intent);
-        let record = self.conclude(intent, result, Outcome::Deployed)?;
+        let record = self.conclude(intent, result)?;
         self.prune();
-        Ok(Done::Switched(Box::new(record)))
+        Ok(match record.outcome {
+            Outcome::Waiting => Done::Waiting(Box::new(record)),
+            Outcome::Aborted => Done::Aborted(Box::new(record)),
+            _ => Done::Switched(Box::new(record)),
+        })
+    }
+
+    /// Fails when a candidate waits for `bluegreen promote`: a deploy or a rollback would
+    /// undo it behind the operator's back.
+    fn not_waiting(&self, state: &State) -> Result<(), DeployError> {
+        match state.waiting() {
+            Some(w) => Err(DeployError::Waiting {
+                version: w.to_version.clone().unwrap_or_default(),
+                slot: w.to_slot.unwrap_or(Slot::Green),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Moves traffic back to the resting slot, which still serves the previous model.
@@ -392,6 +432,7 @@ impl<'a> Deployer<'a> {
         let _lock = self.lock(self.config.lock_timeout())?;
         self.reconcile()?;
         let state = State::read(self.config)?;
+        self.not_waiting(&state)?;
         let active = self.active(&state)?;
         let resting = active.other();
         let unhealthy = |source| DeployError::RestingUnhealthy {
@@ -426,14 +467,17 @@ impl<'a> Deployer<'a> {
             pid: std::process::id(),
             record,
             target_link_before: None,
+            manual: false,
         };
-        let result = self.flip(active, resting, &version, &mut intent);
-        self.conclude(intent, result, Outcome::RolledBack)
+        let result = self
+            .flip(active, resting, &version, &mut intent)
+            .map(|()| Outcome::RolledBack);
+        self.conclude(intent, result)
     }
 
     /// The active slot, when the include routes in the configured switch mode's way: a switch
     /// in the other mode's way would leave NGINX and the include apart.
-    fn active(&self, state: &State) -> Result<Slot, DeployError> {
+    pub(crate) fn active(&self, state: &State) -> Result<Slot, DeployError> {
         let route = state.route().ok_or(DeployError::NoActiveSlot)?;
         if route.mode != self.config.nginx.switch {
             return Err(DeployError::ModeNotApplied {
@@ -455,18 +499,36 @@ impl<'a> Deployer<'a> {
 
     /// Records how a switch ended and removes its intent; turns a failure into the error
     /// that names its real cause.
-    fn conclude(
+    pub(crate) fn conclude(
         &self,
         mut intent: Intent,
-        result: Result<(), Failure>,
-        success: Outcome,
+        result: Result<Outcome, Failure>,
     ) -> Result<Record, DeployError> {
         let intent_path = self.layout.deploy_intent();
         let action = intent.record.action;
         let (from, from_version) = (intent.record.from_slot, intent.record.from_version.clone());
         let failure = match result {
-            Ok(()) => {
-                intent.record.finish(success, None);
+            Ok(Outcome::Waiting) => {
+                // A state, not a switch in progress: the intent stays (phase Waiting) for
+                // `promote` or `abort`, and says what waits; its record goes to the history,
+                // or the next reconcile appends it.
+                intent.record.finish(Outcome::Waiting, None);
+                intent.phase = Phase::Waiting;
+                intent
+                    .write(&intent_path)
+                    .map_err(|source| DeployError::Unrecorded { action, source })?;
+                if let Err(e) = self.append(&intent.record) {
+                    warn!(
+                        "the wait is not in the history yet ({}); the next command records it",
+                        history::chain(&e)
+                    );
+                }
+                return Ok(intent.record);
+            }
+            Ok(outcome) => {
+                // An aborted rollout's reason is already on its record.
+                let reason = intent.record.reason.take();
+                intent.record.finish(outcome, reason);
                 self.keep(&mut intent)
                     .map_err(|source| DeployError::Unrecorded { action, source })?;
                 return Ok(intent.record);
@@ -475,7 +537,24 @@ impl<'a> Deployer<'a> {
         };
         let from_name = from.map_or("?".to_string(), |s| s.to_string());
         let from_version = from_version.unwrap_or_else(|| "no model".to_string());
-        let after = if failure.restored {
+        let after = if failure.restored && intent.manual && action == Action::Promote {
+            // The candidate is still ready on its slot, and traffic where it was: it waits
+            // again, for another promote or an abort (issue 11).
+            intent.record.fail(failure.step, failure.error.as_ref());
+            intent.phase = Phase::Waiting;
+            let kept = intent
+                .write(&intent_path)
+                .and_then(|()| self.append(&intent.record));
+            match kept {
+                Ok(()) => format!(
+                    "traffic stays on {from_name} ({from_version}), and the candidate waits again"
+                ),
+                Err(e) => format!(
+                    "traffic stays on {from_name} ({from_version}); the failure is not in the history ({})",
+                    history::chain(&e)
+                ),
+            }
+        } else if failure.restored {
             intent.record.fail(failure.step, failure.error.as_ref());
             match self.keep(&mut intent) {
                 Ok(()) => format!("traffic stays on {from_name} ({from_version})"),
@@ -507,7 +586,7 @@ impl<'a> Deployer<'a> {
     /// keeps the finished record so that the next reconcile appends it; if even that cannot
     /// be written, the intent is removed (the record is lost, and the caller says so), since
     /// a stale phase would make the next reconcile act on a switch that is over.
-    fn keep(&self, intent: &mut Intent) -> Result<(), HistoryError> {
+    pub(crate) fn keep(&self, intent: &mut Intent) -> Result<(), HistoryError> {
         let path = self.layout.deploy_intent();
         match self.append(&intent.record) {
             Ok(()) => {
@@ -526,11 +605,11 @@ impl<'a> Deployer<'a> {
         }
     }
 
-    fn append(&self, record: &Record) -> Result<(), HistoryError> {
+    pub(crate) fn append(&self, record: &Record) -> Result<(), HistoryError> {
         history::append(&self.layout.history(), record)
     }
 
-    fn write_intent(&self, intent: &Intent) -> Result<(), StepError> {
+    pub(crate) fn write_intent(&self, intent: &Intent) -> Result<(), StepError> {
         intent
             .write(&self.layout.deploy_intent())
             .map_err(StepError::Intent)
@@ -575,14 +654,15 @@ impl<'a> Deployer<'a> {
         }
     }
 
-    /// Steps 3–8. On error, traffic is on `active` again (unless the failure says not).
+    /// Steps 3–8, and the rollout's phases between them (`crate::rollout`). On error, traffic
+    /// is on `active` again (unless the failure says not).
     fn switch(
         &self,
         candidate: &Artifact,
         active: Slot,
         resting: Slot,
         intent: &mut Intent,
-    ) -> Result<(), Failure> {
+    ) -> Result<Outcome, Failure> {
         let version = &candidate.version;
         let previous = intent.target_link_before.clone();
         let already =
@@ -666,11 +746,11 @@ impl<'a> Deployer<'a> {
                 "{resting} answers with {version} and predicts the probe row as the artifact does"
             );
         }
-        self.flip(active, resting, version, intent)
+        self.roll(version, active, resting, intent, false)
     }
 
     /// Steps 6–8 for a flip from `from` to `to`, which must serve `version`.
-    fn flip(
+    pub(crate) fn flip(
         &self,
         from: Slot,
         to: Slot,
@@ -818,7 +898,7 @@ impl<'a> Deployer<'a> {
     /// stopped accepting connections, so that from now on no new request can reach the old
     /// upstream. NGINX keeps the old workers (and the old configuration) if it could not
     /// load the new one, so this is also how a reload that NGINX refused shows up.
-    fn reload(&self) -> Result<(), StepError> {
+    pub(crate) fn reload(&self) -> Result<(), StepError> {
         let nginx = self.supervisor.nginx();
         let before = nginx.workers();
         nginx.reload().map_err(StepError::Nginx)?;
@@ -839,7 +919,7 @@ impl<'a> Deployer<'a> {
     /// Puts traffic back on `slot`: the include (reload mode) or the link (socket mode), and
     /// reloads NGINX if the include changed and NGINX may have loaded the other one. Returns
     /// whether include, link and NGINX agree on `slot` again; says what went wrong if not.
-    fn restore(&self, slot: Slot, nginx_may_have_loaded: bool) -> bool {
+    pub(crate) fn restore(&self, slot: Slot, nginx_may_have_loaded: bool) -> bool {
         let changed = match switch::write(self.config, &self.layout, slot) {
             Ok(changed) => changed,
             Err(e) => {
@@ -864,7 +944,7 @@ impl<'a> Deployer<'a> {
 
     /// After a failed restart or probe: point the slot back at its old model and start it
     /// again, so that a rollback to it stays possible. Best effort, and said.
-    fn restore_resting(&self, slot: Slot, previous: Option<&str>) {
+    pub(crate) fn restore_resting(&self, slot: Slot, previous: Option<&str>) {
         let link = self.layout.slot_link(slot);
         let Some(version) = previous else {
             let _ = std::fs::remove_file(&link);
@@ -942,7 +1022,7 @@ impl<'a> Deployer<'a> {
     }
 
     /// Step 8: polls NGINX until its answers come from `slot` (with `version`, if given).
-    fn confirm(&self, slot: Slot, version: Option<&str>) -> Result<(), StepError> {
+    pub(crate) fn confirm(&self, slot: Slot, version: Option<&str>) -> Result<(), StepError> {
         let addr = self.public_addr();
         let limit = self.config.confirm_timeout();
         let deadline = Instant::now() + limit;
@@ -985,7 +1065,7 @@ impl<'a> Deployer<'a> {
         started.elapsed()
     }
 
-    fn prune(&self) {
+    pub(crate) fn prune(&self) {
         let store = Store::new(&self.layout.models_dir());
         let protect: Vec<String> = Slot::ALL
             .into_iter()
@@ -1009,6 +1089,14 @@ impl<'a> Deployer<'a> {
             return Ok(None);
         };
         let records = history::recent(&self.layout.history(), 1, Some(&intent.record.time))?;
+        if intent.phase == Phase::Waiting {
+            // A candidate waiting for `promote` is a state, not an interruption: only its
+            // record must be in the history (issue 11).
+            if !intent.is_recorded(&records) {
+                history::append(&self.layout.history(), &intent.record)?;
+            }
+            return Ok(None);
+        }
         if intent.is_recorded(&records) {
             Intent::clear(&path)?;
             return Ok(None);
@@ -1035,6 +1123,11 @@ impl<'a> Deployer<'a> {
             match intent.phase {
                 Phase::Restart => format!("while it restarted {to}"),
                 Phase::Switch => format!("while it switched NGINX to {to}, or after"),
+                Phase::Shadow => format!("while NGINX mirrored requests to {to} (shadow)"),
+                Phase::Canary => format!("while {to} had a canary share of the traffic"),
+                Phase::Watch => format!("while it watched {to}, which had all the traffic"),
+                Phase::Abort => format!("while it dropped the candidate on {to}"),
+                Phase::Waiting => unreachable!("handled above"),
             }
         );
         info!(
@@ -1046,7 +1139,50 @@ impl<'a> Deployer<'a> {
             .reason
             .clone()
             .map(|r| format!("; it had failed at {r}"));
+        let (pid, phase) = (intent.pid, intent.phase);
+        let fail = move |source| DeployError::Reconcile {
+            action,
+            pid,
+            phase,
+            source: Box::new(source),
+        };
         let (outcome, why) = match intent.phase {
+            Phase::Waiting => unreachable!("handled above"),
+            // Traffic had not moved for good: it goes back whole to `from` (the mirror off,
+            // no split). A promoted candidate waits again; an automatic one is dropped, and
+            // the next trigger deploys it anew, since an interruption settles nothing.
+            Phase::Shadow | Phase::Canary => {
+                self.complete(from, None).map_err(fail)?;
+                let why = format!("{stopped}: all traffic is back on {from}");
+                if intent.manual {
+                    intent.record.step("reconcile");
+                    intent.record.finish(
+                        Outcome::Interrupted,
+                        Some(format!("{why}; {to} waits for `bluegreen promote` again")),
+                    );
+                    intent.phase = Phase::Waiting;
+                    intent.write(&path)?;
+                    history::append(&self.layout.history(), &intent.record)?;
+                    info!("recorded the {action} as interrupted; {to} waits again");
+                    return Ok(Some(intent.record));
+                }
+                self.reconcile_resting(to, intent.target_link_before.as_deref());
+                (Outcome::Interrupted, why)
+            }
+            // The candidate had been analysed and was dropped: finish dropping it.
+            Phase::Abort => {
+                self.complete(from, None).map_err(fail)?;
+                self.reconcile_resting(to, intent.target_link_before.as_deref());
+                let why = record.reason.clone().unwrap_or_default();
+                intent.record.step("reconcile");
+                intent.record.finish(
+                    Outcome::Aborted,
+                    Some(format!("{why}; finished after {stopped}")),
+                );
+                history::append(&self.layout.history(), &intent.record)?;
+                Intent::clear(&path)?;
+                return Ok(Some(intent.record));
+            }
             Phase::Restart => {
                 if action == Action::Deploy {
                     self.reconcile_resting(to, intent.target_link_before.as_deref());
@@ -1056,13 +1192,9 @@ impl<'a> Deployer<'a> {
                     format!("{stopped}, before NGINX was touched: traffic stayed on {from}"),
                 )
             }
-            Phase::Switch => {
-                let fail = |source| DeployError::Reconcile {
-                    action,
-                    pid: intent.pid,
-                    phase: intent.phase,
-                    source: Box::new(source),
-                };
+            // The switch to all traffic had begun (or was done, and the target was being
+            // watched): it is completed; a watch cut short is not resumed.
+            Phase::Switch | Phase::Watch => {
                 if self.config.nginx.switch == Mode::Reload {
                     self.supervisor
                         .nginx()
@@ -1072,7 +1204,14 @@ impl<'a> Deployer<'a> {
                 match self.complete(to, record.to_version.as_deref()) {
                     Ok(()) => (
                         Outcome::Recovered,
-                        format!("{stopped}; the switch to {to} was completed"),
+                        format!(
+                            "{stopped}; the switch to {to} was completed{}",
+                            if intent.phase == Phase::Watch {
+                                " (its watch was cut short)"
+                            } else {
+                                ""
+                            }
+                        ),
                     ),
                     Err(why) => {
                         warn!(
@@ -1106,7 +1245,7 @@ impl<'a> Deployer<'a> {
 
     /// Makes include and NGINX agree on `slot`: probes it (for `version`, if given), writes
     /// the include, checks it, reloads, and waits until NGINX answers from `slot`.
-    fn complete(&self, slot: Slot, version: Option<&str>) -> Result<(), StepError> {
+    pub(crate) fn complete(&self, slot: Slot, version: Option<&str>) -> Result<(), StepError> {
         if let Some(version) = version {
             let artifact = Store::new(&self.layout.models_dir())
                 .load(version)
@@ -1132,7 +1271,7 @@ impl<'a> Deployer<'a> {
     /// After a deploy killed while it restarted `slot`: the slot back on `previous`, its
     /// model before the deploy. Only the link moves if the slot still serves it; otherwise
     /// the slot is restarted on it too.
-    fn reconcile_resting(&self, slot: Slot, previous: Option<&str>) {
+    pub(crate) fn reconcile_resting(&self, slot: Slot, previous: Option<&str>) {
         let serves_previous = previous.is_some_and(|v| {
             Store::new(&self.layout.models_dir())
                 .load(v)

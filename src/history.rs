@@ -28,6 +28,8 @@ use serde::{Deserialize, Serialize};
 use crate::fsutil;
 use crate::gate::GateReport;
 use crate::model;
+use crate::rollout::live::LiveAccuracy;
+use crate::rollout::report::PhaseReport;
 use crate::slot::Slot;
 
 /// Why the history or the intent could not be read or written; the source is the OS error.
@@ -70,6 +72,12 @@ pub enum Action {
     Train,
     /// A trainer handing a model to its fleet: `fleet.on_new_model` (issue 13).
     Release,
+    /// `bluegreen promote`: the rest of the rollout of a candidate that waited (issue 11).
+    Promote,
+    /// `bluegreen abort`: a waiting candidate dropped (issue 11).
+    Abort,
+    /// `bluegreen add-data`: the active model's RMSE on the rows just appended (issue 11).
+    AddData,
 }
 
 impl Action {
@@ -80,6 +88,9 @@ impl Action {
             Action::Rollback => "rollback",
             Action::Train => "train",
             Action::Release => "release",
+            Action::Promote => "promote",
+            Action::Abort => "abort",
+            Action::AddData => "add-data",
         }
     }
 }
@@ -112,6 +123,14 @@ pub enum Outcome {
     InProgress,
     /// A trainer handed the model to its fleet: `fleet.on_new_model` succeeded (issue 13).
     Released,
+    /// The candidate is ready and probed on the resting slot, and waits for `bluegreen
+    /// promote` or `bluegreen abort` (`rollout.promote = "manual"`, issue 11).
+    Waiting,
+    /// The rollout stopped the candidate (a phase's analysis, or `bluegreen abort`): traffic
+    /// is on `from_slot`, and `to_slot` is back on the model it served before (issue 11).
+    Aborted,
+    /// A measurement that moved nothing: the live RMSE of `add-data` (issue 11).
+    Measured,
 }
 
 impl Outcome {
@@ -126,6 +145,9 @@ impl Outcome {
             Outcome::Interrupted => "interrupted",
             Outcome::InProgress => "in-progress",
             Outcome::Released => "released",
+            Outcome::Waiting => "waiting",
+            Outcome::Aborted => "aborted",
+            Outcome::Measured => "measured",
         }
     }
 
@@ -169,6 +191,12 @@ pub struct Record {
     /// Why it failed, was refused, interrupted or recovered: the whole error chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Every analysed phase of a rollout, with its figures (issue 11).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollout: Vec<PhaseReport>,
+    /// `add-data`'s live accuracy of the active model (issue 11).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveAccuracy>,
     /// Times the steps of the action in this process; a record read back has none.
     #[serde(skip)]
     clock: Option<Clock>,
@@ -201,6 +229,8 @@ impl Record {
             steps: Vec::new(),
             duration_ms: 0.0,
             reason: None,
+            rollout: Vec::new(),
+            live: None,
             clock: Some(Clock {
                 started: now,
                 step_started: now,
@@ -323,6 +353,54 @@ pub fn recent(path: &Path, n: usize, since: Option<&str>) -> Result<Vec<Record>,
     Ok(records)
 }
 
+/// The newest record that `wanted` accepts, read from the end of the history a block at a
+/// time (so its cost follows how far back that record is, not the history's length: the
+/// dashboard asks for it every few seconds).
+pub fn newest(
+    path: &Path,
+    wanted: impl Fn(&Record) -> bool,
+) -> Result<Option<Record>, HistoryError> {
+    const BLOCK: u64 = 64 * 1024;
+    let fail = HistoryError::Read;
+    let mut file = match fs_err::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(fail(e)),
+    };
+    let mut end = file.metadata().map_err(fail)?.len();
+    // The start of a line whose beginning lies before the block read last.
+    let mut carry: Vec<u8> = Vec::new();
+    while end > 0 {
+        let start = end.saturating_sub(BLOCK);
+        file.seek(SeekFrom::Start(start)).map_err(fail)?;
+        let mut block = Vec::with_capacity((end - start) as usize + carry.len());
+        (&mut file)
+            .take(end - start)
+            .read_to_end(&mut block)
+            .map_err(fail)?;
+        block.extend_from_slice(&carry);
+        // Unless the block starts the file, its first line may begin in the block before.
+        let whole = match start {
+            0 => 0,
+            _ => match block.iter().position(|b| *b == b'\n') {
+                Some(i) => i + 1,
+                None => block.len(),
+            },
+        };
+        for line in block[whole..].rsplit(|b| *b == b'\n') {
+            if let Ok(record) = serde_json::from_slice::<Record>(line) {
+                if wanted(&record) {
+                    return Ok(Some(record));
+                }
+            }
+        }
+        block.truncate(whole);
+        carry = block;
+        end = start;
+    }
+    Ok(None)
+}
+
 /// The last `n` records, oldest first.
 pub fn last(path: &Path, n: usize) -> Result<Vec<Record>, HistoryError> {
     recent(path, n, None)
@@ -377,13 +455,15 @@ pub struct Tail {
 
 /// Versions that an operator or the gate has settled, so that the automatic path must not
 /// deploy them again by itself: versions traffic was moved away from (a rollback, or a
-/// deploy of another model), and versions a deploy was refused for.
+/// deploy of another model), versions a deploy was refused for, and candidates a rollout
+/// stopped (issue 11).
 pub fn settled(records: &[Record]) -> HashSet<String> {
     records
         .iter()
         .filter_map(|r| match r.outcome {
             o if o.switched() => r.from_version.clone(),
             Outcome::Refused if r.action == Action::Deploy => r.to_version.clone(),
+            Outcome::Aborted => r.to_version.clone(),
             _ => None,
         })
         .collect()
@@ -398,6 +478,20 @@ pub enum Phase {
     /// The target slot was probed; the include may have been rewritten, NGINX may have been
     /// told to reload, and may have reloaded.
     Switch,
+    /// Not a switch in progress but a state: the candidate is ready on the resting slot and
+    /// waits for `bluegreen promote` or `bluegreen abort` (issue 11). No process runs it; the
+    /// intent's record is finished, and in the history once reconciled.
+    Waiting,
+    /// NGINX mirrors live requests to the candidate, or is being told to (issue 11).
+    Shadow,
+    /// The include splits traffic between the slots by weight, or is being written to
+    /// (issue 11).
+    Canary,
+    /// All traffic is on the target, which is being watched (issue 11).
+    Watch,
+    /// The candidate is being dropped: traffic back on the previous slot, and the target
+    /// slot back on its previous model (issue 11).
+    Abort,
 }
 
 /// A switch in progress, written whole before each phase begins.
@@ -411,6 +505,10 @@ pub struct Intent {
     pub record: Record,
     /// The model the target slot's link named before the deploy touched it.
     pub target_link_before: Option<String>,
+    /// The rollout is promoted by hand (`rollout.promote = "manual"`): a promote that is
+    /// interrupted before traffic moved goes back to waiting (issue 11).
+    #[serde(default)]
+    pub manual: bool,
 }
 
 impl Intent {
@@ -466,12 +564,15 @@ impl Intent {
 
 /// Gate refusals recorded in the history, by the command that asked for the model, and
 /// failed trainings: the counters `bluegreen_gate_refusals_total` and
-/// `bluegreen_training_failures_total` on every slot's `/metrics` (issue 8 §7). A slot keeps
-/// them current with [`RefusalTail`], off the request path.
+/// `bluegreen_training_failures_total` on every slot's `/metrics` (issue 8 §7); and the
+/// newest live accuracy, for `bluegreen_live_rmse*` (issue 11). A slot keeps them current
+/// with [`RefusalTail`], off the request path.
 #[derive(Debug, Default)]
 pub struct RefusalCount {
     train: AtomicU64,
     deploy: AtomicU64,
+    /// The last live accuracy in the history (issue 11), for `bluegreen_live_rmse*`.
+    live: std::sync::Mutex<Option<LiveAccuracy>>,
     failed_trainings: AtomicU64,
 }
 
@@ -484,21 +585,27 @@ impl RefusalCount {
         ]
     }
 
+    /// The last live accuracy the history holds (issue 11).
+    pub fn live(&self) -> Option<LiveAccuracy> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Trainings that failed (`train` records with the outcome `failed`).
     pub fn failed_trainings(&self) -> u64 {
         self.failed_trainings.load(Ordering::Relaxed)
     }
 }
 
-/// Reads the history as it grows and counts its refusals and failed trainings into a
-/// [`RefusalCount`]: each [`RefusalTail::refresh`] reads only the bytes appended since the
-/// last one.
+/// Reads the history as it grows and counts its refusals and failed trainings, and keeps its
+/// newest live accuracy, into a [`RefusalCount`]: each [`RefusalTail::refresh`] reads only
+/// the bytes appended since the last one.
 pub struct RefusalTail {
     path: PathBuf,
     offset: u64,
     partial: Vec<u8>,
     train: u64,
     deploy: u64,
+    live: Option<LiveAccuracy>,
     failed_trainings: u64,
 }
 
@@ -511,6 +618,7 @@ impl RefusalTail {
             partial: Vec::new(),
             train: 0,
             deploy: 0,
+            live: None,
             failed_trainings: 0,
         }
     }
@@ -547,11 +655,17 @@ impl RefusalTail {
                     (Outcome::Failed, Action::Train) => self.failed_trainings += 1,
                     _ => {}
                 }
+                if record.live.is_some() {
+                    self.live = record.live;
+                }
             }
         }
         self.partial.drain(..complete);
         into.train.store(self.train, Ordering::Relaxed);
         into.deploy.store(self.deploy, Ordering::Relaxed);
+        if self.live.is_some() {
+            *into.live.lock().unwrap_or_else(|e| e.into_inner()) = self.live.clone();
+        }
         into.failed_trainings
             .store(self.failed_trainings, Ordering::Relaxed);
         Ok(())
@@ -595,6 +709,34 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("\"outcome\":\"deployed\""), "{text}");
         assert!(text.contains("\"action\":\"deploy\""), "{text}");
+    }
+
+    #[test]
+    fn newest_finds_the_newest_accepted_record_across_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.jsonl");
+        assert!(newest(&path, |_| true).unwrap().is_none());
+        // Records of about 200 bytes: 2,000 of them span several 64 KiB blocks, so lines are
+        // cut at block edges.
+        for i in 0..2000 {
+            append(&path, &record(i, Outcome::Deployed, Action::Deploy)).unwrap();
+        }
+        let version = |r: Option<Record>| r.and_then(|r| r.from_version);
+        assert!(std::fs::metadata(&path).unwrap().len() > 3 * 64 * 1024);
+        assert_eq!(
+            version(newest(&path, |_| true).unwrap()).as_deref(),
+            Some("v1999")
+        );
+        for i in [0, 1, 7, 321, 1000, 1998] {
+            let wanted = format!("v{i}");
+            let found = newest(&path, |r| {
+                r.from_version.as_deref() == Some(wanted.as_str())
+            });
+            assert_eq!(version(found.unwrap()), Some(wanted));
+        }
+        assert!(newest(&path, |r| r.action == Action::Abort)
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -691,6 +833,7 @@ mod tests {
             pid: 42,
             record: record(1, Outcome::InProgress, Action::Deploy),
             target_link_before: Some("v0".into()),
+            manual: false,
         };
         intent.write(&path).unwrap();
         let back = Intent::read(&path).unwrap().unwrap();

@@ -80,6 +80,24 @@ impl Layout {
         self.sockets_dir().join("active.sock")
     }
 
+    /// The symlink to the resting slot's socket (socket mode): where NGINX sends a preview
+    /// and the shadow mirror (issue 11).
+    pub fn resting_socket(&self) -> PathBuf {
+        self.sockets_dir().join("resting.sock")
+    }
+
+    /// The file NGINX's site includes in its `location /`: the shadow mirror, on or off
+    /// (issue 11).
+    pub fn shadow_conf(&self) -> PathBuf {
+        self.nginx_dir().join("shadow.conf")
+    }
+
+    /// The include in the site's `geo` block: who besides this host may preview the resting
+    /// slot, `nginx.preview_from` (issue 11; see `rollout::preview`).
+    pub fn preview_include(&self) -> PathBuf {
+        self.nginx_dir().join("preview.conf")
+    }
+
     /// The dashboard's include: who besides this host may see it, and where each slot's
     /// counters are (NGINX reads it; see `dashboard::access`).
     pub fn dashboard_include(&self) -> PathBuf {

@@ -21,6 +21,7 @@ pub mod log;
 pub mod model;
 pub mod nginx;
 pub mod progress;
+pub mod rollout;
 pub mod server;
 pub mod site;
 pub mod slot;

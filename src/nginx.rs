@@ -206,13 +206,21 @@ pub const ATTEMPTS: usize = 8;
 /// sends a request on a connection the slot is closing at that very moment.
 pub const UPSTREAM_IDLE_SECS: u64 = 2;
 
-/// The include that defines `upstream bluegreen_active`: `server` (an address, or
-/// `unix:PATH`) listed [`ATTEMPTS`] times, under a comment line saying `note`. Which server
-/// that is, is `crate::switch`'s to say.
-pub fn render_include(server: &str, note: &str) -> String {
-    let servers: String = (0..ATTEMPTS)
-        .map(|_| format!("    server {server} max_fails=0;\n"))
+/// The include: `upstream bluegreen_active`, each of `active`'s servers (an address, or
+/// `unix:PATH`, with an upstream weight during a canary step) listed [`ATTEMPTS`] times, and
+/// `upstream bluegreen_resting`, the resting slot `resting`, where a preview and the shadow
+/// mirror go (issue 11); under a comment line saying `note`. Which servers those are is
+/// `crate::switch`'s to say.
+pub fn render_include(active: &[(String, Option<u32>)], resting: &str, note: &str) -> String {
+    let line = |server: &str, weight: Option<u32>| {
+        let weight = weight.map(|w| format!(" weight={w}")).unwrap_or_default();
+        format!("    server {server}{weight} max_fails=0;\n")
+    };
+    let servers: String = active
+        .iter()
+        .flat_map(|(server, weight)| (0..ATTEMPTS).map(move |_| line(server, *weight)))
         .collect();
+    let resting_servers: String = (0..ATTEMPTS).map(|_| line(resting, None)).collect();
     format!(
         "# Written by bluegreen; every deploy and rollback replaces it. Do not edit.\n\
          # {note}\n\
@@ -220,7 +228,8 @@ pub fn render_include(server: &str, note: &str) -> String {
              # The active slot, {ATTEMPTS} times: NGINX tries each line at most once per\n    \
              # request, so a request whose attempt failed before any answer is retried on the\n    \
              # next line (proxy_next_upstream in the site). max_fails=0: NGINX must never mark\n    \
-             # the slot down and refuse requests for fail_timeout after it is back.\n\
+             # the slot down and refuse requests for fail_timeout after it is back. During a\n    \
+             # canary step (issue 11) both slots are here, their weights splitting the traffic.\n\
          {servers}    \
              # Idle connections kept open to the slot, per NGINX worker. Past this many\n    \
              # requests in flight, each extra one opens and closes a connection of its own:\n    \
@@ -230,8 +239,30 @@ pub fn render_include(server: &str, note: &str) -> String {
              # Shorter than the slots' own idle limit (limits.header_read_timeout_secs), so\n    \
              # that NGINX, not the slot, closes an idle connection.\n    \
              keepalive_timeout {UPSTREAM_IDLE_SECS}s;\n\
+         }}\n\
+         upstream bluegreen_resting {{\n    \
+             # The resting slot: a request with X-Bluegreen-Preview: 1 from an allowed address,\n    \
+             # and the shadow mirror's copies, go here (issue 11).\n\
+         {resting_servers}    \
+             keepalive 16;\n    \
+             keepalive_timeout {UPSTREAM_IDLE_SECS}s;\n\
          }}\n"
     )
+}
+
+/// The location the shadow mirror's copies go to (issue 11); internal, like the error pages.
+pub const SHADOW_LOCATION: &str = "/_bluegreen/shadow";
+
+/// The shadow file (`state_dir/nginx/shadow.conf`), which the site includes in its
+/// `location /`: `mirror` to [`SHADOW_LOCATION`] while a shadow phase runs, nothing otherwise.
+pub fn render_shadow(on: bool) -> String {
+    let head = "# Written by bluegreen (issue 11): the shadow mirror, on only while a rollout's\n\
+                # shadow phase runs. Do not edit.\n";
+    if on {
+        format!("{head}mirror {SHADOW_LOCATION};\nmirror_request_body on;\n")
+    } else {
+        head.to_string()
+    }
 }
 
 /// Where the site's `error_page`s send NGINX's own answers: internal locations, one per
@@ -353,6 +384,17 @@ fn own_answers(config: &Config) -> Vec<OwnAnswer> {
 
 /// The site: NGINX's public server, proxying everything to the active slot.
 pub fn render_site(config: &Config, include: &Path) -> String {
+    let shadow = include.with_file_name("shadow.conf");
+    let preview_local: String = crate::rollout::preview::LOCAL
+        .iter()
+        .map(|net| format!("    {net} 1;\n"))
+        .collect();
+    let preview_from = Layout::new(&config.state_dir).preview_include();
+    let refused = serde_json::json!({
+        "error": "X-Bluegreen-Preview is honoured only from this host (127.0.0.1, ::1) and the addresses in nginx.preview_from",
+        "hint": "send the preview from the server itself, or add this address to nginx.preview_from and run `bluegreen restart`; without the header the active slot answers",
+    })
+    .to_string();
     let dashboard = render_dashboard(config);
     let body = config.limits.max_body_bytes;
     let slot_wait = config.nginx.upstream_timeout_secs;
@@ -388,9 +430,30 @@ pub fn render_site(config: &Config, include: &Path) -> String {
 # `bluegreen rollback` rewrite before they reload NGINX; see `bluegreen status`.
 include {include};
 
+# Preview (issue 11): a request with `X-Bluegreen-Preview: 1` from this host (127.0.0.1, ::1)
+# or nginx.preview_from goes to the resting slot (`upstream bluegreen_resting`), where a
+# candidate waits for `bluegreen promote`; from any other address it is refused (403).
+# nginx.preview_from is in the include, which `bluegreen restart` rewrites when it changes.
+geo $bluegreen_preview_from {{
+    default 0;
+{preview_local}    include {preview_from};
+}}
+map "$http_x_bluegreen_preview:$bluegreen_preview_from" $bluegreen_upstream {{
+    default bluegreen_active;
+    "1:1" bluegreen_resting;
+}}
+map "$http_x_bluegreen_preview:$bluegreen_preview_from" $bluegreen_preview_refused {{
+    default 0;
+    "1:0" 1;
+}}
+
 server {{
     listen {port};
     server_name _;
+
+    if ($bluegreen_preview_refused) {{
+        return 403 '{refused}';
+    }}
 
     # Bodies up to the slots' own limit stay in memory: no temp files, and a request the
     # slot would refuse as too large is refused here with the same status. Being in memory,
@@ -422,7 +485,11 @@ server {{
     # (below), so a client asking for one of them gets the JSON 404.
 {error_pages}
     location / {{
-        proxy_pass http://bluegreen_active;
+        # bluegreen_active, or bluegreen_resting for an allowed preview (above). A name in a
+        # variable is looked up among the upstream groups (proxy_pass's docs).
+        proxy_pass http://$bluegreen_upstream;
+        # The shadow mirror, on only while a rollout's shadow phase runs (issue 11).
+        include {shadow};
         # Keep-alive to the slot: HTTP/1.1 with the client's Connection header cleared.
         proxy_http_version 1.1;
         proxy_set_header Connection "";
@@ -444,10 +511,33 @@ server {{
         # crashed or restarted) is sent again: predictions are pure, so POST may be retried
         # too. The include lists the slot {ATTEMPTS} times to give it somewhere to go. Retries
         # may start until the first attempt's answer was due, never after a read timeout.
-        proxy_next_upstream error timeout non_idempotent;
+        # A slot answers 500 only when it is broken, never for a client's fault (its error
+        # policy): such an answer is retried too, so that a failing canary (issue 11) costs
+        # clients nothing while the rollout sees its errors and stops it.
+        proxy_next_upstream error timeout http_500 non_idempotent;
         proxy_next_upstream_tries {ATTEMPTS};
         proxy_next_upstream_timeout {slot_wait}s;
         # Answers are small; never spill one to a temp file.
+        proxy_max_temp_file_size 0;
+    }}
+
+    # The shadow mirror's copies of live requests go to the resting slot (issue 11). Their
+    # answers are dropped, but NGINX ends the client's request, and so reads the next one on
+    # a keep-alive connection, only once its copy is done: short timeouts bound what a slow
+    # candidate can cost a client. No retries: a copy is measured once.
+    location = {shadow_location} {{
+        internal;
+        proxy_pass http://bluegreen_resting$request_uri;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_pass_request_headers off;
+        proxy_set_header Content-Type $content_type;
+        proxy_set_header Inference-Header-Content-Length $http_inference_header_content_length;
+        proxy_set_header X-Bluegreen-Shadow 1;
+        proxy_connect_timeout 100ms;
+        proxy_send_timeout 250ms;
+        proxy_read_timeout 250ms;
+        proxy_next_upstream off;
         proxy_max_temp_file_size 0;
     }}
 
@@ -455,6 +545,9 @@ server {{
 {error_locations}}}
 "#,
         include = include.display(),
+        preview_from = preview_from.display(),
+        shadow = shadow.display(),
+        shadow_location = SHADOW_LOCATION,
         port = config.public_port,
         header_wait = config.limits.header_read_timeout_secs,
         body_wait = config.limits.body_read_timeout_secs,

@@ -34,6 +34,7 @@ mod conn;
 mod live;
 mod path;
 mod rows;
+pub mod shadow;
 mod v1;
 mod v2;
 
@@ -44,12 +45,12 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -60,13 +61,37 @@ use serde_json::{json, Value};
 
 use crate::history::RefusalCount;
 use crate::model::Artifact;
+use crate::rollout::fault::{Effect, Fault};
 use crate::slot::Slot;
 use rows::Refusal;
+use shadow::{Mirrored, Shadow};
 
-/// Upper bounds of the latency histogram, in seconds.
-const BUCKETS: [f64; 13] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+/// Upper bounds of the latency histogram, in seconds. Fine enough (about ×1.5 from one to the
+/// next) for a rollout to compare two slots' p99 (issue 11, `crate::rollout::metrics`).
+const BUCKETS: [f64; 25] = [
+    0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005,
+    0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5,
 ];
+
+/// The histogram bucket of a latency of `seconds` (the last one is +Inf).
+fn bucket(seconds: f64) -> usize {
+    BUCKETS
+        .iter()
+        .position(|b| seconds <= *b)
+        .unwrap_or(BUCKETS.len())
+}
+
+/// Writes a latency histogram's `_bucket` lines, cumulative, as Prometheus reads them.
+fn render_histogram(out: &mut String, name: &str, buckets: &[AtomicU64]) -> u64 {
+    use std::fmt::Write;
+    let mut cumulative = 0;
+    for (i, bucket) in buckets.iter().enumerate() {
+        cumulative += bucket.load(Ordering::Relaxed);
+        let le = BUCKETS.get(i).map_or("+Inf".to_string(), |b| b.to_string());
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    cumulative
+}
 
 /// What the server needs: the model, which slot it is, and the request limits.
 pub struct AppState {
@@ -89,6 +114,10 @@ pub struct AppState {
     gate_refusals: RefusalCount,
     /// While set, every answer says `Connection: close` (see the module doc).
     closing: AtomicBool,
+    /// The reference model and figures of a shadow phase (issue 11), when `serve` set one.
+    shadow: OnceLock<Shadow>,
+    /// A test-only fault (debug builds; `crate::rollout::fault`).
+    fault: Option<Fault>,
 }
 
 struct Metrics {
@@ -105,6 +134,7 @@ impl AppState {
     pub fn new(model: Artifact, name: &str, slot: Slot, max_rows: usize) -> Arc<AppState> {
         let version_header = HeaderValue::from_str(&model.version)
             .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+        let fault = Fault::for_model(&model.version);
         Arc::new(AppState {
             described: model.describe(),
             name: name.to_string(),
@@ -123,7 +153,25 @@ impl AppState {
             },
             gate_refusals: RefusalCount::default(),
             closing: AtomicBool::new(false),
+            shadow: OnceLock::new(),
+            fault,
         })
+    }
+
+    /// Compares this slot's predictions of mirrored requests with `reference`'s, the active
+    /// slot's model (issue 11, [`shadow`]). Set once, before serving.
+    pub fn set_reference(&self, reference: Artifact) {
+        let _ = self.shadow.set(Shadow::new(reference));
+    }
+
+    /// The model this slot serves.
+    pub fn model(&self) -> &Artifact {
+        &self.model
+    }
+
+    /// The test-only fault this slot runs with, if any (debug builds only).
+    pub fn fault(&self) -> Option<&Fault> {
+        self.fault.as_ref()
     }
 
     /// From now on, end every connection after its current answer (`true`), or keep them
@@ -213,16 +261,23 @@ impl hyper::service::Service<Request<Incoming>> for App {
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         let started = Instant::now();
+        let mirrored = request.headers().contains_key(shadow::HEADER);
         match path::normalise_uri(request.uri()) {
             Ok(Some(uri)) => *request.uri_mut() = uri,
             Ok(None) => {}
             Err(why) => {
                 let mut response = bad_path(request.uri().path(), why);
-                observe(&self.state, started, &mut response, true);
+                observe(&self.state, started, &mut response, true, mirrored);
                 return Box::pin(std::future::ready(Ok(response)));
             }
         }
-        let counted = !crate::dashboard::is_dashboard_path(request.uri().path());
+        let counted = {
+            let path = request.uri().path();
+            !crate::dashboard::is_dashboard_path(path) && !is_probe_path(path)
+        };
+        if mirrored {
+            request.extensions_mut().insert(Mirrored { started });
+        }
         // A Router is always ready (axum docs), and cloning it clones one Arc.
         let answer = tower_service::Service::call(&mut self.routes.clone(), request);
         let state = self.state.clone();
@@ -234,7 +289,7 @@ impl hyper::service::Service<Request<Incoming>> for App {
                 Ok(answer) => answer?,
                 Err(_) => body_too_slow(body_timeout),
             };
-            observe(&state, started, &mut response, counted);
+            observe(&state, started, &mut response, counted, mirrored);
             Ok(response)
         })
     }
@@ -337,15 +392,40 @@ fn hint(status: StatusCode) -> &'static str {
 const ROUTES: &str =
     "predictions are POST / or POST /inference; GET /healthz, /readyz, /model, /metrics; the inference protocols are under /v2 (Open Inference Protocol) and /v1/models (KServe v1)";
 
+/// Whether `path` (in normal form) is one that monitors poll rather than clients use:
+/// `/metrics` and the health routes. They are not counted in the request figures, so a
+/// rollout's own polling of `/metrics` (two a second) cannot pass as traffic that a
+/// candidate answered well (issue 11: a candidate that failed every prediction passed its
+/// canary steps on its metric polls alone), and a scraper does not dilute the error rate.
+fn is_probe_path(path: &str) -> bool {
+    matches!(
+        path,
+        "/metrics" | "/healthz" | "/readyz" | "/v2/health/live" | "/v2/health/ready"
+    )
+}
+
 /// Adds the version and slot headers to an answer and, if `counted`, records its status and
-/// latency. The dashboard's requests are not counted (see `live`).
-fn observe(state: &AppState, started: Instant, response: &mut Response, counted: bool) {
+/// latency. The dashboard's requests are not counted (see `live`); a mirrored copy (issue 11)
+/// is counted in the shadow figures instead.
+fn observe(
+    state: &AppState,
+    started: Instant,
+    response: &mut Response,
+    counted: bool,
+    mirrored: bool,
+) {
     let headers = response.headers_mut();
     headers.insert("x-model-version", state.version_header.clone());
     headers.insert("x-slot", state.slot_header.clone());
     if state.closing.load(Ordering::Relaxed) {
         // hyper closes the connection once this answer is written.
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if mirrored {
+        if let Some(shadow) = state.shadow.get() {
+            shadow.answered(response.status().as_u16());
+        }
+        return;
     }
     if !counted {
         return;
@@ -356,11 +436,7 @@ fn observe(state: &AppState, started: Instant, response: &mut Response, counted:
         counter.fetch_add(1, Ordering::Relaxed);
     }
     let seconds = started.elapsed().as_secs_f64();
-    let bucket = BUCKETS
-        .iter()
-        .position(|b| seconds <= *b)
-        .unwrap_or(BUCKETS.len());
-    metrics.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+    metrics.buckets[bucket(seconds)].fetch_add(1, Ordering::Relaxed);
     metrics
         .latency_micros_sum
         .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
@@ -395,10 +471,35 @@ fn body_refusal(rejection: BytesRejection) -> Refusal {
     }
 }
 
+/// The test-only fault's effect on a prediction (issue 11, `crate::rollout::fault`): none
+/// unless a debug build armed one for this slot's model.
+async fn test_fault(state: &AppState) -> Result<(), Refusal> {
+    let Some(fault) = state.fault() else {
+        return Ok(());
+    };
+    match fault.effect() {
+        Effect::None => Ok(()),
+        Effect::Error => Err(Refusal {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            what: "test fault: this slot answers errors (BLUEGREEN_TEST_FAULT)".to_string(),
+        }),
+        Effect::Delay(delay) => {
+            tokio::time::sleep(delay).await;
+            Ok(())
+        }
+    }
+}
+
 /// The model's predictions for `rows` (row-major, of the model's width), counted in the
-/// metrics. `list` names the rows in the request, for errors: none, more than
+/// metrics, or for a `mirrored` copy (issue 11) compared with the reference model's in the
+/// shadow figures instead. `list` names the rows in the request, for errors: none, more than
 /// `limits.max_rows`, or values out of the model's range.
-fn predict_rows(state: &AppState, rows: &[f64], list: &str) -> Result<Vec<f64>, Refusal> {
+fn predict_rows(
+    state: &AppState,
+    rows: &[f64],
+    list: &str,
+    mirrored: Option<Mirrored>,
+) -> Result<Vec<f64>, Refusal> {
     let width = state.model.features.len();
     let count = rows.len() / width;
     if count == 0 {
@@ -435,10 +536,15 @@ fn predict_rows(state: &AppState, rows: &[f64], list: &str) -> Result<Vec<f64>, 
             "{list}[{i}]: the prediction is not a finite number; are the values in range?"
         )));
     }
-    state
-        .metrics
-        .rows_predicted
-        .fetch_add(count as u64, Ordering::Relaxed);
+    match (mirrored, state.shadow.get()) {
+        (Some(m), Some(shadow)) => shadow.compare(rows, &prices, m.started.elapsed()),
+        _ => {
+            state
+                .metrics
+                .rows_predicted
+                .fetch_add(count as u64, Ordering::Relaxed);
+        }
+    }
     Ok(prices)
 }
 
@@ -446,15 +552,17 @@ fn predict_rows(state: &AppState, rows: &[f64], list: &str) -> Result<Vec<f64>, 
 /// formats of [`rows`].
 async fn predict(
     State(state): State<Arc<AppState>>,
+    mirrored: Option<Extension<Mirrored>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    test_fault(&state).await?;
     let body = body.map_err(body_refusal)?;
     let features = &state.model.features;
     let rows = match rows::read_common(&body, "data", features.len()) {
         Some(rows) => rows,
         None => rows::read_body(&body, features)?,
     };
-    let prices = predict_rows(&state, &rows, "data")?;
+    let prices = predict_rows(&state, &rows, "data", mirrored.map(|Extension(m)| m))?;
     Ok(axum::Json(Prediction {
         price: prices[0],
         prices,
@@ -484,7 +592,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     use std::fmt::Write;
     let m = &state.metrics;
     let mut out = String::new();
-    out.push_str("# HELP bluegreen_requests_total HTTP requests answered, by status.\n");
+    out.push_str("# HELP bluegreen_requests_total HTTP requests answered, by status; not /metrics, the health routes nor the dashboard.\n");
     out.push_str("# TYPE bluegreen_requests_total counter\n");
     for (i, counter) in m.by_status.iter().enumerate() {
         let n = counter.load(Ordering::Relaxed);
@@ -498,15 +606,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     }
     out.push_str("# HELP bluegreen_request_duration_seconds Time to answer a request.\n");
     out.push_str("# TYPE bluegreen_request_duration_seconds histogram\n");
-    let mut cumulative = 0;
-    for (i, bucket) in m.buckets.iter().enumerate() {
-        cumulative += bucket.load(Ordering::Relaxed);
-        let le = BUCKETS.get(i).map_or("+Inf".to_string(), |b| b.to_string());
-        let _ = writeln!(
-            out,
-            "bluegreen_request_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
-        );
-    }
+    let cumulative = render_histogram(&mut out, "bluegreen_request_duration_seconds", &m.buckets);
     let sum = m.latency_micros_sum.load(Ordering::Relaxed) as f64 / 1e6;
     let _ = writeln!(out, "bluegreen_request_duration_seconds_sum {sum}");
     let _ = writeln!(out, "bluegreen_request_duration_seconds_count {cumulative}");
@@ -541,6 +641,27 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         "bluegreen_training_failures_total {}",
         state.gate_refusals.failed_trainings()
     );
+    if let Some(live) = state.gate_refusals.live() {
+        out.push_str("# HELP bluegreen_live_rmse The active model's RMSE on the last rows add-data appended, in label units (issue 11).\n");
+        out.push_str("# TYPE bluegreen_live_rmse gauge\n");
+        let _ = writeln!(
+            out,
+            "bluegreen_live_rmse{{model=\"{}\",rows=\"{}\"}} {}",
+            live.model, live.rows, live.rmse
+        );
+        if let Some(ratio) = live.ratio {
+            out.push_str("# HELP bluegreen_live_rmse_ratio Live RMSE over the model's holdout RMSE: a drift signal, about 1 while new data looks like the training data.\n");
+            out.push_str("# TYPE bluegreen_live_rmse_ratio gauge\n");
+            let _ = writeln!(
+                out,
+                "bluegreen_live_rmse_ratio{{model=\"{}\"}} {ratio}",
+                live.model
+            );
+        }
+    }
+    if let Some(shadow) = state.shadow.get() {
+        shadow.render(&mut out);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 

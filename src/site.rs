@@ -10,7 +10,8 @@
 //!   `nginx -T`'s dump (the package installs it as `/etc/nginx/sites-available/bluegreen`,
 //!   enabled by a link in `sites-enabled/`);
 //! - **the dashboard's include** (`dashboard::access::render`): `[dashboard] allow` and the
-//!   slots' addresses.
+//!   slots' addresses;
+//! - **the previews' include** (`rollout::preview::render`): `nginx.preview_from` (issue 11).
 //!
 //! [`files`] says which of them differ from what the configuration renders (`bluegreen check`
 //! warns); [`apply`] writes those and reloads NGINX once (`bluegreen restart`), and only when
@@ -33,6 +34,7 @@ use crate::dashboard;
 use crate::fsutil;
 use crate::layout::Layout;
 use crate::nginx::{self, Nginx, NginxError};
+use crate::rollout;
 
 /// The site as the package installs it: the default configuration's rendering (a unit test
 /// in `nginx` keeps the two equal).
@@ -50,6 +52,8 @@ pub enum Kind {
     Main,
     /// The dashboard's include (`[dashboard] allow`, the slots' addresses).
     Dashboard,
+    /// The previews' include (`nginx.preview_from`, issue 11).
+    Preview,
 }
 
 impl std::fmt::Display for Kind {
@@ -58,6 +62,7 @@ impl std::fmt::Display for Kind {
             Kind::Site => "the site",
             Kind::Main => "the main configuration",
             Kind::Dashboard => "the dashboard's include",
+            Kind::Preview => "the previews' include",
         })
     }
 }
@@ -138,6 +143,12 @@ pub fn files(config: &Config, nginx: &Nginx) -> Result<Vec<File>, NginxError> {
         layout.dashboard_include(),
         Kind::Dashboard,
         dashboard::access::render(config),
+        |_| true,
+    ));
+    files.push(file(
+        layout.preview_include(),
+        Kind::Preview,
+        rollout::preview::render(config),
         |_| true,
     ));
     Ok(files)

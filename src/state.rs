@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use crate::config::Config;
 use crate::data::Schema;
-use crate::history::{self, HistoryError, Record};
+use crate::history::{self, HistoryError, Intent, Phase, Record};
 use crate::layout::Layout;
 use crate::model::{parse_seq, Artifact, ModelError, Store};
 use crate::slot::Slot;
@@ -67,6 +67,8 @@ pub struct State {
     newest_passed: Option<Artifact>,
     skipped: Vec<ModelError>,
     history: Vec<Record>,
+    /// The record of a candidate that waits for `bluegreen promote` (issue 11).
+    waiting: Option<Record>,
 }
 
 fn index(slot: Slot) -> usize {
@@ -132,8 +134,27 @@ impl State {
         let since = newest_passed
             .as_ref()
             .map(|a: &Artifact| a.trained_at.as_str());
-        let history = history::recent(&layout.history(), 5, since)?;
+        // The last five records of what was done, and all since: add-data's measurements
+        // (issue 11) are left out.
+        let mut history: Vec<Record> = history::recent(&layout.history(), 20, since)?
+            .into_iter()
+            .filter(|r| r.outcome != history::Outcome::Measured)
+            .collect();
+        let extra = history.len().saturating_sub(5);
+        let older = history
+            .iter()
+            .take(extra)
+            .take_while(|r| since.is_none_or(|t| r.time.as_str() < t))
+            .count();
+        history.drain(..older);
+        // An intent that cannot be read is the reconcile's to report, not this reading's.
+        let waiting = Intent::read(&layout.deploy_intent())
+            .ok()
+            .flatten()
+            .filter(|i| i.phase == Phase::Waiting)
+            .map(|i| i.record);
         Ok(State {
+            waiting,
             store,
             route,
             links,
@@ -154,6 +175,17 @@ impl State {
     /// configured one until a mode change is applied (`bluegreen restart`).
     pub fn route(&self) -> Option<Route> {
         self.route
+    }
+
+    /// During a canary step (issue 11): the share of traffic (percent) the other slot gets.
+    pub fn split(&self) -> Option<u8> {
+        self.route.and_then(|r| r.split)
+    }
+
+    /// The candidate that waits for `bluegreen promote` or `bluegreen abort`, as its record
+    /// says: slots, versions and when it was deployed (issue 11).
+    pub fn waiting(&self) -> Option<&Record> {
+        self.waiting.as_ref()
     }
 
     /// The version `slot`'s link names, if it has one.
@@ -201,8 +233,12 @@ impl State {
         let active = self.active_version();
         let newer = active.is_none_or(|v| parse_seq(v).is_none_or(|seq| candidate.seq() > seq));
         let settled: HashSet<String> = history::settled(&self.history);
-        (self.route.is_some() && newer && !settled.contains(&candidate.version))
-            .then_some(candidate)
+        // A candidate that waits for an operator is not the trigger's to deploy (issue 11).
+        (self.route.is_some()
+            && self.waiting.is_none()
+            && newer
+            && !settled.contains(&candidate.version))
+        .then_some(candidate)
     }
 
     /// Corrupt artifacts that [`State::read`] passed over.

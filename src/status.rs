@@ -1,7 +1,8 @@
 //! What the system looks like now, as one [`Status`]: which slot NGINX routes to and with
 //! which model, whether each slot answers, how much data there is and whether training is
-//! due, whether a deploy is pending or a model was refused, and the last records of the
-//! history.
+//! due, whether a deploy is pending or a model was refused, a rollout's state (a candidate
+//! waiting for `promote`, a canary split, a rollout in progress with its phases' figures, the
+//! active model's live accuracy; issue 11), and the last records of the history.
 //!
 //! One function, [`gather`], computes it for both of its readers: `bluegreen status` (the
 //! table, and `--json`) and the dashboard's `/-/api/status` (issue 12), which serve the same
@@ -19,9 +20,11 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::data::{self, Learned, Scan, Schema};
-use crate::history::{self, Action, Outcome, Record};
+use crate::history::{self, Action, Intent, Outcome, Phase, Record};
 use crate::http;
 use crate::layout::Layout;
+use crate::rollout::live::LiveAccuracy;
+use crate::rollout::report::PhaseReport;
 use crate::slot::Slot;
 use crate::state::{State, StateError};
 use crate::supervisor;
@@ -47,6 +50,16 @@ pub struct Status {
     pub include: Option<Slot>,
     /// The slot NGINX answered `GET /readyz` from, through the public port.
     pub nginx_routes: Option<Slot>,
+    /// During a canary step: the share of traffic (percent) the resting slot gets by its
+    /// upstream weight (issue 11).
+    pub canary_percent: Option<u8>,
+    /// The candidate that waits for `bluegreen promote` or `bluegreen abort` (issue 11).
+    pub waiting: Option<Waiting>,
+    /// A rollout that runs now, or was interrupted and not reconciled yet: its phase and the
+    /// figures of the phases it finished (issue 11).
+    pub rollout: Option<Rollout>,
+    /// The active model's live accuracy on the rows `add-data` appended last (issue 11).
+    pub live: Option<LiveAccuracy>,
     pub slots: Vec<SlotStatus>,
     pub data_rows: Option<usize>,
     pub newest_model: Option<String>,
@@ -71,8 +84,37 @@ pub struct Status {
     pub models: usize,
     /// What `status` had to say besides: a reconciled deploy, disagreements, skipped files.
     pub notes: Vec<String>,
-    /// The last records of the history: switches, refusals, failures, recoveries.
+    /// The last records of the history: switches, refusals, failures, recoveries, rollout
+    /// steps; add-data's measurements are left out (the newest is `live`).
     pub last_deploys: Vec<Record>,
+}
+
+/// A candidate ready and probed on the resting slot, waiting for `bluegreen promote` or
+/// `bluegreen abort` (`rollout.promote = "manual"`, issue 11).
+#[derive(Serialize)]
+pub struct Waiting {
+    pub version: String,
+    pub slot: Slot,
+    /// When its deploy began (RFC 3339, UTC).
+    pub since: String,
+    /// The slot that keeps the traffic meanwhile.
+    pub traffic_on: Slot,
+}
+
+/// A rollout in progress, as its intent says (issue 11).
+#[derive(Serialize)]
+pub struct Rollout {
+    /// `deploy` or `promote`.
+    pub action: Action,
+    /// The process running it.
+    pub pid: u32,
+    pub phase: Phase,
+    /// The candidate.
+    pub version: Option<String>,
+    /// When it began (RFC 3339, UTC).
+    pub since: String,
+    /// The figures of the phases it finished.
+    pub phases: Vec<PhaseReport>,
 }
 
 /// The newest model, refused by the quality gate, and why.
@@ -206,7 +248,9 @@ pub fn gather(
         ));
     }
     let include = state.active();
-    if let (Some(routes), Some(named)) = (nginx_routes, include) {
+    let canary_percent = state.split();
+    // During a canary step NGINX answers from both slots, so either is right.
+    if let (Some(routes), Some(named), None) = (nginx_routes, include, canary_percent) {
         if routes != named {
             notes.push(format!(
                 "NGINX routes to {routes}, but its include names {named}: a switch was interrupted and is not reconciled yet; the next deploy, rollback or status does it"
@@ -265,6 +309,36 @@ pub fn gather(
             reason: r.reason.clone().unwrap_or_default(),
             hint: TRAINING_FAILED_HINT,
         });
+    let waiting = state.waiting().and_then(|w| {
+        Some(Waiting {
+            version: w.to_version.clone()?,
+            slot: w.to_slot?,
+            since: w.time.clone(),
+            traffic_on: w.from_slot?,
+        })
+    });
+    // An intent that cannot be read is the reconcile's to report, not this reading's.
+    let rollout = Intent::read(&layout.deploy_intent())
+        .ok()
+        .flatten()
+        .filter(|i| i.phase != Phase::Waiting)
+        .map(|i| Rollout {
+            action: i.record.action,
+            pid: i.pid,
+            phase: i.phase,
+            version: i.record.to_version.clone(),
+            since: i.record.time.clone(),
+            phases: i.record.rollout,
+        });
+    // The newest measurement of the model that is active now.
+    let live = state.active_version().and_then(|active| {
+        history::newest(&layout.history(), |r| {
+            r.live.as_ref().is_some_and(|l| l.model == active)
+        })
+        .ok()
+        .flatten()
+        .and_then(|r| r.live)
+    });
     Ok(Status {
         config_error: None,
         state_dir: layout.root().display().to_string(),
@@ -274,6 +348,10 @@ pub fn gather(
         active,
         include,
         nginx_routes,
+        canary_percent,
+        waiting,
+        rollout,
+        live,
         slots,
         data_rows: scan.map(|s| s.rows),
         data_summary: scan.map(|s| {

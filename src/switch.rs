@@ -151,6 +151,14 @@ pub enum SwitchError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot point the link to the resting slot's socket at {slot}")]
+    WriteRestingLink {
+        slot: Slot,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write the NGINX shadow file (issue 11)")]
+    WriteShadow(#[source] io::Error),
     #[error("the NGINX include {path} names no known slot (expected `server` lines with {blue}, {green} or unix:{link}); hint: run `bluegreen restart` to write it again")]
     UnknownUpstream {
         path: PathBuf,
@@ -167,10 +175,15 @@ pub enum SwitchError {
 /// What the include routes by: which slot, and in which mode's form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
+    /// The active slot: all the traffic, or during a canary step (issue 11) the slot that
+    /// keeps the rest of it.
     pub slot: Slot,
     /// The form of the include: a slot's address (`Reload`) or the link (`Socket`). It differs
     /// from the configured mode until a mode change has been applied (`bluegreen restart`).
     pub mode: Mode,
+    /// During a canary step: the share of traffic (percent, 1–99) the other slot gets by
+    /// its upstream weight. `None`: the active slot has it all.
+    pub split: Option<u8>,
 }
 
 /// The slot NGINX routes to, read from the include (and, in socket mode, the link it names);
@@ -189,32 +202,78 @@ pub fn route(config: &Config, layout: &Layout) -> Result<Option<Route>, SwitchEr
         green: config.slots.green,
         link: link.clone(),
     };
-    // Each `server` line names a slot's address (Some(slot)) or the link (None).
-    let mut named: Option<Option<Slot>> = None;
+    // Each `server` line of `upstream bluegreen_active` names a slot's address (Some(slot))
+    // or the link (None), with its weight if it has one. `upstream bluegreen_resting` only
+    // says which slot rests (a preview's and the shadow mirror's target; issue 11).
+    let mut named: Vec<(Option<Slot>, Option<u32>)> = Vec::new();
+    let mut resting = None;
+    let mut block = "bluegreen_active";
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("").trim();
+        if let Some(rest) = line.strip_prefix("upstream ") {
+            block = rest.split_whitespace().next().unwrap_or("");
+            continue;
+        }
         let Some(rest) = line.strip_prefix("server ") else {
             continue;
         };
-        let server = rest.split_whitespace().next().unwrap_or("");
-        let this = match server.trim_end_matches(';').parse::<Endpoint>() {
+        let mut words = rest.trim_end_matches(';').split_whitespace();
+        let server = words.next().unwrap_or("");
+        let weight = words
+            .find_map(|w| w.strip_prefix("weight="))
+            .and_then(|w| w.parse::<u32>().ok());
+        let this = match server.parse::<Endpoint>() {
             Ok(Endpoint::Tcp(addr)) => Some(config.slot_at(addr).ok_or_else(unknown)?),
             Ok(Endpoint::Unix(path)) if path == link => None,
+            Ok(Endpoint::Unix(_)) if block == "bluegreen_resting" => None,
             _ => return Err(unknown()),
         };
-        if named.is_some_and(|n| n != this) {
-            return Err(SwitchError::BothSlots { path: include });
+        match block {
+            "bluegreen_resting" => resting = this,
+            _ => named.push((this, weight)),
         }
-        named = Some(this);
     }
-    match named.ok_or_else(unknown)? {
+    let mut slots: Vec<Option<Slot>> = Vec::new();
+    for (slot, _) in &named {
+        if !slots.contains(slot) {
+            slots.push(*slot);
+        }
+    }
+    let (first, split) = match slots.as_slice() {
+        [] => return Err(unknown()),
+        [one] => (*one, None),
+        [Some(a), Some(b)] if named.iter().all(|(_, w)| w.is_some()) => {
+            // A canary step: the weights say the share; the slot `bluegreen_resting` names
+            // is the candidate, and the other one is active.
+            let weight = |slot: Slot| -> u64 {
+                named
+                    .iter()
+                    .filter(|(s, _)| *s == Some(slot))
+                    .map(|(_, w)| u64::from(w.unwrap_or(1)))
+                    .sum()
+            };
+            let (active, candidate) = match resting {
+                Some(r) if r == *a => (*b, *a),
+                Some(_) => (*a, *b),
+                None if weight(*a) >= weight(*b) => (*a, *b),
+                None => (*b, *a),
+            };
+            let total = weight(active) + weight(candidate);
+            let share = (100 * weight(candidate) + total / 2) / total.max(1);
+            (Some(active), Some(share.clamp(1, 99) as u8))
+        }
+        _ => return Err(SwitchError::BothSlots { path: include }),
+    };
+    match first {
         Some(slot) => Ok(Some(Route {
             slot,
             mode: Mode::Reload,
+            split,
         })),
         None => Ok(read_link(layout)?.map(|slot| Route {
             slot,
             mode: Mode::Socket,
+            split: None,
         })),
     }
 }
@@ -244,17 +303,21 @@ fn link_target(slot: Slot) -> PathBuf {
     PathBuf::from(format!("{slot}.sock"))
 }
 
-/// The include for the configured mode: `slot`'s address, or the link.
+/// The include for the configured mode: all traffic to `slot` (its address, or the link),
+/// and `upstream bluegreen_resting` naming the other slot (its address, or the resting link).
 pub fn render_include(config: &Config, slot: Slot) -> String {
     match config.nginx.switch {
         Mode::Reload => nginx::render_include(
-            &config.slot_addr(slot).to_string(),
+            &[(config.slot_addr(slot).to_string(), None)],
+            &config.slot_addr(slot.other()).to_string(),
             &format!("active slot: {slot}"),
         ),
         Mode::Socket => {
-            let link = Layout::new(&config.state_dir).active_socket();
+            let layout = Layout::new(&config.state_dir);
+            let link = layout.active_socket();
             nginx::render_include(
-                &Endpoint::Unix(link.clone()).to_string(),
+                &[(Endpoint::Unix(link.clone()).to_string(), None)],
+                &Endpoint::Unix(layout.resting_socket()).to_string(),
                 &format!(
                     "the active slot is the one whose socket {} points at (nginx.switch = \"socket\")",
                     link.display()
@@ -264,23 +327,108 @@ pub fn render_include(config: &Config, slot: Slot) -> String {
     }
 }
 
+/// The include of a canary step (issue 11, reload mode only): `stable` keeps `100 - percent`
+/// of the traffic and the other slot gets `percent`, by the upstream weights of their
+/// `server` lines; `upstream bluegreen_resting` still names the candidate.
+pub fn render_split(config: &Config, stable: Slot, percent: u8) -> String {
+    let candidate = stable.other();
+    nginx::render_include(
+        &[
+            (
+                config.slot_addr(stable).to_string(),
+                Some(100 - u32::from(percent)),
+            ),
+            (
+                config.slot_addr(candidate).to_string(),
+                Some(u32::from(percent)),
+            ),
+        ],
+        &config.slot_addr(candidate).to_string(),
+        &format!("active slot: {stable}; canary: {percent}% to {candidate}"),
+    )
+}
+
 /// Makes `slot` the active one in the configured mode, each file written whole: in reload
-/// mode the include; in socket mode the link, then the include if it is not socket mode's
-/// yet. Returns whether the include changed, in which case NGINX must reload to follow; a
-/// link alone needs nothing from NGINX.
+/// mode the include; in socket mode the link (and the resting link), then the include if it
+/// is not socket mode's yet. The shadow mirror is turned off too (issue 11): a switch ends
+/// any rollout phase. Returns whether the include or the shadow file changed, in which case
+/// NGINX must reload to follow; a link alone needs nothing from NGINX.
 pub fn write(config: &Config, layout: &Layout, slot: Slot) -> Result<bool, SwitchError> {
     if config.nginx.switch == Mode::Socket {
-        let path = layout.active_socket();
-        fsutil::swap_symlink(&link_target(slot), &path)
+        fsutil::swap_symlink(&link_target(slot), &layout.active_socket())
             .map_err(|source| SwitchError::WriteLink { slot, source })?;
+        // The resting slot's link: where a preview and the shadow mirror go (issue 11).
+        let resting = slot.other();
+        fsutil::swap_symlink(&link_target(resting), &layout.resting_socket()).map_err(
+            |source| SwitchError::WriteRestingLink {
+                slot: resting,
+                source,
+            },
+        )?;
     }
+    let include = write_include(layout, &render_include(config, slot))?;
+    let shadow = set_shadow(layout, false)?;
+    Ok(include || shadow)
+}
+
+/// Writes the include of a canary step (see [`render_split`]); returns whether it changed.
+pub fn write_split(
+    config: &Config,
+    layout: &Layout,
+    stable: Slot,
+    percent: u8,
+) -> Result<bool, SwitchError> {
+    write_include(layout, &render_split(config, stable, percent))
+}
+
+fn write_include(layout: &Layout, text: &str) -> Result<bool, SwitchError> {
     let include = layout.upstream_include();
-    let text = render_include(config, slot);
     if fs::read_to_string(&include).is_ok_and(|now| now == text) {
         return Ok(false);
     }
     fsutil::write_atomic(&include, text.as_bytes()).map_err(SwitchError::WriteInclude)?;
     Ok(true)
+}
+
+/// Turns NGINX's shadow mirror on or off (issue 11): the file the site includes in its
+/// `location /`, holding `mirror` while a shadow phase runs, and nothing else otherwise.
+/// Returns whether it changed (NGINX must reload to follow).
+pub fn set_shadow(layout: &Layout, on: bool) -> Result<bool, SwitchError> {
+    write_file(&layout.shadow_conf(), &nginx::render_shadow(on))
+}
+
+/// Whether the shadow file mirrors requests now; false when there is none.
+pub fn shadow_on(layout: &Layout) -> bool {
+    fs::read_to_string(layout.shadow_conf()).is_ok_and(|text| text == nginx::render_shadow(true))
+}
+
+fn write_file(path: &Path, text: &str) -> Result<bool, SwitchError> {
+    if fs::read_to_string(path).is_ok_and(|now| now == text) {
+        return Ok(false);
+    }
+    fsutil::write_atomic(path, text.as_bytes()).map_err(SwitchError::WriteShadow)?;
+    Ok(true)
+}
+
+/// Brings the NGINX files of a state folder written by an older bluegreen up to this one's
+/// form, traffic staying where it is: an include without `upstream bluegreen_resting` (which
+/// the site now names) is written again for the same active slot, and a missing shadow file
+/// is written off. `bluegreen init` (so the package's postinst) and `up` call it; a canary
+/// split or a shadow phase in progress is left as it is.
+pub fn upgrade(config: &Config, layout: &Layout) -> Result<(), SwitchError> {
+    if !layout.shadow_conf().exists() {
+        set_shadow(layout, false)?;
+    }
+    let text = fs::read_to_string(layout.upstream_include()).unwrap_or_default();
+    if text.is_empty() || text.contains("upstream bluegreen_resting") {
+        return Ok(());
+    }
+    if let Some(route) = route(config, layout)? {
+        if route.mode == config.nginx.switch {
+            write(config, layout, route.slot)?;
+        }
+    }
+    Ok(())
 }
 
 /// How many connections to the unix socket bound at `path` are open: accepted ones and those
@@ -347,7 +495,11 @@ mod tests {
                 for reader in [&reload, &socket] {
                     assert_eq!(
                         route(reader, &layout).unwrap(),
-                        Some(Route { slot, mode }),
+                        Some(Route {
+                            slot,
+                            mode,
+                            split: None
+                        }),
                         "{mode} wrote {slot}"
                     );
                 }
@@ -372,14 +524,70 @@ mod tests {
             (Mode::Socket, link.as_str()),
         ] {
             let text = render_include(&config(dir.path(), mode), Slot::Green);
-            let servers: Vec<&str> = text
+            let (active, resting) = text.split_once("upstream bluegreen_resting").unwrap();
+            let servers: Vec<&str> = active
                 .lines()
                 .filter(|l| l.trim_start().starts_with("server "))
                 .collect();
             assert_eq!(servers.len(), nginx::ATTEMPTS, "{text}");
             let line = format!("server {server} max_fails=0;");
             assert!(servers.iter().all(|l| l.trim() == line), "{text}");
+            // The resting slot, where previews and the shadow mirror go (issue 11).
+            let other = match mode {
+                Mode::Reload => "127.0.0.1:8081".to_string(),
+                Mode::Socket => format!("unix:{}/sockets/resting.sock", dir.path().display()),
+            };
+            assert!(
+                resting.contains(&format!("server {other} max_fails=0;")),
+                "{text}"
+            );
         }
+    }
+
+    #[test]
+    fn a_canary_split_is_read_back_with_its_share_and_undone_by_a_switch() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        fs::create_dir_all(layout.nginx_dir()).unwrap();
+        let reload = config(dir.path(), Mode::Reload);
+        write(&reload, &layout, Slot::Blue).unwrap();
+        for percent in [1, 10, 50, 99] {
+            assert!(write_split(&reload, &layout, Slot::Blue, percent).unwrap());
+            assert_eq!(
+                route(&reload, &layout).unwrap(),
+                Some(Route {
+                    slot: Slot::Blue,
+                    mode: Mode::Reload,
+                    split: Some(percent)
+                }),
+                "{}",
+                render_split(&reload, Slot::Blue, percent)
+            );
+        }
+        assert!(set_shadow(&layout, true).unwrap());
+        assert!(shadow_on(&layout));
+        // A switch puts all traffic on one slot and turns the mirror off.
+        assert!(write(&reload, &layout, Slot::Green).unwrap());
+        assert!(!shadow_on(&layout));
+        assert_eq!(
+            route(&reload, &layout).unwrap().map(|r| (r.slot, r.split)),
+            Some((Slot::Green, None))
+        );
+    }
+
+    #[test]
+    fn an_include_of_an_older_version_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        fs::create_dir_all(layout.nginx_dir()).unwrap();
+        let reload = config(dir.path(), Mode::Reload);
+        let old = "upstream bluegreen_active {\n    server 127.0.0.1:8082 max_fails=0;\n}\n";
+        fs::write(layout.upstream_include(), old).unwrap();
+        upgrade(&reload, &layout).unwrap();
+        let text = fs::read_to_string(layout.upstream_include()).unwrap();
+        assert!(text.contains("upstream bluegreen_resting"), "{text}");
+        assert_eq!(route(&reload, &layout).unwrap().unwrap().slot, Slot::Green);
+        assert!(layout.shadow_conf().exists());
     }
 
     #[test]

@@ -14,7 +14,7 @@
   const LIVE_POINTS = 150; // 5 minutes at one reading every 2 s
   const STEP_COLORS = ["#60a5fa", "#34d399", "#fbbf24", "#f87171", "#a78bfa", "#f472b6", "#22d3ee", "#a3e635", "#fb923c"];
   // Fields the timeline shows in columns of their own; any other is shown in "details".
-  const KNOWN = new Set(["time", "action", "outcome", "from_slot", "to_slot", "from_version", "to_version", "steps", "duration_ms", "reason", "gate"]);
+  const KNOWN = new Set(["time", "action", "outcome", "from_slot", "to_slot", "from_version", "to_version", "steps", "duration_ms", "reason", "gate", "rollout", "live"]);
 
   const $ = (id) => document.getElementById(id);
   const charts = {};
@@ -118,9 +118,9 @@
     const x = usable.map((m) => m.seq);
     const liveRmse = new Map();
     for (const r of records) {
-      // Live accuracy, where a record has it (issue 11): the model it measured.
-      const version = r.version || r.to_version;
-      if (typeof r.live_rmse === "number" && version) liveRmse.set(version, r.live_rmse);
+      // Live accuracy (issue 11): add-data's RMSE of the active model on the rows it
+      // appended, in the record's `live`; the newest one of each model.
+      if (r.live && typeof r.live.rmse === "number" && r.live.model) liveRmse.set(r.live.model, r.live.rmse);
     }
     const rmse = usable.map((m) => m.metrics.holdout_rmse);
     const refused = usable.map((m) => (m.gate && m.gate.passed === false ? m.metrics.holdout_rmse : null));
@@ -304,7 +304,9 @@
           ? el("span", { class: "badge up" }, `serving ${short(s.model)}`)
           : "…";
       dl.replaceChildren(
-        ...row("role", el("span", { class: `badge ${info.role}`, "data-role": info.role }, info.role || "–")),
+        ...row("role", el("span", {},
+          el("span", { class: `badge ${info.role}`, "data-role": info.role }, info.role || "–"),
+          status.waiting && status.waiting.slot === slot ? el("span", { class: "badge waiting" }, "candidate waiting") : null)),
         ...row("model", el("span", { class: "version", title: info.model || "" }, info.model || "none")),
         ...row("kind", model ? model.kind : "–"),
         ...row("holdout RMSE · R²", model && model.metrics ? `${fixed(model.metrics.holdout_rmse, 3)} · ${fixed(model.metrics.holdout_r2, 3)}` : "–"),
@@ -319,6 +321,37 @@
     }
   }
 
+  // A rollout's state (issue 11) in words: a candidate waiting for an operator, a rollout
+  // running (its phase and the phases it finished), a canary split.
+  function rolloutText() {
+    const parts = [];
+    if (status.waiting) {
+      const w = status.waiting;
+      parts.push(`candidate ${w.version} waits on ${w.slot} since ${w.since.replace("T", " ").replace("Z", "")}; traffic stays on ${w.traffic_on}: \`bluegreen promote\` or \`bluegreen abort\``);
+    }
+    if (status.rollout) {
+      const r = status.rollout;
+      const done = (r.phases || []).map(phaseText).join("; ");
+      parts.push(`${r.action} of ${r.version || "?"} in phase ${String(r.phase).toLowerCase()}${done ? ` (done: ${done})` : ""}`);
+    }
+    if (typeof status.canary_percent === "number" && status.include) {
+      const other = status.include === "blue" ? "green" : "blue";
+      parts.push(`canary: ${100 - status.canary_percent}% to ${status.include}, ${status.canary_percent}% to ${other}`);
+    }
+    return parts.join(" · ");
+  }
+
+  // One phase of a rollout, as the history and status report it.
+  function phaseText(p) {
+    const title = p.phase === "canary" ? `canary ${p.percent}%` : p.phase;
+    return `${title} ${p.passed ? "passed" : "STOPPED"}: ${p.reason}`;
+  }
+
+  function liveText(l) {
+    const ratio = typeof l.ratio === "number" ? `, ${fixed(l.ratio, 2)}× its holdout RMSE ${fixed(l.holdout_rmse, 3)}` : "";
+    return `live RMSE ${fixed(l.rmse, 3)} of ${short(l.model)} on ${l.rows} row${l.rows === 1 ? "" : "s"}${ratio}`;
+  }
+
   function renderStatus() {
     const active = status.active || "none";
     $("summary").replaceChildren(
@@ -326,6 +359,9 @@
       ` · this page served by ${servedBy || "?"} through NGINX on port ${status.public_port}`,
       ` · slots run by ${status.supervisor} · state in `, el("code", {}, status.state_dir),
     );
+    const rollout = rolloutText();
+    $("rollout").hidden = !rollout;
+    $("rollout").textContent = rollout;
     const dl = $("data");
     const row = (name, value) => [el("dt", {}, name), el("dd", {}, value)];
     dl.replaceChildren(
@@ -336,6 +372,7 @@
       ...row("newest", status.newest_model || "–"),
       ...row("newest that passed the gate", status.newest_passed || "–"),
       ...row("pending deploy", status.pending_deploy || "none"),
+      ...row("live accuracy", status.live ? liveText(status.live) : "–"),
     );
     const notes = [...status.notes];
     if (status.config_error) notes.unshift(status.config_error);
@@ -359,6 +396,8 @@
         .filter(([k, v]) => !KNOWN.has(k) && v !== null && typeof v !== "object")
         .map(([k, v]) => `${k}: ${v}`);
       if (r.gate && r.gate.reason && r.gate.reason !== r.reason) extra.unshift(`gate: ${r.gate.reason}`);
+      if (r.live) extra.unshift(liveText(r.live));
+      if (Array.isArray(r.rollout)) extra.unshift(...r.rollout.map(phaseText));
       if (r.reason) extra.unshift(r.reason);
       const slots = r.from_slot || r.to_slot ? `${r.from_slot || "–"} → ${r.to_slot || "–"}` : "–";
       const versions = r.from_version || r.to_version ? `${short(r.from_version)} → ${short(r.to_version)}` : "–";

@@ -16,6 +16,9 @@ _bluegreen() {
             ",$1")
                 cmd="bluegreen"
                 ;;
+            bluegreen,abort)
+                cmd="bluegreen__subcmd__abort"
+                ;;
             bluegreen,add-data)
                 cmd="bluegreen__subcmd__add__subcmd__data"
                 ;;
@@ -45,6 +48,9 @@ _bluegreen() {
                 ;;
             bluegreen,predict)
                 cmd="bluegreen__subcmd__predict"
+                ;;
+            bluegreen,promote)
+                cmd="bluegreen__subcmd__promote"
                 ;;
             bluegreen,restart)
                 cmd="bluegreen__subcmd__restart"
@@ -85,6 +91,9 @@ _bluegreen() {
             bluegreen__subcmd__generate__subcmd__help,man)
                 cmd="bluegreen__subcmd__generate__subcmd__help__subcmd__man"
                 ;;
+            bluegreen__subcmd__help,abort)
+                cmd="bluegreen__subcmd__help__subcmd__abort"
+                ;;
             bluegreen__subcmd__help,add-data)
                 cmd="bluegreen__subcmd__help__subcmd__add__subcmd__data"
                 ;;
@@ -114,6 +123,9 @@ _bluegreen() {
                 ;;
             bluegreen__subcmd__help,predict)
                 cmd="bluegreen__subcmd__help__subcmd__predict"
+                ;;
+            bluegreen__subcmd__help,promote)
+                cmd="bluegreen__subcmd__help__subcmd__promote"
                 ;;
             bluegreen__subcmd__help,restart)
                 cmd="bluegreen__subcmd__help__subcmd__restart"
@@ -149,8 +161,26 @@ _bluegreen() {
 
     case "${cmd}" in
         bluegreen)
-            opts="-h -V --config --help --version up init serve train add-data predict deploy rollback restart status nginx-site check export import systemd-generator generate help"
+            opts="-h -V --config --help --version up init serve train add-data predict deploy rollback promote abort restart status nginx-site check export import systemd-generator generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bluegreen__subcmd__abort)
+            opts="-h --no-wait --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -357,8 +387,22 @@ _bluegreen() {
             return 0
             ;;
         bluegreen__subcmd__help)
-            opts="up init serve train add-data predict deploy rollback restart status nginx-site check export import systemd-generator generate help"
+            opts="up init serve train add-data predict deploy rollback promote abort restart status nginx-site check export import systemd-generator generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bluegreen__subcmd__help__subcmd__abort)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -525,6 +569,20 @@ _bluegreen() {
             return 0
             ;;
         bluegreen__subcmd__help__subcmd__predict)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bluegreen__subcmd__help__subcmd__promote)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -709,6 +767,24 @@ _bluegreen() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bluegreen__subcmd__promote)
+            opts="-h --no-wait --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -12,9 +12,11 @@ use anyhow::Context;
 use crate::cli::AddDataArgs;
 use crate::config::{Config, Role};
 use crate::data::{self, Rows, Schema};
+use crate::history::{self, Action, Outcome, Record};
 use crate::layout::Layout;
 use crate::model::Artifact;
 use crate::progress::{Progress, Unit};
+use crate::rollout::live;
 use crate::state::State;
 use tracing::warn;
 
@@ -29,22 +31,23 @@ pub fn execute(config: &Config, args: &AddDataArgs) -> anyhow::Result<ExitCode> 
             csv.display()
         );
     }
-    // Everything that may fail is done before the write (see the module doc).
-    let newest = match State::read(config) {
+    // Everything that may fail is done before the write (see the module doc), the live
+    // accuracy of the active model on these rows too (issue 11): it is only recorded after.
+    let (newest, live) = match State::read(config) {
         Ok(state) => {
             for err in state.skipped() {
                 warn!(
                     "skipping a model that cannot be read: {err}; hint: remove the file, or restore it from a backup"
                 );
             }
-            state.newest().cloned()
+            (state.newest().cloned(), measure(&state, &rows, &schema))
         }
         Err(err) => {
             warn!(
                 "{:#}; the summary below cannot compare with the newest model",
                 anyhow::Error::from(err)
             );
-            None
+            (None, None)
         }
     };
     let ledger = layout.data_ledger();
@@ -79,7 +82,54 @@ pub fn execute(config: &Config, args: &AddDataArgs) -> anyhow::Result<ExitCode> 
         scan.since_text(newest.as_ref().map(|m| m.version.as_str())),
         verdict
     ))?;
+    if let Some(record) = live {
+        let line = record.live.as_ref().map(|l| l.line()).unwrap_or_default();
+        // The rows are in: a history that cannot be written costs the measurement only.
+        match history::append(&layout.history(), &record) {
+            Ok(()) => super::out(&format!("{line}\n"))?,
+            Err(e) => warn!("{line}; not recorded: {}", history::chain(&e)),
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The active model's live accuracy on `rows` (issue 11, `crate::rollout::live`), as the
+/// history record `add-data` appends after the write; `None` without an active model, or
+/// when it cannot be measured (said, but no reason to refuse the rows).
+fn measure(state: &State, rows: &Rows, schema: &Schema) -> Option<Record> {
+    let active = state.active()?;
+    let model = match state.active_model() {
+        Ok(model) => model?,
+        Err(e) => {
+            warn!(
+                "the live accuracy cannot be measured: {}",
+                history::chain(&e)
+            );
+            return None;
+        }
+    };
+    let mut record = Record::begin(
+        Action::AddData,
+        (Some(active), Some(model.version.clone())),
+        (None, None),
+    );
+    match live::measure(&model, rows, &schema.columns()) {
+        Ok(Some(accuracy)) => {
+            record.step("measure");
+            record.live = Some(accuracy);
+            record.finish(Outcome::Measured, None);
+            Some(record)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            warn!(
+                "{} cannot predict these rows, so their live accuracy is not measured: {}",
+                model.version,
+                history::chain(&e)
+            );
+            None
+        }
+    }
 }
 
 /// Reads and validates every input; any bad row fails the whole call before a write.

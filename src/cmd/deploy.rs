@@ -53,6 +53,23 @@ pub fn execute(config: &Config, args: &DeployArgs) -> anyhow::Result<ExitCode> {
             ))?;
             Ok(ExitCode::SUCCESS)
         }
+        Ok(Done::Waiting(record)) => {
+            super::out(&format!(
+                "{} waits on {} (rollout.promote = \"manual\"); traffic stays on {}: preview it through NGINX with the header `X-Bluegreen-Preview: 1`, then `bluegreen promote` or `bluegreen abort`\n",
+                record.to_version.as_deref().unwrap_or("?"),
+                record.to_slot.map_or("?".into(), |s| s.to_string()),
+                record.from_slot.map_or("?".into(), |s| s.to_string()),
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Done::Aborted(record)) => {
+            error!(
+                "the rollout stopped {}: {}; recorded in the history (see `bluegreen status`)",
+                record.to_version.as_deref().unwrap_or("?"),
+                record.reason.as_deref().unwrap_or("aborted")
+            );
+            Ok(ExitCode::from(super::promote::EXIT_ABORTED))
+        }
         Ok(Done::AlreadyActive { slot, version }) => {
             super::out(&format!(
                 "{version} already serves on the active slot {slot}; nothing to do\n"

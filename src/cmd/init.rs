@@ -116,6 +116,8 @@ fn prepare(config: &Config, first_data: Option<&Path>) -> anyhow::Result<()> {
             info!("{slot} will serve {}", newest.version);
         }
     }
+    // NGINX files an older bluegreen wrote: brought to this version's form (issue 11).
+    switch::upgrade(config, &layout)?;
     if state.active().is_none() {
         switch::write(config, &layout, Slot::Blue)?;
         info!(
@@ -129,6 +131,13 @@ fn prepare(config: &Config, first_data: Option<&Path>) -> anyhow::Result<()> {
         info!(
             "NGINX include {} says who besides this host may see the dashboard, and where each slot is",
             allow.display()
+        );
+    }
+    let preview = layout.preview_include();
+    if crate::rollout::preview::write(config, &preview)? {
+        info!(
+            "NGINX include {} says who besides this host may preview the resting slot",
+            preview.display()
         );
     }
     // The configuration the state was just set up for is the slots' fallback until

@@ -25,6 +25,7 @@ mod import;
 mod init;
 mod nginx_site;
 mod predict;
+pub(crate) mod promote;
 mod restart;
 mod rollback;
 pub(crate) mod serve;
@@ -67,6 +68,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Predict(args) => predict::execute(&config, &args),
         Command::Deploy(args) => deploy::execute(&config, &args),
         Command::Rollback(args) => rollback::execute(&config, &args),
+        Command::Promote(args) => promote::promote(&config, &args),
+        Command::Abort(args) => promote::abort(&config, &args),
         Command::Restart => restart::execute(&config),
         Command::Status(args) => status::execute(&config, &args, fallback),
         Command::NginxSite => nginx_site::execute(&config),

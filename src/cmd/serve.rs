@@ -98,6 +98,12 @@ pub fn execute(
         let bound = listener.endpoint()?;
         let version = model.version.clone();
         let state = AppState::new(model, &config.model.name, slot, config.limits.max_rows);
+        if let Some(fault) = state.fault() {
+            warn!("{slot}: TEST FAULT armed ({})", fault.describe());
+        }
+        if config.rollout.shadow_seconds > 0 {
+            load_reference(&layout, slot, &state);
+        }
         count_refusals(&layout, state.clone());
         let router = server::router(
             state.clone(),
@@ -267,6 +273,33 @@ fn count_refusals(layout: &Layout, state: std::sync::Arc<AppState>) {
             let _ = tail.refresh(state.gate_refusals());
             std::thread::sleep(Duration::from_secs(1));
         });
+}
+
+/// For a rollout's shadow phase (issue 11): loads the other slot's model, the active one when
+/// this slot is the candidate, to compare predictions with (`crate::server::shadow`). A peer
+/// that cannot be loaded, or has other features, only means nothing is compared; said once.
+fn load_reference(layout: &Layout, slot: crate::slot::Slot, state: &AppState) {
+    let peer = layout.slot_link(slot.other());
+    match Artifact::load(&peer) {
+        Ok(reference) if reference.features == state.model().features => {
+            info!(
+                "{slot}: shadow requests are compared with {} ({})",
+                reference.version,
+                slot.other()
+            );
+            state.set_reference(reference);
+        }
+        Ok(reference) => warn!(
+            "{slot}: {} on {} has other features; shadow requests will not be compared",
+            reference.version,
+            slot.other()
+        ),
+        Err(e) => warn!(
+            "{slot}: cannot load {}'s model to compare shadow requests with: {}",
+            slot.other(),
+            crate::history::chain(&e)
+        ),
+    }
 }
 
 /// Pings the systemd watchdog while the runtime is alive to run this task.

@@ -111,8 +111,44 @@ fn table(s: &Status) -> String {
         );
     }
     t.push('\n');
-    if let Some(slot) = s.nginx_routes {
-        let _ = writeln!(t, "  nginx    routes to {slot}");
+    match (s.canary_percent, s.include) {
+        (Some(p), Some(active)) => {
+            let _ = writeln!(
+                t,
+                "  nginx    routes {}% to {active} and {p}% to {} (canary step)",
+                100 - p,
+                active.other()
+            );
+        }
+        _ => {
+            if let Some(slot) = s.nginx_routes {
+                let _ = writeln!(t, "  nginx    routes to {slot}");
+            }
+        }
+    }
+    if let Some(w) = &s.waiting {
+        let _ = writeln!(
+            t,
+            "  waiting  {} on {} since {}; traffic stays on {}: preview with the header `X-Bluegreen-Preview: 1`, then `bluegreen promote` or `bluegreen abort`",
+            w.version, w.slot, w.since, w.traffic_on
+        );
+    }
+    if let Some(r) = &s.rollout {
+        let _ = writeln!(
+            t,
+            "  rollout  {} of {} (pid {}, since {}) is in phase {:?}",
+            r.action,
+            r.version.as_deref().unwrap_or("?"),
+            r.pid,
+            r.since,
+            r.phase
+        );
+        for phase in &r.phases {
+            let _ = writeln!(t, "             {}", phase.line());
+        }
+    }
+    if let Some(live) = &s.live {
+        let _ = writeln!(t, "  drift    {}", live.line());
     }
     let _ = match (s.data_rows, &s.data_summary, &s.data_error) {
         (Some(rows), Some(summary), _) => writeln!(t, "  data     {rows} rows, {summary}"),
@@ -176,6 +212,12 @@ fn table(s: &Status) -> String {
             Some(reason) => writeln!(t, "  ({reason})"),
             None => writeln!(t),
         };
+        for phase in &r.rollout {
+            let _ = writeln!(t, "        {}", phase.line());
+        }
+        if let Some(live) = &r.live {
+            let _ = writeln!(t, "        {}", live.line());
+        }
     }
     t
 }

@@ -13,6 +13,19 @@
 //! the site), so no client sees that race.
 //!
 //! The listener is TCP, or in switch mode "socket" a unix socket (`crate::switch`).
+//!
+//! **On a unix socket the slot lets NGINX close its connections first.** Writing a request
+//! to a cached unix connection that the slot closed fails at once (EPIPE), so NGINX tries the
+//! next `server` line within the same turn of its event loop, takes the next cached
+//! connection, just as dead, and after [`crate::nginx::ATTEMPTS`] of them answers 502 (the
+//! VM test saw 2–3 per `systemctl restart bluegreen.target` under load: "writev() failed (32:
+//! Broken pipe)" seven times, then "no live upstreams"). Over TCP the write succeeds and the
+//! failure shows up later, after NGINX's event loop has dropped the other closed connections
+//! from its cache. So on shutdown on a unix socket the slot first answers every request with
+//! `Connection: close` (NGINX uses each connection at most once more) and waits until NGINX
+//! has closed its connections, idle ones after its `keepalive_timeout`
+//! ([`crate::nginx::UPSTREAM_IDLE_SECS`]), at most [`DRAIN_LIMIT`]; new connections meanwhile
+//! wait in the held socket for the next process.
 
 use std::future::Future;
 use std::io::{self, Write};
@@ -26,14 +39,21 @@ use tokio::net::{TcpListener, UnixListener};
 
 use super::App;
 
+/// How long a slot on a unix socket waits on shutdown for NGINX to close its connections
+/// (see the module doc): NGINX's idle limit on them, and a second to spare.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(crate::nginx::UPSTREAM_IDLE_SECS + 1);
+
 /// A listening socket a slot accepts on: TCP (switch mode "reload") or unix ("socket").
 pub trait Accept: Send + 'static {
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// Whether to let NGINX close the connections before shutting down (see the module doc).
+    const DRAIN: bool;
     fn accept(&self) -> impl Future<Output = io::Result<Self::Io>> + Send;
 }
 
 impl Accept for TcpListener {
     type Io = tokio::net::TcpStream;
+    const DRAIN: bool = false;
     async fn accept(&self) -> io::Result<Self::Io> {
         TcpListener::accept(self).await.map(|(stream, _)| stream)
     }
@@ -41,6 +61,7 @@ impl Accept for TcpListener {
 
 impl Accept for UnixListener {
     type Io = tokio::net::UnixStream;
+    const DRAIN: bool = true;
     async fn accept(&self) -> io::Result<Self::Io> {
         UnixListener::accept(self).await.map(|(stream, _)| stream)
     }
@@ -80,6 +101,13 @@ pub async fn run<L: Accept>(
         });
     }
     drop(listener);
+    if L::DRAIN {
+        app.state.set_closing(true);
+        let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
+        while graceful.count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     graceful.shutdown().await;
     Ok(())
 }

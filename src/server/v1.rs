@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,7 +24,8 @@ use axum::Router;
 use serde::Serialize;
 
 use super::rows::{self, Refusal};
-use super::{body_refusal, predict_rows, AppState, ProtocolError};
+use super::shadow::Mirrored;
+use super::{body_refusal, predict_rows, test_fault, AppState, ProtocolError};
 
 /// The v1 routes for the model `name`: literal paths; other names reach [`not_found`].
 pub fn routes(name: &str) -> Router<Arc<AppState>> {
@@ -78,12 +79,16 @@ struct Predictions {
 
 async fn predict(
     State(state): State<Arc<AppState>>,
+    mirrored: Option<Extension<Mirrored>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let answer = body.map_err(body_refusal).and_then(|body| {
-        let rows = read(&body, &state.model.features)?;
-        predict_rows(&state, &rows, "instances")
-    });
+    let answer = match test_fault(&state).await {
+        Ok(()) => body.map_err(body_refusal).and_then(|body| {
+            let rows = read(&body, &state.model.features)?;
+            predict_rows(&state, &rows, "instances", mirrored.map(|Extension(m)| m))
+        }),
+        Err(fault) => Err(fault),
+    };
     match answer {
         Ok(predictions) => axum::Json(Predictions { predictions }).into_response(),
         Err(refusal) => ProtocolError::from_refusal(refusal, hint(&state)).into_response(),

@@ -36,7 +36,8 @@ use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::rows::Refusal;
-use super::{body_refusal, predict_rows, AppState, ProtocolError};
+use super::shadow::Mirrored;
+use super::{body_refusal, predict_rows, test_fault, AppState, ProtocolError};
 use crate::model::Artifact;
 
 /// The name of the model's one input tensor: the rows, `[rows, features]`.
@@ -305,6 +306,8 @@ fn bad(what: String) -> Refusal {
 
 /// The answer to `POST …/infer`, or why not.
 async fn answer(state: &AppState, request: Request) -> Result<Response, Refusal> {
+    test_fault(state).await?;
+    let mirrored = request.extensions().get::<Mirrored>().copied();
     let header_length = match request.headers().get(HEADER_LENGTH) {
         Some(value) => Some(
             value
@@ -350,7 +353,7 @@ async fn answer(state: &AppState, request: Request) -> Result<Response, Refusal>
             binary.len()
         )));
     }
-    let predictions = predict_rows(state, &rows, "inputs[0]")?;
+    let predictions = predict_rows(state, &rows, "inputs[0]", mirrored)?;
     let mut as_bytes = request.parameters.binary_data_output.unwrap_or(false);
     for (i, output) in request.outputs.iter().enumerate() {
         if output.name != OUTPUT {

@@ -3,8 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,9 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bluegreen::http;
-
-use crate::util::{self, assert_json_error, get, post, Env, EXAMPLE};
+use crate::util::{self, assert_json_error, from, get, post, Env, EXAMPLE};
 
 /// Loopback, but not this host's own address as NGINX sees it (127.0.0.1): the site allows
 /// only 127.0.0.1 and ::1, so a client bound to this address is one the rules must refuse
@@ -22,38 +19,6 @@ use crate::util::{self, assert_json_error, get, post, Env, EXAMPLE};
 /// `deny` lines whatever network it is on, so this is the refusal any other address gets.
 const OTHER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const THIRD: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
-
-/// One request from `source` (bound before connecting) to `to`.
-fn from(source: Ipv4Addr, to: SocketAddr, method: &str, path: &str, body: &str) -> http::Response {
-    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
-    let SocketAddr::V4(to) = to else {
-        panic!("the tests' NGINX listens on IPv4")
-    };
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    bind(
-        fd.as_raw_fd(),
-        &SockaddrIn::from(SocketAddrV4::new(source, 0)),
-    )
-    .unwrap();
-    connect(fd.as_raw_fd(), &SockaddrIn::from(to)).unwrap();
-    let mut stream = TcpStream::from(fd);
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    crate::util::read_response(&mut BufReader::new(stream)).unwrap()
-}
 
 /// Adds `[dashboard] allow = …` to the environment's config file.
 fn allow(env: &Env, entries: &[&str]) {
@@ -270,8 +235,16 @@ fn the_api_serves_the_status_report_models_predictions_history_and_each_slots_co
         .collect();
     assert_eq!(
         actions,
-        [("deploy", "deployed"), ("rollback", "rolled-back")]
+        [
+            ("add-data", "measured"),
+            ("deploy", "deployed"),
+            ("rollback", "rolled-back")
+        ]
     );
+    // add-data's live accuracy of the model that was active (issue 11), as recorded.
+    let live = &history["records"][0]["live"];
+    assert_eq!(live["model"].as_str(), Some(first.as_str()), "{live}");
+    assert!(live["rmse"].as_f64().is_some_and(f64::is_finite), "{live}");
 
     // Each slot's counters come from that slot, whichever is active; the dashboard's own
     // requests are not counted, predictions are.
@@ -505,7 +478,15 @@ fn the_page_in_chromium_shows_both_slots_their_versions_the_timeline_and_its_cha
     env.ok(&["add-data", "--row", poisoned, "--row", poisoned]);
     let history = env.state().join("deploys.jsonl");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while bluegreen::history::last(&history, 3).unwrap().len() < 3 {
+    let refused = |r: &bluegreen::history::Record| {
+        r.action == bluegreen::history::Action::Train
+            && r.outcome == bluegreen::history::Outcome::Refused
+    };
+    while !bluegreen::history::last(&history, 10)
+        .unwrap()
+        .iter()
+        .any(refused)
+    {
         assert!(
             Instant::now() < deadline,
             "the gate never refused the poisoned model"
@@ -542,11 +523,9 @@ fn the_page_in_chromium_shows_both_slots_their_versions_the_timeline_and_its_cha
         commonest * 100.0
     );
 
-    // A record of a kind this bluegreen does not know, as a later one may write (issue 11's
-    // rollout steps, with live accuracy): the timeline shows it, the quality chart its RMSE.
-    let future = format!(
-        "{{\"time\":\"2999-01-01T00:00:00.000Z\",\"action\":\"rollout-step\",\"outcome\":\"advanced\",\"percent\":50,\"version\":\"{first}\",\"live_rmse\":5.25,\"duration_ms\":30000}}\n"
-    );
+    // A record of a kind this bluegreen does not know, as a later one may write: the
+    // timeline shows it, with its fields.
+    let future = "{\"time\":\"2999-01-01T00:00:00.000Z\",\"action\":\"rollout-step\",\"outcome\":\"advanced\",\"percent\":50,\"duration_ms\":30000}\n";
     std::fs::OpenOptions::new()
         .append(true)
         .open(&history)
@@ -613,7 +592,7 @@ fn the_page_in_chromium_shows_both_slots_their_versions_the_timeline_and_its_cha
         "</tbody>",
     );
     let rows: Vec<&str> = timeline.split("<tr ").skip(1).collect();
-    assert_eq!(rows.len(), 4, "{timeline}");
+    assert_eq!(rows.len(), 6, "{timeline}");
     assert!(
         rows[0].starts_with("data-action=\"rollout-step\" data-outcome=\"advanced\""),
         "{}",
@@ -634,25 +613,49 @@ fn the_page_in_chromium_shows_both_slots_their_versions_the_timeline_and_its_cha
         "{}",
         rows[1]
     );
+    // add-data's live accuracy of the active model on the rows it appended (issue 11): the
+    // poisoned rows, measured on the first model, back on blue after the rollback.
     assert!(
-        rows[2].starts_with("data-action=\"rollback\" data-outcome=\"rolled-back\""),
+        rows[2].starts_with("data-action=\"add-data\" data-outcome=\"measured\""),
         "{}",
         rows[2]
     );
-    assert!(rows[2].contains("green → blue") && rows[2].contains("v0002 → v0001"));
     assert!(
-        rows[3].starts_with("data-action=\"deploy\" data-outcome=\"deployed\""),
+        rows[2].contains("live RMSE") && rows[2].contains("of v0001 on 2 rows"),
+        "{}",
+        rows[2]
+    );
+    assert!(
+        rows[3].starts_with("data-action=\"rollback\" data-outcome=\"rolled-back\""),
         "{}",
         rows[3]
     );
-    assert!(rows[3].contains("blue → green") && rows[3].contains("v0001 → v0002"));
+    assert!(rows[3].contains("green → blue") && rows[3].contains("v0002 → v0001"));
     assert!(
-        rows[3].contains("data-step=\"restart\""),
+        rows[4].starts_with("data-action=\"deploy\" data-outcome=\"deployed\""),
+        "{}",
+        rows[4]
+    );
+    assert!(rows[4].contains("blue → green") && rows[4].contains("v0001 → v0002"));
+    assert!(
+        rows[4].contains("data-step=\"restart\""),
         "the deploy's steps: {}",
-        rows[3]
+        rows[4]
+    );
+    assert!(
+        rows[5].starts_with("data-action=\"add-data\" data-outcome=\"measured\"")
+            && rows[5].contains("live RMSE"),
+        "{}",
+        rows[5]
+    );
+    // The active model's newest live accuracy, beside the data.
+    let data = section(&dom, "id=\"data\"", "</dl>");
+    assert!(
+        data.contains("<dt>live accuracy</dt><dd>live RMSE"),
+        "{data}"
     );
     // Model quality: three versions, the refused one marked, the RMSE axis logarithmic for
-    // its poisoned RMSE, and the live RMSE the unknown record carried.
+    // its poisoned RMSE, and the first model's live RMSE from add-data's records.
     let quality = section(&dom, "id=\"chart-quality\"", ">");
     for attribute in [
         "data-log=\"true\"",
@@ -667,4 +670,51 @@ fn the_page_in_chromium_shows_both_slots_their_versions_the_timeline_and_its_cha
         note.contains("predictions of v0003 fall outside the chart"),
         "{note}"
     );
+}
+
+#[test]
+fn the_page_shows_a_candidate_waiting_for_promote_and_the_live_accuracy() {
+    let chromium = Chromium::find();
+    let env = Env::with_extra("[rollout]\npromote = \"manual\"");
+    let _up = env.up();
+    env.ok(&["add-data", "--sample", "2"]);
+    let waiting = crate::faults::bad_candidate::wait_for_record(&env, "a waiting deploy", |r| {
+        r.outcome == bluegreen::history::Outcome::Waiting
+    });
+    let candidate = waiting.to_version.unwrap();
+    let dom = chromium.run(
+        &format!("http://{}/-/", env.public),
+        Duration::from_secs(6),
+        &["--dump-dom"],
+    );
+    let dom = String::from_utf8(dom.stdout).unwrap();
+    let banner = section(&dom, "id=\"rollout\"", "</p>");
+    assert!(!banner.contains("hidden"), "{banner}");
+    assert!(
+        banner.contains(&format!("candidate {candidate} waits on green"))
+            && banner.contains("traffic stays on blue")
+            && banner.contains("bluegreen promote"),
+        "{banner}"
+    );
+    let green = section(&dom, "id=\"slot-green\"", "</article>");
+    assert!(green.contains("candidate waiting"), "{green}");
+    let blue = section(&dom, "id=\"slot-blue\"", "</article>");
+    assert!(!blue.contains("candidate waiting"), "{blue}");
+    // add-data measured the active model on the rows it appended.
+    let data = section(&dom, "id=\"data\"", "</dl>");
+    assert!(
+        data.contains("<dt>live accuracy</dt><dd>live RMSE") && data.contains("on 2 rows"),
+        "{data}"
+    );
+
+    // Once it is promoted, nothing waits: the banner is hidden.
+    env.ok(&["promote"]);
+    let dom = chromium.run(
+        &format!("http://{}/-/", env.public),
+        Duration::from_secs(6),
+        &["--dump-dom"],
+    );
+    let dom = String::from_utf8(dom.stdout).unwrap();
+    let banner = section(&dom, "id=\"rollout\"", ">");
+    assert!(banner.contains("hidden"), "{banner}");
 }

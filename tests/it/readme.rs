@@ -146,10 +146,15 @@ fn bring_your_own_data_works_as_written() {
             String::from_utf8_lossy(&out.stderr)
         );
         let got = String::from_utf8(out.stdout).unwrap();
-        if let Some(expected) = lines.get(i + 1).and_then(|l| l.strip_prefix("# ")) {
+        // The output is the `# ` lines right after the command.
+        let expected: Vec<&str> = lines[i + 1..]
+            .iter()
+            .map_while(|l| l.strip_prefix("# "))
+            .collect();
+        if !expected.is_empty() {
             assert_eq!(
                 without_times(got.trim_end()),
-                without_times(expected),
+                without_times(&expected.join("\n")),
                 "{command}"
             );
         }
@@ -181,5 +186,82 @@ fn bring_your_own_data_works_as_written() {
     assert_eq!(
         model["model"]["features"],
         serde_json::json!(["rooms", "area", "age"])
+    );
+}
+
+/// The lines of a shell block that are commands, each with its trailing `# comment` removed.
+fn commands(block: &str) -> Vec<String> {
+    block
+        .lines()
+        .map(|l| l.split("  #").next().unwrap().trim().to_string())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+#[test]
+fn the_rollouts_section_works_as_written() {
+    let text = section("## Rollouts");
+    // The example `[rollout]` table is a valid config.
+    let toml = text
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("a toml block");
+    let config = bluegreen::config::Config::from_toml(toml).unwrap();
+    assert_eq!(config.rollout.promote, bluegreen::rollout::Promote::Manual);
+
+    // Its commands, against a candidate that waits: the preview answers from the candidate,
+    // `promote` moves the traffic; then `abort` drops the next candidate.
+    let env = crate::util::Env::with_extra("[rollout]\npromote = \"manual\"");
+    let _up = env.up();
+    // One sh block, indented in its list item.
+    let block: String = text
+        .split("```sh\n")
+        .nth(1)
+        .expect("an sh block")
+        .lines()
+        .take_while(|l| l.trim() != "```")
+        .map(|l| format!("{}\n", l.trim()))
+        .collect();
+    let lines = commands(&block.replace("8080", &env.public.port().to_string()));
+    let [curl, promote, abort] = &lines[..] else {
+        panic!("expected curl, promote and abort, got {lines:?}")
+    };
+    // New data; the trigger's deploy stops with a candidate other than `before` waiting.
+    let wait = |before: Option<&str>| {
+        env.ok(&["add-data", "--sample", "2"]);
+        let record = crate::faults::bad_candidate::wait_for_record(&env, "a wait", |r| {
+            r.outcome == bluegreen::history::Outcome::Waiting && r.to_version.as_deref() != before
+        });
+        record.to_version.unwrap()
+    };
+    let run = |command: &str| {
+        let out = shell(env.dir.path(), command).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let candidate = wait(None);
+    let answer: serde_json::Value = serde_json::from_str(&run(curl)).unwrap();
+    assert_eq!(
+        answer["model"].as_str(),
+        Some(candidate.as_str()),
+        "{answer}"
+    );
+    assert_eq!(answer["slot"], "green");
+    assert!(run(promote).contains(&format!("promoted {candidate} on green")));
+    assert_eq!(
+        env.predict().header("x-model-version"),
+        Some(candidate.as_str())
+    );
+    let next = wait(Some(&candidate));
+    assert!(run(abort).contains(&format!("aborted {next}")));
+    assert!(env.status_json()["waiting"].is_null());
+    assert_eq!(
+        env.predict().header("x-model-version"),
+        Some(candidate.as_str())
     );
 }

@@ -60,6 +60,31 @@ fn answers_the_original_example_with_about_30_and_its_headers() {
         metrics.contains("bluegreen_rows_predicted_total 4"),
         "{metrics}"
     );
+    // Monitors' polls are not traffic: /metrics and the health routes are not counted, so a
+    // rollout polling a candidate's /metrics cannot pass for requests it answered well.
+    let answered = |addr| {
+        let text = String::from_utf8(get(addr, "/metrics").body).unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("bluegreen_requests_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum::<u64>()
+    };
+    let before = answered(addr);
+    assert!(before > 0, "the predictions and /model are counted");
+    for _ in 0..5 {
+        for path in [
+            "/metrics",
+            "/healthz",
+            "/readyz",
+            "/v2/health/live",
+            "/v2/health/ready",
+        ] {
+            assert_eq!(get(addr, path).status, 200, "{path}");
+        }
+    }
+    assert_eq!(answered(addr), before, "probes were counted as requests");
+    assert_eq!(get(addr, "/model").status, 200);
+    assert_eq!(answered(addr), before + 1, "an API request is counted");
     assert!(
         stop(child).success(),
         "SIGTERM must end the server with status 0"

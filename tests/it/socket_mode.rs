@@ -201,14 +201,15 @@ fn up_applies_a_mode_change_when_it_starts_again_and_keeps_the_active_slot() {
     env.ok(&["rollback"]);
     assert_eq!(env.predict().header("x-slot"), Some("blue"));
     assert!(up.stop().success());
-    // Stopped, `up` leaves no socket file behind; the link stays, it is the active slot.
+    // Stopped, `up` leaves no socket file behind; the links stay: the active slot, and the
+    // resting one (where previews and the shadow mirror go, issue 11).
     let sockets = env.state().join("sockets");
     let mut left: Vec<String> = std::fs::read_dir(&sockets)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     left.sort();
-    assert_eq!(left, ["active.sock"]);
+    assert_eq!(left, ["active.sock", "resting.sock"]);
 
     // And back: the include names blue's address again.
     std::fs::write(&env.config, reload).unwrap();

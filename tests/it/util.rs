@@ -132,8 +132,15 @@ impl Env {
 
     /// Starts `bluegreen up` and waits for it to say it is up.
     pub fn up(&self) -> Up {
-        let mut child = self
-            .cmd(&["up"])
+        self.up_with_env(&[])
+    }
+
+    /// Starts `bluegreen up` with `vars` in its environment (and so its slots'), and waits for
+    /// it to say it is up.
+    pub fn up_with_env(&self, vars: &[(&str, &str)]) -> Up {
+        let mut cmd = self.cmd(&["up"]);
+        cmd.envs(vars.iter().copied());
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -575,4 +582,74 @@ impl Env {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// A request through NGINX with `X-Bluegreen-Preview: 1` (issue 11), to `addr`: GET `path`,
+/// or POST the example row when `path` is `/`.
+pub fn preview(addr: SocketAddr, path: &str) -> http::Response {
+    raw(addr, preview_request(path).as_bytes())
+}
+
+/// One request from the local address `source` ([`connect_from`]) to `to`.
+pub fn from(
+    source: std::net::Ipv4Addr,
+    to: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> http::Response {
+    let mut stream = connect_from(source, to);
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    read_response(&mut BufReader::new(stream)).unwrap()
+}
+
+/// [`preview`] from the local address `source` ([`connect_from`]).
+pub fn preview_from(source: std::net::Ipv4Addr, addr: SocketAddr, path: &str) -> http::Response {
+    let mut stream = connect_from(source, addr);
+    stream.write_all(preview_request(path).as_bytes()).unwrap();
+    read_response(&mut BufReader::new(stream)).unwrap()
+}
+
+fn preview_request(path: &str) -> String {
+    if path == "/" {
+        format!(
+            "POST / HTTP/1.1\r\nHost: test\r\nX-Bluegreen-Preview: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{EXAMPLE}",
+            EXAMPLE.len()
+        )
+    } else {
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nX-Bluegreen-Preview: 1\r\nConnection: close\r\n\r\n")
+    }
+}
+
+/// A connection to `to` from the local address `source` (bound before connecting), with a
+/// 10 s read timeout: NGINX sees `source` as the client's address, for its access rules.
+pub fn connect_from(source: std::net::Ipv4Addr, to: SocketAddr) -> TcpStream {
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    use std::os::fd::AsRawFd;
+    let SocketAddr::V4(to) = to else {
+        panic!("the tests' NGINX listens on IPv4")
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(source, 0)),
+    )
+    .unwrap();
+    connect(fd.as_raw_fd(), &SockaddrIn::from(to)).unwrap();
+    let stream = TcpStream::from(fd);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
 }

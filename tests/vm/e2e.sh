@@ -421,6 +421,9 @@ before_reboot() {
     section "switch mode \"socket\": the change applied, flips under load without a reload"
     socket_mode
 
+    section "rollout.promote = \"manual\": a candidate waits, is previewed, promoted; another is aborted"
+    manual_promote
+
     section "systemd facts the units are built around (throwaway units)"
     systemd_facts
 
@@ -502,6 +505,93 @@ socket_mode() {
     check "...the newest model is active" newest_is_active
     check "...and systemctl status follows: $(active_slot) active, the other resting (STATUS=)" roles_shown "$(active_slot)"
     check "...no unit failed" no_failed_units
+}
+
+# Issue 11 under systemd, in socket mode (set by the section before): with promote =
+# "manual", the deploy that bluegreen-deploy.service runs after add-data stops with the new
+# model ready on the resting slot. It waits through `systemctl restart bluegreen.target`, is
+# reachable with `X-Bluegreen-Preview: 1` from this host only, and `bluegreen promote` moves
+# the traffic; the next candidate is dropped with `bluegreen abort`, its slot back on the
+# model it had. All under 16 keep-alive and 8 `Connection: close` clients, none may fail.
+# Then, without load, another address may preview once nginx.preview_from lists it.
+waiting_version() { status_json | jq -r '.waiting.version // empty'; }
+someone_waits() { [[ -n $(waiting_version) ]]; }
+# The slot a preview reaches, sent from 127.0.0.1 or from the address $1.
+preview_slot() {
+    curl -s -m 5 --interface "${1:-127.0.0.1}" -o /dev/null -w '%header{x-slot}' \
+        -H 'X-Bluegreen-Preview: 1' -H 'Content-Type: application/json' \
+        -d "{\"data\": [$ROW]}" "$URL/"
+}
+# A preview (from 127.0.0.1, or from $2) reaches slot $1.
+preview_reaches() {
+    local got; got=$(preview_slot "${2:-}")
+    [[ $got == "$1" ]] || { echo "the preview reached \"$got\", not $1"; return 1; }
+}
+# $1 waits for promote, and a preview reaches $2.
+still_waits() {
+    [[ $(waiting_version) == "$1" ]] || { echo "waiting: \"$(waiting_version)\""; return 1; }
+    preview_reaches "$2"
+}
+manual_promote() {
+    local active resting model v2 v3 code out
+    sed -i 's/^#promote = "auto"$/promote = "manual"/' "$CONFIG"
+    grep -q '^promote = "manual"$' "$CONFIG" || fail "could not set promote = \"manual\" in $CONFIG"
+    check "bluegreen check accepts promote = \"manual\"" bluegreen check
+    active=$(active_slot); model=$(slot_model "$active")
+    [[ $active == blue ]] && resting=green || resting=blue
+    load_start manual-promote
+    bluegreen add-data --sample 2 >/dev/null
+    if wait_for 60 someone_waits; then
+        v2=$(waiting_version)
+        pass "after add-data, $v2 waits on $resting: $(status_json | jq -c .waiting)"
+    else
+        fail "after add-data, a candidate waits (status: $(status_json | jq -c '{waiting, last: .last_deploys[-1]}'))"
+    fi
+    wait_settled
+    check "...traffic stays on $active with $model" keeps "$active" "$model"
+    check "...bluegreen status shows the waiting line" bash -c "bluegreen status | grep -q '^  waiting  $v2 on $resting'"
+    check "...a preview from this host (127.0.0.1) reaches $resting" preview_reaches "$resting"
+    # 127.0.0.2 is on loopback but is not this host's own address as NGINX sees it: the site
+    # lets only 127.0.0.1 and ::1 preview unless nginx.preview_from lists another.
+    code=$(curl -s -m 5 --interface 127.0.0.2 -o "$WORK/preview.body" -w '%{http_code}' \
+        -H 'X-Bluegreen-Preview: 1' -d "{\"data\": [$ROW]}" "$URL/")
+    if [[ $code == 403 ]] && jq -e '.error and .hint' "$WORK/preview.body" >/dev/null; then
+        pass "...a preview from 127.0.0.2 (not this host's address, not in nginx.preview_from) is refused: 403 $(jq -c .error "$WORK/preview.body")"
+    else
+        fail "...a preview from 127.0.0.2 is refused (got $code: $(head -c 200 "$WORK/preview.body"))"
+    fi
+    check "systemctl restart bluegreen.target while it waits" systemctl restart bluegreen.target
+    check "...$v2 still waits, and the preview still reaches it" still_waits "$v2" "$resting"
+    out=$(bluegreen promote 2>&1) || { fail "bluegreen promote"; sed 's/^/      | /' <<<"$out" | tail -n 5; }
+    check "bluegreen promote: $resting serves $v2 with all the traffic" keeps "$resting" "$v2"
+    bluegreen add-data --sample 2 >/dev/null
+    wait_for 60 bash -c "[[ -n \$(bluegreen status --json | jq -r '.waiting.version // empty') && \$(bluegreen status --json | jq -r .waiting.version) != $v2 ]]" \
+        || fail "after more data, another candidate waits"
+    v3=$(waiting_version)
+    wait_settled
+    out=$(bluegreen abort 2>&1) || { fail "bluegreen abort"; sed 's/^/      | /' <<<"$out" | tail -n 5; }
+    check "bluegreen abort: $active is back on $model, traffic stays on $resting ($v2)" bash -c \
+        "[[ \$(bluegreen status --json | jq -r '.slots[] | select(.slot == \"$active\") | .model') == $model ]] && ! bluegreen status --json | jq -e .waiting >/dev/null" 
+    check "...and $v3 is not deployed again by the trigger" keeps "$resting" "$v2"
+    load_verdict "a wait, a preview, a restart of the target, a promote and an abort in socket mode"
+    check "the history holds the decisions: deploy waiting, promote deployed, deploy waiting, abort aborted" bash -c \
+        "[[ \$(bluegreen status --json | jq -r '[.last_deploys[] | .action + \" \" + .outcome] | .[-4:] | join(\",\")') == 'deploy waiting,promote deployed,deploy waiting,abort aborted' ]] || bluegreen status"
+    check "...no unit failed" no_failed_units
+
+    # Outside the load: applying it reloads NGINX, which closes idle keep-alive client
+    # connections as every reload does (README: Switch modes).
+    sed -i 's/^#preview_from = \[\]$/preview_from = ["127.0.0.2"]/' "$CONFIG"
+    grep -q '^preview_from = \["127.0.0.2"\]$' "$CONFIG" || fail "could not set preview_from in $CONFIG"
+    out=$(bluegreen restart 2>&1)
+    if [[ $? == 0 ]] && grep -q "NGINX reloaded with what the config renders now: the previews' include" <<<"$out"; then
+        pass "with 127.0.0.2 in nginx.preview_from, bluegreen restart rewrites the previews' include and reloads NGINX"
+    else
+        fail "with 127.0.0.2 in nginx.preview_from, bluegreen restart applies it"; sed 's/^/      | /' <<<"$out" | tail -n 8
+    fi
+    check "...a preview from 127.0.0.2 now reaches the resting slot, $active" preview_reaches "$active" 127.0.0.2
+    check "...and one from 127.0.0.3 is still refused" bash -c \
+        "[[ \$(curl -s -m 5 --interface 127.0.0.3 -o /dev/null -w '%{http_code}' -H 'X-Bluegreen-Preview: 1' -d '{}' $URL/) == 403 ]]"
+    sed -i 's/^promote = "manual"$/#promote = "auto"/' "$CONFIG"
 }
 
 # Makes a training take 3 s longer after it has read the data and written its model, by

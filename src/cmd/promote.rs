@@ -1,0 +1,82 @@
+//! `bluegreen promote` and `bluegreen abort`: an operator's decision about the candidate that
+//! waits on the resting slot (`rollout.promote = "manual"`, issue 11; `crate::rollout`).
+
+use std::process::ExitCode;
+
+use crate::cli::PromoteArgs;
+use crate::config::Config;
+use crate::deploy::{DeployError, Deployer, Done};
+use crate::layout::Layout;
+use crate::supervisor;
+use tracing::error;
+
+/// Exit status of a deploy or promote whose rollout analysis stopped the candidate: traffic
+/// stayed on, or went back to, the previous slot.
+pub const EXIT_ABORTED: u8 = 4;
+
+/// `bluegreen promote`: the rest of the rollout (shadow, canary steps, switch, watch).
+pub fn promote(config: &Config, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
+    let config = no_wait(config, args);
+    let supervisor = supervisor::detect(&config, &Layout::new(&config.state_dir));
+    let deployer = Deployer::new(&config, supervisor.as_ref());
+    match deployer.promote() {
+        Ok(Done::Switched(record)) => {
+            super::out(&format!(
+                "promoted {} on {}: all traffic moved from {} in {:.0} ms; `bluegreen rollback` moves it back\n",
+                record.to_version.as_deref().unwrap_or("?"),
+                record.to_slot.map_or("?".into(), |s| s.to_string()),
+                record.from_slot.map_or("?".into(), |s| s.to_string()),
+                record.duration_ms
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Done::Aborted(record)) => {
+            error!(
+                "the rollout stopped {}: {}; recorded in the history (see `bluegreen status`)",
+                record.to_version.as_deref().unwrap_or("?"),
+                record.reason.as_deref().unwrap_or("aborted")
+            );
+            Ok(ExitCode::from(EXIT_ABORTED))
+        }
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(err) => failed(err, "promote failed"),
+    }
+}
+
+/// `bluegreen abort`: the waiting candidate dropped, its slot back on its previous model.
+pub fn abort(config: &Config, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
+    let config = no_wait(config, args);
+    let supervisor = supervisor::detect(&config, &Layout::new(&config.state_dir));
+    let deployer = Deployer::new(&config, supervisor.as_ref());
+    match deployer.abort() {
+        Ok(record) => {
+            super::out(&format!(
+                "aborted {}: {}; traffic stays on {}\n",
+                record.to_version.as_deref().unwrap_or("?"),
+                record.reason.as_deref().unwrap_or("dropped"),
+                record.from_slot.map_or("?".into(), |s| s.to_string()),
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => failed(err, "abort failed"),
+    }
+}
+
+fn no_wait(config: &Config, args: &PromoteArgs) -> Config {
+    let mut config = config.clone();
+    if args.no_wait {
+        config.deploy.lock_timeout_secs = 0;
+    }
+    config
+}
+
+fn failed(err: DeployError, context: &'static str) -> anyhow::Result<ExitCode> {
+    match err {
+        // These say what failed themselves.
+        err @ (DeployError::Failed { .. }
+        | DeployError::Unrecorded { .. }
+        | DeployError::Reconcile { .. }
+        | DeployError::NothingWaits) => Err(err.into()),
+        err => Err(anyhow::Error::new(err).context(context)),
+    }
+}

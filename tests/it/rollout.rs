@@ -1,0 +1,463 @@
+//! Rollouts (issue 11) under `bluegreen up`, with real NGINX and concurrent load: a candidate
+//! that waits for an operator (`promote = "manual"`), its preview through NGINX, `promote` and
+//! `abort`; a good candidate through every phase, each recorded with its figures; canary
+//! steps refused in socket mode; and the live accuracy of `add-data`.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use bluegreen::history::{Action, Outcome};
+use bluegreen::rollout::report::PhaseKind;
+
+use crate::faults::bad_candidate::{linked, wait_for_record};
+use crate::load::{assert_no_failures, Client, Load};
+use crate::util::{assert_json_error, get, preview, preview_from, Env};
+
+/// Loopback, but not this host's own address as NGINX sees it (127.0.0.1): the site lets
+/// only 127.0.0.1 and ::1 preview, so a client bound to this address is one NGINX must
+/// refuse unless `nginx.preview_from` lists it, as any other address.
+const OTHER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+fn load(env: &Env) -> Load {
+    Load::mixed(env.public, &[(Client::Retrying, 8), (Client::Fresh, 8)])
+}
+
+#[test]
+fn a_manual_candidate_waits_is_previewed_survives_a_restart_and_is_promoted_or_aborted() {
+    let env = Env::with_extra("[rollout]\npromote = \"manual\"");
+    let up = env.up();
+    let v1 = env.predict().header("x-model-version").unwrap().to_string();
+    let load = load(&env);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // New data: the trainer's deploy stops once v2 is ready on green.
+    env.ok(&["add-data", "--sample", "2"]);
+    let waiting = wait_for_record(&env, "waiting deploy", |r| r.outcome == Outcome::Waiting);
+    let v2 = waiting.to_version.clone().unwrap();
+    let steps: Vec<&str> = waiting.steps.iter().map(|s| s.name.as_str()).collect();
+    assert!(steps.ends_with(&["restart", "probe"]), "{steps:?}");
+    assert_eq!(env.predict().header("x-model-version"), Some(v1.as_str()));
+    let status = env.status_json();
+    assert_eq!(status["waiting"]["version"].as_str(), Some(v2.as_str()));
+    assert_eq!(status["waiting"]["slot"], "green");
+    assert_eq!(status["active"], "blue");
+    assert!(status["pending_deploy"].is_null(), "{status:#}");
+    let table = env.ok(&["status"]);
+    assert!(
+        table.contains(&format!("waiting  {v2} on green")),
+        "{table}"
+    );
+
+    // A preview from loopback reaches the candidate; without the header, the active slot.
+    let r = preview(env.public, "/");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-model-version"), Some(v2.as_str()));
+    assert_eq!(r.header("x-slot"), Some("green"));
+    assert_eq!(
+        preview(env.public, "/readyz").header("x-slot"),
+        Some("green")
+    );
+    // From an address that is neither this host's own nor in nginx.preview_from: refused,
+    // in JSON.
+    let r = preview_from(OTHER, env.public, "/");
+    let error = assert_json_error(&r, 403, "a preview from another address");
+    assert!(error.contains("nginx.preview_from"), "{error}");
+
+    // A deploy or rollback now would undo the wait: refused, naming what to do.
+    let err = env.fails(&["deploy"], 1);
+    assert!(
+        err.contains("bluegreen promote") && err.contains(&v2),
+        "{err}"
+    );
+    let err = env.fails(&["rollback"], 1);
+    assert!(err.contains("bluegreen abort"), "{err}");
+
+    // The wait survives `up` stopping and starting again (its trainer runs at start).
+    std::thread::sleep(Duration::from_millis(300));
+    assert_no_failures(&load.finish());
+    assert!(up.stop().success());
+    let up = env.up();
+    let load = self::load(&env);
+    let status = env.status_json();
+    assert_eq!(status["waiting"]["version"].as_str(), Some(v2.as_str()));
+    assert_eq!(env.predict().header("x-model-version"), Some(v1.as_str()));
+    assert_eq!(
+        preview(env.public, "/").header("x-model-version"),
+        Some(v2.as_str())
+    );
+
+    let out = env.ok(&["promote"]);
+    assert!(out.contains(&format!("promoted {v2} on green")), "{out}");
+    assert_eq!(env.predict().header("x-model-version"), Some(v2.as_str()));
+    assert!(env.status_json()["waiting"].is_null());
+    let err = env.fails(&["promote"], 1);
+    assert!(err.contains("no candidate waits"), "{err}");
+
+    // Another candidate: aborted. Blue goes back to v1, so a rollback still means v1.
+    env.ok(&["add-data", "--sample", "2"]);
+    let waiting = wait_for_record(&env, "second wait", |r| {
+        r.outcome == Outcome::Waiting && r.to_version.as_deref() != Some(v2.as_str())
+    });
+    let v3 = waiting.to_version.clone().unwrap();
+    assert_eq!(linked(&env, "blue"), v3);
+    let out = env.ok(&["abort"]);
+    assert!(out.contains(&format!("aborted {v3}")), "{out}");
+    assert_eq!(linked(&env, "blue"), v1);
+    assert_eq!(env.predict().header("x-model-version"), Some(v2.as_str()));
+    assert_eq!(
+        get(env.blue, "/readyz").header("x-model-version"),
+        Some(v1.as_str())
+    );
+    // The trigger does not deploy the aborted model again.
+    env.exits(&["train", "--if-due"], 0);
+    env.ok(&["rollback"]);
+    assert_eq!(env.predict().header("x-model-version"), Some(v1.as_str()));
+
+    std::thread::sleep(Duration::from_millis(300));
+    let results = load.finish();
+    assert_no_failures(&results);
+    drop(up);
+
+    // Every decision is in the history.
+    let records = bluegreen::history::read_all(&env.state().join("deploys.jsonl")).unwrap();
+    let story: Vec<(Action, Outcome)> = records
+        .iter()
+        .filter(|r| r.action != Action::AddData)
+        .map(|r| (r.action, r.outcome))
+        .collect();
+    assert_eq!(
+        story,
+        [
+            (Action::Deploy, Outcome::Waiting),
+            (Action::Promote, Outcome::Deployed),
+            (Action::Deploy, Outcome::Waiting),
+            (Action::Abort, Outcome::Aborted),
+            (Action::Rollback, Outcome::RolledBack),
+        ]
+    );
+}
+
+/// Sets `[nginx] preview_from = [entry]` in the environment's config file.
+fn set_preview_from(env: &Env, entry: &str) {
+    let mut table: toml::Table = crate::util::read(&env.config).parse().unwrap();
+    let nginx = table
+        .entry("nginx")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    nginx.as_table_mut().unwrap().insert(
+        "preview_from".into(),
+        toml::Value::Array(vec![toml::Value::from(entry)]),
+    );
+    std::fs::write(&env.config, toml::to_string(&table).unwrap()).unwrap();
+}
+
+#[test]
+fn nginx_preview_from_lets_an_address_preview_once_restart_applied_it() {
+    let env = Env::with_extra("[rollout]\npromote = \"manual\"");
+    let _up = env.up();
+    env.ok(&["add-data", "--sample", "2"]);
+    let waiting = wait_for_record(&env, "waiting deploy", |r| r.outcome == Outcome::Waiting);
+    let candidate = waiting.to_version.unwrap();
+    let r = preview_from(OTHER, env.public, "/");
+    assert_json_error(&r, 403, "a preview from an address not listed");
+    // Without the header, the active slot answers anyone.
+    let r = crate::util::from(OTHER, env.public, "POST", "/", crate::util::EXAMPLE);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-slot"), Some("blue"));
+
+    // A network with host bits set is refused, with its key, and nothing is touched.
+    let include = env.state().join("nginx/preview.conf");
+    let before = crate::util::read(&include);
+    set_preview_from(&env, "127.0.0.2/8");
+    let err = env.fails(&["restart"], 1);
+    assert!(
+        err.contains("nginx.preview_from") && err.contains("host bits"),
+        "{err}"
+    );
+    assert_eq!(crate::util::read(&include), before);
+
+    set_preview_from(&env, "127.0.0.2");
+    // Applied while the candidate waits: the slots restart, the candidate still waits.
+    let out = env.ok(&["restart"]);
+    assert!(
+        out.contains("NGINX reloaded with what the config renders now: the previews' include"),
+        "{out}"
+    );
+    assert_eq!(
+        env.status_json()["waiting"]["version"].as_str(),
+        Some(candidate.as_str())
+    );
+    assert!(
+        crate::util::read(&include).contains("\n127.0.0.2/32 1;\n"),
+        "{}",
+        crate::util::read(&include)
+    );
+    let r = preview_from(OTHER, env.public, "/");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("x-slot"), Some("green"));
+    assert_eq!(r.header("x-model-version"), Some(candidate.as_str()));
+    // Others are still refused.
+    let r = preview_from(Ipv4Addr::new(127, 0, 0, 3), env.public, "/");
+    assert_json_error(&r, 403, "a preview from 127.0.0.3");
+}
+
+#[test]
+fn a_good_candidate_goes_through_shadow_canary_steps_and_watch_each_recorded() {
+    // Latency is not what this test is about: a generous ratio keeps a busy test machine's
+    // scheduling out of the verdicts.
+    let env = Env::with_extra(
+        "[rollout]\nshadow_seconds = 2\nsteps = [10, 50, 100]\nstep_seconds = 2\nwatch_seconds = 2\nmax_latency_ratio = 50.0",
+    );
+    let _up = env.up();
+    let v1 = env.predict().header("x-model-version").unwrap().to_string();
+    let load = load(&env);
+    std::thread::sleep(Duration::from_millis(300));
+
+    env.ok(&["add-data", "--sample", "2"]);
+    let v2 = env.wait_for_new_version(&v1, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(300));
+    let results = load.finish();
+    assert_no_failures(&results);
+    for (kind, tally) in &results {
+        assert_eq!(tally.versions[0], v1, "{kind:?}");
+        assert!(tally.versions.contains(&v2), "{kind:?}");
+    }
+
+    let status = env.status_json();
+    let record = status["last_deploys"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(record["outcome"], "deployed");
+    let phases: Vec<(String, u64, bool)> = record["rollout"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["phase"].as_str().unwrap().to_string(),
+                p["percent"].as_u64().unwrap(),
+                p["passed"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            ("shadow".to_string(), 0, true),
+            ("canary".to_string(), 10, true),
+            ("canary".to_string(), 50, true),
+            ("watch".to_string(), 100, true),
+        ]
+    );
+    let shadow = &record["rollout"][0];
+    assert!(shadow["rows"].as_u64().unwrap() > 0, "{shadow:#}");
+    // Two linear models of almost the same data: close, not equal.
+    let mean = shadow["mean_divergence"].as_f64().unwrap();
+    assert!(mean > 0.0 && mean < 0.5, "{shadow:#}");
+    for (i, step) in record["rollout"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .skip(1)
+    {
+        assert!(
+            step["requests"].as_u64().unwrap() > 0,
+            "phase {i}: {step:#}"
+        );
+        assert_eq!(step["errors"], 0, "phase {i}: {step:#}");
+    }
+    let steps: Vec<&str> = record["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    for step in [
+        "shadow",
+        "canary-10",
+        "canary-50",
+        "reload",
+        "confirm",
+        "watch",
+    ] {
+        assert!(steps.contains(&step), "{steps:?}");
+    }
+    let table = env.ok(&["status"]);
+    for line in ["shadow ", "canary 10%", "canary 50%", "watch "] {
+        assert!(table.contains(line), "{line}: {table}");
+    }
+    assert!(!table.contains("STOPPED"), "{table}");
+}
+
+#[test]
+fn canary_steps_are_refused_in_socket_mode_shadow_and_watch_are_not() {
+    let env = Env::with_extra("[rollout]\nsteps = [10, 100]\n[nginx]\nswitch = \"socket\"");
+    let err = env.fails(&["deploy"], 1);
+    assert!(
+        err.contains("rollout.steps") && err.contains("not available") && err.contains("hint"),
+        "{err}"
+    );
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let env = Env::with_extra(
+        "[rollout]\nshadow_seconds = 1\nwatch_seconds = 1\nmax_latency_ratio = 50.0\n[nginx]\nswitch = \"socket\"",
+    );
+    let _up = env.up();
+    let v1 = env.predict().header("x-model-version").unwrap().to_string();
+    env.ok(&["add-data", "--sample", "2"]);
+    env.wait_for_new_version(&v1, Duration::from_secs(60));
+    let record = bluegreen::history::read_all(&env.state().join("deploys.jsonl"))
+        .unwrap()
+        .into_iter()
+        .rfind(|r| r.action == Action::Deploy)
+        .unwrap();
+    let phases: Vec<PhaseKind> = record.rollout.iter().map(|p| p.phase).collect();
+    assert_eq!(phases, [PhaseKind::Shadow, PhaseKind::Watch], "{record:#?}");
+}
+
+#[test]
+fn add_data_measures_the_active_models_live_rmse_on_the_new_rows() {
+    let env = Env::with_extra("batch_size = 1000");
+    let _up = env.up_idle();
+    let v1 = env.predict().header("x-model-version").unwrap().to_string();
+    // The original demo's two example rows; then two whose label is far off.
+    let out = env.ok(&["add-data", "--sample", "2"]);
+    assert!(out.contains("live RMSE") && out.contains(&v1), "{out}");
+    let status = env.status_json();
+    let live = &status["live"];
+    assert_eq!(live["model"].as_str(), Some(v1.as_str()));
+    assert_eq!(live["rows"], 2);
+    let calm = live["ratio"].as_f64().unwrap();
+    env.ok(&[
+        "add-data",
+        "--row",
+        "0.1,0,8,0,0.5,6,87,4.9,4,301,21,390,15,90",
+        "--row",
+        "0.2,0,8,0,0.5,6,87,4.9,4,301,21,390,15,95",
+    ]);
+    let status = env.status_json();
+    let drift = status["live"]["ratio"].as_f64().unwrap();
+    assert!(drift > 5.0 * calm && drift > 5.0, "{calm} then {drift}");
+    let table = env.ok(&["status"]);
+    assert!(table.contains("drift    live RMSE"), "{table}");
+    // Recorded in the history, and on every slot's /metrics (read from it once a second).
+    let record = bluegreen::history::read_all(&env.state().join("deploys.jsonl"))
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(
+        (record.action, record.outcome),
+        (Action::AddData, Outcome::Measured)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = String::from_utf8(get(env.public, "/metrics").body).unwrap();
+        let ratio = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("bluegreen_live_rmse_ratio{{model=\"{v1}\"}} ")))
+            .map(|v| v.parse::<f64>().unwrap());
+        if ratio.is_some_and(|r| (r - drift).abs() < 1e-9) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A counter or gauge of a slot's `/metrics`, 0 when it is absent.
+fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
+    let text = String::from_utf8(get(addr, "/metrics").body).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+#[test]
+fn the_shadow_compares_the_predictions_of_every_protocol_binary_tensors_too() {
+    let env = Env::with_extra("[rollout]\nshadow_seconds = 1");
+    let _up = env.up_idle();
+    // The mirror on, as a shadow phase turns it on: the file the site includes, and a reload.
+    let config = bluegreen::config::Config::from_file(&env.config).unwrap();
+    let layout = bluegreen::layout::Layout::new(&config.state_dir);
+    assert!(bluegreen::switch::set_shadow(&layout, true).unwrap());
+    let nginx = bluegreen::nginx::Nginx::local(&config, &layout);
+    let before = nginx.workers();
+    nginx.reload().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while nginx.still_accepting(&before) > 0 {
+        assert!(std::time::Instant::now() < deadline, "NGINX did not reload");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let row: Vec<f64> = serde_json::from_str::<serde_json::Value>(crate::util::EXAMPLE).unwrap()
+        ["data"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let json = |path: &str, body: serde_json::Value| {
+        let body = body.to_string();
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    // Triton's binary tensor data: the JSON, then the row as 13 little-endian f64s.
+    let head = serde_json::json!({"inputs": [{"name": "input-0", "shape": [1, 13],
+        "datatype": "FP64", "parameters": {"binary_data_size": 104}}]})
+    .to_string();
+    let mut binary = format!(
+        "POST /v2/models/bluegreen/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/octet-stream\r\nInference-Header-Content-Length: {}\r\nContent-Length: {}\r\n\r\n{head}",
+        head.len(),
+        head.len() + 104
+    )
+    .into_bytes();
+    binary.extend(row.iter().flat_map(|v| v.to_le_bytes()));
+    let requests = [
+        ("POST /", json("/", serde_json::json!({"data": [row]}))),
+        (
+            "OIP v2, JSON",
+            json(
+                "/v2/models/bluegreen/infer",
+                serde_json::json!({"inputs": [{"name": "input-0", "shape": [1, 13], "datatype": "FP64", "data": row}]}),
+            ),
+        ),
+        ("OIP v2, binary tensor data", binary),
+        (
+            "KServe v1",
+            json(
+                "/v1/models/bluegreen:predict",
+                serde_json::json!({"instances": [row]}),
+            ),
+        ),
+    ];
+    for (what, request) in requests {
+        let rows = metric(env.green, "bluegreen_shadow_rows_total");
+        let r = crate::util::raw(env.public, &request);
+        assert_eq!(
+            r.status,
+            200,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.header("x-slot"), Some("blue"), "{what}");
+        // NGINX ends the client's request once its copy is answered; the count follows.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while metric(env.green, "bluegreen_shadow_rows_total") < rows + 1.0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: the candidate compared no row"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    assert_eq!(metric(env.green, "bluegreen_shadow_errors_total"), 0.0);
+    assert_eq!(metric(env.green, "bluegreen_shadow_requests_total"), 4.0);
+    // The same model on both slots: no divergence.
+    assert_eq!(metric(env.green, "bluegreen_shadow_divergence_max"), 0.0);
+}
