@@ -149,7 +149,7 @@ fn every_bad_request_gets_a_4xx_json_error_that_says_what_and_where() {
             "POST",
             r#"{"data": [[1,2,3,4,1e308,6,7,8,9,10,11,12,13]]}"#.into(),
             422,
-            "prediction is not a finite number",
+            "row 0, column 4 (NOX): 1e308 is too large",
         ),
         (
             "POST",

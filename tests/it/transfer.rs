@@ -210,7 +210,8 @@ fn every_bad_export_is_refused_with_a_hint_and_writes_nothing() {
     );
     let unknown = trainer.fails(&["export", "v0042-nope"], 1);
     assert!(
-        unknown.contains("cannot export v0042-nope") && unknown.contains("bluegreen status"),
+        unknown.contains("cannot export v0042-nope: there is no model \"v0042-nope\"; the stored models are v0001-")
+            && unknown.contains("hint: "),
         "{unknown}"
     );
 }
