@@ -88,7 +88,8 @@ pub enum Command {
     /// host: `bluegreen export VERSION > FILE`.
     Export(ExportArgs),
     /// Add a model exported on another host, keeping its version name. The file's format,
-    /// checksum and artifact are checked first; nothing is written unless all are sound.
+    /// checksum, artifact and schema (this host's [data] features and label) are checked
+    /// first; nothing is written unless all are sound.
     #[command(after_help = "Exit status:\n  \
         0   imported, or this very version with identical content was already here\n  \
         1   error: a bad file, or this version is here with different content; nothing written")]
@@ -227,7 +228,8 @@ pub struct PromoteArgs {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// The model version to export (see `bluegreen status`).
+    /// The model version to export, or a unique prefix of one (`v0007`); see `bluegreen
+    /// status`.
     pub version: String,
 }
 

@@ -297,8 +297,12 @@ fn number_in(field: &[u8]) -> Result<f64, String> {
     }
     match fast_float2::parse::<f64, _>(text).ok() {
         Some(v) if v.is_finite() => Ok(v),
-        Some(_) => Err(format!("{text:?} is not a finite number")),
-        None => Err(format!("{text:?} is not a number")),
+        Some(_) => Err(format!(
+            "{text:?} is not a finite number; hint: infinities are no measurement: put a number there, or leave the row out"
+        )),
+        None => Err(format!(
+            "{text:?} is not a number; hint: each value is a plain number such as 12.5 or 1e-3 (no units, no thousands separators), in the columns' order"
+        )),
     }
 }
 
@@ -342,6 +346,23 @@ pub fn read_rows<R: Read>(
     wanted: &[&str],
     droppable: &[&str],
 ) -> Result<Rows, DataError> {
+    read_rows_as(input, origin, wanted, droppable, true)
+}
+
+/// Reads rows that have no header: every line is a data row of the `wanted` columns in
+/// order, and a field that is not a number is refused as such, never taken for a column
+/// name (`add-data --row`, where a header would silently drop a row).
+pub fn read_data_rows<R: Read>(input: R, origin: &str, wanted: &[&str]) -> Result<Rows, DataError> {
+    read_rows_as(input, origin, wanted, &[], false)
+}
+
+fn read_rows_as<R: Read>(
+    input: R,
+    origin: &str,
+    wanted: &[&str],
+    droppable: &[&str],
+    may_have_header: bool,
+) -> Result<Rows, DataError> {
     let io = |source| DataError::Read {
         origin: origin.to_string(),
         source,
@@ -361,7 +382,7 @@ pub fn read_rows<R: Read>(
     {
         return Ok(rows);
     }
-    let (columns, width, names) = if all_numbers(&record) {
+    let (columns, width, names) = if !may_have_header || all_numbers(&record) {
         let columns: Vec<usize> = (0..wanted.len()).collect();
         let names: Vec<String> = wanted.iter().map(|s| s.to_string()).collect();
         let width = wanted.len();
@@ -411,10 +432,26 @@ fn map_header(
         origin: origin.to_string(),
         why,
     };
+    if let Some(column) = header.iter().position(|name| name.contains('\n')) {
+        return Err(refuse(format!(
+            "the header's column {} opens a quoted value (\") that the line does not close: it runs on across the following lines; hint: close the quote on its line, or remove it",
+            column + 1
+        )));
+    }
+    if let [only] = header {
+        if let Some(sep) = [';', '\t'].into_iter().find(|c| only.contains(*c)) {
+            return Err(refuse(format!(
+                "the header {only:?} is one column that holds {:?}: the file is separated by {} rather than commas; hint: the file must be comma-separated (CSV); convert it, e.g. `tr '{}' ',' < FILE` when no value holds a comma or a decimal comma",
+                sep,
+                if sep == ';' { "semicolons" } else { "tabs" },
+                if sep == ';' { ";" } else { "\\t" },
+            )));
+        }
+    }
     for (i, name) in header.iter().enumerate() {
         if header[..i].iter().any(|n| n.eq_ignore_ascii_case(name)) {
             return Err(refuse(format!(
-                "the header names column {name:?} twice (names are matched ignoring case)"
+                "the header names column {name:?} twice (names are matched ignoring case); hint: rename or remove one of the two columns"
             )));
         }
         let known = |list: &[&str]| list.iter().any(|w| w.eq_ignore_ascii_case(name));
@@ -479,14 +516,18 @@ fn parse_record(
     out: &mut Vec<f64>,
 ) -> Result<(), DataError> {
     if record.len() != width {
-        return Err(DataError::Line {
-            origin: origin.to_string(),
-            line: line_of(record),
-            why: format!(
-                "has {} values; expected {width} ({})",
+        let why = match unterminated(record) {
+            Some(why) => why,
+            None => format!(
+                "has {} values; expected {width} ({}); hint: a line holds one value per column, separated by commas, with no comma at its end",
                 record.len(),
                 names.join(",")
             ),
+        };
+        return Err(DataError::Line {
+            origin: origin.to_string(),
+            line: line_of(record),
+            why,
         });
     }
     for &column in columns {
@@ -495,16 +536,36 @@ fn parse_record(
                 true => Ok(value),
                 false => Err(too_large(&record[column], limit, columns.len())),
             })
-            .map_err(|why| DataError::Field {
-                origin: origin.to_string(),
-                line: line_of(record),
-                column: column + 1,
-                name: names[column].clone(),
-                why,
+            .map_err(|why| match unterminated(record) {
+                Some(why) => DataError::Line {
+                    origin: origin.to_string(),
+                    line: line_of(record),
+                    why,
+                },
+                None => DataError::Field {
+                    origin: origin.to_string(),
+                    line: line_of(record),
+                    column: column + 1,
+                    name: names[column].clone(),
+                    why,
+                },
             })?;
         out.push(value);
     }
     Ok(())
+}
+
+/// Why a record that is refused is really an unterminated quote: the CSV reader takes a `"`
+/// as opening a quoted value, which then runs on across line ends, to the next `"` or the
+/// end of the input, so the line seemed to have too few values. A line end inside a value
+/// is legal CSV, but never a number. Only called on a refused record: it looks at every
+/// byte.
+fn unterminated(record: &csv::ByteRecord) -> Option<String> {
+    let column = record.iter().position(|f| f.contains(&b'\n'))?;
+    Some(format!(
+        "column {} opens a quoted value (\") that the line does not close: it runs on across the following lines; hint: close the quote on its line, or remove it (numbers need no quotes)",
+        column + 1
+    ))
 }
 
 /// Checks the stored file's header line against `schema`: the same names in the same order
@@ -1444,7 +1505,10 @@ mod tests {
     fn a_bad_field_names_line_column_and_name() {
         let text = format!("{}\n1,2,3,4,x,6,7,8,9,10,11,12,13,14\n", SAMPLE_ROWS[0]);
         let err = boston_rows(&text).unwrap_err().to_string();
-        assert_eq!(err, "t line 2, column 5 (NOX): \"x\" is not a number");
+        assert!(
+            err.starts_with("t line 2, column 5 (NOX): \"x\" is not a number; hint: "),
+            "{err}"
+        );
         let err = boston_rows("1,2,3,4,5,6,7,8,9,10,11,12,13,inf")
             .unwrap_err()
             .to_string();

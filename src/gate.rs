@@ -176,6 +176,11 @@ pub fn check(
             active.kind,
         );
     }
+    if rows == 1 {
+        // The RMSE of one row is defined (its absolute error), though R² is not; the verdict
+        // stands, and says how little it rests on.
+        report.reason += " (a single holdout row, since every fifth row is held out: a weak comparison until there are more rows)";
+    }
     report
 }
 

@@ -104,6 +104,9 @@ pub struct AppState {
     described: Value,
     slot: Slot,
     max_rows: usize,
+    /// The largest magnitude a value may have, [`data::max_magnitude`] of the model's width:
+    /// what `predict` and the CSV reader take.
+    max_magnitude: f64,
     version_header: HeaderValue,
     slot_header: HeaderValue,
     metrics: Metrics,
@@ -136,6 +139,7 @@ impl AppState {
             described: model.describe(),
             name: name.to_string(),
             v2: v2::Answers::new(name, &model),
+            max_magnitude: crate::data::max_magnitude(model.features.len()),
             model,
             slot,
             max_rows,
@@ -512,7 +516,17 @@ fn predict_rows(
             ),
         });
     }
-    // Every value is a finite number here: every reader refuses anything else.
+    // Every value is a finite number here: every reader refuses anything else. One bound
+    // for all row formats, the CSV reader's and `predict`'s: past it a model's sums of
+    // squares overflow and its answer means nothing (one compare per value).
+    let limit = state.max_magnitude;
+    if let Some(i) = rows.iter().position(|v| v.abs() > limit) {
+        let (row, column) = (i / width, i % width);
+        return Err(Refusal::unprocessable(format!(
+            "\"{list}\" row {row}, column {column} ({}): {:e} is too large: values may be at most ±{limit:.2e} in rows of {width} numbers, as `bluegreen predict` and the training data take them, so that a model's sums of squares over a row stay finite",
+            state.model.features[column], rows[i]
+        )));
+    }
     let prices = state
         .model
         .predict_rows(rows)

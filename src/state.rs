@@ -14,6 +14,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use crate::config::Config;
+use crate::data::Schema;
 use crate::history::{self, HistoryError, Intent, Phase, Record};
 use crate::layout::Layout;
 use crate::model::{parse_seq, Artifact, ModelError, Store};
@@ -97,6 +98,14 @@ impl State {
         let store = Store::new(&layout.models_dir());
         let versions = store.versions()?;
         let (mut newest, mut newest_passed, mut skipped) = (None, None, Vec::new());
+        // A plain deploy's gate refuses a model of another schema than the active one's (or,
+        // before any deploy, than `[data]`'s), so such a model is never "the newest that
+        // passed": an import from a host of other columns must not look pending.
+        let active_version = route.and_then(|r| links[index(r.slot)].clone());
+        let reference = match active_version.map(|v| store.load(&v)) {
+            Some(Ok(active)) => active.schema(),
+            _ => Schema::of(&config.data),
+        };
         for version in versions.iter().rev() {
             let artifact = match store.load(version) {
                 Ok(a) => a,
@@ -110,7 +119,8 @@ impl State {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let passed = artifact.gate.as_ref().is_none_or(|g| g.passed);
+            let passed =
+                artifact.gate.as_ref().is_none_or(|g| g.passed) && artifact.schema() == reference;
             if newest.is_none() {
                 newest = Some(artifact.clone());
             }
@@ -205,8 +215,9 @@ impl State {
         self.newest.as_ref()
     }
 
-    /// The newest model whose gate verdict, made when it was trained, was "passed". This is
-    /// what a plain `bluegreen deploy` deploys.
+    /// The newest model whose gate verdict, made when it was trained, was "passed", and whose
+    /// schema is the active model's (or `[data]`'s before any deploy). This is what a plain
+    /// `bluegreen deploy` deploys.
     pub fn newest_passed(&self) -> Option<&Artifact> {
         self.newest_passed.as_ref()
     }

@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::data::Schema;
 use crate::fsutil;
 use crate::model::{Artifact, ModelError, Store};
 
@@ -117,6 +118,12 @@ pub enum TransferError {
         existing: PathBuf,
         ours: String,
         theirs: String,
+    },
+    #[error("{path} holds a model of other columns than this host's [data]: it reads features {} and predicts {}, this host's config has features {} and label {}; nothing was written; hint: import it on a host whose [data] features (names and order) and label are the model's, or train one here", .theirs.features.join(","), .theirs.label, .ours.features.join(","), .ours.label)]
+    OtherSchema {
+        path: PathBuf,
+        theirs: Schema,
+        ours: Schema,
     },
     #[error("cannot write the imported model")]
     Write(#[source] io::Error),
@@ -258,12 +265,20 @@ fn parse(path: &Path, mut bytes: Vec<u8>) -> Result<Export, TransferError> {
 }
 
 /// Imports a checked export into `store`, keeping its version name. The caller holds the
-/// train lock, so that no training picks this version number meanwhile.
+/// train lock, so that no training picks this version number meanwhile. A model whose
+/// features (names, order) or label are not `schema` (this host's `[data]`) is refused: its
+/// rows are not this host's, so no gate could judge it and no client here could call it
+/// (issue 13: import verifies format, checksum and schema).
 ///
 /// The payload is written to a temporary name beside its destination and checked there by
 /// [`Artifact::load`] (the very check a slot makes), then renamed into place: a bad artifact
 /// never appears under a version name, and readers never see half a file.
-pub fn import(store: &Store, export: &Export, origin: &Path) -> Result<Imported, TransferError> {
+pub fn import(
+    store: &Store,
+    export: &Export,
+    origin: &Path,
+    schema: &Schema,
+) -> Result<Imported, TransferError> {
     let version = &export.header.version;
     let dest = store.path_of(version);
     match fs::read(&dest) {
@@ -281,7 +296,7 @@ pub fn import(store: &Store, export: &Export, origin: &Path) -> Result<Imported,
     }
     // A name `Store::versions` never lists (it does not end in `.json`).
     let tmp = dest.with_file_name(format!(".{version}.json.import.{}", std::process::id()));
-    let result = write_checked(&tmp, &dest, export, origin);
+    let result = write_checked(&tmp, &dest, export, origin, schema);
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -293,6 +308,7 @@ fn write_checked(
     dest: &Path,
     export: &Export,
     origin: &Path,
+    schema: &Schema,
 ) -> Result<(), TransferError> {
     let write_err = TransferError::Write;
     let mut file = OpenOptions::new()
@@ -314,6 +330,13 @@ fn write_checked(
             path: origin.to_path_buf(),
             header: export.header.version.clone(),
             artifact: artifact.version,
+        });
+    }
+    if artifact.schema() != *schema {
+        return Err(TransferError::OtherSchema {
+            path: origin.to_path_buf(),
+            theirs: artifact.schema(),
+            ours: schema.clone(),
         });
     }
     let schema_err = |source| TransferError::Schema {
@@ -364,7 +387,7 @@ mod tests {
 
         let to = Store::new(&dir.path().join("b"));
         fs::create_dir_all(dir.path().join("b")).unwrap();
-        let written = import(&to, &checked, &file).unwrap();
+        let written = import(&to, &checked, &file, &Schema::boston()).unwrap();
         assert_eq!(written, Imported::Written(to.path_of("v0002-x")));
         assert_eq!(
             fs::read(to.path_of("v0002-x")).unwrap(),
@@ -372,7 +395,7 @@ mod tests {
         );
         assert_eq!(to.versions().unwrap(), ["v0002-x"]);
         assert_eq!(
-            import(&to, &checked, &file).unwrap(),
+            import(&to, &checked, &file, &Schema::boston()).unwrap(),
             Imported::AlreadyPresent(to.path_of("v0002-x"))
         );
     }
@@ -396,7 +419,7 @@ mod tests {
             },
             payload,
         };
-        let err = import(&store, &export, Path::new("f")).unwrap_err();
+        let err = import(&store, &export, Path::new("f"), &Schema::boston()).unwrap_err();
         assert!(matches!(err, TransferError::Schema { .. }), "{err}");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }

@@ -157,8 +157,9 @@ fn collect(config: &Config, schema: &Schema, args: &AddDataArgs) -> anyhow::Resu
         rows.extend(&read.context("nothing was added")?);
     }
     for (i, row) in args.row.iter().enumerate() {
+        // Every --row is a data row of the configured columns in order, never a header.
         let origin = format!("--row #{}", i + 1);
-        let read = data::read_rows(row.as_bytes(), &origin, &columns, &ignore);
+        let read = data::read_data_rows(row.as_bytes(), &origin, &columns);
         rows.extend(&read.context("nothing was added")?);
     }
     if let Some(n) = args.sample {

@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use crate::cli::ImportArgs;
 use crate::config::Config;
+use crate::data::Schema;
 use crate::layout::Layout;
 use crate::lock;
 use crate::model::Store;
@@ -32,7 +33,7 @@ pub fn execute(config: &Config, args: &ImportArgs) -> anyhow::Result<ExitCode> {
     )?;
     let store = Store::new(&layout.models_dir());
     let version = &export.header.version;
-    match transfer::import(&store, &export, &args.file).context("nothing was imported")? {
+    match transfer::import(&store, &export, &args.file, &Schema::of(&config.data)).context("nothing was imported")? {
         Imported::Written(path) => info!(
             "imported {version} ({} bytes, SHA-256 {}) as {}; deploy it with `bluegreen deploy {version}`",
             export.header.bytes,

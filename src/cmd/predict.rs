@@ -42,7 +42,8 @@ pub fn execute(config: &Config, args: &PredictArgs) -> anyhow::Result<ExitCode> 
     }
     for (i, row) in args.row.iter().enumerate() {
         let origin = format!("--row #{}", i + 1);
-        let read = data::read_rows(row.as_bytes(), &origin, &features, &droppable);
+        // A data row of the features in order, never a header (as `add-data --row`).
+        let read = data::read_data_rows(row.as_bytes(), &origin, &features);
         rows.extend(&read.with_context(|| {
             format!(
                 "a row holds {}'s features: {}",

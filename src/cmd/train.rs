@@ -163,8 +163,9 @@ fn train_locked(
     }
     let kind = config.model.kind;
     fs_err::create_dir_all(layout.models_dir())?;
+    // The record names the version only once it is written (below): a training that fails
+    // never wrote it, and the next one takes the same number for another model.
     let version = store.next_version(time::OffsetDateTime::now_utc())?;
-    record.to_version = Some(version.clone());
     let active = state.active_model()?;
     let hinted = |e: model::ModelError| match e.hint(&schema.features, &config.model.params) {
         Some(hint) => anyhow::Error::new(super::Hinted::new(e, hint)),
@@ -250,16 +251,20 @@ fn train_locked(
     artifact.gate = Some(report.clone());
     *step = "write";
     store.write(&artifact)?;
+    record.to_version = Some(artifact.version.clone());
     let m = &artifact.metrics;
     info!(
         version = artifact.version,
         duration_ms = (m.train_seconds * 1e3).round() as u64,
-        "trained {} in {:.0} ms: holdout RMSE {:.3}, holdout R² {:.3}, train R² {:.3} ({} rows)",
+        "trained {} in {:.0} ms: holdout RMSE {}, holdout R² {}, train R² {} ({} rows)",
         artifact.version,
         m.train_seconds * 1e3,
-        m.holdout_rmse,
-        m.holdout_r2,
-        m.train_r2,
+        match m.holdout_rmse.is_finite() {
+            true => format!("{:.3}", m.holdout_rmse),
+            false => "n/a (no holdout rows: every fifth row is held out)".to_string(),
+        },
+        model::r2_text(m.holdout_r2),
+        model::r2_text(m.train_r2),
         artifact.rows
     );
     if report.passed {

@@ -134,11 +134,13 @@ impl Artifact {
 
     /// The artifact without the fitted model's insides, for `GET /model`: kind, parameters,
     /// schema and metadata, and for a linear model its intercept and coefficients (a forest's
-    /// trees would be megabytes).
+    /// trees would be megabytes). A linear model's `stats` (the QR factors a training goes on
+    /// from, about 5 KB for 13 features) are insides too; `rows` says what they summarise.
     pub fn describe(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).expect("an artifact serializes");
         let object = value.as_object_mut().expect("an artifact is an object");
         object.remove("fitted");
+        object.remove("stats");
         if let Some((intercept, coefficients)) = self.fitted.linear() {
             object.insert("intercept".into(), intercept.into());
             object.insert("coefficients".into(), coefficients.into());

@@ -149,11 +149,16 @@ impl ModelError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// R² of the model on rows it was trained on: for `linear` and `ridge` all of them (from
-    /// the statistics), for the other kinds an even sample (rows `i % 5 == 0`).
+    /// the statistics), for the other kinds an even sample (rows `i % 5 == 0`). NaN (`null`
+    /// in the file) when undefined: see [`evaluate`].
+    #[serde(with = "nan_as_null")]
     pub train_r2: f64,
-    /// RMSE and R² of this very model on the held-out rows, which it was not trained on.
+    /// RMSE and R² of this very model on the held-out rows, which it was not trained on;
+    /// NaN (`null`) for no rows, and R² NaN for fewer than 2 rows or rows of one label.
+    #[serde(with = "nan_as_null")]
     pub holdout_rmse: f64,
     /// See `holdout_rmse`.
+    #[serde(with = "nan_as_null")]
     pub holdout_r2: f64,
     /// How many rows were held out: every fifth.
     pub holdout_rows: usize,
@@ -188,7 +193,42 @@ pub fn evaluate(predicted: &[f64], actual: &[f64]) -> (f64, f64) {
         ss_res += (p - y) * (p - y);
         ss_tot += (y - mean) * (y - mean);
     }
-    ((ss_res / n).sqrt(), 1.0 - ss_res / ss_tot)
+    ((ss_res / n).sqrt(), r_squared(actual.len(), ss_res, ss_tot))
+}
+
+/// 1 − SSE/SST, or NaN where R² is undefined: fewer than 2 rows, or rows whose label does
+/// not vary (SST = 0). One holdout row of 5 gave R² = −1.07e32, a figure that means nothing.
+pub fn r_squared(rows: usize, sse: f64, sst: f64) -> f64 {
+    if rows < 2 || sst.is_nan() || sst <= 0.0 {
+        return f64::NAN;
+    }
+    1.0 - sse / sst
+}
+
+/// An R² for people: three decimals, or why there is none.
+pub fn r2_text(r2: f64) -> String {
+    if r2.is_finite() {
+        format!("{r2:.3}")
+    } else {
+        "n/a (fewer than 2 rows, or a label that does not vary)".to_string()
+    }
+}
+
+/// Serde for a figure that may be NaN (undefined): `null` in JSON, as serde_json writes a
+/// NaN, and read back as NaN (serde_json refuses `null` for an `f64`).
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+        match value.is_finite() {
+            true => s.serialize_f64(*value),
+            false => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
 }
 
 /// A model of `kind` fit on the `keep` rows of `data`.

@@ -191,7 +191,10 @@ impl Factor {
             return (f64::NAN, f64::NAN);
         }
         let sse = self.sse(intercept, coefficients);
-        ((sse / n as f64).sqrt(), 1.0 - sse / self.sst())
+        (
+            (sse / n as f64).sqrt(),
+            super::r_squared(n, sse, self.sst()),
+        )
     }
 
     /// Whether every entry is a finite number.

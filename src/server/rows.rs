@@ -44,6 +44,20 @@ impl Refusal {
     /// beyond a 64-bit float's range is (see [`out_of_range`]), a 400 for a body that is not
     /// JSON.
     pub fn unparsed<'de, T: Deserialize<'de>>(body: &'de [u8], e: &serde_json::Error) -> Refusal {
+        if e.to_string().starts_with(TWICE) {
+            // Where the object is, in the body's own terms (`data[0]`), on this rare path.
+            let mut again = serde_json::Deserializer::from_slice(body);
+            let place = serde_path_to_error::deserialize::<_, T>(&mut again)
+                .err()
+                .map(|e| e.path().to_string())
+                .filter(|p| p != ".")
+                .unwrap_or_else(|| "the body".to_string());
+            let what = e.to_string();
+            let what = what.split(" at line ").next().unwrap_or(&what);
+            return Refusal::unprocessable(format!(
+                "{place}: {what}; each key may come once (JSON parsers disagree on which of two counts)"
+            ));
+        }
         match out_of_range::<T>(body, e) {
             Some(what) => Refusal::unprocessable(what),
             None => Refusal {
@@ -78,6 +92,71 @@ pub fn out_of_range<'de, T: Deserialize<'de>>(
     Some(format!(
         "{path} must be a finite number, not one beyond the range of a 64-bit float (magnitudes up to about 1.8e308)"
     ))
+}
+
+/// A JSON value read as serde_json's [`Value`] is, except that an object that names a key
+/// twice is refused (serde_json keeps the last silently, so `{"CRIM": 0.1, "CRIM": 1}` or
+/// `"data"` twice were predicted on whichever came last). Only the careful path reads
+/// through it: the common shape ([`read_common`]) has one key and rows of numbers.
+pub struct Strict(pub Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Strict, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+/// The start of serde's error for a key named twice, which [`Refusal::unparsed`] tells
+/// apart from bad JSON.
+const TWICE: &str = "the object names the key";
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("{TWICE} {key:?} twice")));
+            }
+            let Strict(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
 }
 
 /// Top-level keys of `POST /`'s body.
@@ -180,8 +259,8 @@ impl Scan<'_> {
 /// Reads the body of `POST /` the careful way (see the module doc), naming what is wrong
 /// and where. Returns the rows as one row-major block of `features.len()` values each.
 pub fn read_body(body: &[u8], features: &[String]) -> Result<Vec<f64>, Refusal> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| Refusal::unparsed::<Value>(body, &e))?;
+    let Strict(value) =
+        serde_json::from_slice(body).map_err(|e| Refusal::unparsed::<Strict>(body, &e))?;
     let Some(object) = value.as_object() else {
         return Err(Refusal::unprocessable(format!(
             "the body must be an object with a \"data\" field, not {}: {{\"data\": [[{} numbers]]}}",
@@ -546,6 +625,29 @@ mod tests {
             .map(|n| format!("{{\"data\": [[1,2,3,4,5,6,7,8,9,10,11,12,{n}]]}}")),
         ) {
             assert!(read_common(body.as_bytes(), "data", 13).is_none(), "{body}");
+        }
+    }
+
+    #[test]
+    fn a_key_named_twice_is_refused_where_it_is() {
+        let f = features(&["a", "b", "c"]);
+        for (body, what) in [
+            (
+                r#"{"data": [{"a": 1, "b": 2, "c": 3}, {"a": 1, "a": 2, "b": 2, "c": 3}]}"#,
+                "data[1]: the object names the key \"a\" twice",
+            ),
+            (
+                r#"{"data": [[1, 2, 3]], "data": [[4, 5, 6]]}"#,
+                "the body: the object names the key \"data\" twice",
+            ),
+            (
+                r#"{"dataframe_split": {"columns": ["a", "b", "c"], "columns": ["c", "b", "a"], "data": [[1, 2, 3]]}}"#,
+                "dataframe_split: the object names the key \"columns\" twice",
+            ),
+        ] {
+            let refusal = read_body(body.as_bytes(), &f).unwrap_err();
+            assert_eq!(refusal.status.as_u16(), 422, "{body}: {}", refusal.what);
+            assert!(refusal.what.starts_with(what), "{body}: {:?}", refusal.what);
         }
     }
 

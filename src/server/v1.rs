@@ -8,7 +8,8 @@
 //! | `POST /v1/models/<name>:predict` with `{"instances": [row, …]}` | `{"predictions": [number, …]}` |
 //!
 //! A row is a list of the features in the model's order or an object keyed by their names,
-//! as in `POST /`'s `data`. `<name>` is `[model] name`; another name is a 404. Errors are
+//! as in `POST /`'s `data`; TF Serving's optional `signature_name` is taken and ignored.
+//! `<name>` is `[model] name`; another name is a 404. Errors are
 //! the protocol's `{"error": "…"}`, the hint inside the message.
 
 use std::sync::Arc;
@@ -21,7 +22,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Serialize;
-use serde_json::Value;
 
 use super::rows::{self, Refusal};
 use super::shadow::Mirrored;
@@ -100,17 +100,28 @@ fn read(body: &[u8], features: &[String]) -> Result<Vec<f64>, Refusal> {
     if let Some(rows) = rows::read_common(body, "instances", features.len()) {
         return Ok(rows);
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| Refusal::unparsed::<Value>(body, &e))?;
+    let rows::Strict(value) =
+        serde_json::from_slice(body).map_err(|e| Refusal::unparsed::<rows::Strict>(body, &e))?;
     let Some(object) = value.as_object() else {
         return Err(Refusal::unprocessable(format!(
             "the body must be an object with an \"instances\" field, not {}",
             rows::kind(&value)
         )));
     };
-    if let Some(unknown) = object.keys().find(|k| *k != "instances") {
+    // TF Serving's REST API documents `signature_name` beside `instances`, and its clients
+    // send it (often "serving_default"); a model here has one signature, so it is ignored.
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| !["instances", "signature_name"].contains(&k.as_str()))
+    {
         return Err(Refusal::unprocessable(format!(
-            "the body has an unknown key {unknown:?}; it takes \"instances\" only"
+            "the body has an unknown key {unknown:?}; it takes \"instances\" (and TF Serving's \"signature_name\", which is ignored)"
+        )));
+    }
+    if let Some(name) = object.get("signature_name").filter(|v| !v.is_string()) {
+        return Err(Refusal::unprocessable(format!(
+            "\"signature_name\" must be a string, not {}",
+            rows::kind(name)
         )));
     }
     let Some(instances) = object.get("instances") else {

@@ -219,3 +219,111 @@ fn an_id_column_listed_in_ignore_is_dropped() {
     let text = format!("ID,{}\n17,{a}\n18,{b}\n", header().to_lowercase());
     stored_as_the_plain_rows("[data]\nignore = [\"ID\"]", &text);
 }
+
+/// A host whose `[data]` is `area,rooms,age` → `price`, initialised from a small file.
+fn houses() -> Env {
+    let env = Env::with_extra(
+        "[data]\nfile = \"houses.csv\"\nfeatures = [\"area\", \"rooms\", \"age\"]\nlabel = \"price\"\n",
+    );
+    let file = env.dir.path().join("in.csv");
+    let rows: String = (0..20)
+        .map(|i| {
+            format!(
+                "{},{},{},{}\n",
+                50 + i * 7,
+                1 + i % 5,
+                i * 3 % 40,
+                100 + i * 11
+            )
+        })
+        .collect();
+    std::fs::write(&file, format!("area,rooms,age,price\n{rows}")).unwrap();
+    env.ok(&["init", "--data", file.to_str().unwrap()]);
+    env
+}
+
+/// Every `--row` is a data row of the configured columns in order: one with a word in it is
+/// refused as "not a number" with its row and column, never read as a CSV header (which
+/// refused `a,100,10,200` as a bad header, and took `area,rooms,age,price` as one, silently
+/// dropping it).
+#[test]
+fn every_row_option_is_a_data_row_never_a_header() {
+    let env = houses();
+    let csv = env.state().join("data/houses.csv");
+    let before = read(&csv);
+    let err = env.fails(&["add-data", "--row", "a,100,10,200"], 1);
+    assert!(
+        err.contains("--row #1 line 1, column 1 (area): \"a\" is not a number; hint:")
+            && err.contains("nothing was added"),
+        "{err}"
+    );
+    let err = env.fails(
+        &[
+            "add-data",
+            "--row",
+            "area,rooms,age,price",
+            "--row",
+            "100,3,10,200",
+        ],
+        1,
+    );
+    assert!(
+        err.contains("--row #1 line 1, column 1 (area): \"area\" is not a number; hint:"),
+        "{err}"
+    );
+    assert_eq!(read(&csv), before, "a refused add-data writes nothing");
+    let err = env.fails(&["predict", "--row", "area,rooms,age"], 1);
+    assert!(err.contains("\"area\" is not a number; hint:"), "{err}");
+    let out = env.ok(&["add-data", "--row", "100,3,10,200"]);
+    assert!(out.contains("appended 1 row"), "{out}");
+    assert!(read(&csv).ends_with("\n100,3,10,200\n"));
+}
+
+/// Every CSV error says what to do next: a line of the wrong length, an infinity, a column
+/// named twice; an unterminated quote is named as such (it read as "has 1 values"), and a
+/// file separated by semicolons or tabs is told to be comma-separated (it was told to list
+/// its one long column in `[data] ignore`).
+#[test]
+fn every_csv_error_names_its_cause_and_a_hint() {
+    let env = houses();
+    let csv = env.state().join("data/houses.csv");
+    let before = read(&csv);
+    let file = env.dir.path().join("bad.csv");
+    for (text, expect) in [
+        (
+            "area,rooms,age,price\n1,2,3\n",
+            "line 2: has 3 values; expected 4 (area,rooms,age,price); hint: ",
+        ),
+        (
+            "area,rooms,age,price\n1,2,inf,4\n",
+            "line 2, column 3 (age): \"inf\" is not a finite number; hint: ",
+        ),
+        (
+            "area,rooms,age,AGE,price\n1,2,3,3,4\n",
+            "the header names column \"AGE\" twice (names are matched ignoring case); hint: ",
+        ),
+        (
+            "area,rooms,age,price\n1,2,3,4\n\"5,6,7,8\n9,10,11,12\n",
+            "line 3: column 1 opens a quoted value (\") that the line does not close",
+        ),
+        (
+            "area,rooms,\"age,price\n1,2,3,4\n",
+            "the header's column 3 opens a quoted value (\") that the line does not close",
+        ),
+        (
+            "area;rooms;age;price\n1;2;3;4\n",
+            "the file is separated by semicolons rather than commas; hint: the file must be comma-separated",
+        ),
+        (
+            "area\trooms\tage\tprice\n1\t2\t3\t4\n",
+            "the file is separated by tabs rather than commas; hint: the file must be comma-separated",
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let err = env.fails(&["add-data", file.to_str().unwrap()], 1);
+        assert!(err.contains(expect), "{text:?}: {err}");
+        assert!(err.contains("hint: "), "{text:?}: {err}");
+        assert!(!err.contains("[data] ignore"), "{text:?}: {err}");
+    }
+    assert_eq!(read(&csv), before, "a refused add-data writes nothing");
+}

@@ -588,3 +588,144 @@ fn a_number_beyond_a_64_bit_float_is_a_bad_value_named_by_its_row_and_column() {
 /// The example row as JSON numbers.
 const EXAMPLE_ROW: &str =
     "[0.00632, 18, 2.31, 0, 0.538, 6.575, 65.2, 4.09, 1, 296, 15.3, 396.9, 4.98]";
+
+/// TF Serving's REST API documents `signature_name` beside `instances`, and its clients send
+/// it: a slot takes it and ignores it (it was a 400 "unknown key"); one that is not a string
+/// is refused.
+#[test]
+fn kserve_v1_takes_tf_servings_signature_name() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let (child, addr) = serve(&env, None);
+    let expected = prices(addr, &[ROW, ROW2]);
+    let path = "/v1/models/bluegreen:predict";
+    let body = json!({"signature_name": "serving_default", "instances": [ROW, ROW2]});
+    let r = request(addr, "POST", path, &body.to_string());
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json().unwrap(), json!({ "predictions": expected }));
+    let body = json!({"instances": [ROW], "signature_name": 1});
+    let r = request(addr, "POST", path, &body.to_string());
+    let message = protocol_error(&r, 400, "a number as signature_name");
+    assert!(
+        message.contains("\"signature_name\" must be a string, not a number"),
+        "{message}"
+    );
+    assert!(stop(child).success());
+}
+
+/// A value past the bound the CSV reader and `predict` hold to ([`data::max_magnitude`]:
+/// about ±1.86e153 for 13 features) is refused in every row format, naming its row and
+/// column: `POST /` with 422, the protocols with their 400. `1e300` was a 200 with an absurd
+/// price, where `predict --row` refused it.
+#[test]
+fn a_value_past_the_data_bound_is_refused_in_every_row_format() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let (child, addr) = serve(&env, None);
+    let limit = bluegreen::data::max_magnitude(13);
+    let mut row: Vec<String> = ROW.iter().map(f64::to_string).collect();
+    row[3] = "-1e300".to_string();
+    let list = format!("[{}]", row.join(", "));
+    let named = |i: usize| format!("\"{}\": {}", FEATURES[i], row[i]);
+    let object = format!("{{{}}}", (0..13).map(named).collect::<Vec<_>>().join(", "));
+    let columns = json!(FEATURES).to_string();
+    for (path, body, status) in [
+        ("/", format!(r#"{{"data": [{EXAMPLE_ROW}, {list}]}}"#), 422),
+        (
+            "/",
+            format!(r#"{{"data": [{EXAMPLE_ROW}, {object}]}}"#),
+            422,
+        ),
+        (
+            "/",
+            format!(r#"{{"columns": {columns}, "data": [{EXAMPLE_ROW}, {list}]}}"#),
+            422,
+        ),
+        (
+            "/",
+            format!(r#"{{"dataframe_records": [{EXAMPLE_ROW_OBJECT}, {object}]}}"#),
+            422,
+        ),
+        (
+            "/v1/models/bluegreen:predict",
+            format!(r#"{{"instances": [{EXAMPLE_ROW}, {list}]}}"#),
+            400,
+        ),
+        (
+            "/v2/models/bluegreen/infer",
+            format!(
+                r#"{{"inputs": [{{"name": "input-0", "shape": [2, 13], "datatype": "FP64", "data": [{EXAMPLE_ROW}, {list}]}}]}}"#
+            ),
+            400,
+        ),
+    ] {
+        let r = request(addr, "POST", path, &body);
+        let what = format!("POST {path} {body:.80}");
+        let error = if path.starts_with("/v") {
+            protocol_error(&r, status, &what)
+        } else {
+            crate::util::assert_json_error(&r, status, &what)
+        };
+        assert!(
+            error.contains("row 1, column 3 (CHAS): -1e300 is too large")
+                && error.contains(&format!("at most ±{limit:.2e}")),
+            "{what}: {error}"
+        );
+    }
+    // Just inside the bound is a value like any other.
+    let mut row = ROW;
+    row[3] = limit;
+    let r = post(addr, &json!({ "data": [row] }).to_string());
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert!(stop(child).success());
+}
+
+/// The example row as an object keyed by feature name.
+const EXAMPLE_ROW_OBJECT: &str = r#"{"CRIM": 0.00632, "ZN": 18, "INDUS": 2.31, "CHAS": 0, "NOX": 0.538, "RM": 6.575, "AGE": 65.2, "DIS": 4.09, "RAD": 1, "TAX": 296, "PTRATIO": 15.3, "B": 396.9, "LSTAT": 4.98}"#;
+
+/// A key named twice in an object row, or `"data"` twice at the top, is refused naming the
+/// key and where it is: serde_json kept the last silently, so the row was predicted on
+/// whichever value came last.
+#[test]
+fn a_key_named_twice_is_refused_by_name() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let (child, addr) = serve(&env, None);
+    let twice = EXAMPLE_ROW_OBJECT.replacen("{", "{\"CRIM\": 1, ", 1);
+    for (path, body, status, what) in [
+        (
+            "/",
+            format!(r#"{{"data": [{EXAMPLE_ROW}, {twice}]}}"#),
+            422,
+            "data[1]: the object names the key \"CRIM\" twice",
+        ),
+        (
+            "/",
+            format!(r#"{{"data": [{EXAMPLE_ROW}], "data": [{EXAMPLE_ROW}]}}"#),
+            422,
+            "the body: the object names the key \"data\" twice",
+        ),
+        (
+            "/",
+            format!(r#"{{"dataframe_records": [{twice}]}}"#),
+            422,
+            "dataframe_records[0]: the object names the key \"CRIM\" twice",
+        ),
+        (
+            "/v1/models/bluegreen:predict",
+            format!(r#"{{"instances": [{twice}]}}"#),
+            400,
+            "instances[0]: the object names the key \"CRIM\" twice",
+        ),
+    ] {
+        let r = request(addr, "POST", path, &body);
+        let label = format!("POST {path} {body:.80}");
+        let error = if path.starts_with("/v") {
+            protocol_error(&r, status, &label)
+        } else {
+            crate::util::assert_json_error(&r, status, &label)
+        };
+        assert!(error.contains(what), "{label}: {error}");
+    }
+    assert!(stop(child).success());
+}

@@ -149,7 +149,7 @@ fn every_bad_request_gets_a_4xx_json_error_that_says_what_and_where() {
             "POST",
             r#"{"data": [[1,2,3,4,1e308,6,7,8,9,10,11,12,13]]}"#.into(),
             422,
-            "prediction is not a finite number",
+            "row 0, column 4 (NOX): 1e308 is too large",
         ),
         (
             "POST",
@@ -352,4 +352,24 @@ fn a_socket_passed_by_systemd_is_served_only_on_the_slots_address() {
         err.contains("was handed a socket on") && err.contains("bluegreen@blue.socket"),
         "{err}"
     );
+}
+
+/// `GET /model` shows the artifact without the fitted model's insides (README): a linear
+/// model's intercept and coefficients, and not its `stats`, the QR factors a training goes
+/// on from (about 5 KB of numbers).
+#[test]
+fn get_model_leaves_out_the_fitted_models_insides() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let (child, addr) = serve(&env, None);
+    let r = get(addr, "/model");
+    assert_eq!(r.status, 200);
+    let model = r.json().unwrap()["model"].clone();
+    assert_eq!(model["coefficients"].as_array().unwrap().len(), 13);
+    assert_eq!(model["rows"], 506);
+    for insides in ["stats", "fitted"] {
+        assert!(model.get(insides).is_none(), "{insides} in {model}");
+    }
+    assert!(r.body.len() < 3000, "{} bytes: {model}", r.body.len());
+    assert!(stop(child).success());
 }

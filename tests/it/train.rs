@@ -217,3 +217,70 @@ fn a_failed_training_says_its_cause_then_a_hint_from_that_cause() {
         "{err}"
     );
 }
+
+/// The history names only versions that were written: a failed training records no
+/// `to_version` (it used to name the number it would have taken, which the next training
+/// then gave to another model).
+#[test]
+fn a_failed_training_names_no_version_in_the_history() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let config = read(&env.config);
+    std::fs::write(
+        &env.config,
+        format!("{config}[model]\nkind = \"knn\"\nk = 600\n"),
+    )
+    .unwrap();
+    env.fails(&["train"], 1);
+    std::fs::write(&env.config, &config).unwrap();
+    env.ok(&["add-data", "--sample", "2"]);
+    env.ok(&["train"]);
+    let records = bluegreen::history::last(&env.state().join("deploys.jsonl"), 10).unwrap();
+    let failed: Vec<_> = records
+        .iter()
+        .filter(|r| r.outcome == bluegreen::history::Outcome::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1, "{records:?}");
+    assert_eq!(failed[0].to_version, None, "{:?}", failed[0]);
+    let stored = models(&env);
+    for r in &records {
+        if let Some(v) = &r.to_version {
+            assert!(
+                stored.contains(&format!("{v}.json")),
+                "{v} was never written: {records:?}"
+            );
+        }
+    }
+}
+
+/// R² is undefined on fewer than 2 holdout rows (or a label that does not vary): 5 rows hold
+/// out one, where R² came out as -1.07e32. The output says "n/a" and why, the artifact stores
+/// `null`, a later training reads it back, and the gate says its comparison rests on one row.
+#[test]
+fn r_squared_on_a_single_holdout_row_is_not_a_number_but_na() {
+    let env =
+        Env::with_extra("[data]\nfile = \"tiny.csv\"\nfeatures = [\"a\", \"b\"]\nlabel = \"y\"\n");
+    let file = env.dir.path().join("tiny.csv");
+    std::fs::write(&file, "a,b,y\n1,2,3\n2,3,5.5\n3,5,7\n4,4,8.5\n5,7,11.2\n").unwrap();
+    let out = env.ok(&["init", "--data", file.to_str().unwrap()]);
+    assert!(
+        out.contains("holdout R² n/a (fewer than 2 rows, or a label that does not vary)"),
+        "{out}"
+    );
+    let v1 = models(&env)[0].clone();
+    let artifact: serde_json::Value =
+        serde_json::from_str(&read(&env.state().join("models").join(&v1))).unwrap();
+    assert!(artifact["metrics"]["holdout_r2"].is_null(), "{artifact}");
+    assert_eq!(artifact["metrics"]["holdout_rows"], 1);
+    env.ok(&["add-data", "--row", "6,6,12.9", "--row", "7,9,15.1"]);
+    let out = stdout(&env.exits(&["train", "--if-due"], 10));
+    assert!(out.contains("holdout R² n/a"), "{out}");
+    assert!(
+        out.contains("on 1 holdout rows (a single holdout row"),
+        "{out}"
+    );
+    assert_eq!(
+        env.status_json()["newest_model"].as_str().unwrap()[..5],
+        *"v0002"
+    );
+}

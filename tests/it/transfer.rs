@@ -210,7 +210,8 @@ fn every_bad_export_is_refused_with_a_hint_and_writes_nothing() {
     );
     let unknown = trainer.fails(&["export", "v0042-nope"], 1);
     assert!(
-        unknown.contains("cannot export v0042-nope") && unknown.contains("bluegreen status"),
+        unknown.contains("cannot export v0042-nope: there is no model \"v0042-nope\"; the stored models are v0001-")
+            && unknown.contains("hint: "),
         "{unknown}"
     );
 }
@@ -240,4 +241,73 @@ fn a_version_already_here_with_other_content_is_refused() {
     assert_eq!(std::fs::read(&ours).unwrap(), ours_before, "ours is kept");
     let out = server.run(&["status"]);
     assert!(stdout(&out).contains(&version), "{}", stdout(&out));
+}
+
+/// A host whose `[data]` has other columns: its config reads the Boston file without B and
+/// LSTAT, and `init` trained v0001 on those 11 features.
+fn eleven_features() -> Env {
+    let env = Env::with_extra(
+        "[data]\nfile = \"boston-11.csv\"\nfeatures = [\"CRIM\", \"ZN\", \"INDUS\", \"CHAS\", \"NOX\", \"RM\", \"AGE\", \"DIS\", \"RAD\", \"TAX\", \"PTRATIO\"]\nignore = [\"B\", \"LSTAT\"]\n",
+    );
+    let boston = Env::new();
+    boston.ok(&["init"]);
+    env.ok(&["init", "--data", boston.csv().to_str().unwrap()]);
+    env
+}
+
+/// Issue 13: import verifies the schema. A model of other columns than this host's `[data]`
+/// is refused, naming both, and writes nothing; one already in the folder (copied by hand,
+/// or imported by an older bluegreen) is never "the newest that passed" nor pending, since
+/// a plain deploy would refuse it.
+#[test]
+fn a_model_of_other_columns_is_refused_by_import_and_never_pending() {
+    let trainer = Env::new();
+    let version = trained(&trainer);
+    let file = export(&trainer, &version, trainer.dir.path());
+    let host = eleven_features();
+    let before = model_files(&host);
+    let err = host.fails(&["import", file.to_str().unwrap()], 1);
+    assert!(
+        err.contains("other columns than this host's [data]")
+            && err.contains("features CRIM,ZN,INDUS,CHAS,NOX,RM,AGE,DIS,RAD,TAX,PTRATIO,B,LSTAT and predicts MEDV")
+            && err.contains("features CRIM,ZN,INDUS,CHAS,NOX,RM,AGE,DIS,RAD,TAX,PTRATIO and label MEDV")
+            && err.contains("nothing was written")
+            && err.contains("hint:"),
+        "{err}"
+    );
+    assert_eq!(model_files(&host), before, "nothing was written");
+
+    let name = format!("{version}.json");
+    std::fs::copy(
+        trainer.state().join("models").join(&name),
+        host.state().join("models").join(&name),
+    )
+    .unwrap();
+    let status = host.status_json();
+    assert_eq!(status["newest_model"].as_str(), Some(version.as_str()));
+    let passed = status["newest_passed"].as_str().unwrap();
+    assert!(passed.starts_with("v0001-"), "{status}");
+    assert!(status["pending_deploy"].is_null(), "{status}");
+}
+
+/// `export` takes what `deploy` and `predict` take: a unique prefix of a version; an
+/// unknown one is refused with the stored versions listed.
+#[test]
+fn export_takes_a_unique_prefix_and_lists_the_versions_it_does_not_know() {
+    let env = Env::new();
+    let version = trained(&env);
+    let by_prefix = env.run(&["export", "v0002"]);
+    assert!(by_prefix.status.success(), "{by_prefix:?}");
+    let (header, _) = split(&by_prefix.stdout);
+    assert_eq!(header["version"].as_str(), Some(version.as_str()));
+    let err = env.fails(&["export", "v9999"], 1);
+    assert!(
+        err.contains("there is no model \"v9999\"")
+            && err.contains(&version)
+            && err.contains("v0001-")
+            && err.contains("hint:"),
+        "{err}"
+    );
+    let out = env.run(&["export", "v9999"]);
+    assert!(out.stdout.is_empty(), "nothing on stdout");
 }
