@@ -34,6 +34,17 @@ fn parent(path: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
+/// Replaces `path` with `contents` as [`write_atomic`] does, unless the file holds exactly
+/// `contents` already; returns whether it wrote. For files whose rewrite has a cost beyond
+/// the write, such as an NGINX include that a reload must follow.
+pub fn write_if_changed(path: &Path, contents: &[u8]) -> io::Result<bool> {
+    if std::fs::read(path).is_ok_and(|old| old == contents) {
+        return Ok(false);
+    }
+    write_atomic(path, contents)?;
+    Ok(true)
+}
+
 /// Replaces `path` with `contents` atomically and durably.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     let tmp = temp_beside(path);

@@ -43,16 +43,7 @@ pub fn execute(config: &Config, args: &DeployArgs) -> anyhow::Result<ExitCode> {
     let supervisor = supervisor::detect(&config, &Layout::new(&config.state_dir));
     let deployer = Deployer::new(&config, supervisor.as_ref());
     match deployer.deploy(version.as_deref(), args.allow_schema_change) {
-        Ok(Done::Switched(record)) => {
-            super::out(&format!(
-                "deployed {} to {}: traffic moved from {} in {:.0} ms; `bluegreen rollback` moves it back\n",
-                record.to_version.as_deref().unwrap_or("?"),
-                record.to_slot.map_or("?".into(), |s| s.to_string()),
-                record.from_slot.map_or("?".into(), |s| s.to_string()),
-                record.duration_ms
-            ))?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Ok(Done::Switched(record)) => super::promote::switched("deployed", "to", &record),
         Ok(Done::Waiting(record)) => {
             super::out(&format!(
                 "{} waits on {} (rollout.promote = \"manual\"); traffic stays on {}: preview it through NGINX with the header `X-Bluegreen-Preview: 1`, then `bluegreen promote` or `bluegreen abort`\n",
@@ -62,14 +53,7 @@ pub fn execute(config: &Config, args: &DeployArgs) -> anyhow::Result<ExitCode> {
             ))?;
             Ok(ExitCode::SUCCESS)
         }
-        Ok(Done::Aborted(record)) => {
-            error!(
-                "the rollout stopped {}: {}; recorded in the history (see `bluegreen status`)",
-                record.to_version.as_deref().unwrap_or("?"),
-                record.reason.as_deref().unwrap_or("aborted")
-            );
-            Ok(ExitCode::from(super::promote::EXIT_ABORTED))
-        }
+        Ok(Done::Aborted(record)) => Ok(super::promote::aborted(&record)),
         Ok(Done::AlreadyActive { slot, version }) => {
             super::out(&format!(
                 "{version} already serves on the active slot {slot}; nothing to do\n"

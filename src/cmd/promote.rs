@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use crate::cli::PromoteArgs;
 use crate::config::Config;
 use crate::deploy::{DeployError, Deployer, Done};
+use crate::history::Record;
 use crate::layout::Layout;
 use crate::supervisor;
 use tracing::error;
@@ -20,24 +21,8 @@ pub fn promote(config: &Config, args: &PromoteArgs) -> anyhow::Result<ExitCode> 
     let supervisor = supervisor::detect(&config, &Layout::new(&config.state_dir));
     let deployer = Deployer::new(&config, supervisor.as_ref());
     match deployer.promote() {
-        Ok(Done::Switched(record)) => {
-            super::out(&format!(
-                "promoted {} on {}: all traffic moved from {} in {:.0} ms; `bluegreen rollback` moves it back\n",
-                record.to_version.as_deref().unwrap_or("?"),
-                record.to_slot.map_or("?".into(), |s| s.to_string()),
-                record.from_slot.map_or("?".into(), |s| s.to_string()),
-                record.duration_ms
-            ))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Ok(Done::Aborted(record)) => {
-            error!(
-                "the rollout stopped {}: {}; recorded in the history (see `bluegreen status`)",
-                record.to_version.as_deref().unwrap_or("?"),
-                record.reason.as_deref().unwrap_or("aborted")
-            );
-            Ok(ExitCode::from(EXIT_ABORTED))
-        }
+        Ok(Done::Switched(record)) => switched("promoted", "on", &record),
+        Ok(Done::Aborted(record)) => Ok(aborted(&record)),
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(err) => failed(err, "promote failed"),
     }
@@ -60,6 +45,30 @@ pub fn abort(config: &Config, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
         }
         Err(err) => failed(err, "abort failed"),
     }
+}
+
+/// Says that `record` moved all traffic (`verb` its version `prep` its slot), as `deploy`
+/// and `promote` both do.
+pub(super) fn switched(verb: &str, prep: &str, record: &Record) -> anyhow::Result<ExitCode> {
+    super::out(&format!(
+        "{verb} {} {prep} {}: all traffic moved from {} in {:.0} ms; `bluegreen rollback` moves it back\n",
+        record.to_version.as_deref().unwrap_or("?"),
+        record.to_slot.map_or("?".into(), |s| s.to_string()),
+        record.from_slot.map_or("?".into(), |s| s.to_string()),
+        record.duration_ms
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Says that a rollout stopped `record`'s candidate; the exit status says so too
+/// ([`EXIT_ABORTED`]).
+pub(super) fn aborted(record: &Record) -> ExitCode {
+    error!(
+        "the rollout stopped {}: {}; recorded in the history (see `bluegreen status`)",
+        record.to_version.as_deref().unwrap_or("?"),
+        record.reason.as_deref().unwrap_or("aborted")
+    );
+    ExitCode::from(EXIT_ABORTED)
 }
 
 fn no_wait(config: &Config, args: &PromoteArgs) -> Config {

@@ -90,12 +90,7 @@ pub fn render(config: &Config) -> String {
 /// Writes the include whole if its text differs from `render(config)`; returns whether it
 /// did.
 pub fn write(config: &Config, path: &Path) -> Result<bool, NginxError> {
-    let text = render(config);
-    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
-        return Ok(false);
-    }
-    fsutil::write_atomic(path, text.as_bytes()).map_err(NginxError::Write)?;
-    Ok(true)
+    fsutil::write_if_changed(path, render(config).as_bytes()).map_err(NginxError::Write)
 }
 
 #[cfg(test)]
