@@ -663,68 +663,17 @@ pub fn read_dataset_shown(
     schema: &Schema,
     progress: &Progress,
 ) -> Result<Dataset, DataError> {
-    let file = File::open(path)?;
-    file.lock_shared()?;
-    // A cut-short last line would otherwise be reported as a row with too few values, or
-    // worse, read as a row whose last number lost its last digits. The scan names it.
-    let partial = || {
-        scan_file(&file, path, schema, None)
-            .err()
-            .unwrap_or_else(|| DataError::Header {
-                origin: path.display().to_string(),
-                why: "it changed while it was read (by a writer that does not lock it)".to_string(),
-            })
-    };
-    if !ends_with_newline(&file)? {
-        return Err(partial());
-    }
-    let origin = path.display().to_string();
-    let hashing = Hashing::new(progress.wrap(&file), false, None);
-    let mut reader = csv_reader(hashing)?;
-    let mut record = csv::ByteRecord::new();
-    let csv_err = |record: &csv::ByteRecord, source| DataError::Csv {
-        origin: origin.clone(),
-        line: line_of(record),
-        source,
-    };
-    let names: Vec<String> = schema.columns().iter().map(|s| s.to_string()).collect();
-    let columns: Vec<usize> = (0..names.len()).collect();
-    let mut rows = Rows::new(names.len());
-    let limit = max_magnitude(names.len());
-    if !reader
-        .read_byte_record(&mut record)
-        .map_err(|e| csv_err(&record, e))?
-    {
-        return Err(DataError::Header {
-            origin,
-            why: "it is empty: it has no header".to_string(),
-        });
-    }
-    check_stored_header(&record, schema, &origin)?;
-    while reader
-        .read_byte_record(&mut record)
-        .map_err(|e| csv_err(&record, e))?
-    {
-        parse_record(
-            &record,
-            &columns,
-            names.len(),
-            &names,
-            &origin,
-            limit,
-            &mut rows.values,
-        )?;
-    }
-    let hashing = reader.into_inner().into_inner();
-    if hashing.last != Some(b'\n') {
-        return Err(partial());
-    }
+    let file = open_shared(path)?;
+    let mut rows = Rows::new(schema.columns().len());
+    let streamed = stream(&file, path, schema, None, progress, |_, row| {
+        rows.values.extend_from_slice(row)
+    })?;
     Ok(Dataset {
         schema: schema.clone(),
         rows,
-        bytes: hashing.bytes,
-        sha256: crate::ledger::digest_hex(&hashing.sha),
-        sha256_state: crate::ledger::state_hex(&hashing.sha),
+        bytes: streamed.bytes,
+        sha256: crate::ledger::digest_hex(&streamed.sha),
+        sha256_state: crate::ledger::state_hex(&streamed.sha),
     })
 }
 
