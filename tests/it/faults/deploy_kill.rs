@@ -19,7 +19,7 @@ use crate::load::{assert_no_failures, Client, Load};
 use crate::util::{get, read, Env};
 
 #[derive(Debug, Clone, Copy)]
-enum Kill {
+pub(super) enum Kill {
     /// This long after the deploy started.
     After(Duration),
     /// As soon as the deploy printed its line number `n` (from 0).
@@ -27,7 +27,7 @@ enum Kill {
 }
 
 /// The slot NGINX routes to: every one of several answers must come from the same slot.
-fn routed(env: &Env) -> String {
+pub(super) fn routed(env: &Env) -> String {
     let slots: Vec<String> = (0..6)
         .map(|_| {
             get(env.public, "/readyz")
@@ -58,7 +58,8 @@ fn include_names(env: &Env) -> String {
     target.file_stem().unwrap().to_string_lossy().into_owned()
 }
 
-fn switches(env: &Env) -> Vec<Record> {
+/// The switches in the history.
+pub(super) fn switches(env: &Env) -> Vec<Record> {
     history::read_all(&env.state().join("deploys.jsonl"))
         .unwrap()
         .into_iter()
@@ -67,7 +68,7 @@ fn switches(env: &Env) -> Vec<Record> {
 }
 
 /// A stored version that neither slot serves, so that the deploy restarts the resting slot.
-fn fresh_version(env: &Env, versions: &[String]) -> String {
+pub(super) fn fresh_version(env: &Env, versions: &[String]) -> String {
     let status = env.status_json();
     let linked: Vec<&str> = status["slots"]
         .as_array()
@@ -83,7 +84,7 @@ fn fresh_version(env: &Env, versions: &[String]) -> String {
 }
 
 /// Runs the binary with `args` and kills it as `kill` says; returns the lines it printed.
-fn killed(env: &Env, args: &[&str], kill: Kill) -> Vec<String> {
+pub(super) fn killed(env: &Env, args: &[&str], kill: Kill) -> Vec<String> {
     let mut child = env
         .cmd(args)
         .stdout(Stdio::piped())

@@ -8,88 +8,11 @@
 //!   on the previous slot and the candidate waits again, as `status` shows;
 //! - the history holds every switch; no request failed.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::Duration;
 
-use bluegreen::history::{self, Record};
-
+use super::deploy_kill::{fresh_version, killed, routed, switches, Kill};
 use crate::load::{assert_no_failures, Client, Load};
-use crate::util::{get, read, Env};
-
-#[derive(Debug, Clone, Copy)]
-enum Kill {
-    After(Duration),
-    AtLine(usize),
-}
-
-/// The slot NGINX routes to: several answers in a row must all come from it.
-fn routed(env: &Env) -> String {
-    let slots: Vec<String> = (0..6)
-        .map(|_| {
-            get(env.public, "/readyz")
-                .header("x-slot")
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    assert!(
-        slots.iter().all(|s| *s == slots[0]),
-        "NGINX routes to both: {slots:?}"
-    );
-    slots[0].clone()
-}
-
-fn switches(env: &Env) -> Vec<Record> {
-    history::read_all(&env.state().join("deploys.jsonl"))
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.outcome.switched())
-        .collect()
-}
-
-fn killed(env: &Env, args: &[&str], kill: Kill) -> Vec<String> {
-    let mut child = env
-        .cmd(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = Vec::new();
-    match kill {
-        Kill::After(after) => std::thread::sleep(after),
-        Kill::AtLine(n) => {
-            let mut reader = BufReader::new(stdout);
-            while lines.len() <= n {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap() == 0 {
-                    break;
-                }
-                lines.push(line.trim_end().to_string());
-            }
-        }
-    }
-    let _ = child.kill();
-    child.wait().unwrap();
-    lines
-}
-
-/// A stored version neither slot serves.
-fn fresh_version(env: &Env, versions: &[String]) -> String {
-    let status = env.status_json();
-    let linked: Vec<&str> = status["slots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s["model"].as_str())
-        .collect();
-    versions
-        .iter()
-        .find(|v| !linked.contains(&v.as_str()))
-        .unwrap()
-        .clone()
-}
+use crate::util::{read, Env};
 
 #[test]
 fn a_promote_killed_at_any_instant_leaves_routing_status_and_history_agreeing() {
