@@ -250,6 +250,9 @@ pub enum Done {
     Waiting(Box<Record>),
     /// The rollout's analysis stopped the candidate; traffic is where it was (issue 11).
     Aborted(Box<Record>),
+    /// A rollout phase had too few requests to judge the candidate; traffic is where it was
+    /// and, after a promote, the candidate waits again (issue 11).
+    Inconclusive(Box<Record>),
     /// The requested version already serves on the active slot.
     AlreadyActive {
         slot: Slot,
@@ -411,6 +414,7 @@ impl<'a> Deployer<'a> {
         Ok(match record.outcome {
             Outcome::Waiting => Done::Waiting(Box::new(record)),
             Outcome::Aborted => Done::Aborted(Box::new(record)),
+            Outcome::Inconclusive => Done::Inconclusive(Box::new(record)),
             _ => Done::Switched(Box::new(record)),
         })
     }
@@ -508,11 +512,15 @@ impl<'a> Deployer<'a> {
         let action = intent.record.action;
         let (from, from_version) = (intent.record.from_slot, intent.record.from_version.clone());
         let failure = match result {
-            Ok(Outcome::Waiting) => {
-                // A state, not a switch in progress: the intent stays (phase Waiting) for
-                // `promote` or `abort`, and says what waits; its record goes to the history,
-                // or the next reconcile appends it.
-                intent.record.finish(Outcome::Waiting, None);
+            // A state, not a switch in progress: the intent stays (phase Waiting) for
+            // `promote` or `abort`, and says what waits; its record goes to the history, or
+            // the next reconcile appends it. A promoted candidate that a phase could not
+            // judge waits again so (issue 11).
+            Ok(outcome @ (Outcome::Waiting | Outcome::Inconclusive))
+                if outcome == Outcome::Waiting || intent.manual =>
+            {
+                let reason = intent.record.reason.take();
+                intent.record.finish(outcome, reason);
                 intent.phase = Phase::Waiting;
                 intent
                     .write(&intent_path)
@@ -1161,6 +1169,7 @@ impl<'a> Deployer<'a> {
                         Some(format!("{why}; {to} waits for `bluegreen promote` again")),
                     );
                     intent.phase = Phase::Waiting;
+                    // A phase cut short: its figures so far were never judged.
                     intent.write(&path)?;
                     history::append(&self.layout.history(), &intent.record)?;
                     info!("recorded the {action} as interrupted; {to} waits again");
@@ -1169,18 +1178,35 @@ impl<'a> Deployer<'a> {
                 self.reconcile_resting(to, intent.target_link_before.as_deref());
                 (Outcome::Interrupted, why)
             }
-            // The candidate had been analysed and was dropped: finish dropping it.
+            // The candidate had been analysed and was being dropped: finish dropping it. One
+            // that a phase could not judge after a promote waits again instead, as it would
+            // have (`crate::rollout`).
             Phase::Abort => {
                 self.complete(from, None).map_err(fail)?;
-                self.reconcile_resting(to, intent.target_link_before.as_deref());
+                let inconclusive = record.rollout.last().is_some_and(|r| r.inconclusive);
+                let waits_again = inconclusive && intent.manual;
+                if !waits_again {
+                    self.reconcile_resting(to, intent.target_link_before.as_deref());
+                }
                 let why = record.reason.clone().unwrap_or_default();
                 intent.record.step("reconcile");
                 intent.record.finish(
-                    Outcome::Aborted,
+                    if inconclusive {
+                        Outcome::Inconclusive
+                    } else {
+                        Outcome::Aborted
+                    },
                     Some(format!("{why}; finished after {stopped}")),
                 );
-                history::append(&self.layout.history(), &intent.record)?;
-                Intent::clear(&path)?;
+                if waits_again {
+                    // The wait first: the next reconcile appends a record it holds.
+                    intent.phase = Phase::Waiting;
+                    intent.write(&path)?;
+                    history::append(&self.layout.history(), &intent.record)?;
+                } else {
+                    history::append(&self.layout.history(), &intent.record)?;
+                    Intent::clear(&path)?;
+                }
                 return Ok(Some(intent.record));
             }
             Phase::Restart => {

@@ -343,8 +343,11 @@
 
   // One phase of a rollout, as the history and status report it.
   function phaseText(p) {
-    const title = p.phase === "canary" ? `canary ${p.percent}%` : p.phase;
-    return `${title} ${p.passed ? "passed" : "STOPPED"}: ${p.reason}`;
+    return `${phaseTitle(p)} ${p.passed ? "passed" : p.inconclusive ? "INCONCLUSIVE" : "STOPPED"}: ${p.reason}`;
+  }
+
+  function phaseTitle(p) {
+    return p.phase === "canary" ? `canary ${p.percent}%` : p.phase;
   }
 
   function liveText(l) {

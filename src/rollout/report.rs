@@ -1,5 +1,6 @@
 //! The figures of a rollout's phases, as the history, `status` and `status --json` keep and
-//! show them (issue 11).
+//! show them (issue 11): [`Figures`] are what a phase measured, and a [`PhaseReport`] is
+//! those figures with the verdict once the phase ended.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,7 @@ pub enum PhaseKind {
 }
 
 impl PhaseKind {
+    /// The name in the history and in `status`.
     pub fn as_str(self) -> &'static str {
         match self {
             PhaseKind::Shadow => "shadow",
@@ -23,11 +25,21 @@ impl PhaseKind {
             PhaseKind::Watch => "watch",
         }
     }
+
+    /// The requests a phase of this kind counts on the candidate, in words.
+    pub fn requests_counted(self) -> &'static str {
+        match self {
+            PhaseKind::Shadow => "mirrored requests",
+            PhaseKind::Canary | PhaseKind::Watch => "requests",
+        }
+    }
 }
 
-/// One analysed phase: what the candidate did, against what, and the verdict.
+/// What a phase measured over its window so far: the candidate's requests, errors and
+/// latency against the reference's, and in the shadow the divergence. One reading of both
+/// slots' `/metrics` gives them (`crate::rollout::run`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PhaseReport {
+pub struct Figures {
     pub phase: PhaseKind,
     /// The share of live traffic the candidate answered (percent): 0 in the shadow phase,
     /// the step's share in a canary step, 100 in the watch.
@@ -57,12 +69,9 @@ pub struct PhaseReport {
     /// Shadow only: the largest |candidate − active| the candidate has seen, in label units.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_divergence: Option<f64>,
-    pub passed: bool,
-    /// The verdict in words: the figures against the limits, or why nothing was judged.
-    pub reason: String,
 }
 
-impl PhaseReport {
+impl Figures {
     /// The phase's name with its share: `shadow`, `canary 10%`, `watch`.
     pub fn title(&self) -> String {
         match self.phase {
@@ -71,10 +80,9 @@ impl PhaseReport {
         }
     }
 
-    /// One line for `status`: the title, the figures, the verdict.
-    pub fn line(&self) -> String {
-        let mut figures = vec![format!("{:.0} s", self.seconds)];
-        figures.push(format!("{} requests", self.requests));
+    /// The figures in words, after the seconds: `120 requests, 0 errors (0.00%), p99 …`.
+    fn summary(&self) -> String {
+        let mut figures = vec![format!("{} requests", self.requests)];
         if let Some(rate) = self.error_rate {
             figures.push(format!("{} errors ({:.2}%)", self.errors, rate * 100.0));
         }
@@ -95,11 +103,50 @@ impl PhaseReport {
                 "divergence mean {mean:.4}, max {max:.4} on {rows} rows"
             ));
         }
+        figures.join(", ")
+    }
+}
+
+/// One analysed phase: what the candidate did, against what, and the verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseReport {
+    #[serde(flatten)]
+    pub figures: Figures,
+    /// True when the phase judged the candidate and found it within every limit.
+    pub passed: bool,
+    /// True when the phase could not judge the candidate: fewer than
+    /// `crate::rollout::metrics::MIN_REQUESTS` requests reached it and none of what did
+    /// breached a limit. The rollout stops then as for a breach (`passed` is false): without
+    /// evidence, traffic does not move on (issue 11; Argo Rollouts' "Inconclusive").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inconclusive: bool,
+    /// The verdict in words: the figures against the limits, or why nothing was judged.
+    pub reason: String,
+}
+
+impl PhaseReport {
+    /// The phase's name with its share: `shadow`, `canary 10%`, `watch`.
+    pub fn title(&self) -> String {
+        self.figures.title()
+    }
+
+    /// The verdict in one word, as `status` prints it.
+    pub fn verdict(&self) -> &'static str {
+        match (self.passed, self.inconclusive) {
+            (true, _) => "passed",
+            (false, true) => "INCONCLUSIVE",
+            (false, false) => "STOPPED",
+        }
+    }
+
+    /// One line for `status`: the title, the figures, the verdict.
+    pub fn line(&self) -> String {
         format!(
-            "{:<11} {}  {}: {}",
+            "{:<11} {:.0} s, {}  {}: {}",
             self.title(),
-            figures.join(", "),
-            if self.passed { "passed" } else { "STOPPED" },
+            self.figures.seconds,
+            self.figures.summary(),
+            self.verdict(),
             self.reason
         )
     }

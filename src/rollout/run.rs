@@ -13,7 +13,7 @@ use crate::state::State;
 use crate::switch::{self, SwitchError};
 
 use super::metrics::{self, Reading, MIN_REQUESTS};
-use super::report::{PhaseKind, PhaseReport};
+use super::report::{Figures, PhaseKind, PhaseReport};
 use super::{Promote, Settings};
 
 /// How often a phase reads the slots' metrics.
@@ -159,28 +159,47 @@ impl Deployer<'_> {
         Ok(())
     }
 
-    /// Records a phase's report and step; returns the reason to stop, if it breached.
-    fn judged(&self, intent: &mut Intent, report: PhaseReport, step: &str) -> Option<String> {
+    /// Records a phase's report and step; returns why the rollout stops, if the phase
+    /// breached or could not judge.
+    fn judged(&self, intent: &mut Intent, report: PhaseReport, step: &str) -> Option<Stopped> {
         info!(step, "{}", report.line());
         intent.record.step(step);
-        let stopped = (!report.passed).then(|| format!("{}: {}", report.title(), report.reason));
+        let stopped = (!report.passed).then(|| Stopped {
+            reason: format!("{}: {}", report.title(), report.reason),
+            inconclusive: report.inconclusive,
+        });
         intent.record.rollout.push(report);
-        // Best effort: the figures so far, for `status` while the rollout runs.
+        // Best effort: the finished phases' figures, for `status` while the rollout runs.
         let _ = self.write_intent(intent);
         stopped
     }
 
-    /// Stops a rollout whose phase breached: the intent moves to phase `abort` (a kill from
-    /// here on is finished by the reconcile), all traffic goes back to `from` with the mirror
-    /// off, and `to` goes back on its previous model.
+    /// Stops a rollout whose phase breached or could not judge: the intent moves to phase
+    /// `abort` (a kill from here on is finished by the reconcile), all traffic goes back to
+    /// `from` with the mirror off, and `to` goes back on its previous model; except that a
+    /// promoted candidate that could not be judged stays on `to` and waits again (as after a
+    /// promote that failed, `crate::deploy::Deployer::conclude`): nothing was found wrong
+    /// with it, and the operator who promoted it decides again.
     fn stop(
         &self,
         from: Slot,
         to: Slot,
         intent: &mut Intent,
-        reason: String,
+        stopped: Stopped,
     ) -> Result<Outcome, Failure> {
-        intent.record.reason = Some(format!("{reason}; all traffic back on {from}"));
+        let Stopped {
+            reason,
+            inconclusive,
+        } = stopped;
+        let waits_again = inconclusive && intent.manual;
+        intent.record.reason = Some(format!(
+            "{reason}; all traffic back on {from}{}",
+            if waits_again {
+                format!("; {to} waits again")
+            } else {
+                String::new()
+            }
+        ));
         self.enter(intent, Phase::Abort)?;
         warn!("stopping the rollout ({reason}): all traffic back on {from}");
         if !self.restore(from, true) {
@@ -190,9 +209,15 @@ impl Deployer<'_> {
             });
         }
         intent.record.step("abort");
-        self.restore_resting(to, intent.target_link_before.as_deref());
-        intent.record.step("restore-resting");
-        Ok(Outcome::Aborted)
+        if !waits_again {
+            self.restore_resting(to, intent.target_link_before.as_deref());
+            intent.record.step("restore-resting");
+        }
+        Ok(if inconclusive {
+            Outcome::Inconclusive
+        } else {
+            Outcome::Aborted
+        })
     }
 
     /// Reads `candidate` and the reference over `seconds` (every [`POLL`]), and judges the
@@ -235,8 +260,10 @@ impl Deployer<'_> {
                 (Reference::Fixed(reading), _) => Some(reading.clone()),
                 _ => None,
             };
-            let report = judge(settings, phase, percent, elapsed, &window, against.as_ref());
-            if elapsed >= limit || (!report.passed && report.requests >= MIN_REQUESTS) {
+            let figures = measure(phase, percent, elapsed, &window, against.as_ref());
+            let report = judge(settings, figures);
+            let breached = !report.passed && !report.inconclusive;
+            if elapsed >= limit || (breached && report.figures.requests >= MIN_REQUESTS) {
                 return report;
             }
         }
@@ -284,6 +311,7 @@ impl Deployer<'_> {
         self.prune();
         Ok(match record.outcome {
             Outcome::Aborted => Done::Aborted(Box::new(record)),
+            Outcome::Inconclusive => Done::Inconclusive(Box::new(record)),
             _ => Done::Switched(Box::new(record)),
         })
     }
@@ -349,52 +377,89 @@ fn ends(waiting: &Record) -> Result<(Slot, Slot, String), DeployError> {
     }
 }
 
+/// Why a phase stopped the rollout.
+struct Stopped {
+    /// The phase's title and its verdict's reason.
+    reason: String,
+    /// It could not judge the candidate, rather than finding it over a limit.
+    inconclusive: bool,
+}
+
 /// A report for a candidate whose metrics cannot be read: a breach, since a candidate that
 /// does not answer `/metrics` may not take traffic.
 fn unreadable(phase: PhaseKind, percent: u8, elapsed: Duration, why: &str) -> PhaseReport {
     PhaseReport {
-        phase,
-        percent,
-        seconds: elapsed.as_secs_f64(),
-        requests: 0,
-        errors: 0,
-        error_rate: None,
-        p99_ms: None,
-        reference_p99_ms: None,
-        latency_ratio: None,
-        rows: None,
-        mean_divergence: None,
-        max_divergence: None,
+        figures: Figures {
+            phase,
+            percent,
+            seconds: elapsed.as_secs_f64(),
+            requests: 0,
+            errors: 0,
+            error_rate: None,
+            p99_ms: None,
+            reference_p99_ms: None,
+            latency_ratio: None,
+            rows: None,
+            mean_divergence: None,
+            max_divergence: None,
+        },
         passed: false,
+        inconclusive: false,
         reason: format!("the candidate's metrics cannot be read: {why}"),
     }
 }
 
-/// Judges a window of the candidate (`c`) against the reference (`r`) by `settings`.
-fn judge(
-    settings: &Settings,
+/// The figures of a window of the candidate (`c`) against the reference (`r`).
+fn measure(
     phase: PhaseKind,
     percent: u8,
     elapsed: Duration,
     c: &Reading,
     r: Option<&Reading>,
-) -> PhaseReport {
+) -> Figures {
     let shadow = phase == PhaseKind::Shadow;
     let (requests, errors, latency) = if shadow {
         (c.shadow.requests, c.shadow.errors, &c.shadow.latency)
     } else {
         (c.requests, c.errors, &c.latency)
     };
-    let error_rate = (requests > 0).then(|| errors as f64 / requests as f64);
     let reference = r.map(|r| &r.latency);
-    let latency_ratio = reference.and_then(|r| metrics::latency_ratio(latency, r));
-    let (rows, mean, max) = if shadow {
+    let (rows, mean_divergence, max_divergence) = if shadow {
         let rows = c.shadow.rows;
         let mean = (rows > 0).then(|| c.shadow.divergence_sum / rows as f64);
         (Some(rows), mean, Some(c.shadow.divergence_max))
     } else {
         (None, None, None)
     };
+    Figures {
+        phase,
+        percent,
+        seconds: elapsed.as_secs_f64(),
+        requests,
+        errors,
+        error_rate: (requests > 0).then(|| errors as f64 / requests as f64),
+        p99_ms: latency.quantile_ms(0.99),
+        reference_p99_ms: reference.and_then(|r| r.quantile_ms(0.99)),
+        latency_ratio: reference.and_then(|r| metrics::latency_ratio(latency, r)),
+        rows,
+        mean_divergence,
+        max_divergence,
+    }
+}
+
+/// Judges a phase's figures by `settings`: a breach of any limit stops the rollout; with no
+/// breach, fewer than [`MIN_REQUESTS`] on the candidate is inconclusive and stops it too
+/// (issue 11: without evidence, traffic does not move on).
+fn judge(settings: &Settings, figures: Figures) -> PhaseReport {
+    let Figures {
+        phase,
+        requests,
+        errors,
+        error_rate,
+        latency_ratio,
+        mean_divergence: mean,
+        ..
+    } = figures;
     let mut breaches = Vec::new();
     if let Some(mean) = mean.filter(|m| *m > settings.max_divergence) {
         breaches.push(format!(
@@ -420,11 +485,16 @@ fn judge(
             settings.max_latency_ratio
         ));
     }
-    let passed = breaches.is_empty();
-    let reason = if !passed {
+    let inconclusive = breaches.is_empty() && requests < MIN_REQUESTS;
+    let passed = breaches.is_empty() && !inconclusive;
+    let reason = if !breaches.is_empty() {
         breaches.join("; ")
-    } else if requests == 0 {
-        "no request reached the candidate in the window: nothing to judge".to_string()
+    } else if inconclusive {
+        format!(
+            "inconclusive: {requests} {} reached the candidate in {:.0} s, fewer than the {MIN_REQUESTS} a verdict needs",
+            phase.requests_counted(),
+            figures.seconds
+        )
     } else {
         let mut within = vec![format!(
             "error rate within {:.2}%",
@@ -433,7 +503,12 @@ fn judge(
         match latency_ratio {
             Some(_) => within.push(format!("p99 within {}×", settings.max_latency_ratio)),
             None => within.push(format!(
-                "latency not judged (under {MIN_REQUESTS} requests on a side)"
+                "latency not judged (the {} answered fewer than {MIN_REQUESTS} requests)",
+                if phase == PhaseKind::Watch {
+                    "previous slot"
+                } else {
+                    "active slot"
+                }
             )),
         }
         if mean.is_some() {
@@ -445,19 +520,48 @@ fn judge(
         within.join(", ")
     };
     PhaseReport {
-        phase,
-        percent,
-        seconds: elapsed.as_secs_f64(),
-        requests,
-        errors,
-        error_rate,
-        p99_ms: latency.quantile_ms(0.99),
-        reference_p99_ms: reference.and_then(|r| r.quantile_ms(0.99)),
-        latency_ratio,
-        rows,
-        mean_divergence: mean,
-        max_divergence: max,
+        figures,
         passed,
+        inconclusive,
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canary(requests: u64, errors: u64) -> Figures {
+        Figures {
+            phase: PhaseKind::Canary,
+            percent: 10,
+            seconds: 30.0,
+            requests,
+            errors,
+            error_rate: (requests > 0).then(|| errors as f64 / requests as f64),
+            p99_ms: None,
+            reference_p99_ms: None,
+            latency_ratio: None,
+            rows: None,
+            mean_divergence: None,
+            max_divergence: None,
+        }
+    }
+
+    #[test]
+    fn a_phase_is_judged_on_enough_requests_and_a_breach_on_any() {
+        let settings = Settings::default();
+        let few = judge(&settings, canary(MIN_REQUESTS - 1, 0));
+        assert!(!few.passed && few.inconclusive, "{few:?}");
+        assert_eq!(few.verdict(), "INCONCLUSIVE");
+        assert!(few.reason.contains("99 requests"), "{}", few.reason);
+        let none = judge(&settings, canary(0, 0));
+        assert!(none.inconclusive, "{none:?}");
+        let enough = judge(&settings, canary(MIN_REQUESTS, 0));
+        assert!(enough.passed && !enough.inconclusive, "{enough:?}");
+        // Errors are evidence at any count: a breach, not "inconclusive".
+        let failing = judge(&settings, canary(10, 5));
+        assert!(!failing.passed && !failing.inconclusive, "{failing:?}");
+        assert_eq!(failing.verdict(), "STOPPED");
     }
 }

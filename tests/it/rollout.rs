@@ -1,7 +1,8 @@
 //! Rollouts (issue 11) under `bluegreen up`, with real NGINX and concurrent load: a candidate
 //! that waits for an operator (`promote = "manual"`), its preview through NGINX, `promote` and
-//! `abort`; a good candidate through every phase, each recorded with its figures; canary
-//! steps refused in socket mode; and the live accuracy of `add-data`.
+//! `abort`; a good candidate through every phase, each recorded with its figures; a phase
+//! without enough traffic to judge, which stops the rollout; canary steps refused in socket
+//! mode; and the live accuracy of `add-data`.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -137,17 +138,24 @@ fn a_manual_candidate_waits_is_previewed_survives_a_restart_and_is_promoted_or_a
     );
 }
 
+/// Sets `[table] key = value` in the environment's config file.
+fn set_key(env: &Env, table: &str, key: &str, value: toml::Value) {
+    let mut config: toml::Table = crate::util::read(&env.config).parse().unwrap();
+    let section = config
+        .entry(table)
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    section.as_table_mut().unwrap().insert(key.into(), value);
+    std::fs::write(&env.config, toml::to_string(&config).unwrap()).unwrap();
+}
+
 /// Sets `[nginx] preview_from = [entry]` in the environment's config file.
 fn set_preview_from(env: &Env, entry: &str) {
-    let mut table: toml::Table = crate::util::read(&env.config).parse().unwrap();
-    let nginx = table
-        .entry("nginx")
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    nginx.as_table_mut().unwrap().insert(
-        "preview_from".into(),
+    set_key(
+        env,
+        "nginx",
+        "preview_from",
         toml::Value::Array(vec![toml::Value::from(entry)]),
     );
-    std::fs::write(&env.config, toml::to_string(&table).unwrap()).unwrap();
 }
 
 #[test]
@@ -307,14 +315,19 @@ fn canary_steps_are_refused_in_socket_mode_shadow_and_watch_are_not() {
     );
     let _up = env.up();
     let v1 = env.predict().header("x-model-version").unwrap().to_string();
+    // Traffic for the phases to judge.
+    let load = load(&env);
+    std::thread::sleep(Duration::from_millis(300));
     env.ok(&["add-data", "--sample", "2"]);
     env.wait_for_new_version(&v1, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_no_failures(&load.finish());
     let record = bluegreen::history::read_all(&env.state().join("deploys.jsonl"))
         .unwrap()
         .into_iter()
         .rfind(|r| r.action == Action::Deploy)
         .unwrap();
-    let phases: Vec<PhaseKind> = record.rollout.iter().map(|p| p.phase).collect();
+    let phases: Vec<PhaseKind> = record.rollout.iter().map(|p| p.figures.phase).collect();
     assert_eq!(phases, [PhaseKind::Shadow, PhaseKind::Watch], "{record:#?}");
 }
 
@@ -460,4 +473,128 @@ fn the_shadow_compares_the_predictions_of_every_protocol_binary_tensors_too() {
     assert_eq!(metric(env.green, "bluegreen_shadow_requests_total"), 4.0);
     // The same model on both slots: no divergence.
     assert_eq!(metric(env.green, "bluegreen_shadow_divergence_max"), 0.0);
+}
+
+/// The deploys and promotes of the history, in order, as (action, outcome).
+fn story(env: &Env) -> Vec<(Action, Outcome)> {
+    bluegreen::history::read_all(&env.state().join("deploys.jsonl"))
+        .unwrap()
+        .iter()
+        .filter(|r| matches!(r.action, Action::Deploy | Action::Promote))
+        .map(|r| (r.action, r.outcome))
+        .collect()
+}
+
+#[test]
+fn a_canary_step_without_traffic_stops_inconclusive_and_the_previous_slot_keeps_serving() {
+    let env =
+        Env::with_extra("[rollout]\nsteps = [50, 100]\nstep_seconds = 2\nmax_latency_ratio = 50.0");
+    let _up = env.up();
+    let v1 = env.predict().header("x-model-version").unwrap().to_string();
+
+    // The trainer's deploy after `add-data`, with no client sending a request: the step has
+    // nothing to judge, so traffic does not move on.
+    env.ok(&["add-data", "--sample", "2"]);
+    let record = wait_for_record(&env, "inconclusive deploy", |r| {
+        r.action == Action::Deploy && r.outcome != Outcome::InProgress
+    });
+    assert_eq!(record.outcome, Outcome::Inconclusive, "{record:#?}");
+    let v2 = record.to_version.clone().unwrap();
+    assert_eq!(record.rollout.len(), 1, "{record:#?}");
+    let step = &record.rollout[0];
+    assert_eq!(
+        (step.figures.phase, step.figures.percent),
+        (PhaseKind::Canary, 50)
+    );
+    assert!(step.inconclusive && !step.passed, "{step:?}");
+    assert!(step.figures.requests < 100, "{step:?}");
+    assert!(
+        step.reason.contains(&format!(
+            "inconclusive: {} requests reached the candidate",
+            step.figures.requests
+        )) && step.reason.contains("fewer than the 100 a verdict needs"),
+        "{}",
+        step.reason
+    );
+    let reason = record.reason.clone().unwrap();
+    assert!(
+        reason.starts_with("canary 50%: inconclusive")
+            && reason.ends_with("all traffic back on blue"),
+        "{reason}"
+    );
+
+    // The previous slot is active and serves; the candidate's slot is back on v1.
+    let r = env.predict();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-model-version"), Some(v1.as_str()));
+    assert_eq!(r.header("x-slot"), Some("blue"));
+    let include = crate::util::read(&env.state().join("nginx/upstream.conf"));
+    assert!(include.contains("# active slot: blue\n") && !include.contains("weight="));
+    assert_eq!(linked(&env, "green"), v1);
+    let status = env.status_json();
+    assert_eq!(status["active"], "blue");
+    assert!(status["canary_percent"].is_null(), "{status:#}");
+    assert!(status["rollout"].is_null(), "{status:#}");
+    // Settled: the trigger does not start the same rollout again at its next wake-up.
+    assert!(status["pending_deploy"].is_null(), "{status:#}");
+    env.exits(&["train", "--if-due"], 0);
+    let table = env.ok(&["status"]);
+    assert!(
+        table.contains("inconclusive") && table.contains("INCONCLUSIVE: inconclusive: "),
+        "{table}"
+    );
+
+    // By hand: exit 5, and the hint says what to do.
+    let err = env.fails(&["deploy", &v2], 5);
+    for words in [
+        format!("the rollout could not judge {v2}: canary 50%: inconclusive"),
+        "hint: send traffic through NGINX while the phase runs".to_string(),
+        "lengthen rollout.step_seconds".to_string(),
+        "rollout.steps = [100], rollout.watch_seconds = 0".to_string(),
+        format!("then `bluegreen deploy {v2}`"),
+    ] {
+        assert!(err.contains(&words), "{words:?} in {err}");
+    }
+
+    // Promoted by hand, a candidate that cannot be judged is not dropped: it waits again.
+    set_key(&env, "rollout", "promote", toml::Value::from("manual"));
+    let out = env.ok(&["deploy", &v2]);
+    assert!(out.contains("waits on green"), "{out}");
+    let err = env.fails(&["promote"], 5);
+    assert!(
+        err.contains(
+            "it waits again on green: `bluegreen promote` once traffic flows, or `bluegreen abort`"
+        ),
+        "{err}"
+    );
+    let status = env.status_json();
+    assert_eq!(status["waiting"]["version"].as_str(), Some(v2.as_str()));
+    assert_eq!(status["active"], "blue");
+    assert_eq!(linked(&env, "green"), v2);
+    assert_eq!(env.predict().header("x-model-version"), Some(v1.as_str()));
+
+    // With traffic, the same step judges it, and it is promoted.
+    let load = load(&env);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = env.ok(&["promote"]);
+    assert!(out.contains(&format!("promoted {v2} on green")), "{out}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_no_failures(&load.finish());
+    let records = bluegreen::history::read_all(&env.state().join("deploys.jsonl")).unwrap();
+    let promoted = records.last().unwrap();
+    let step = &promoted.rollout[0];
+    assert!(
+        step.passed && !step.inconclusive && step.figures.requests >= 100,
+        "{step:?}"
+    );
+    assert_eq!(
+        story(&env),
+        [
+            (Action::Deploy, Outcome::Inconclusive),
+            (Action::Deploy, Outcome::Inconclusive),
+            (Action::Deploy, Outcome::Waiting),
+            (Action::Promote, Outcome::Inconclusive),
+            (Action::Promote, Outcome::Deployed),
+        ]
+    );
 }

@@ -36,6 +36,9 @@ fn a_promote_killed_at_any_instant_leaves_routing_status_and_history_agreeing() 
         assert!(std::time::Instant::now() < deadline, "nothing waits");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Under load from here on: each phase needs requests to judge the candidate.
+    let load = Load::mixed(env.public, &[(Client::Retrying, 4), (Client::Fresh, 4)]);
+    std::thread::sleep(Duration::from_millis(300));
     let out = env.ok(&["promote"]);
     let lines = out.lines().count();
     assert!(
@@ -43,7 +46,6 @@ fn a_promote_killed_at_any_instant_leaves_routing_status_and_history_agreeing() 
         "{out}"
     );
 
-    let load = Load::mixed(env.public, &[(Client::Retrying, 4), (Client::Fresh, 4)]);
     let mut kills: Vec<Kill> = (0..lines).map(Kill::AtLine).collect();
     kills.extend([300, 1300, 2300, 3300].map(|ms| Kill::After(Duration::from_millis(ms))));
     let mut slot = routed(&env);
