@@ -407,6 +407,7 @@ impl<'a> Deployer<'a> {
             record,
             target_link_before: state.version(resting).map(str::to_string),
             manual: false,
+            so_far: None,
         };
         let result = self.switch(&candidate, active, resting, &mut intent);
         let record = self.conclude(intent, result)?;
@@ -472,6 +473,7 @@ impl<'a> Deployer<'a> {
             record,
             target_link_before: None,
             manual: false,
+            so_far: None,
         };
         let result = self
             .flip(active, resting, &version, &mut intent)
@@ -522,6 +524,7 @@ impl<'a> Deployer<'a> {
                 let reason = intent.record.reason.take();
                 intent.record.finish(outcome, reason);
                 intent.phase = Phase::Waiting;
+                intent.so_far = None;
                 intent
                     .write(&intent_path)
                     .map_err(|source| DeployError::Unrecorded { action, source })?;
@@ -550,6 +553,7 @@ impl<'a> Deployer<'a> {
             // again, for another promote or an abort (issue 11).
             intent.record.fail(failure.step, failure.error.as_ref());
             intent.phase = Phase::Waiting;
+            intent.so_far = None;
             let kept = intent
                 .write(&intent_path)
                 .and_then(|()| self.append(&intent.record));
@@ -1170,6 +1174,7 @@ impl<'a> Deployer<'a> {
                     );
                     intent.phase = Phase::Waiting;
                     // A phase cut short: its figures so far were never judged.
+                    intent.so_far = None;
                     intent.write(&path)?;
                     history::append(&self.layout.history(), &intent.record)?;
                     info!("recorded the {action} as interrupted; {to} waits again");

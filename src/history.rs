@@ -29,7 +29,7 @@ use crate::fsutil;
 use crate::gate::GateReport;
 use crate::model;
 use crate::rollout::live::LiveAccuracy;
-use crate::rollout::report::PhaseReport;
+use crate::rollout::report::{PhaseReport, PhaseSoFar};
 use crate::slot::Slot;
 
 /// Why the history or the intent could not be read or written; the source is the OS error.
@@ -516,6 +516,11 @@ pub struct Intent {
     /// interrupted before traffic moved goes back to waiting (issue 11).
     #[serde(default)]
     pub manual: bool,
+    /// The rollout phase that runs now and its figures so far, rewritten at every reading
+    /// of the slots; `None` between phases (issue 11). Never part of the record: the
+    /// history keeps only judged phases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub so_far: Option<PhaseSoFar>,
 }
 
 impl Intent {
@@ -841,6 +846,7 @@ mod tests {
             record: record(1, Outcome::InProgress, Action::Deploy),
             target_link_before: Some("v0".into()),
             manual: false,
+            so_far: None,
         };
         intent.write(&path).unwrap();
         let back = Intent::read(&path).unwrap().unwrap();

@@ -24,7 +24,7 @@ use crate::history::{self, Action, Intent, Outcome, Phase, Record};
 use crate::http;
 use crate::layout::Layout;
 use crate::rollout::live::LiveAccuracy;
-use crate::rollout::report::PhaseReport;
+use crate::rollout::report::{PhaseReport, PhaseSoFar};
 use crate::slot::Slot;
 use crate::state::{State, StateError};
 use crate::supervisor;
@@ -55,8 +55,8 @@ pub struct Status {
     pub canary_percent: Option<u8>,
     /// The candidate that waits for `bluegreen promote` or `bluegreen abort` (issue 11).
     pub waiting: Option<Waiting>,
-    /// A rollout that runs now, or was interrupted and not reconciled yet: its phase and the
-    /// figures of the phases it finished (issue 11).
+    /// A rollout that runs now, or was interrupted and not reconciled yet: its phase, the
+    /// figures of the phases it finished and those of the phase it is in (issue 11).
     pub rollout: Option<Rollout>,
     /// The active model's live accuracy on the rows `add-data` appended last (issue 11).
     pub live: Option<LiveAccuracy>,
@@ -115,6 +115,11 @@ pub struct Rollout {
     pub since: String,
     /// The figures of the phases it finished.
     pub phases: Vec<PhaseReport>,
+    /// The phase it is in, with its figures so far, as the rollout read them last (every
+    /// half second); `None` between phases. Its `as_of` says how fresh they are: a rollout
+    /// killed mid-phase leaves them until a command reconciles it (`status` does, when it
+    /// may take the deploy lock).
+    pub current: Option<PhaseSoFar>,
 }
 
 /// The newest model, refused by the quality gate, and why.
@@ -362,6 +367,7 @@ pub fn gather(
             version: i.record.to_version.clone(),
             since: i.record.time.clone(),
             phases: i.record.rollout,
+            current: i.so_far,
         });
     // The newest measurement of the model that is active now.
     let live = state.active_version().and_then(|active| {

@@ -332,7 +332,8 @@
     if (status.rollout) {
       const r = status.rollout;
       const done = (r.phases || []).map(phaseText).join("; ");
-      parts.push(`${r.action} of ${r.version || "?"} in phase ${String(r.phase).toLowerCase()}${done ? ` (done: ${done})` : ""}`);
+      const now = r.current ? `; now ${soFarText(r.current)}` : "";
+      parts.push(`${r.action} of ${r.version || "?"} in phase ${String(r.phase).toLowerCase()}${done ? ` (done: ${done})` : ""}${now}`);
     }
     if (typeof status.canary_percent === "number" && status.include) {
       const other = status.include === "blue" ? "green" : "blue";
@@ -348,6 +349,13 @@
 
   function phaseTitle(p) {
     return p.phase === "canary" ? `canary ${p.percent}%` : p.phase;
+  }
+
+  // The phase a rollout is in, with its figures so far (status's `rollout.current`).
+  function soFarText(p) {
+    const errors = typeof p.error_rate === "number" ? `, ${p.errors} errors (${(p.error_rate * 100).toFixed(2)}%)` : "";
+    const p99 = typeof p.p99_ms === "number" ? `, p99 ${p.p99_ms.toFixed(2)} ms` : "";
+    return `${phaseTitle(p)}: ${Math.round(p.seconds)} s of ${p.of_seconds}, ${p.requests} requests${errors}${p99} so far`;
   }
 
   function liveText(l) {

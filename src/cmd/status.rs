@@ -146,6 +146,9 @@ fn table(s: &Status) -> String {
         for phase in &r.phases {
             let _ = writeln!(t, "             {}", phase.line());
         }
+        if let Some(current) = &r.current {
+            let _ = writeln!(t, "             {}", current.line());
+        }
     }
     if let Some(live) = &s.live {
         let _ = writeln!(t, "  drift    {}", live.line());

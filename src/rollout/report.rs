@@ -1,6 +1,7 @@
 //! The figures of a rollout's phases, as the history, `status` and `status --json` keep and
-//! show them (issue 11): [`Figures`] are what a phase measured, and a [`PhaseReport`] is
-//! those figures with the verdict once the phase ended.
+//! show them (issue 11): [`Figures`] are what a phase measured so far, a [`PhaseReport`] is
+//! those figures with the verdict once the phase ended, and [`PhaseSoFar`] the figures of the
+//! phase that runs now, for `status` while the rollout polls.
 
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +38,8 @@ impl PhaseKind {
 
 /// What a phase measured over its window so far: the candidate's requests, errors and
 /// latency against the reference's, and in the shadow the divergence. One reading of both
-/// slots' `/metrics` gives them (`crate::rollout::run`).
+/// slots' `/metrics` gives them (`crate::rollout::run`); the same figures are judged when the
+/// phase ends and shown by `status` while it runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Figures {
     pub phase: PhaseKind,
@@ -148,6 +150,35 @@ impl PhaseReport {
             self.figures.summary(),
             self.verdict(),
             self.reason
+        )
+    }
+}
+
+/// The phase a rollout runs now, with its figures so far: kept in the rollout's intent
+/// (`crate::history::Intent`) and rewritten at every reading of the slots (every half
+/// second), for `status`, `status --json` and the dashboard (issue 11). It has no verdict:
+/// the phase judges its figures when it ends, into a [`PhaseReport`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseSoFar {
+    #[serde(flatten)]
+    pub figures: Figures,
+    /// How long the phase is configured to last, in seconds.
+    pub of_seconds: u64,
+    /// When these figures were read (RFC 3339, UTC): a rollout killed mid-phase leaves them
+    /// behind until the next command reconciles it, and their age says so.
+    pub as_of: String,
+}
+
+impl PhaseSoFar {
+    /// One line for `status`: `canary 10%  3 s of 30 so far, 120 requests, …`.
+    pub fn line(&self) -> String {
+        format!(
+            "{:<11} {:.0} s of {} so far, {} (as of {})",
+            self.figures.title(),
+            self.figures.seconds,
+            self.of_seconds,
+            self.figures.summary(),
+            self.as_of
         )
     }
 }

@@ -13,7 +13,7 @@ use crate::state::State;
 use crate::switch::{self, SwitchError};
 
 use super::metrics::{self, Reading, MIN_REQUESTS};
-use super::report::{Figures, PhaseKind, PhaseReport};
+use super::report::{Figures, PhaseKind, PhaseReport, PhaseSoFar};
 use super::{Promote, Settings};
 
 /// How often a phase reads the slots' metrics.
@@ -54,6 +54,7 @@ impl Deployer<'_> {
                 settings.shadow_seconds
             );
             let report = self.analyse(
+                intent,
                 PhaseKind::Shadow,
                 0,
                 settings.shadow_seconds,
@@ -81,6 +82,7 @@ impl Deployer<'_> {
                 settings.step_seconds
             );
             let report = self.analyse(
+                intent,
                 PhaseKind::Canary,
                 percent,
                 settings.step_seconds,
@@ -101,6 +103,7 @@ impl Deployer<'_> {
                 settings.watch_seconds
             );
             let report = self.analyse(
+                intent,
                 PhaseKind::Watch,
                 100,
                 settings.watch_seconds,
@@ -159,8 +162,8 @@ impl Deployer<'_> {
         Ok(())
     }
 
-    /// Records a phase's report and step; returns why the rollout stops, if the phase
-    /// breached or could not judge.
+    /// Records a phase's report and step, in place of its figures so far; returns why the
+    /// rollout stops, if the phase breached or could not judge.
     fn judged(&self, intent: &mut Intent, report: PhaseReport, step: &str) -> Option<Stopped> {
         info!(step, "{}", report.line());
         intent.record.step(step);
@@ -169,6 +172,7 @@ impl Deployer<'_> {
             inconclusive: report.inconclusive,
         });
         intent.record.rollout.push(report);
+        intent.so_far = None;
         // Best effort: the finished phases' figures, for `status` while the rollout runs.
         let _ = self.write_intent(intent);
         stopped
@@ -221,9 +225,12 @@ impl Deployer<'_> {
     }
 
     /// Reads `candidate` and the reference over `seconds` (every [`POLL`]), and judges the
-    /// window; stops early at a breach once the candidate answered [`MIN_REQUESTS`].
+    /// window; stops early at a breach once the candidate answered [`MIN_REQUESTS`]. After
+    /// each reading that does not end the phase, the figures so far go into the intent, for
+    /// `status`.
     fn analyse(
         &self,
+        intent: &mut Intent,
         phase: PhaseKind,
         percent: u8,
         seconds: u64,
@@ -266,6 +273,19 @@ impl Deployer<'_> {
             if elapsed >= limit || (breached && report.figures.requests >= MIN_REQUESTS) {
                 return report;
             }
+            let so_far = PhaseSoFar {
+                figures: report.figures,
+                of_seconds: seconds,
+                as_of: crate::model::now_rfc3339(),
+            };
+            intent.so_far = Some(so_far);
+            if let Err(e) = self.write_intent(intent) {
+                // The rollout goes on; only `status` misses these figures.
+                warn!(
+                    "cannot write the phase's figures so far: {}",
+                    crate::history::chain(&e)
+                );
+            }
         }
     }
 
@@ -305,6 +325,7 @@ impl Deployer<'_> {
             record,
             target_link_before: before,
             manual: true,
+            so_far: None,
         };
         let result = self.roll(&version, from, to, &mut intent, true);
         let record = self.conclude(intent, result)?;
@@ -338,6 +359,7 @@ impl Deployer<'_> {
             record,
             target_link_before: before,
             manual: true,
+            so_far: None,
         };
         let result = self
             .write_intent(&intent)
@@ -409,7 +431,8 @@ fn unreadable(phase: PhaseKind, percent: u8, elapsed: Duration, why: &str) -> Ph
     }
 }
 
-/// The figures of a window of the candidate (`c`) against the reference (`r`).
+/// The figures of a window of the candidate (`c`) against the reference (`r`): the one place
+/// they are computed, for the verdict and for `status` alike.
 fn measure(
     phase: PhaseKind,
     percent: u8,

@@ -1,8 +1,9 @@
 //! Rollouts (issue 11) under `bluegreen up`, with real NGINX and concurrent load: a candidate
 //! that waits for an operator (`promote = "manual"`), its preview through NGINX, `promote` and
 //! `abort`; a good candidate through every phase, each recorded with its figures; a phase
-//! without enough traffic to judge, which stops the rollout; canary steps refused in socket
-//! mode; and the live accuracy of `add-data`.
+//! without enough traffic to judge, which stops the rollout; the running phase's figures in
+//! `status`, and what a rollout tells systemd; canary steps refused in socket mode; and the
+//! live accuracy of `add-data`.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -597,4 +598,85 @@ fn a_canary_step_without_traffic_stops_inconclusive_and_the_previous_slot_keeps_
             (Action::Promote, Outcome::Deployed),
         ]
     );
+}
+
+#[test]
+fn status_shows_the_running_phases_figures_and_a_killed_rollout_leaves_none_behind() {
+    let env = Env::with_extra(
+        "[rollout]\nsteps = [50, 100]\nstep_seconds = 30\nmax_latency_ratio = 50.0",
+    );
+    let _up = env.up_idle();
+    let v1 = env.predict().header("x-model-version").unwrap().to_string();
+    env.ok(&["train"]);
+    let load = load(&env);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut deploy = env
+        .cmd(&["deploy"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // `status --json` shows the canary step's figures so far, and they grow as it polls.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut seen: Vec<serde_json::Value> = Vec::new();
+    while seen.len() < 2 {
+        assert!(
+            deploy.try_wait().unwrap().is_none(),
+            "the deploy ended before status showed its figures: {seen:#?}"
+        );
+        assert!(std::time::Instant::now() < deadline, "{seen:#?}");
+        let status = env.status_json();
+        let current = &status["rollout"]["current"];
+        if current["requests"].as_u64().is_some_and(|n| n > 0)
+            && seen
+                .last()
+                .is_none_or(|s| s["requests"].as_u64() < current["requests"].as_u64())
+        {
+            assert_eq!(status["rollout"]["phase"], "canary", "{status:#}");
+            assert_eq!(current["phase"], "canary", "{status:#}");
+            assert_eq!(current["percent"], 50, "{status:#}");
+            assert_eq!(current["of_seconds"], 30, "{status:#}");
+            assert!(current["seconds"].as_f64().unwrap() < 30.0, "{status:#}");
+            assert!(current["as_of"].is_string(), "{status:#}");
+            seen.push(current.clone());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let table = env.ok(&["status"]);
+    assert!(
+        table.contains("is in phase Canary") && table.contains(" s of 30 so far, "),
+        "{table}"
+    );
+
+    // Killed mid-step: the next `status` reconciles, and nothing of the cut step is left.
+    crate::util::kill9(deploy.id() as i32);
+    deploy.wait().unwrap();
+    let status = env.status_json();
+    assert!(status["rollout"].is_null(), "{status:#}");
+    assert!(status["canary_percent"].is_null(), "{status:#}");
+    assert_eq!(status["active"], "blue");
+    assert!(
+        status["notes"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("reconciled an interrupted deploy"),
+        "{status:#}"
+    );
+    assert!(!env.state().join("run/deploy-intent.json").exists());
+    let table = env.ok(&["status"]);
+    assert!(!table.contains("so far"), "{table}");
+    let record = bluegreen::history::read_all(&env.state().join("deploys.jsonl"))
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(record.outcome, Outcome::Interrupted, "{record:#?}");
+    assert!(
+        record.rollout.is_empty(),
+        "a step cut short is not judged: {record:#?}"
+    );
+    assert_eq!(env.predict().header("x-model-version"), Some(v1.as_str()));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_no_failures(&load.finish());
 }
