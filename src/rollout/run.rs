@@ -19,6 +19,18 @@ use super::{Promote, Settings};
 /// How often a phase reads the slots' metrics.
 const POLL: Duration = Duration::from_millis(500);
 
+/// How much longer systemd may let the deploy run, from each reading of a phase
+/// (`EXTEND_TIMEOUT_USEC`, sd_notify(3)). `bluegreen-deploy.service` is a oneshot unit
+/// whose `TimeoutStartSec=` (10 min) covers a deploy without rollout; a rollout's phases may
+/// last hours (`shadow_seconds` + each step's `step_seconds` + `watch_seconds`). systemd
+/// moves the unit's start deadline to at least this far ahead of each such message
+/// (`NotifyAccess=main` lets the deploy send it), so the deadline follows the rollout as it
+/// runs, whatever the config says now, and a deploy that stops reading (hung) is still
+/// stopped this long after its last reading. 5 minutes is room for what follows a phase: a
+/// reload of NGINX and its old workers' drain, the switch's confirmation, or putting
+/// traffic back. Without `NOTIFY_SOCKET` (a deploy by hand, or under `up`), nothing is sent.
+const SYSTEMD_EXTENSION: Duration = Duration::from_secs(300);
+
 /// What a phase compares the candidate with.
 enum Reference {
     /// The active slot, over the same window.
@@ -227,7 +239,7 @@ impl Deployer<'_> {
     /// Reads `candidate` and the reference over `seconds` (every [`POLL`]), and judges the
     /// window; stops early at a breach once the candidate answered [`MIN_REQUESTS`]. After
     /// each reading that does not end the phase, the figures so far go into the intent, for
-    /// `status`.
+    /// `status`, and to systemd ([`SYSTEMD_EXTENSION`]).
     fn analyse(
         &self,
         intent: &mut Intent,
@@ -278,6 +290,7 @@ impl Deployer<'_> {
                 of_seconds: seconds,
                 as_of: crate::model::now_rfc3339(),
             };
+            tell_systemd(&so_far);
             intent.so_far = Some(so_far);
             if let Err(e) = self.write_intent(intent) {
                 // The rollout goes on; only `status` misses these figures.
@@ -405,6 +418,19 @@ struct Stopped {
     reason: String,
     /// It could not judge the candidate, rather than finding it over a limit.
     inconclusive: bool,
+}
+
+/// Tells systemd, when it runs the deploy (`NOTIFY_SOCKET`), that the rollout is alive: a
+/// start deadline [`SYSTEMD_EXTENSION`] from now at least, and the phase's figures as the
+/// unit's status line (`systemctl status bluegreen-deploy`).
+fn tell_systemd(so_far: &PhaseSoFar) {
+    let usec = u32::try_from(SYSTEMD_EXTENSION.as_micros()).expect("5 minutes fit in a u32");
+    let status = format!("rollout: {}", so_far.line());
+    // A failure leaves the unit's own TimeoutStartSec= in force, which is all it can cost.
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::ExtendTimeoutUsec(usec),
+        sd_notify::NotifyState::Status(&status),
+    ]);
 }
 
 /// A report for a candidate whose metrics cannot be read: a breach, since a candidate that

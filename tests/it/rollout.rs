@@ -611,8 +611,13 @@ fn status_shows_the_running_phases_figures_and_a_killed_rollout_leaves_none_behi
     let load = load(&env);
     std::thread::sleep(Duration::from_millis(300));
 
+    // The deploy as bluegreen-deploy.service runs it: with a NOTIFY_SOCKET (systemd's, here
+    // the test's), to which a rollout reports at every reading.
+    let socket_path = env.dir.path().join("notify.sock");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
     let mut deploy = env
         .cmd(&["deploy"])
+        .env("NOTIFY_SOCKET", &socket_path)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -679,4 +684,44 @@ fn status_shows_the_running_phases_figures_and_a_killed_rollout_leaves_none_behi
     assert_eq!(env.predict().header("x-model-version"), Some(v1.as_str()));
     std::thread::sleep(Duration::from_millis(300));
     assert_no_failures(&load.finish());
+
+    // What systemd heard: at every reading, a start deadline 5 minutes on, and the figures.
+    systemd.set_nonblocking(true).unwrap();
+    let mut messages = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = systemd.recv(&mut buf) {
+        messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(messages.len() >= seen.len(), "{messages:#?}");
+    for message in &messages {
+        assert!(
+            message.contains("EXTEND_TIMEOUT_USEC=300000000\n")
+                && message.contains("STATUS=rollout: canary 50%"),
+            "{message}"
+        );
+    }
+}
+
+/// The deploy unit lets the deploy extend its start timeout (sd_notify's messages are
+/// refused from a unit without `NotifyAccess=`), and takes the rollout's exit statuses as
+/// the rollout working, not as a failed unit.
+#[test]
+fn the_deploy_unit_accepts_the_rollouts_timeout_extensions_and_exit_statuses() {
+    let unit = crate::util::read(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/bluegreen-deploy.service"),
+    );
+    let lines: Vec<&str> = unit.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(lines.contains(&"Type=oneshot"), "{unit}");
+    assert!(lines.contains(&"NotifyAccess=main"), "{unit}");
+    assert!(lines.contains(&"TimeoutStartSec=10min"), "{unit}");
+    let success = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("SuccessExitStatus="))
+        .unwrap();
+    for code in [3, 4, 5] {
+        assert!(
+            success.split(' ').any(|c| c == code.to_string()),
+            "{code} in {success}"
+        );
+    }
 }
