@@ -369,6 +369,12 @@ pub fn gather(
             phases: i.record.rollout,
             current: i.so_far,
         });
+    // The model a rollout is deploying now is not waiting for a trigger.
+    let pending_deploy = state.pending().map(|m| m.version.clone()).filter(|v| {
+        rollout
+            .as_ref()
+            .is_none_or(|r| r.version.as_ref() != Some(v))
+    });
     // The newest measurement of the model that is active now.
     let live = state.active_version().and_then(|active| {
         history::newest(&layout.history(), |r| {
@@ -401,7 +407,7 @@ pub fn gather(
         newest_passed: state.newest_passed().map(|m| m.version.clone()),
         newest_refused,
         training_failed,
-        pending_deploy: state.pending().map(|m| m.version.clone()),
+        pending_deploy,
         training_due: scan.is_some_and(|s| s.due(config.batch_size)),
         rows_since_newest: scan.map(|s| s.rows_since()),
         data_changed: scan.is_some_and(|s| s.since == data::Since::Changed),

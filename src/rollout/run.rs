@@ -180,7 +180,16 @@ impl Deployer<'_> {
         info!(step, "{}", report.line());
         intent.record.step(step);
         let stopped = (!report.passed).then(|| Stopped {
-            reason: format!("{}: {}", report.title(), report.reason),
+            reason: format!(
+                "{}{}: {}",
+                report.title(),
+                if report.inconclusive {
+                    " inconclusive"
+                } else {
+                    ""
+                },
+                report.reason
+            ),
             inconclusive: report.inconclusive,
         });
         intent.record.rollout.push(report);
@@ -540,7 +549,7 @@ fn judge(settings: &Settings, figures: Figures) -> PhaseReport {
         breaches.join("; ")
     } else if inconclusive {
         format!(
-            "inconclusive: {requests} {} reached the candidate in {:.0} s, fewer than the {MIN_REQUESTS} a verdict needs",
+            "{requests} {} reached the candidate in {:.0} s, fewer than the {MIN_REQUESTS} a verdict needs",
             phase.requests_counted(),
             figures.seconds
         )
@@ -603,7 +612,7 @@ mod tests {
         let few = judge(&settings, canary(MIN_REQUESTS - 1, 0));
         assert!(!few.passed && few.inconclusive, "{few:?}");
         assert_eq!(few.verdict(), "INCONCLUSIVE");
-        assert!(few.reason.contains("99 requests"), "{}", few.reason);
+        assert!(few.reason.starts_with("99 requests"), "{}", few.reason);
         let none = judge(&settings, canary(0, 0));
         assert!(none.inconclusive, "{none:?}");
         let enough = judge(&settings, canary(MIN_REQUESTS, 0));
