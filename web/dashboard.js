@@ -351,11 +351,14 @@
     return p.phase === "canary" ? `canary ${p.percent}%` : p.phase;
   }
 
-  // The phase a rollout is in, with its figures so far (status's `rollout.current`).
+  // The phase a rollout is in, with its figures so far (status's `rollout.current`), and
+  // when the rollout read them: a rollout killed mid-phase leaves them behind until a command
+  // reconciles it, which this page never does, so their time is what tells them stale.
   function soFarText(p) {
     const errors = typeof p.error_rate === "number" ? `, ${p.errors} errors (${(p.error_rate * 100).toFixed(2)}%)` : "";
     const p99 = typeof p.p99_ms === "number" ? `, p99 ${p.p99_ms.toFixed(2)} ms` : "";
-    return `${phaseTitle(p)}: ${Math.round(p.seconds)} s of ${p.of_seconds}, ${p.requests} requests${errors}${p99} so far`;
+    const asOf = p.as_of ? ` (as of ${p.as_of.replace("T", " ").replace("Z", "")})` : "";
+    return `${phaseTitle(p)}: ${Math.round(p.seconds)} s of ${p.of_seconds}, ${p.requests} requests${errors}${p99} so far${asOf}`;
   }
 
   function liveText(l) {

@@ -551,11 +551,16 @@ fn a_canary_step_without_traffic_stops_inconclusive_and_the_previous_slot_keeps_
         format!("the rollout could not judge {v2}: canary 50% inconclusive: "),
         "hint: send traffic through NGINX while the phase runs".to_string(),
         "lengthen rollout.step_seconds".to_string(),
-        "rollout.steps = [100], rollout.watch_seconds = 0".to_string(),
+        "or move traffic without analysis (rollout.steps = [100]); ".to_string(),
         format!("then `bluegreen deploy {v2}`"),
     ] {
         assert!(err.contains(&words), "{words:?} in {err}");
     }
+    // Only the keys that analyse something now: no shadow, no watch is configured here.
+    assert!(
+        !err.contains("rollout.watch_seconds") && !err.contains("rollout.shadow_seconds"),
+        "{err}"
+    );
 
     // Promoted by hand, a candidate that cannot be judged is not dropped: it waits again.
     set_key(&env, "rollout", "promote", toml::Value::from("manual"));
@@ -563,11 +568,11 @@ fn a_canary_step_without_traffic_stops_inconclusive_and_the_previous_slot_keeps_
     assert!(out.contains("waits on green"), "{out}");
     let err = env.fails(&["promote"], 5);
     assert!(
-        err.contains(
-            "it waits again on green: `bluegreen promote` once traffic flows, or `bluegreen abort`"
-        ),
+        err.contains("all traffic back on blue; green waits again; recorded in the history")
+            && err.contains("; then `bluegreen promote` once traffic flows, or `bluegreen abort`"),
         "{err}"
     );
+    assert_eq!(err.matches("waits again").count(), 1, "said once: {err}");
     let status = env.status_json();
     assert_eq!(status["waiting"]["version"].as_str(), Some(v2.as_str()));
     assert_eq!(status["active"], "blue");
