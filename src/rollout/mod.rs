@@ -59,4 +59,5 @@ pub mod report;
 mod run;
 mod settings;
 
+pub use run::Signal;
 pub use settings::{Promote, Settings};

@@ -2,6 +2,8 @@
 //! of `crate::rollout`). These are methods of the [`Deployer`], whose lock, intent, switch and
 //! reconcile they share.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
@@ -31,6 +33,65 @@ const POLL: Duration = Duration::from_millis(500);
 /// traffic back. Without `NOTIFY_SOCKET` (a deploy by hand, or under `up`), nothing is sent.
 const SYSTEMD_EXTENSION: Duration = Duration::from_secs(300);
 
+/// A signal that asked the deploy to stop: SIGINT (Ctrl-C), SIGTERM (`systemctl stop`, and
+/// systemd's own stop at a start timeout: systemd.kill(5)) or SIGHUP (a closed terminal).
+#[derive(Debug, Clone, Copy)]
+pub struct Signal(i32);
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            signal_hook::consts::SIGINT => "SIGINT",
+            signal_hook::consts::SIGTERM => "SIGTERM",
+            _ => "SIGHUP",
+        })
+    }
+}
+
+/// While a rollout's phases run, [`Signal`]s are noted instead of ending the process at
+/// once, which would leave NGINX mirroring to the candidate or splitting traffic with
+/// nothing to watch it until the next command's reconcile. A phase checks at each reading
+/// ([`POLL`]); the deploy then puts all traffic back on the previous slot, records the
+/// rollout as failed at that phase, and exits. Dropping this restores each signal's default
+/// action. A second signal while traffic goes back is noted too: the restore is short (one
+/// NGINX reload), and `kill -9` still stops everything, for the reconcile to finish.
+struct Signals {
+    caught: Arc<AtomicUsize>,
+    ids: Vec<signal_hook::SigId>,
+}
+
+impl Signals {
+    fn arm() -> Signals {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let caught = Arc::new(AtomicUsize::new(0));
+        let ids = [SIGINT, SIGTERM, SIGHUP]
+            .into_iter()
+            .filter_map(|signal| {
+                signal_hook::flag::register_usize(signal, caught.clone(), signal as usize)
+                    .map_err(|e| warn!("cannot catch signal {signal} during the rollout: {e}"))
+                    .ok()
+            })
+            .collect();
+        Signals { caught, ids }
+    }
+
+    /// The signal caught so far, if any, as an error.
+    fn check(&self) -> Result<(), Signal> {
+        match self.caught.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            signal => Err(Signal(signal as i32)),
+        }
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
 /// What a phase compares the candidate with.
 enum Reference {
     /// The active slot, over the same window.
@@ -58,6 +119,15 @@ impl Deployer<'_> {
             );
             return Ok(Outcome::Waiting);
         }
+        // From here on traffic may be mirrored or split: a signal must not leave it so.
+        let signals = Signals::arm();
+        let interrupted = |step: &'static str, signal: Signal| {
+            warn!("{signal} during the rollout: all traffic back on {from}");
+            Failure {
+                restored: self.restore(from, true),
+                ..Failure::at(step, StepError::Interrupted { signal })
+            }
+        };
         if settings.shadow_seconds > 0 {
             self.enter(intent, Phase::Shadow)?;
             self.nginx_change("shadow", from, || switch::set_shadow(&self.layout, true))?;
@@ -65,14 +135,16 @@ impl Deployer<'_> {
                 "NGINX mirrors live requests to {to} for {} s (shadow); clients get {from}'s answers",
                 settings.shadow_seconds
             );
-            let report = self.analyse(
-                intent,
-                PhaseKind::Shadow,
-                0,
-                settings.shadow_seconds,
-                to,
-                Reference::Live(from),
-            );
+            let report = self
+                .analyse(
+                    intent,
+                    PhaseKind::Shadow,
+                    0,
+                    to,
+                    Reference::Live(from),
+                    &signals,
+                )
+                .map_err(|signal| interrupted("shadow", signal))?;
             if let Some(stopped) = self.judged(intent, report, "shadow") {
                 return self.stop(from, to, intent, stopped);
             }
@@ -93,14 +165,16 @@ impl Deployer<'_> {
                 100 - percent,
                 settings.step_seconds
             );
-            let report = self.analyse(
-                intent,
-                PhaseKind::Canary,
-                percent,
-                settings.step_seconds,
-                to,
-                Reference::Live(from),
-            );
+            let report = self
+                .analyse(
+                    intent,
+                    PhaseKind::Canary,
+                    percent,
+                    to,
+                    Reference::Live(from),
+                    &signals,
+                )
+                .map_err(|signal| interrupted("canary", signal))?;
             if let Some(stopped) = self.judged(intent, report, &step) {
                 return self.stop(from, to, intent, stopped);
             }
@@ -114,14 +188,16 @@ impl Deployer<'_> {
                 "watching {to} for {} s with all the traffic",
                 settings.watch_seconds
             );
-            let report = self.analyse(
-                intent,
-                PhaseKind::Watch,
-                100,
-                settings.watch_seconds,
-                to,
-                Reference::Fixed(before),
-            );
+            let report = self
+                .analyse(
+                    intent,
+                    PhaseKind::Watch,
+                    100,
+                    to,
+                    Reference::Fixed(before),
+                    &signals,
+                )
+                .map_err(|signal| interrupted("watch", signal))?;
             if let Some(stopped) = self.judged(intent, report, "watch") {
                 return self.stop(from, to, intent, stopped);
             }
@@ -245,20 +321,26 @@ impl Deployer<'_> {
         })
     }
 
-    /// Reads `candidate` and the reference over `seconds` (every [`POLL`]), and judges the
-    /// window; stops early at a breach once the candidate answered [`MIN_REQUESTS`]. After
-    /// each reading that does not end the phase, the figures so far go into the intent, for
-    /// `status`, and to systemd ([`SYSTEMD_EXTENSION`]).
+    /// Reads `candidate` and the reference over the phase's configured seconds (every
+    /// [`POLL`]), and judges the window; stops early at a breach once the candidate answered
+    /// [`MIN_REQUESTS`]. After each reading that does not end the phase, the figures so far go
+    /// into the intent, for `status`, and to systemd ([`SYSTEMD_EXTENSION`]). A signal caught
+    /// meanwhile ([`Signals`]) ends it at the next reading.
     fn analyse(
         &self,
         intent: &mut Intent,
         phase: PhaseKind,
         percent: u8,
-        seconds: u64,
         candidate: Slot,
         reference: Reference,
-    ) -> PhaseReport {
+        signals: &Signals,
+    ) -> Result<PhaseReport, Signal> {
         let settings = &self.config.rollout;
+        let seconds = match phase {
+            PhaseKind::Shadow => settings.shadow_seconds,
+            PhaseKind::Canary => settings.step_seconds,
+            PhaseKind::Watch => settings.watch_seconds,
+        };
         let read = |slot| Reading::of(&switch::endpoint(self.config, slot));
         let started = Instant::now();
         let (c0, r0) = (
@@ -271,14 +353,25 @@ impl Deployer<'_> {
         let limit = Duration::from_secs(seconds);
         loop {
             std::thread::sleep(POLL.min(limit.saturating_sub(started.elapsed())));
+            signals.check()?;
             let elapsed = started.elapsed();
             let window = match (&c0, read(candidate)) {
                 (Ok(before), Ok(now)) => now.since(before),
                 (Err(e), _) => {
-                    return unreadable(phase, percent, elapsed, &crate::history::chain(e))
+                    return Ok(unreadable(
+                        phase,
+                        percent,
+                        elapsed,
+                        &crate::history::chain(e),
+                    ))
                 }
                 (_, Err(e)) => {
-                    return unreadable(phase, percent, elapsed, &crate::history::chain(&e))
+                    return Ok(unreadable(
+                        phase,
+                        percent,
+                        elapsed,
+                        &crate::history::chain(&e),
+                    ))
                 }
             };
             let against = match (&reference, &r0) {
@@ -292,7 +385,7 @@ impl Deployer<'_> {
             let report = judge(settings, figures);
             let breached = !report.passed && !report.inconclusive;
             if elapsed >= limit || (breached && report.figures.requests >= MIN_REQUESTS) {
-                return report;
+                return Ok(report);
             }
             let so_far = PhaseSoFar {
                 figures: report.figures,

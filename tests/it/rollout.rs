@@ -709,6 +709,151 @@ fn status_shows_the_running_phases_figures_and_a_killed_rollout_leaves_none_behi
     }
 }
 
+/// Waits until `status --json` shows the running rollout in `phase` with requests counted.
+fn wait_for_phase(env: &Env, deploy: &mut std::process::Child, phase: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            deploy.try_wait().unwrap().is_none(),
+            "the deploy ended before its {phase} phase"
+        );
+        let status = env.status_json();
+        let current = &status["rollout"]["current"];
+        if current["phase"] == phase && current["requests"].as_u64().is_some_and(|n| n > 0) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A deploy stopped by a signal in a rollout's phase (Ctrl-C, `systemctl stop`, systemd's
+/// own stop at a start timeout) puts all traffic back on the previous slot before it exits,
+/// and records why: nothing is left mirrored or split with no deploy to watch it. Before,
+/// the signal ended the process at once and the split stayed until the next command.
+#[test]
+fn a_rollout_stopped_by_a_signal_puts_traffic_back_before_it_exits() {
+    let env = Env::with_extra(
+        "[rollout]\nshadow_seconds = 60\nsteps = [50, 100]\nstep_seconds = 60\nmax_latency_ratio = 50.0\nmax_divergence = 1000.0",
+    );
+    let _up = env.up_idle();
+    let v1 = env.predict().header("x-model-version").unwrap().to_string();
+    env.ok(&["train"]);
+    let load = load(&env);
+    std::thread::sleep(Duration::from_millis(300));
+    let nginx = env.state().join("nginx");
+
+    for (signal, phase, step, stopped) in [
+        (
+            nix::sys::signal::Signal::SIGTERM,
+            "shadow",
+            "shadow",
+            "stopped by SIGTERM",
+        ),
+        (
+            nix::sys::signal::Signal::SIGINT,
+            "canary",
+            "canary",
+            "stopped by SIGINT",
+        ),
+    ] {
+        if phase == "canary" {
+            // Straight to the canary step this time.
+            let config = std::fs::read_to_string(&env.config).unwrap();
+            std::fs::write(
+                &env.config,
+                config.replace("shadow_seconds = 60", "shadow_seconds = 0"),
+            )
+            .unwrap();
+        }
+        let mut deploy = env
+            .cmd(&["deploy"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_phase(&env, &mut deploy, phase);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(deploy.id() as i32), signal).unwrap();
+        let out = deploy.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        // The deploy exited by itself, after its own clean-up, not killed by the signal.
+        assert!(
+            out.status.code().is_some_and(|c| c != 0),
+            "{:?}\n{err}",
+            out.status
+        );
+        assert!(err.contains(stopped) && err.contains("blue"), "{err}");
+
+        // Traffic is back on blue with nothing mirrored or split, before any other command.
+        let include = std::fs::read_to_string(nginx.join("upstream.conf")).unwrap();
+        assert!(!include.contains("weight="), "{include}");
+        let shadow = std::fs::read_to_string(nginx.join("shadow.conf")).unwrap();
+        assert!(
+            shadow
+                .lines()
+                .all(|l| l.starts_with('#') || l.trim().is_empty()),
+            "{shadow}"
+        );
+        let record = bluegreen::history::read_all(&env.state().join("deploys.jsonl"))
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(record.outcome, Outcome::Failed, "{record:#?}");
+        assert!(
+            record
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains(stopped)),
+            "{record:#?}"
+        );
+        assert!(
+            record
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with(&format!("{step}: "))),
+            "{record:#?}"
+        );
+        let status = env.status_json();
+        assert!(status["rollout"].is_null(), "{status:#}");
+        assert!(status["canary_percent"].is_null(), "{status:#}");
+        assert_eq!(status["active"], "blue", "{status:#}");
+        assert_eq!(env.predict().header("x-model-version"), Some(v1.as_str()));
+    }
+
+    // A promoted candidate, stopped the same way, waits again.
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        config.replace("[rollout]\n", "[rollout]\npromote = \"manual\"\n"),
+    )
+    .unwrap();
+    env.ok(&["deploy"]);
+    let candidate = env.status_json()["waiting"]["version"].clone();
+    assert!(candidate.is_string());
+    let mut promote = env
+        .cmd(&["promote"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_phase(&env, &mut promote, "canary");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(promote.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = promote.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the candidate waits again"), "{err}");
+    let status = env.status_json();
+    assert_eq!(status["waiting"]["version"], candidate, "{status:#}");
+    assert_eq!(status["active"], "blue", "{status:#}");
+    assert_eq!(env.predict().header("x-model-version"), Some(v1.as_str()));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_no_failures(&load.finish());
+}
+
 /// The deploy unit lets the deploy extend its start timeout (sd_notify's messages are
 /// refused from a unit without `NotifyAccess=`), and takes the rollout's exit statuses as
 /// the rollout working, not as a failed unit.
