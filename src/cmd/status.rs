@@ -136,12 +136,16 @@ fn table(s: &Status) -> String {
     if let Some(r) = &s.rollout {
         let _ = writeln!(
             t,
-            "  rollout  {} of {} (pid {}, since {}) is in phase {:?}",
+            "  rollout  {} of {} (pid {}, since {}) is in phase {}",
             r.action,
             r.version.as_deref().unwrap_or("?"),
             r.pid,
             r.since,
-            r.phase
+            // As `status --json` names it.
+            serde_json::to_value(r.phase)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
         );
         for phase in &r.phases {
             let _ = writeln!(t, "             {}", phase.line());

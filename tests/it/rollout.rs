@@ -658,7 +658,7 @@ fn status_shows_the_running_phases_figures_and_a_killed_rollout_leaves_none_behi
     }
     let table = env.ok(&["status"]);
     assert!(
-        table.contains("is in phase Canary") && table.contains(" s of 30 so far, "),
+        table.contains("is in phase canary") && table.contains(" s of 30 so far, "),
         "{table}"
     );
 
