@@ -71,6 +71,10 @@ pub struct Status {
     pub training_failed: Option<TrainingFailure>,
     /// A model that passed the gate and waits for a deploy (the next trigger deploys it).
     pub pending_deploy: Option<String>,
+    /// The newest model that passed the gate, when it is not active because its rollout
+    /// stopped it (a phase breached or could not judge, or `bluegreen abort`): the trigger
+    /// does not deploy it again, so this says why it does not serve (issue 11).
+    pub newest_stopped: Option<Stopped>,
     pub rows_since_newest: Option<usize>,
     /// The data is no longer what the newest model learned from (rows removed or edited).
     pub data_changed: bool,
@@ -126,6 +130,17 @@ pub struct Rollout {
 #[derive(Serialize)]
 pub struct Refusal {
     pub version: String,
+    pub reason: String,
+}
+
+/// A model a rollout stopped: when, and why (the history's reason).
+#[derive(Serialize)]
+pub struct Stopped {
+    pub version: String,
+    /// When that rollout began (RFC 3339, UTC).
+    pub time: String,
+    /// `aborted` or `inconclusive`.
+    pub outcome: Outcome,
     pub reason: String,
 }
 
@@ -375,6 +390,24 @@ pub fn gather(
             .as_ref()
             .is_none_or(|r| r.version.as_ref() != Some(v))
     });
+    // The newest model that passed, whose latest record is its rollout stopping it.
+    let newest_stopped = state
+        .newest_passed()
+        .map(|m| m.version.clone())
+        .filter(|v| state.active_version() != Some(v.as_str()) && pending_deploy.is_none())
+        .filter(|_| rollout.is_none() && waiting.is_none())
+        .and_then(|v| {
+            let r = history
+                .iter()
+                .rev()
+                .find(|r| r.to_version.as_deref() == Some(v.as_str()))?;
+            matches!(r.outcome, Outcome::Aborted | Outcome::Inconclusive).then(|| Stopped {
+                version: v,
+                time: r.time.clone(),
+                outcome: r.outcome,
+                reason: r.reason.clone().unwrap_or_default(),
+            })
+        });
     // The newest measurement of the model that is active now.
     let live = state.active_version().and_then(|active| {
         history::newest(&layout.history(), |r| {
@@ -408,6 +441,7 @@ pub fn gather(
         newest_refused,
         training_failed,
         pending_deploy,
+        newest_stopped,
         training_due: scan.is_some_and(|s| s.due(config.batch_size)),
         rows_since_newest: scan.map(|s| s.rows_since()),
         data_changed: scan.is_some_and(|s| s.since == data::Since::Changed),

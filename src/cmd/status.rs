@@ -191,6 +191,18 @@ fn table(s: &Status) -> String {
             "  pending  {v} passed the gate but is not active: the next trigger deploys it, or run `bluegreen deploy`"
         );
     }
+    if let Some(x) = &s.newest_stopped {
+        let _ = writeln!(
+            t,
+            "  stopped  {} by its rollout ({}, {}): {}",
+            x.version, x.outcome, x.time, x.reason
+        );
+        let _ = writeln!(
+            t,
+            "           hint: the trigger does not deploy it again; `bluegreen deploy {}` rolls it out again",
+            x.version
+        );
+    }
     for note in &s.notes {
         let _ = writeln!(t, "  note     {note}");
     }

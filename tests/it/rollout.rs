@@ -544,6 +544,17 @@ fn a_canary_step_without_traffic_stops_inconclusive_and_the_previous_slot_keeps_
         table.contains(" inconclusive ") && table.contains("INCONCLUSIVE: 0 requests reached"),
         "{table}"
     );
+    // Why the newest model that passed does not serve, once the history scrolled on.
+    assert_eq!(
+        status["newest_stopped"]["version"].as_str(),
+        Some(v2.as_str())
+    );
+    assert_eq!(status["newest_stopped"]["outcome"], "inconclusive");
+    assert!(
+        table.contains(&format!("  stopped  {v2} by its rollout (inconclusive, "))
+            && table.contains(&format!("`bluegreen deploy {v2}` rolls it out again")),
+        "{table}"
+    );
 
     // By hand: exit 5, and the hint says what to do.
     let err = env.fails(&["deploy", &v2], 5);
