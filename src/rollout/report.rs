@@ -34,7 +34,7 @@ pub struct PhaseReport {
     pub percent: u8,
     /// How long it was analysed, in seconds (shorter than configured when stopped early).
     pub seconds: f64,
-    /// Requests the candidate answered in the window (shadow: mirrored predictions).
+    /// Requests the candidate answered in the window (shadow: the copies it judged).
     pub requests: u64,
     /// Of those, answers with a 5xx status.
     pub errors: u64,
@@ -48,6 +48,14 @@ pub struct PhaseReport {
     /// `max(p99, floor) / max(reference p99, floor)` (see `crate::rollout::metrics`);
     /// `None` when either had too few requests to judge.
     pub latency_ratio: Option<f64>,
+    /// Shadow only: `rollout.shadow_percent`, the share of live requests NGINX copied to the
+    /// candidate, in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_percent: Option<f64>,
+    /// Shadow only: the live requests the active slot answered in the same window, of which
+    /// the copies (`requests`) are a sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_requests: Option<u64>,
     /// Shadow only: rows compared between the candidate and the active model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
@@ -74,7 +82,15 @@ impl PhaseReport {
     /// One line for `status`: the title, the figures, the verdict.
     pub fn line(&self) -> String {
         let mut figures = vec![format!("{:.0} s", self.seconds)];
-        figures.push(format!("{} requests", self.requests));
+        figures.push(match (self.mirror_percent, self.live_requests) {
+            (Some(share), Some(live)) if live > 0 => format!(
+                "{} copies of {live} live requests ({:.1}%, shadow_percent {share})",
+                self.requests,
+                self.requests as f64 * 100.0 / live as f64
+            ),
+            (Some(share), _) => format!("{} copies (shadow_percent {share})", self.requests),
+            _ => format!("{} requests", self.requests),
+        });
         if let Some(rate) = self.error_rate {
             figures.push(format!("{} errors ({:.2}%)", self.errors, rate * 100.0));
         }

@@ -48,10 +48,12 @@ impl Deployer<'_> {
         }
         if settings.shadow_seconds > 0 {
             self.enter(intent, Phase::Shadow)?;
-            self.nginx_change("shadow", from, || switch::set_shadow(&self.layout, true))?;
+            self.nginx_change("shadow", from, || {
+                switch::set_shadow(&self.layout, Some(settings.shadow_percent))
+            })?;
             info!(
-                "NGINX mirrors live requests to {to} for {} s (shadow); clients get {from}'s answers",
-                settings.shadow_seconds
+                "NGINX mirrors {}% of live requests to {to} for {} s (shadow); clients get {from}'s answers",
+                settings.shadow_percent, settings.shadow_seconds
             );
             let report = self.analyse(
                 PhaseKind::Shadow,
@@ -73,7 +75,7 @@ impl Deployer<'_> {
             let step = format!("canary-{percent}");
             self.nginx_change("canary", from, || {
                 let split = switch::write_split(self.config, &self.layout, from, percent)?;
-                Ok(switch::set_shadow(&self.layout, false)? || split)
+                Ok(switch::set_shadow(&self.layout, None)? || split)
             })?;
             info!(
                 "NGINX sends {percent}% of the traffic to {to}, {}% to {from}; analysing for {} s",
@@ -362,6 +364,8 @@ fn unreadable(phase: PhaseKind, percent: u8, elapsed: Duration, why: &str) -> Ph
         p99_ms: None,
         reference_p99_ms: None,
         latency_ratio: None,
+        mirror_percent: None,
+        live_requests: None,
         rows: None,
         mean_divergence: None,
         max_divergence: None,
@@ -388,6 +392,11 @@ fn judge(
     let error_rate = (requests > 0).then(|| errors as f64 / requests as f64);
     let reference = r.map(|r| &r.latency);
     let latency_ratio = reference.and_then(|r| metrics::latency_ratio(latency, r));
+    let (mirror_percent, live_requests) = if shadow {
+        (Some(settings.shadow_percent), r.map(|r| r.requests))
+    } else {
+        (None, None)
+    };
     let (rows, mean, max) = if shadow {
         let rows = c.shadow.rows;
         let mean = (rows > 0).then(|| c.shadow.divergence_sum / rows as f64);
@@ -454,6 +463,8 @@ fn judge(
         p99_ms: latency.quantile_ms(0.99),
         reference_p99_ms: reference.and_then(|r| r.quantile_ms(0.99)),
         latency_ratio,
+        mirror_percent,
+        live_requests,
         rows,
         mean_divergence: mean,
         max_divergence: max,

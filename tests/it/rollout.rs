@@ -368,7 +368,7 @@ fn add_data_measures_the_active_models_live_rmse_on_the_new_rows() {
 }
 
 /// A counter or gauge of a slot's `/metrics`, 0 when it is absent.
-fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
+pub fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
     let text = String::from_utf8(get(addr, "/metrics").body).unwrap();
     text.lines()
         .find_map(|line| line.strip_prefix(&format!("{name} ")))
@@ -379,18 +379,8 @@ fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
 fn the_shadow_compares_the_predictions_of_every_protocol_binary_tensors_too() {
     let env = Env::with_extra("[rollout]\nshadow_seconds = 1");
     let _up = env.up_idle();
-    // The mirror on, as a shadow phase turns it on: the file the site includes, and a reload.
-    let config = bluegreen::config::Config::from_file(&env.config).unwrap();
-    let layout = bluegreen::layout::Layout::new(&config.state_dir);
-    assert!(bluegreen::switch::set_shadow(&layout, true).unwrap());
-    let nginx = bluegreen::nginx::Nginx::local(&config, &layout);
-    let before = nginx.workers();
-    nginx.reload().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while nginx.still_accepting(&before) > 0 {
-        assert!(std::time::Instant::now() < deadline, "NGINX did not reload");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // Every request copied, as a shadow phase with shadow_percent = 100 does.
+    crate::shadow::mirror(&env, 100.0);
 
     let row: Vec<f64> = serde_json::from_str::<serde_json::Value>(crate::util::EXAMPLE).unwrap()
         ["data"][0]
