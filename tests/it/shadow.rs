@@ -31,6 +31,21 @@ pub fn mirror(env: &Env, percent: f64) {
     }
 }
 
+/// Connections to `port` on 127.0.0.1 that this host closed in the last minute (TIME_WAIT on
+/// the connecting side, from /proc/net/tcp: `st` 06, the remote address in hex).
+fn closed_connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let remote = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(2) == Some(&remote.as_str()) && fields.get(3) == Some(&"06")
+        })
+        .count()
+}
+
 /// Whether `copies` of `sent` requests is about `percent`: within 6 standard deviations of
 /// the binomial draw, and never more than 8 points off.
 fn about(copies: u64, sent: u64, percent: f64) -> bool {
@@ -67,6 +82,14 @@ fn the_mirror_copies_about_its_share_to_the_candidate_under_load_and_no_client_f
         assert_eq!(rows, copies, "{kind:?}: one row per copy, each compared");
     }
     assert_eq!(metric(env.green, "bluegreen_shadow_errors_total"), 0.0);
+    // The copies reuse NGINX's connections to the candidate: it answers them without a body,
+    // which NGINX needs to keep a connection a mirror's subrequest used.
+    let copies = metric(env.green, "bluegreen_shadow_requests_total") as usize;
+    let closed = closed_connections_to(env.green.port());
+    assert!(
+        closed * 10 < copies,
+        "NGINX closed {closed} connections to the candidate for {copies} copies"
+    );
 }
 
 #[test]
