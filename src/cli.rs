@@ -56,6 +56,8 @@ pub enum Command {
         3   the quality gate refused the model; nothing changed\n  \
         4   the rollout's analysis stopped the model (see [rollout]); traffic is on the\n      \
         previous slot\n  \
+        5   a rollout phase had too few requests on the model to judge it; traffic is on\n      \
+        the previous slot (send traffic while it runs, then deploy again)\n  \
         1   error; traffic stays on the active slot")]
     Deploy(DeployArgs),
     /// Move traffic back to the resting slot, which still serves the previous model.
@@ -64,7 +66,10 @@ pub enum Command {
     /// (rollout.promote = "manual"): shadow, canary steps, the switch, the watch.
     #[command(after_help = "Exit status:\n  \
         0   promoted: all traffic is on the candidate\n  \
-        4   a phase's analysis stopped the candidate: traffic is back on the previous slot\n  \
+        4   the rollout's analysis stopped the candidate: traffic is back on the previous\n      \
+        slot\n  \
+        5   a rollout phase had too few requests on the candidate to judge it: traffic is\n      \
+        back on the previous slot, and the candidate waits again\n  \
         1   error, or no candidate waits")]
     Promote(PromoteArgs),
     /// Drop the candidate that waits on the resting slot; the slot goes back to the model it

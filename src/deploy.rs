@@ -184,6 +184,8 @@ pub enum StepError {
     },
     #[error("all traffic could not be put back on {slot} (see above); the next deploy, rollback or status does it")]
     Restore { slot: Slot },
+    #[error("stopped by {signal} (Ctrl-C, `systemctl stop` or a timeout) during the rollout, which put traffic back first; hint: run the same command again to start the rollout over (an automatic deploy is retried at the next trigger)")]
+    Interrupted { signal: crate::rollout::Signal },
     #[error("{left} NGINX worker(s) from before the reload still accept connections after {after:?}; did NGINX load the new configuration? (see its error log)")]
     Reload { left: usize, after: Duration },
     #[error("NGINX on {addr} still answered {last} after {after:?}, not {slot}")]
@@ -250,6 +252,9 @@ pub enum Done {
     Waiting(Box<Record>),
     /// The rollout's analysis stopped the candidate; traffic is where it was (issue 11).
     Aborted(Box<Record>),
+    /// A rollout phase had too few requests to judge the candidate; traffic is where it was
+    /// and, after a promote, the candidate waits again (issue 11).
+    Inconclusive(Box<Record>),
     /// The requested version already serves on the active slot.
     AlreadyActive {
         slot: Slot,
@@ -404,6 +409,7 @@ impl<'a> Deployer<'a> {
             record,
             target_link_before: state.version(resting).map(str::to_string),
             manual: false,
+            so_far: None,
         };
         let result = self.switch(&candidate, active, resting, &mut intent);
         let record = self.conclude(intent, result)?;
@@ -411,6 +417,7 @@ impl<'a> Deployer<'a> {
         Ok(match record.outcome {
             Outcome::Waiting => Done::Waiting(Box::new(record)),
             Outcome::Aborted => Done::Aborted(Box::new(record)),
+            Outcome::Inconclusive => Done::Inconclusive(Box::new(record)),
             _ => Done::Switched(Box::new(record)),
         })
     }
@@ -468,6 +475,7 @@ impl<'a> Deployer<'a> {
             record,
             target_link_before: None,
             manual: false,
+            so_far: None,
         };
         let result = self
             .flip(active, resting, &version, &mut intent)
@@ -508,12 +516,17 @@ impl<'a> Deployer<'a> {
         let action = intent.record.action;
         let (from, from_version) = (intent.record.from_slot, intent.record.from_version.clone());
         let failure = match result {
-            Ok(Outcome::Waiting) => {
-                // A state, not a switch in progress: the intent stays (phase Waiting) for
-                // `promote` or `abort`, and says what waits; its record goes to the history,
-                // or the next reconcile appends it.
-                intent.record.finish(Outcome::Waiting, None);
+            // A state, not a switch in progress: the intent stays (phase Waiting) for
+            // `promote` or `abort`, and says what waits; its record goes to the history, or
+            // the next reconcile appends it. A promoted candidate that a phase could not
+            // judge waits again so (issue 11).
+            Ok(outcome @ (Outcome::Waiting | Outcome::Inconclusive))
+                if outcome == Outcome::Waiting || intent.manual =>
+            {
+                let reason = intent.record.reason.take();
+                intent.record.finish(outcome, reason);
                 intent.phase = Phase::Waiting;
+                intent.so_far = None;
                 intent
                     .write(&intent_path)
                     .map_err(|source| DeployError::Unrecorded { action, source })?;
@@ -542,6 +555,7 @@ impl<'a> Deployer<'a> {
             // again, for another promote or an abort (issue 11).
             intent.record.fail(failure.step, failure.error.as_ref());
             intent.phase = Phase::Waiting;
+            intent.so_far = None;
             let kept = intent
                 .write(&intent_path)
                 .and_then(|()| self.append(&intent.record));
@@ -1161,6 +1175,8 @@ impl<'a> Deployer<'a> {
                         Some(format!("{why}; {to} waits for `bluegreen promote` again")),
                     );
                     intent.phase = Phase::Waiting;
+                    // A phase cut short: its figures so far were never judged.
+                    intent.so_far = None;
                     intent.write(&path)?;
                     history::append(&self.layout.history(), &intent.record)?;
                     info!("recorded the {action} as interrupted; {to} waits again");
@@ -1169,18 +1185,35 @@ impl<'a> Deployer<'a> {
                 self.reconcile_resting(to, intent.target_link_before.as_deref());
                 (Outcome::Interrupted, why)
             }
-            // The candidate had been analysed and was dropped: finish dropping it.
+            // The candidate had been analysed and was being dropped: finish dropping it. One
+            // that a phase could not judge after a promote waits again instead, as it would
+            // have (`crate::rollout`).
             Phase::Abort => {
                 self.complete(from, None).map_err(fail)?;
-                self.reconcile_resting(to, intent.target_link_before.as_deref());
+                let inconclusive = record.rollout.last().is_some_and(|r| r.inconclusive);
+                let waits_again = inconclusive && intent.manual;
+                if !waits_again {
+                    self.reconcile_resting(to, intent.target_link_before.as_deref());
+                }
                 let why = record.reason.clone().unwrap_or_default();
                 intent.record.step("reconcile");
                 intent.record.finish(
-                    Outcome::Aborted,
+                    if inconclusive {
+                        Outcome::Inconclusive
+                    } else {
+                        Outcome::Aborted
+                    },
                     Some(format!("{why}; finished after {stopped}")),
                 );
-                history::append(&self.layout.history(), &intent.record)?;
-                Intent::clear(&path)?;
+                if waits_again {
+                    // The wait first: the next reconcile appends a record it holds.
+                    intent.phase = Phase::Waiting;
+                    intent.write(&path)?;
+                    history::append(&self.layout.history(), &intent.record)?;
+                } else {
+                    history::append(&self.layout.history(), &intent.record)?;
+                    Intent::clear(&path)?;
+                }
                 return Ok(Some(intent.record));
             }
             Phase::Restart => {

@@ -29,7 +29,7 @@ use crate::fsutil;
 use crate::gate::GateReport;
 use crate::model;
 use crate::rollout::live::LiveAccuracy;
-use crate::rollout::report::PhaseReport;
+use crate::rollout::report::{PhaseReport, PhaseSoFar};
 use crate::slot::Slot;
 
 /// Why the history or the intent could not be read or written; the source is the OS error.
@@ -129,6 +129,11 @@ pub enum Outcome {
     /// The rollout stopped the candidate (a phase's analysis, or `bluegreen abort`): traffic
     /// is on `from_slot`, and `to_slot` is back on the model it served before (issue 11).
     Aborted,
+    /// A rollout phase could not judge the candidate: too few requests reached it
+    /// (`crate::rollout::metrics::MIN_REQUESTS`). Traffic is on `from_slot`, as after a
+    /// breach; an automatic deploy's candidate is dropped as `Aborted`'s is, a promoted one
+    /// waits again for `bluegreen promote` or `bluegreen abort` (issue 11).
+    Inconclusive,
     /// A measurement that moved nothing: the live RMSE of `add-data` (issue 11).
     Measured,
 }
@@ -147,6 +152,7 @@ impl Outcome {
             Outcome::Released => "released",
             Outcome::Waiting => "waiting",
             Outcome::Aborted => "aborted",
+            Outcome::Inconclusive => "inconclusive",
             Outcome::Measured => "measured",
         }
     }
@@ -456,14 +462,15 @@ pub struct Tail {
 /// Versions that an operator or the gate has settled, so that the automatic path must not
 /// deploy them again by itself: versions traffic was moved away from (a rollback, or a
 /// deploy of another model), versions a deploy was refused for, and candidates a rollout
-/// stopped (issue 11).
+/// stopped, for a breach or for want of traffic to judge them (issue 11: the trigger would
+/// otherwise start the same rollout again at every wake-up while traffic is short).
 pub fn settled(records: &[Record]) -> HashSet<String> {
     records
         .iter()
         .filter_map(|r| match r.outcome {
             o if o.switched() => r.from_version.clone(),
             Outcome::Refused if r.action == Action::Deploy => r.to_version.clone(),
-            Outcome::Aborted => r.to_version.clone(),
+            Outcome::Aborted | Outcome::Inconclusive => r.to_version.clone(),
             _ => None,
         })
         .collect()
@@ -509,6 +516,11 @@ pub struct Intent {
     /// interrupted before traffic moved goes back to waiting (issue 11).
     #[serde(default)]
     pub manual: bool,
+    /// The rollout phase that runs now and its figures so far, rewritten at every reading
+    /// of the slots; `None` between phases (issue 11). Never part of the record: the
+    /// history keeps only judged phases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub so_far: Option<PhaseSoFar>,
 }
 
 impl Intent {
@@ -834,6 +846,7 @@ mod tests {
             record: record(1, Outcome::InProgress, Action::Deploy),
             target_link_before: Some("v0".into()),
             manual: false,
+            so_far: None,
         };
         intent.write(&path).unwrap();
         let back = Intent::read(&path).unwrap().unwrap();

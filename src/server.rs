@@ -33,7 +33,7 @@
 mod conn;
 mod live;
 mod path;
-mod rows;
+pub mod rows;
 pub mod shadow;
 mod v1;
 mod v2;

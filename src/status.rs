@@ -24,7 +24,7 @@ use crate::history::{self, Action, Intent, Outcome, Phase, Record};
 use crate::http;
 use crate::layout::Layout;
 use crate::rollout::live::LiveAccuracy;
-use crate::rollout::report::PhaseReport;
+use crate::rollout::report::{PhaseReport, PhaseSoFar};
 use crate::slot::Slot;
 use crate::state::{State, StateError};
 use crate::supervisor;
@@ -55,8 +55,8 @@ pub struct Status {
     pub canary_percent: Option<u8>,
     /// The candidate that waits for `bluegreen promote` or `bluegreen abort` (issue 11).
     pub waiting: Option<Waiting>,
-    /// A rollout that runs now, or was interrupted and not reconciled yet: its phase and the
-    /// figures of the phases it finished (issue 11).
+    /// A rollout that runs now, or was interrupted and not reconciled yet: its phase, the
+    /// figures of the phases it finished and those of the phase it is in (issue 11).
     pub rollout: Option<Rollout>,
     /// The active model's live accuracy on the rows `add-data` appended last (issue 11).
     pub live: Option<LiveAccuracy>,
@@ -71,6 +71,10 @@ pub struct Status {
     pub training_failed: Option<TrainingFailure>,
     /// A model that passed the gate and waits for a deploy (the next trigger deploys it).
     pub pending_deploy: Option<String>,
+    /// The newest model that passed the gate, when it is not active because its rollout
+    /// stopped it (a phase breached or could not judge, or `bluegreen abort`): the trigger
+    /// does not deploy it again, so this says why it does not serve (issue 11).
+    pub newest_stopped: Option<Stopped>,
     pub rows_since_newest: Option<usize>,
     /// The data is no longer what the newest model learned from (rows removed or edited).
     pub data_changed: bool,
@@ -115,12 +119,28 @@ pub struct Rollout {
     pub since: String,
     /// The figures of the phases it finished.
     pub phases: Vec<PhaseReport>,
+    /// The phase it is in, with its figures so far, as the rollout read them last (every
+    /// half second); `None` between phases. Its `as_of` says how fresh they are: a rollout
+    /// killed mid-phase leaves them until a command reconciles it (`status` does, when it
+    /// may take the deploy lock).
+    pub current: Option<PhaseSoFar>,
 }
 
 /// The newest model, refused by the quality gate, and why.
 #[derive(Serialize)]
 pub struct Refusal {
     pub version: String,
+    pub reason: String,
+}
+
+/// A model a rollout stopped: when, and why (the history's reason).
+#[derive(Serialize)]
+pub struct Stopped {
+    pub version: String,
+    /// When that rollout began (RFC 3339, UTC).
+    pub time: String,
+    /// `aborted` or `inconclusive`.
+    pub outcome: Outcome,
     pub reason: String,
 }
 
@@ -362,6 +382,31 @@ pub fn gather(
             version: i.record.to_version.clone(),
             since: i.record.time.clone(),
             phases: i.record.rollout,
+            current: i.so_far,
+        });
+    // The model a rollout is deploying now is not waiting for a trigger.
+    let pending_deploy = state.pending().map(|m| m.version.clone()).filter(|v| {
+        rollout
+            .as_ref()
+            .is_none_or(|r| r.version.as_ref() != Some(v))
+    });
+    // The newest model that passed, whose latest record is its rollout stopping it.
+    let newest_stopped = state
+        .newest_passed()
+        .map(|m| m.version.clone())
+        .filter(|v| state.active_version() != Some(v.as_str()) && pending_deploy.is_none())
+        .filter(|_| rollout.is_none() && waiting.is_none())
+        .and_then(|v| {
+            let r = history
+                .iter()
+                .rev()
+                .find(|r| r.to_version.as_deref() == Some(v.as_str()))?;
+            matches!(r.outcome, Outcome::Aborted | Outcome::Inconclusive).then(|| Stopped {
+                version: v,
+                time: r.time.clone(),
+                outcome: r.outcome,
+                reason: r.reason.clone().unwrap_or_default(),
+            })
         });
     // The newest measurement of the model that is active now.
     let live = state.active_version().and_then(|active| {
@@ -395,7 +440,8 @@ pub fn gather(
         newest_passed: state.newest_passed().map(|m| m.version.clone()),
         newest_refused,
         training_failed,
-        pending_deploy: state.pending().map(|m| m.version.clone()),
+        pending_deploy,
+        newest_stopped,
         training_due: scan.is_some_and(|s| s.due(config.batch_size)),
         rows_since_newest: scan.map(|s| s.rows_since()),
         data_changed: scan.is_some_and(|s| s.since == data::Since::Changed),

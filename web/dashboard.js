@@ -332,7 +332,8 @@
     if (status.rollout) {
       const r = status.rollout;
       const done = (r.phases || []).map(phaseText).join("; ");
-      parts.push(`${r.action} of ${r.version || "?"} in phase ${String(r.phase).toLowerCase()}${done ? ` (done: ${done})` : ""}`);
+      const now = r.current ? `; now ${soFarText(r.current)}` : "";
+      parts.push(`${r.action} of ${r.version || "?"} in phase ${String(r.phase).toLowerCase()}${done ? ` (done: ${done})` : ""}${now}`);
     }
     if (typeof status.canary_percent === "number" && status.include) {
       const other = status.include === "blue" ? "green" : "blue";
@@ -343,8 +344,21 @@
 
   // One phase of a rollout, as the history and status report it.
   function phaseText(p) {
-    const title = p.phase === "canary" ? `canary ${p.percent}%` : p.phase;
-    return `${title} ${p.passed ? "passed" : "STOPPED"}: ${p.reason}`;
+    return `${phaseTitle(p)} ${p.passed ? "passed" : p.inconclusive ? "INCONCLUSIVE" : "STOPPED"}: ${p.reason}`;
+  }
+
+  function phaseTitle(p) {
+    return p.phase === "canary" ? `canary ${p.percent}%` : p.phase;
+  }
+
+  // The phase a rollout is in, with its figures so far (status's `rollout.current`), and
+  // when the rollout read them: a rollout killed mid-phase leaves them behind until a command
+  // reconciles it, which this page never does, so their time is what tells them stale.
+  function soFarText(p) {
+    const errors = typeof p.error_rate === "number" ? `, ${p.errors} errors (${(p.error_rate * 100).toFixed(2)}%)` : "";
+    const p99 = typeof p.p99_ms === "number" ? `, p99 ${p.p99_ms.toFixed(2)} ms` : "";
+    const asOf = p.as_of ? ` (as of ${p.as_of.replace("T", " ").replace("Z", "")})` : "";
+    return `${phaseTitle(p)}: ${Math.round(p.seconds)} s of ${p.of_seconds}, ${p.requests} requests${errors}${p99} so far${asOf}`;
   }
 
   function liveText(l) {

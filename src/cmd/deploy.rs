@@ -54,6 +54,9 @@ pub fn execute(config: &Config, args: &DeployArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Ok(Done::Aborted(record)) => Ok(super::promote::aborted(&record)),
+        Ok(Done::Inconclusive(record)) => {
+            Ok(super::promote::inconclusive(&record, &config.rollout))
+        }
         Ok(Done::AlreadyActive { slot, version }) => {
             super::out(&format!(
                 "{version} already serves on the active slot {slot}; nothing to do\n"

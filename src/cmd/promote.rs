@@ -6,14 +6,22 @@ use std::process::ExitCode;
 use crate::cli::PromoteArgs;
 use crate::config::Config;
 use crate::deploy::{DeployError, Deployer, Done};
-use crate::history::Record;
+use crate::history::{Action, Record};
 use crate::layout::Layout;
+use crate::rollout::metrics::MIN_REQUESTS;
+use crate::rollout::report::PhaseKind;
+use crate::rollout::Settings;
 use crate::supervisor;
 use tracing::error;
 
 /// Exit status of a deploy or promote whose rollout analysis stopped the candidate: traffic
 /// stayed on, or went back to, the previous slot.
 pub const EXIT_ABORTED: u8 = 4;
+
+/// Exit status of a deploy or promote whose rollout stopped because a phase had too few
+/// requests to judge the candidate (issue 11): traffic stayed on, or went back to, the
+/// previous slot, and after a promote the candidate waits again.
+pub const EXIT_INCONCLUSIVE: u8 = 5;
 
 /// `bluegreen promote`: the rest of the rollout (shadow, canary steps, switch, watch).
 pub fn promote(config: &Config, args: &PromoteArgs) -> anyhow::Result<ExitCode> {
@@ -23,6 +31,7 @@ pub fn promote(config: &Config, args: &PromoteArgs) -> anyhow::Result<ExitCode> 
     match deployer.promote() {
         Ok(Done::Switched(record)) => switched("promoted", "on", &record),
         Ok(Done::Aborted(record)) => Ok(aborted(&record)),
+        Ok(Done::Inconclusive(record)) => Ok(inconclusive(&record, &config.rollout)),
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(err) => failed(err, "promote failed"),
     }
@@ -69,6 +78,48 @@ pub(super) fn aborted(record: &Record) -> ExitCode {
         record.reason.as_deref().unwrap_or("aborted")
     );
     ExitCode::from(EXIT_ABORTED)
+}
+
+/// Says that a rollout phase could not judge `record`'s candidate, and what to do about it;
+/// the exit status says so too ([`EXIT_INCONCLUSIVE`]). `settings` name the phases that can
+/// be turned off, so that the hint names only keys that analyse something now.
+pub(super) fn inconclusive(record: &Record, settings: &Settings) -> ExitCode {
+    let version = record.to_version.as_deref().unwrap_or("?");
+    let key = match record.rollout.last().map(|r| r.figures.phase) {
+        Some(PhaseKind::Shadow) => "rollout.shadow_seconds",
+        Some(PhaseKind::Watch) => "rollout.watch_seconds",
+        Some(PhaseKind::Canary) | None => "rollout.step_seconds",
+    };
+    let analysed: Vec<&str> = [
+        (settings.shadow_seconds > 0, "rollout.shadow_seconds = 0"),
+        (
+            settings.canary_steps().next().is_some(),
+            "rollout.steps = [100]",
+        ),
+        (settings.watch_seconds > 0, "rollout.watch_seconds = 0"),
+    ]
+    .into_iter()
+    .filter_map(|(on, off)| on.then_some(off))
+    .collect();
+    let without = if analysed.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", or move traffic without analysis ({})",
+            analysed.join(", ")
+        )
+    };
+    // The record's reason already says that a promoted candidate waits again, and where.
+    let again = if record.action == Action::Promote {
+        "then `bluegreen promote` once traffic flows, or `bluegreen abort`".to_string()
+    } else {
+        format!("then `bluegreen deploy {version}`")
+    };
+    error!(
+        "the rollout could not judge {version}: {}; recorded in the history (see `bluegreen status`); hint: send traffic through NGINX while the phase runs (a phase needs {MIN_REQUESTS} requests on the candidate), or lengthen {key}{without}; {again}",
+        record.reason.as_deref().unwrap_or("inconclusive")
+    );
+    ExitCode::from(EXIT_INCONCLUSIVE)
 }
 
 fn no_wait(config: &Config, args: &PromoteArgs) -> Config {

@@ -136,15 +136,22 @@ fn table(s: &Status) -> String {
     if let Some(r) = &s.rollout {
         let _ = writeln!(
             t,
-            "  rollout  {} of {} (pid {}, since {}) is in phase {:?}",
+            "  rollout  {} of {} (pid {}, since {}) is in phase {}",
             r.action,
             r.version.as_deref().unwrap_or("?"),
             r.pid,
             r.since,
-            r.phase
+            // As `status --json` names it.
+            serde_json::to_value(r.phase)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
         );
         for phase in &r.phases {
             let _ = writeln!(t, "             {}", phase.line());
+        }
+        if let Some(current) = &r.current {
+            let _ = writeln!(t, "             {}", current.line());
         }
     }
     if let Some(live) = &s.live {
@@ -182,6 +189,18 @@ fn table(s: &Status) -> String {
         let _ = writeln!(
             t,
             "  pending  {v} passed the gate but is not active: the next trigger deploys it, or run `bluegreen deploy`"
+        );
+    }
+    if let Some(x) = &s.newest_stopped {
+        let _ = writeln!(
+            t,
+            "  stopped  {} by its rollout ({}, {}): {}",
+            x.version, x.outcome, x.time, x.reason
+        );
+        let _ = writeln!(
+            t,
+            "           hint: the trigger does not deploy it again; `bluegreen deploy {}` rolls it out again",
+            x.version
         );
     }
     for note in &s.notes {

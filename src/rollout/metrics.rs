@@ -10,7 +10,11 @@
 //! - a p99 below [`LATENCY_FLOOR_MS`] counts as that floor. On a busy host, two sub-millisecond
 //!   figures differ by whatever the scheduler did; a model that takes milliseconds more shows;
 //! - a side with fewer than [`MIN_REQUESTS`] requests in the window is not judged on latency
-//!   (its p99 is then its slowest answer or so); its errors are judged all the same.
+//!   (its p99 is then its slowest answer or so).
+//!
+//! The same minimum decides whether a phase can judge the candidate at all: with fewer
+//! requests on the candidate and no breach among them, the phase is inconclusive and the
+//! rollout stops (`crate::rollout::run`).
 
 use std::io;
 use std::time::Duration;
@@ -20,7 +24,18 @@ use crate::switch::Endpoint;
 
 /// The p99 floor, in milliseconds (see the module doc).
 pub const LATENCY_FLOOR_MS: f64 = 1.0;
-/// Fewer requests than this on a side: its latency is not judged.
+/// The fewest requests a phase needs on the candidate to judge it, and on either side to
+/// compare latencies (issue 11).
+///
+/// Why 100: a p99 is the answer ranked 0.99·n of n, so below 100 answers it is the slowest
+/// one, whatever happened to that single request, and a latency verdict would rest on it.
+/// At 100 the p99 is the first figure that says something about the candidate's answers
+/// rather than about one of them. It is a floor, not a proof: 0 errors in 100 answers bound
+/// the candidate's true error rate below 3% only (the "rule of three", at 95% confidence),
+/// so a phase that must tell 0.1% from 0.2% needs thousands of requests, which a longer
+/// phase or more traffic gives. A phase with fewer requests and no breach among them is
+/// inconclusive: the rollout stops as for a breach, as Argo Rollouts does not promote on an
+/// analysis without data.
 pub const MIN_REQUESTS: u64 = 100;
 
 /// A latency histogram: cumulative counts by upper bound in seconds (the last is +Inf).

@@ -30,6 +30,15 @@
 //! all traffic back on the previous slot (the mirror off), the candidate's slot back on its
 //! previous model, the record `aborted` with every phase's figures ([`report`]).
 //!
+//! A phase in which fewer than [`metrics::MIN_REQUESTS`] requests reached the candidate, none
+//! of them over a limit, has no evidence either way: it is *inconclusive*, and the rollout
+//! stops as for a breach (record `inconclusive`, exit status 5), since without evidence
+//! traffic must not move on (issue 11; Argo Rollouts does not promote on an inconclusive
+//! analysis either). The trigger does not start the same rollout again; `bluegreen deploy`
+//! does, once traffic flows. A candidate promoted by hand is not dropped then but waits again
+//! on its slot, as after a promote that failed: nothing was found wrong with it, and the
+//! operator decides again.
+//!
 //! **Crash consistency.** Before each phase the intent is written with the phase's name, so
 //! that a process killed at any instant is finished by the next deploy, rollback, promote,
 //! abort or status (`crate::deploy::Deployer::reconcile`): killed in the shadow or a canary
@@ -50,4 +59,5 @@ pub mod report;
 mod run;
 mod settings;
 
+pub use run::Signal;
 pub use settings::{Promote, Settings};

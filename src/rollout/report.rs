@@ -1,5 +1,7 @@
 //! The figures of a rollout's phases, as the history, `status` and `status --json` keep and
-//! show them (issue 11).
+//! show them (issue 11): [`Figures`] are what a phase measured so far, a [`PhaseReport`] is
+//! those figures with the verdict once the phase ended, and [`PhaseSoFar`] the figures of the
+//! phase that runs now, for `status` while the rollout polls.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +18,7 @@ pub enum PhaseKind {
 }
 
 impl PhaseKind {
+    /// The name in the history and in `status`.
     pub fn as_str(self) -> &'static str {
         match self {
             PhaseKind::Shadow => "shadow",
@@ -23,11 +26,22 @@ impl PhaseKind {
             PhaseKind::Watch => "watch",
         }
     }
+
+    /// The requests a phase of this kind counts on the candidate, in words.
+    pub fn requests_counted(self) -> &'static str {
+        match self {
+            PhaseKind::Shadow => "mirrored requests",
+            PhaseKind::Canary | PhaseKind::Watch => "requests",
+        }
+    }
 }
 
-/// One analysed phase: what the candidate did, against what, and the verdict.
+/// What a phase measured over its window so far: the candidate's requests, errors and
+/// latency against the reference's, and in the shadow the divergence. One reading of both
+/// slots' `/metrics` gives them (`crate::rollout::run`); the same figures are judged when the
+/// phase ends and shown by `status` while it runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PhaseReport {
+pub struct Figures {
     pub phase: PhaseKind,
     /// The share of live traffic the candidate answered (percent): 0 in the shadow phase,
     /// the step's share in a canary step, 100 in the watch.
@@ -65,12 +79,9 @@ pub struct PhaseReport {
     /// Shadow only: the largest |candidate − active| the candidate has seen, in label units.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_divergence: Option<f64>,
-    pub passed: bool,
-    /// The verdict in words: the figures against the limits, or why nothing was judged.
-    pub reason: String,
 }
 
-impl PhaseReport {
+impl Figures {
     /// The phase's name with its share: `shadow`, `canary 10%`, `watch`.
     pub fn title(&self) -> String {
         match self.phase {
@@ -79,10 +90,10 @@ impl PhaseReport {
         }
     }
 
-    /// One line for `status`: the title, the figures, the verdict.
-    pub fn line(&self) -> String {
-        let mut figures = vec![format!("{:.0} s", self.seconds)];
-        figures.push(match (self.mirror_percent, self.live_requests) {
+    /// The figures in words, after the seconds: `120 requests, 0 errors (0.00%), p99 …`;
+    /// in the shadow, `120 copies of 2400 live requests (5.0%, shadow_percent 5), …`.
+    fn summary(&self) -> String {
+        let mut figures = vec![match (self.mirror_percent, self.live_requests) {
             (Some(share), Some(live)) if live > 0 => format!(
                 "{} copies of {live} live requests ({:.1}%, shadow_percent {share})",
                 self.requests,
@@ -90,7 +101,7 @@ impl PhaseReport {
             ),
             (Some(share), _) => format!("{} copies (shadow_percent {share})", self.requests),
             _ => format!("{} requests", self.requests),
-        });
+        }];
         if let Some(rate) = self.error_rate {
             figures.push(format!("{} errors ({:.2}%)", self.errors, rate * 100.0));
         }
@@ -111,12 +122,80 @@ impl PhaseReport {
                 "divergence mean {mean:.4}, max {max:.4} on {rows} rows"
             ));
         }
+        figures.join(", ")
+    }
+}
+
+/// One analysed phase: what the candidate did, against what, and the verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseReport {
+    #[serde(flatten)]
+    pub figures: Figures,
+    /// True when the phase judged the candidate and found it within every limit.
+    pub passed: bool,
+    /// True when the phase could not judge the candidate: fewer than
+    /// `crate::rollout::metrics::MIN_REQUESTS` requests reached it and none of what did
+    /// breached a limit. The rollout stops then as for a breach (`passed` is false): without
+    /// evidence, traffic does not move on (issue 11; Argo Rollouts' "Inconclusive").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inconclusive: bool,
+    /// The verdict in words: the figures against the limits, or why nothing was judged.
+    pub reason: String,
+}
+
+impl PhaseReport {
+    /// The phase's name with its share: `shadow`, `canary 10%`, `watch`.
+    pub fn title(&self) -> String {
+        self.figures.title()
+    }
+
+    /// The verdict in one word, as `status` prints it.
+    pub fn verdict(&self) -> &'static str {
+        match (self.passed, self.inconclusive) {
+            (true, _) => "passed",
+            (false, true) => "INCONCLUSIVE",
+            (false, false) => "STOPPED",
+        }
+    }
+
+    /// One line for `status`: the title, the figures, the verdict.
+    pub fn line(&self) -> String {
         format!(
-            "{:<11} {}  {}: {}",
+            "{:<11} {:.0} s, {}  {}: {}",
             self.title(),
-            figures.join(", "),
-            if self.passed { "passed" } else { "STOPPED" },
+            self.figures.seconds,
+            self.figures.summary(),
+            self.verdict(),
             self.reason
+        )
+    }
+}
+
+/// The phase a rollout runs now, with its figures so far: kept in the rollout's intent
+/// (`crate::history::Intent`) and rewritten at every reading of the slots (every half
+/// second), for `status`, `status --json` and the dashboard (issue 11). It has no verdict:
+/// the phase judges its figures when it ends, into a [`PhaseReport`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseSoFar {
+    #[serde(flatten)]
+    pub figures: Figures,
+    /// How long the phase is configured to last, in seconds.
+    pub of_seconds: u64,
+    /// When these figures were read (RFC 3339, UTC): a rollout killed mid-phase leaves them
+    /// behind until the next command reconciles it, and their age says so.
+    pub as_of: String,
+}
+
+impl PhaseSoFar {
+    /// One line for `status`: `canary 10%  3 s of 30 so far, 120 requests, …`.
+    pub fn line(&self) -> String {
+        format!(
+            "{:<11} {:.0} s of {} so far, {} (as of {})",
+            self.figures.title(),
+            self.figures.seconds,
+            self.of_seconds,
+            self.figures.summary(),
+            self.as_of
         )
     }
 }

@@ -2,6 +2,8 @@
 //! of `crate::rollout`). These are methods of the [`Deployer`], whose lock, intent, switch and
 //! reconcile they share.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
@@ -13,11 +15,82 @@ use crate::state::State;
 use crate::switch::{self, SwitchError};
 
 use super::metrics::{self, Reading, MIN_REQUESTS};
-use super::report::{PhaseKind, PhaseReport};
+use super::report::{Figures, PhaseKind, PhaseReport, PhaseSoFar};
 use super::{Promote, Settings};
 
 /// How often a phase reads the slots' metrics.
 const POLL: Duration = Duration::from_millis(500);
+
+/// How much longer systemd may let the deploy run, from each reading of a phase
+/// (`EXTEND_TIMEOUT_USEC`, sd_notify(3)). `bluegreen-deploy.service` is a oneshot unit
+/// whose `TimeoutStartSec=` (10 min) covers a deploy without rollout; a rollout's phases may
+/// last hours (`shadow_seconds` + each step's `step_seconds` + `watch_seconds`). systemd
+/// moves the unit's start deadline to at least this far ahead of each such message
+/// (`NotifyAccess=main` lets the deploy send it), so the deadline follows the rollout as it
+/// runs, whatever the config says now, and a deploy that stops reading (hung) is still
+/// stopped this long after its last reading. 5 minutes is room for what follows a phase: a
+/// reload of NGINX and its old workers' drain, the switch's confirmation, or putting
+/// traffic back. Without `NOTIFY_SOCKET` (a deploy by hand, or under `up`), nothing is sent.
+const SYSTEMD_EXTENSION: Duration = Duration::from_secs(300);
+
+/// A signal that asked the deploy to stop: SIGINT (Ctrl-C), SIGTERM (`systemctl stop`, and
+/// systemd's own stop at a start timeout: systemd.kill(5)) or SIGHUP (a closed terminal).
+#[derive(Debug, Clone, Copy)]
+pub struct Signal(i32);
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            signal_hook::consts::SIGINT => "SIGINT",
+            signal_hook::consts::SIGTERM => "SIGTERM",
+            _ => "SIGHUP",
+        })
+    }
+}
+
+/// While a rollout's phases run, [`Signal`]s are noted instead of ending the process at
+/// once, which would leave NGINX mirroring to the candidate or splitting traffic with
+/// nothing to watch it until the next command's reconcile. A phase checks at each reading
+/// ([`POLL`]); the deploy then puts all traffic back on the previous slot, records the
+/// rollout as failed at that phase, and exits. Dropping this restores each signal's default
+/// action. A second signal while traffic goes back is noted too: the restore is short (one
+/// NGINX reload), and `kill -9` still stops everything, for the reconcile to finish.
+struct Signals {
+    caught: Arc<AtomicUsize>,
+    ids: Vec<signal_hook::SigId>,
+}
+
+impl Signals {
+    fn arm() -> Signals {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let caught = Arc::new(AtomicUsize::new(0));
+        let ids = [SIGINT, SIGTERM, SIGHUP]
+            .into_iter()
+            .filter_map(|signal| {
+                signal_hook::flag::register_usize(signal, caught.clone(), signal as usize)
+                    .map_err(|e| warn!("cannot catch signal {signal} during the rollout: {e}"))
+                    .ok()
+            })
+            .collect();
+        Signals { caught, ids }
+    }
+
+    /// The signal caught so far, if any, as an error.
+    fn check(&self) -> Result<(), Signal> {
+        match self.caught.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            signal => Err(Signal(signal as i32)),
+        }
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
 
 /// What a phase compares the candidate with.
 enum Reference {
@@ -46,6 +119,15 @@ impl Deployer<'_> {
             );
             return Ok(Outcome::Waiting);
         }
+        // From here on traffic may be mirrored or split: a signal must not leave it so.
+        let signals = Signals::arm();
+        let interrupted = |step: &'static str, signal: Signal| {
+            warn!("{signal} during the rollout: all traffic back on {from}");
+            Failure {
+                restored: self.restore(from, true),
+                ..Failure::at(step, StepError::Interrupted { signal })
+            }
+        };
         if settings.shadow_seconds > 0 {
             self.enter(intent, Phase::Shadow)?;
             self.nginx_change("shadow", from, || {
@@ -55,13 +137,16 @@ impl Deployer<'_> {
                 "NGINX mirrors {}% of live requests to {to} for {} s (shadow); clients get {from}'s answers",
                 settings.shadow_percent, settings.shadow_seconds
             );
-            let report = self.analyse(
-                PhaseKind::Shadow,
-                0,
-                settings.shadow_seconds,
-                to,
-                Reference::Live(from),
-            );
+            let report = self
+                .analyse(
+                    intent,
+                    PhaseKind::Shadow,
+                    0,
+                    to,
+                    Reference::Live(from),
+                    &signals,
+                )
+                .map_err(|signal| interrupted("shadow", signal))?;
             if let Some(stopped) = self.judged(intent, report, "shadow") {
                 return self.stop(from, to, intent, stopped);
             }
@@ -82,13 +167,16 @@ impl Deployer<'_> {
                 100 - percent,
                 settings.step_seconds
             );
-            let report = self.analyse(
-                PhaseKind::Canary,
-                percent,
-                settings.step_seconds,
-                to,
-                Reference::Live(from),
-            );
+            let report = self
+                .analyse(
+                    intent,
+                    PhaseKind::Canary,
+                    percent,
+                    to,
+                    Reference::Live(from),
+                    &signals,
+                )
+                .map_err(|signal| interrupted("canary", signal))?;
             if let Some(stopped) = self.judged(intent, report, &step) {
                 return self.stop(from, to, intent, stopped);
             }
@@ -102,13 +190,16 @@ impl Deployer<'_> {
                 "watching {to} for {} s with all the traffic",
                 settings.watch_seconds
             );
-            let report = self.analyse(
-                PhaseKind::Watch,
-                100,
-                settings.watch_seconds,
-                to,
-                Reference::Fixed(before),
-            );
+            let report = self
+                .analyse(
+                    intent,
+                    PhaseKind::Watch,
+                    100,
+                    to,
+                    Reference::Fixed(before),
+                    &signals,
+                )
+                .map_err(|signal| interrupted("watch", signal))?;
             if let Some(stopped) = self.judged(intent, report, "watch") {
                 return self.stop(from, to, intent, stopped);
             }
@@ -161,28 +252,57 @@ impl Deployer<'_> {
         Ok(())
     }
 
-    /// Records a phase's report and step; returns the reason to stop, if it breached.
-    fn judged(&self, intent: &mut Intent, report: PhaseReport, step: &str) -> Option<String> {
+    /// Records a phase's report and step, in place of its figures so far; returns why the
+    /// rollout stops, if the phase breached or could not judge.
+    fn judged(&self, intent: &mut Intent, report: PhaseReport, step: &str) -> Option<Stopped> {
         info!(step, "{}", report.line());
         intent.record.step(step);
-        let stopped = (!report.passed).then(|| format!("{}: {}", report.title(), report.reason));
+        let stopped = (!report.passed).then(|| Stopped {
+            reason: format!(
+                "{}{}: {}",
+                report.title(),
+                if report.inconclusive {
+                    " inconclusive"
+                } else {
+                    ""
+                },
+                report.reason
+            ),
+            inconclusive: report.inconclusive,
+        });
         intent.record.rollout.push(report);
-        // Best effort: the figures so far, for `status` while the rollout runs.
+        intent.so_far = None;
+        // Best effort: the finished phases' figures, for `status` while the rollout runs.
         let _ = self.write_intent(intent);
         stopped
     }
 
-    /// Stops a rollout whose phase breached: the intent moves to phase `abort` (a kill from
-    /// here on is finished by the reconcile), all traffic goes back to `from` with the mirror
-    /// off, and `to` goes back on its previous model.
+    /// Stops a rollout whose phase breached or could not judge: the intent moves to phase
+    /// `abort` (a kill from here on is finished by the reconcile), all traffic goes back to
+    /// `from` with the mirror off, and `to` goes back on its previous model; except that a
+    /// promoted candidate that could not be judged stays on `to` and waits again (as after a
+    /// promote that failed, `crate::deploy::Deployer::conclude`): nothing was found wrong
+    /// with it, and the operator who promoted it decides again.
     fn stop(
         &self,
         from: Slot,
         to: Slot,
         intent: &mut Intent,
-        reason: String,
+        stopped: Stopped,
     ) -> Result<Outcome, Failure> {
-        intent.record.reason = Some(format!("{reason}; all traffic back on {from}"));
+        let Stopped {
+            reason,
+            inconclusive,
+        } = stopped;
+        let waits_again = inconclusive && intent.manual;
+        intent.record.reason = Some(format!(
+            "{reason}; all traffic back on {from}{}",
+            if waits_again {
+                format!("; {to} waits again")
+            } else {
+                String::new()
+            }
+        ));
         self.enter(intent, Phase::Abort)?;
         warn!("stopping the rollout ({reason}): all traffic back on {from}");
         if !self.restore(from, true) {
@@ -192,22 +312,37 @@ impl Deployer<'_> {
             });
         }
         intent.record.step("abort");
-        self.restore_resting(to, intent.target_link_before.as_deref());
-        intent.record.step("restore-resting");
-        Ok(Outcome::Aborted)
+        if !waits_again {
+            self.restore_resting(to, intent.target_link_before.as_deref());
+            intent.record.step("restore-resting");
+        }
+        Ok(if inconclusive {
+            Outcome::Inconclusive
+        } else {
+            Outcome::Aborted
+        })
     }
 
-    /// Reads `candidate` and the reference over `seconds` (every [`POLL`]), and judges the
-    /// window; stops early at a breach once the candidate answered [`MIN_REQUESTS`].
+    /// Reads `candidate` and the reference over the phase's configured seconds (every
+    /// [`POLL`]), and judges the window; stops early at a breach once the candidate answered
+    /// [`MIN_REQUESTS`]. After each reading that does not end the phase, the figures so far go
+    /// into the intent, for `status`, and to systemd ([`SYSTEMD_EXTENSION`]). A signal caught
+    /// meanwhile ([`Signals`]) ends it at the next reading.
     fn analyse(
         &self,
+        intent: &mut Intent,
         phase: PhaseKind,
         percent: u8,
-        seconds: u64,
         candidate: Slot,
         reference: Reference,
-    ) -> PhaseReport {
+        signals: &Signals,
+    ) -> Result<PhaseReport, Signal> {
         let settings = &self.config.rollout;
+        let seconds = match phase {
+            PhaseKind::Shadow => settings.shadow_seconds,
+            PhaseKind::Canary => settings.step_seconds,
+            PhaseKind::Watch => settings.watch_seconds,
+        };
         let read = |slot| Reading::of(&switch::endpoint(self.config, slot));
         let started = Instant::now();
         let (c0, r0) = (
@@ -220,14 +355,25 @@ impl Deployer<'_> {
         let limit = Duration::from_secs(seconds);
         loop {
             std::thread::sleep(POLL.min(limit.saturating_sub(started.elapsed())));
+            signals.check()?;
             let elapsed = started.elapsed();
             let window = match (&c0, read(candidate)) {
                 (Ok(before), Ok(now)) => now.since(before),
                 (Err(e), _) => {
-                    return unreadable(phase, percent, elapsed, &crate::history::chain(e))
+                    return Ok(unreadable(
+                        phase,
+                        percent,
+                        elapsed,
+                        &crate::history::chain(e),
+                    ))
                 }
                 (_, Err(e)) => {
-                    return unreadable(phase, percent, elapsed, &crate::history::chain(&e))
+                    return Ok(unreadable(
+                        phase,
+                        percent,
+                        elapsed,
+                        &crate::history::chain(&e),
+                    ))
                 }
             };
             let against = match (&reference, &r0) {
@@ -237,9 +383,32 @@ impl Deployer<'_> {
                 (Reference::Fixed(reading), _) => Some(reading.clone()),
                 _ => None,
             };
-            let report = judge(settings, phase, percent, elapsed, &window, against.as_ref());
-            if elapsed >= limit || (!report.passed && report.requests >= MIN_REQUESTS) {
-                return report;
+            let figures = measure(
+                settings.shadow_percent,
+                phase,
+                percent,
+                elapsed,
+                &window,
+                against.as_ref(),
+            );
+            let report = judge(settings, figures);
+            let breached = !report.passed && !report.inconclusive;
+            if elapsed >= limit || (breached && report.figures.requests >= MIN_REQUESTS) {
+                return Ok(report);
+            }
+            let so_far = PhaseSoFar {
+                figures: report.figures,
+                of_seconds: seconds,
+                as_of: crate::model::now_rfc3339(),
+            };
+            tell_systemd(&so_far);
+            intent.so_far = Some(so_far);
+            if let Err(e) = self.write_intent(intent) {
+                // The rollout goes on; only `status` misses these figures.
+                warn!(
+                    "cannot write the phase's figures so far: {}",
+                    crate::history::chain(&e)
+                );
             }
         }
     }
@@ -280,12 +449,14 @@ impl Deployer<'_> {
             record,
             target_link_before: before,
             manual: true,
+            so_far: None,
         };
         let result = self.roll(&version, from, to, &mut intent, true);
         let record = self.conclude(intent, result)?;
         self.prune();
         Ok(match record.outcome {
             Outcome::Aborted => Done::Aborted(Box::new(record)),
+            Outcome::Inconclusive => Done::Inconclusive(Box::new(record)),
             _ => Done::Switched(Box::new(record)),
         })
     }
@@ -312,6 +483,7 @@ impl Deployer<'_> {
             record,
             target_link_before: before,
             manual: true,
+            so_far: None,
         };
         let result = self
             .write_intent(&intent)
@@ -351,59 +523,115 @@ fn ends(waiting: &Record) -> Result<(Slot, Slot, String), DeployError> {
     }
 }
 
+/// Why a phase stopped the rollout.
+struct Stopped {
+    /// The phase's title and its verdict's reason.
+    reason: String,
+    /// It could not judge the candidate, rather than finding it over a limit.
+    inconclusive: bool,
+}
+
+/// Tells systemd, when it runs the deploy (`NOTIFY_SOCKET`), that the rollout is alive: a
+/// start deadline [`SYSTEMD_EXTENSION`] from now at least, and the phase's figures as the
+/// unit's status line (`systemctl status bluegreen-deploy`).
+fn tell_systemd(so_far: &PhaseSoFar) {
+    let usec = u32::try_from(SYSTEMD_EXTENSION.as_micros()).expect("5 minutes fit in a u32");
+    let status = format!("rollout: {}", so_far.line());
+    // A failure leaves the unit's own TimeoutStartSec= in force, which is all it can cost.
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::ExtendTimeoutUsec(usec),
+        sd_notify::NotifyState::Status(&status),
+    ]);
+}
+
 /// A report for a candidate whose metrics cannot be read: a breach, since a candidate that
 /// does not answer `/metrics` may not take traffic.
 fn unreadable(phase: PhaseKind, percent: u8, elapsed: Duration, why: &str) -> PhaseReport {
     PhaseReport {
-        phase,
-        percent,
-        seconds: elapsed.as_secs_f64(),
-        requests: 0,
-        errors: 0,
-        error_rate: None,
-        p99_ms: None,
-        reference_p99_ms: None,
-        latency_ratio: None,
-        mirror_percent: None,
-        live_requests: None,
-        rows: None,
-        mean_divergence: None,
-        max_divergence: None,
+        figures: Figures {
+            phase,
+            percent,
+            seconds: elapsed.as_secs_f64(),
+            requests: 0,
+            errors: 0,
+            error_rate: None,
+            p99_ms: None,
+            reference_p99_ms: None,
+            latency_ratio: None,
+            mirror_percent: None,
+            live_requests: None,
+            rows: None,
+            mean_divergence: None,
+            max_divergence: None,
+        },
         passed: false,
+        inconclusive: false,
         reason: format!("the candidate's metrics cannot be read: {why}"),
     }
 }
 
-/// Judges a window of the candidate (`c`) against the reference (`r`) by `settings`.
-fn judge(
-    settings: &Settings,
+/// The figures of a window of the candidate (`c`) against the reference (`r`): the one place
+/// they are computed, for the verdict and for `status` alike. In the shadow, `shadow_percent`
+/// is the share of live requests mirrored, of which the reference's live requests are the
+/// whole.
+fn measure(
+    shadow_percent: f64,
     phase: PhaseKind,
     percent: u8,
     elapsed: Duration,
     c: &Reading,
     r: Option<&Reading>,
-) -> PhaseReport {
+) -> Figures {
     let shadow = phase == PhaseKind::Shadow;
     let (requests, errors, latency) = if shadow {
         (c.shadow.requests, c.shadow.errors, &c.shadow.latency)
     } else {
         (c.requests, c.errors, &c.latency)
     };
-    let error_rate = (requests > 0).then(|| errors as f64 / requests as f64);
     let reference = r.map(|r| &r.latency);
-    let latency_ratio = reference.and_then(|r| metrics::latency_ratio(latency, r));
     let (mirror_percent, live_requests) = if shadow {
-        (Some(settings.shadow_percent), r.map(|r| r.requests))
+        (Some(shadow_percent), r.map(|r| r.requests))
     } else {
         (None, None)
     };
-    let (rows, mean, max) = if shadow {
+    let (rows, mean_divergence, max_divergence) = if shadow {
         let rows = c.shadow.rows;
         let mean = (rows > 0).then(|| c.shadow.divergence_sum / rows as f64);
         (Some(rows), mean, Some(c.shadow.divergence_max))
     } else {
         (None, None, None)
     };
+    Figures {
+        phase,
+        percent,
+        seconds: elapsed.as_secs_f64(),
+        requests,
+        errors,
+        error_rate: (requests > 0).then(|| errors as f64 / requests as f64),
+        p99_ms: latency.quantile_ms(0.99),
+        reference_p99_ms: reference.and_then(|r| r.quantile_ms(0.99)),
+        latency_ratio: reference.and_then(|r| metrics::latency_ratio(latency, r)),
+        mirror_percent,
+        live_requests,
+        rows,
+        mean_divergence,
+        max_divergence,
+    }
+}
+
+/// Judges a phase's figures by `settings`: a breach of any limit stops the rollout; with no
+/// breach, fewer than [`MIN_REQUESTS`] on the candidate is inconclusive and stops it too
+/// (issue 11: without evidence, traffic does not move on).
+fn judge(settings: &Settings, figures: Figures) -> PhaseReport {
+    let Figures {
+        phase,
+        requests,
+        errors,
+        error_rate,
+        latency_ratio,
+        mean_divergence: mean,
+        ..
+    } = figures;
     let mut breaches = Vec::new();
     if let Some(mean) = mean.filter(|m| *m > settings.max_divergence) {
         breaches.push(format!(
@@ -429,11 +657,16 @@ fn judge(
             settings.max_latency_ratio
         ));
     }
-    let passed = breaches.is_empty();
-    let reason = if !passed {
+    let inconclusive = breaches.is_empty() && requests < MIN_REQUESTS;
+    let passed = breaches.is_empty() && !inconclusive;
+    let reason = if !breaches.is_empty() {
         breaches.join("; ")
-    } else if requests == 0 {
-        "no request reached the candidate in the window: nothing to judge".to_string()
+    } else if inconclusive {
+        format!(
+            "{requests} {} reached the candidate in {:.0} s, fewer than the {MIN_REQUESTS} a verdict needs",
+            phase.requests_counted(),
+            figures.seconds
+        )
     } else {
         let mut within = vec![format!(
             "error rate within {:.2}%",
@@ -442,7 +675,12 @@ fn judge(
         match latency_ratio {
             Some(_) => within.push(format!("p99 within {}×", settings.max_latency_ratio)),
             None => within.push(format!(
-                "latency not judged (under {MIN_REQUESTS} requests on a side)"
+                "latency not judged (the {} answered fewer than {MIN_REQUESTS} requests)",
+                if phase == PhaseKind::Watch {
+                    "previous slot"
+                } else {
+                    "active slot"
+                }
             )),
         }
         if mean.is_some() {
@@ -454,21 +692,50 @@ fn judge(
         within.join(", ")
     };
     PhaseReport {
-        phase,
-        percent,
-        seconds: elapsed.as_secs_f64(),
-        requests,
-        errors,
-        error_rate,
-        p99_ms: latency.quantile_ms(0.99),
-        reference_p99_ms: reference.and_then(|r| r.quantile_ms(0.99)),
-        latency_ratio,
-        mirror_percent,
-        live_requests,
-        rows,
-        mean_divergence: mean,
-        max_divergence: max,
+        figures,
         passed,
+        inconclusive,
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canary(requests: u64, errors: u64) -> Figures {
+        Figures {
+            phase: PhaseKind::Canary,
+            percent: 10,
+            seconds: 30.0,
+            requests,
+            errors,
+            error_rate: (requests > 0).then(|| errors as f64 / requests as f64),
+            p99_ms: None,
+            reference_p99_ms: None,
+            latency_ratio: None,
+            mirror_percent: None,
+            live_requests: None,
+            rows: None,
+            mean_divergence: None,
+            max_divergence: None,
+        }
+    }
+
+    #[test]
+    fn a_phase_is_judged_on_enough_requests_and_a_breach_on_any() {
+        let settings = Settings::default();
+        let few = judge(&settings, canary(MIN_REQUESTS - 1, 0));
+        assert!(!few.passed && few.inconclusive, "{few:?}");
+        assert_eq!(few.verdict(), "INCONCLUSIVE");
+        assert!(few.reason.starts_with("99 requests"), "{}", few.reason);
+        let none = judge(&settings, canary(0, 0));
+        assert!(none.inconclusive, "{none:?}");
+        let enough = judge(&settings, canary(MIN_REQUESTS, 0));
+        assert!(enough.passed && !enough.inconclusive, "{enough:?}");
+        // Errors are evidence at any count: a breach, not "inconclusive".
+        let failing = judge(&settings, canary(10, 5));
+        assert!(!failing.passed && !failing.inconclusive, "{failing:?}");
+        assert_eq!(failing.verdict(), "STOPPED");
     }
 }

@@ -12,6 +12,16 @@ fn help_documents_exit_codes() {
     );
     let out = env.ok(&["deploy", "--help"]);
     assert!(out.contains("3   the quality gate refused"), "{out}");
+    // The rollout's statuses (issue 11): both commands that run a rollout say them all.
+    for command in ["deploy", "promote"] {
+        let out = env.ok(&[command, "--help"]);
+        for status in [
+            "4   the rollout's analysis stopped",
+            "5   a rollout phase had too few requests",
+        ] {
+            assert!(out.contains(status), "{command}: {status:?} in {out}");
+        }
+    }
 }
 
 #[test]

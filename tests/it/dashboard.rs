@@ -718,3 +718,55 @@ fn the_page_shows_a_candidate_waiting_for_promote_and_the_live_accuracy() {
     let banner = section(&dom, "id=\"rollout\"", ">");
     assert!(banner.contains("hidden"), "{banner}");
 }
+
+/// A rollout killed mid-phase leaves its figures so far in the intent until a command
+/// reconciles it; the page, which reconciles nothing, says when they were read, so that
+/// figures that stopped moving do not pass for a rollout that runs (issue 11).
+#[test]
+fn the_page_says_when_a_rollouts_figures_so_far_were_read() {
+    let chromium = Chromium::find();
+    let env = Env::with_extra("[rollout]\nsteps = [50, 100]\nstep_seconds = 30");
+    let _up = env.up_idle();
+    env.ok(&["train"]);
+    let mut deploy = env
+        .cmd(&["deploy"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let intent = env.state().join("run/deploy-intent.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let as_of = loop {
+        assert!(std::time::Instant::now() < deadline, "no figures so far");
+        assert!(deploy.try_wait().unwrap().is_none(), "the deploy ended");
+        let so_far = std::fs::read(&intent)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|i| i["so_far"]["as_of"].as_str().map(str::to_string));
+        if let Some(as_of) = so_far {
+            break as_of;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    crate::util::kill9(deploy.id() as i32);
+    deploy.wait().unwrap();
+    let as_of = std::fs::read(&intent)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|i| i["so_far"]["as_of"].as_str().map(str::to_string))
+        .unwrap_or(as_of);
+    let dom = chromium.run(
+        &format!("http://{}/-/", env.public),
+        Duration::from_secs(6),
+        &["--dump-dom"],
+    );
+    let dom = String::from_utf8(dom.stdout).unwrap();
+    let banner = section(&dom, "id=\"rollout\"", "</p>");
+    let shown = as_of.replace('T', " ").replace('Z', "");
+    assert!(
+        banner.contains("now canary 50%: ") && banner.contains(&format!("as of {shown}")),
+        "{shown:?} in {banner}"
+    );
+    // The next command reconciles the killed rollout.
+    env.ok(&["status"]);
+}

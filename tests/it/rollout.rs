@@ -1,7 +1,9 @@
 //! Rollouts (issue 11) under `bluegreen up`, with real NGINX and concurrent load: a candidate
 //! that waits for an operator (`promote = "manual"`), its preview through NGINX, `promote` and
-//! `abort`; a good candidate through every phase, each recorded with its figures; canary
-//! steps refused in socket mode; and the live accuracy of `add-data`.
+//! `abort`; a good candidate through every phase, each recorded with its figures; a phase
+//! without enough traffic to judge, which stops the rollout; the running phase's figures in
+//! `status`, and what a rollout tells systemd; canary steps refused in socket mode; and the
+//! live accuracy of `add-data`.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -137,17 +139,24 @@ fn a_manual_candidate_waits_is_previewed_survives_a_restart_and_is_promoted_or_a
     );
 }
 
+/// Sets `[table] key = value` in the environment's config file.
+fn set_key(env: &Env, table: &str, key: &str, value: toml::Value) {
+    let mut config: toml::Table = crate::util::read(&env.config).parse().unwrap();
+    let section = config
+        .entry(table)
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    section.as_table_mut().unwrap().insert(key.into(), value);
+    std::fs::write(&env.config, toml::to_string(&config).unwrap()).unwrap();
+}
+
 /// Sets `[nginx] preview_from = [entry]` in the environment's config file.
 fn set_preview_from(env: &Env, entry: &str) {
-    let mut table: toml::Table = crate::util::read(&env.config).parse().unwrap();
-    let nginx = table
-        .entry("nginx")
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    nginx.as_table_mut().unwrap().insert(
-        "preview_from".into(),
+    set_key(
+        env,
+        "nginx",
+        "preview_from",
         toml::Value::Array(vec![toml::Value::from(entry)]),
     );
-    std::fs::write(&env.config, toml::to_string(&table).unwrap()).unwrap();
 }
 
 #[test]
@@ -203,9 +212,10 @@ fn nginx_preview_from_lets_an_address_preview_once_restart_applied_it() {
 #[test]
 fn a_good_candidate_goes_through_shadow_canary_steps_and_watch_each_recorded() {
     // Latency is not what this test is about: a generous ratio keeps a busy test machine's
-    // scheduling out of the verdicts.
+    // scheduling out of the verdicts. Every request mirrored, so that 2 s of shadow see the
+    // 100 copies a verdict needs.
     let env = Env::with_extra(
-        "[rollout]\nshadow_seconds = 2\nsteps = [10, 50, 100]\nstep_seconds = 2\nwatch_seconds = 2\nmax_latency_ratio = 50.0",
+        "[rollout]\nshadow_seconds = 2\nshadow_percent = 100\nsteps = [10, 50, 100]\nstep_seconds = 2\nwatch_seconds = 2\nmax_latency_ratio = 50.0",
     );
     let _up = env.up();
     let v1 = env.predict().header("x-model-version").unwrap().to_string();
@@ -302,19 +312,25 @@ fn canary_steps_are_refused_in_socket_mode_shadow_and_watch_are_not() {
     );
     let out = env.run(&["check"]);
     assert_eq!(out.status.code(), Some(1));
+    // Every request mirrored, so that 1 s of shadow sees the 100 copies a verdict needs.
     let env = Env::with_extra(
-        "[rollout]\nshadow_seconds = 1\nwatch_seconds = 1\nmax_latency_ratio = 50.0\n[nginx]\nswitch = \"socket\"",
+        "[rollout]\nshadow_seconds = 1\nshadow_percent = 100\nwatch_seconds = 1\nmax_latency_ratio = 50.0\n[nginx]\nswitch = \"socket\"",
     );
     let _up = env.up();
     let v1 = env.predict().header("x-model-version").unwrap().to_string();
+    // Traffic for the phases to judge.
+    let load = load(&env);
+    std::thread::sleep(Duration::from_millis(300));
     env.ok(&["add-data", "--sample", "2"]);
     env.wait_for_new_version(&v1, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_no_failures(&load.finish());
     let record = bluegreen::history::read_all(&env.state().join("deploys.jsonl"))
         .unwrap()
         .into_iter()
         .rfind(|r| r.action == Action::Deploy)
         .unwrap();
-    let phases: Vec<PhaseKind> = record.rollout.iter().map(|p| p.phase).collect();
+    let phases: Vec<PhaseKind> = record.rollout.iter().map(|p| p.figures.phase).collect();
     assert_eq!(phases, [PhaseKind::Shadow, PhaseKind::Watch], "{record:#?}");
 }
 
@@ -450,4 +466,417 @@ fn the_shadow_compares_the_predictions_of_every_protocol_binary_tensors_too() {
     assert_eq!(metric(env.green, "bluegreen_shadow_requests_total"), 4.0);
     // The same model on both slots: no divergence.
     assert_eq!(metric(env.green, "bluegreen_shadow_divergence_max"), 0.0);
+}
+
+/// The deploys and promotes of the history, in order, as (action, outcome).
+fn story(env: &Env) -> Vec<(Action, Outcome)> {
+    bluegreen::history::read_all(&env.state().join("deploys.jsonl"))
+        .unwrap()
+        .iter()
+        .filter(|r| matches!(r.action, Action::Deploy | Action::Promote))
+        .map(|r| (r.action, r.outcome))
+        .collect()
+}
+
+#[test]
+fn a_canary_step_without_traffic_stops_inconclusive_and_the_previous_slot_keeps_serving() {
+    let env =
+        Env::with_extra("[rollout]\nsteps = [50, 100]\nstep_seconds = 2\nmax_latency_ratio = 50.0");
+    let _up = env.up();
+    let v1 = env.predict().header("x-model-version").unwrap().to_string();
+
+    // The trainer's deploy after `add-data`, with no client sending a request: the step has
+    // nothing to judge, so traffic does not move on.
+    env.ok(&["add-data", "--sample", "2"]);
+    let record = wait_for_record(&env, "inconclusive deploy", |r| {
+        r.action == Action::Deploy && r.outcome != Outcome::InProgress
+    });
+    assert_eq!(record.outcome, Outcome::Inconclusive, "{record:#?}");
+    let v2 = record.to_version.clone().unwrap();
+    assert_eq!(record.rollout.len(), 1, "{record:#?}");
+    let step = &record.rollout[0];
+    assert_eq!(
+        (step.figures.phase, step.figures.percent),
+        (PhaseKind::Canary, 50)
+    );
+    assert!(step.inconclusive && !step.passed, "{step:?}");
+    assert!(step.figures.requests < 100, "{step:?}");
+    assert!(
+        step.reason.starts_with(&format!(
+            "{} requests reached the candidate",
+            step.figures.requests
+        )) && step.reason.contains("fewer than the 100 a verdict needs"),
+        "{}",
+        step.reason
+    );
+    let reason = record.reason.clone().unwrap();
+    assert!(
+        reason.starts_with("canary 50% inconclusive: ")
+            && reason.ends_with("all traffic back on blue"),
+        "{reason}"
+    );
+
+    // The previous slot is active and serves; the candidate's slot is back on v1.
+    let r = env.predict();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-model-version"), Some(v1.as_str()));
+    assert_eq!(r.header("x-slot"), Some("blue"));
+    let include = crate::util::read(&env.state().join("nginx/upstream.conf"));
+    assert!(include.contains("# active slot: blue\n") && !include.contains("weight="));
+    assert_eq!(linked(&env, "green"), v1);
+    let status = env.status_json();
+    assert_eq!(status["active"], "blue");
+    assert!(status["canary_percent"].is_null(), "{status:#}");
+    assert!(status["rollout"].is_null(), "{status:#}");
+    // Settled: the trigger does not start the same rollout again at its next wake-up.
+    assert!(status["pending_deploy"].is_null(), "{status:#}");
+    env.exits(&["train", "--if-due"], 0);
+    let table = env.ok(&["status"]);
+    assert!(
+        table.contains(" inconclusive ") && table.contains("INCONCLUSIVE: 0 requests reached"),
+        "{table}"
+    );
+    // Why the newest model that passed does not serve, once the history scrolled on.
+    assert_eq!(
+        status["newest_stopped"]["version"].as_str(),
+        Some(v2.as_str())
+    );
+    assert_eq!(status["newest_stopped"]["outcome"], "inconclusive");
+    assert!(
+        table.contains(&format!("  stopped  {v2} by its rollout (inconclusive, "))
+            && table.contains(&format!("`bluegreen deploy {v2}` rolls it out again")),
+        "{table}"
+    );
+
+    // By hand: exit 5, and the hint says what to do.
+    let err = env.fails(&["deploy", &v2], 5);
+    for words in [
+        format!("the rollout could not judge {v2}: canary 50% inconclusive: "),
+        "hint: send traffic through NGINX while the phase runs".to_string(),
+        "lengthen rollout.step_seconds".to_string(),
+        "or move traffic without analysis (rollout.steps = [100]); ".to_string(),
+        format!("then `bluegreen deploy {v2}`"),
+    ] {
+        assert!(err.contains(&words), "{words:?} in {err}");
+    }
+    // Only the keys that analyse something now: no shadow, no watch is configured here.
+    assert!(
+        !err.contains("rollout.watch_seconds") && !err.contains("rollout.shadow_seconds"),
+        "{err}"
+    );
+
+    // Promoted by hand, a candidate that cannot be judged is not dropped: it waits again.
+    set_key(&env, "rollout", "promote", toml::Value::from("manual"));
+    let out = env.ok(&["deploy", &v2]);
+    assert!(out.contains("waits on green"), "{out}");
+    let err = env.fails(&["promote"], 5);
+    assert!(
+        err.contains("all traffic back on blue; green waits again; recorded in the history")
+            && err.contains("; then `bluegreen promote` once traffic flows, or `bluegreen abort`"),
+        "{err}"
+    );
+    assert_eq!(err.matches("waits again").count(), 1, "said once: {err}");
+    let status = env.status_json();
+    assert_eq!(status["waiting"]["version"].as_str(), Some(v2.as_str()));
+    assert_eq!(status["active"], "blue");
+    assert_eq!(linked(&env, "green"), v2);
+    assert_eq!(env.predict().header("x-model-version"), Some(v1.as_str()));
+
+    // With traffic, the same step judges it, and it is promoted.
+    let load = load(&env);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = env.ok(&["promote"]);
+    assert!(out.contains(&format!("promoted {v2} on green")), "{out}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_no_failures(&load.finish());
+    let records = bluegreen::history::read_all(&env.state().join("deploys.jsonl")).unwrap();
+    let promoted = records.last().unwrap();
+    let step = &promoted.rollout[0];
+    assert!(
+        step.passed && !step.inconclusive && step.figures.requests >= 100,
+        "{step:?}"
+    );
+    assert_eq!(
+        story(&env),
+        [
+            (Action::Deploy, Outcome::Inconclusive),
+            (Action::Deploy, Outcome::Inconclusive),
+            (Action::Deploy, Outcome::Waiting),
+            (Action::Promote, Outcome::Inconclusive),
+            (Action::Promote, Outcome::Deployed),
+        ]
+    );
+}
+
+#[test]
+fn status_shows_the_running_phases_figures_and_a_killed_rollout_leaves_none_behind() {
+    let env = Env::with_extra(
+        "[rollout]\nsteps = [50, 100]\nstep_seconds = 30\nmax_latency_ratio = 50.0",
+    );
+    let _up = env.up_idle();
+    let v1 = env.predict().header("x-model-version").unwrap().to_string();
+    env.ok(&["train"]);
+    let load = load(&env);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // The deploy as bluegreen-deploy.service runs it: with a NOTIFY_SOCKET (systemd's, here
+    // the test's), to which a rollout reports at every reading.
+    let socket_path = env.dir.path().join("notify.sock");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    let mut deploy = env
+        .cmd(&["deploy"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // `status --json` shows the canary step's figures so far, and they grow as it polls.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut seen: Vec<serde_json::Value> = Vec::new();
+    while seen.len() < 2 {
+        assert!(
+            deploy.try_wait().unwrap().is_none(),
+            "the deploy ended before status showed its figures: {seen:#?}"
+        );
+        assert!(std::time::Instant::now() < deadline, "{seen:#?}");
+        let status = env.status_json();
+        let current = &status["rollout"]["current"];
+        if current["requests"].as_u64().is_some_and(|n| n > 0)
+            && seen
+                .last()
+                .is_none_or(|s| s["requests"].as_u64() < current["requests"].as_u64())
+        {
+            assert_eq!(status["rollout"]["phase"], "canary", "{status:#}");
+            // What the rollout deploys is not also "pending" for the next trigger.
+            assert!(status["pending_deploy"].is_null(), "{status:#}");
+            assert_eq!(current["phase"], "canary", "{status:#}");
+            assert_eq!(current["percent"], 50, "{status:#}");
+            assert_eq!(current["of_seconds"], 30, "{status:#}");
+            assert!(current["seconds"].as_f64().unwrap() < 30.0, "{status:#}");
+            assert!(current["as_of"].is_string(), "{status:#}");
+            seen.push(current.clone());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let table = env.ok(&["status"]);
+    assert!(
+        table.contains("is in phase canary") && table.contains(" s of 30 so far, "),
+        "{table}"
+    );
+
+    // Killed mid-step: the next `status` reconciles, and nothing of the cut step is left.
+    crate::util::kill9(deploy.id() as i32);
+    deploy.wait().unwrap();
+    let status = env.status_json();
+    assert!(status["rollout"].is_null(), "{status:#}");
+    assert!(status["canary_percent"].is_null(), "{status:#}");
+    assert_eq!(status["active"], "blue");
+    assert!(
+        status["notes"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("reconciled an interrupted deploy"),
+        "{status:#}"
+    );
+    assert!(!env.state().join("run/deploy-intent.json").exists());
+    let table = env.ok(&["status"]);
+    assert!(!table.contains("so far"), "{table}");
+    let record = bluegreen::history::read_all(&env.state().join("deploys.jsonl"))
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(record.outcome, Outcome::Interrupted, "{record:#?}");
+    assert!(
+        record.rollout.is_empty(),
+        "a step cut short is not judged: {record:#?}"
+    );
+    assert_eq!(env.predict().header("x-model-version"), Some(v1.as_str()));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_no_failures(&load.finish());
+
+    // What systemd heard: at every reading, a start deadline 5 minutes on, and the figures.
+    systemd.set_nonblocking(true).unwrap();
+    let mut messages = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = systemd.recv(&mut buf) {
+        messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(messages.len() >= seen.len(), "{messages:#?}");
+    for message in &messages {
+        assert!(
+            message.contains("EXTEND_TIMEOUT_USEC=300000000\n")
+                && message.contains("STATUS=rollout: canary 50%"),
+            "{message}"
+        );
+    }
+}
+
+/// Waits until `status --json` shows the running rollout in `phase` with requests counted.
+fn wait_for_phase(env: &Env, deploy: &mut std::process::Child, phase: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            deploy.try_wait().unwrap().is_none(),
+            "the deploy ended before its {phase} phase"
+        );
+        let status = env.status_json();
+        let current = &status["rollout"]["current"];
+        if current["phase"] == phase && current["requests"].as_u64().is_some_and(|n| n > 0) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A deploy stopped by a signal in a rollout's phase (Ctrl-C, `systemctl stop`, systemd's
+/// own stop at a start timeout) puts all traffic back on the previous slot before it exits,
+/// and records why: nothing is left mirrored or split with no deploy to watch it. Before,
+/// the signal ended the process at once and the split stayed until the next command.
+#[test]
+fn a_rollout_stopped_by_a_signal_puts_traffic_back_before_it_exits() {
+    let env = Env::with_extra(
+        "[rollout]\nshadow_seconds = 60\nsteps = [50, 100]\nstep_seconds = 60\nmax_latency_ratio = 50.0\nmax_divergence = 1000.0",
+    );
+    let _up = env.up_idle();
+    let v1 = env.predict().header("x-model-version").unwrap().to_string();
+    env.ok(&["train"]);
+    let load = load(&env);
+    std::thread::sleep(Duration::from_millis(300));
+    let nginx = env.state().join("nginx");
+
+    for (signal, phase, step, stopped) in [
+        (
+            nix::sys::signal::Signal::SIGTERM,
+            "shadow",
+            "shadow",
+            "stopped by SIGTERM",
+        ),
+        (
+            nix::sys::signal::Signal::SIGINT,
+            "canary",
+            "canary",
+            "stopped by SIGINT",
+        ),
+    ] {
+        if phase == "canary" {
+            // Straight to the canary step this time.
+            let config = std::fs::read_to_string(&env.config).unwrap();
+            std::fs::write(
+                &env.config,
+                config.replace("shadow_seconds = 60", "shadow_seconds = 0"),
+            )
+            .unwrap();
+        }
+        let mut deploy = env
+            .cmd(&["deploy"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_phase(&env, &mut deploy, phase);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(deploy.id() as i32), signal).unwrap();
+        let out = deploy.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        // The deploy exited by itself, after its own clean-up, not killed by the signal.
+        assert!(
+            out.status.code().is_some_and(|c| c != 0),
+            "{:?}\n{err}",
+            out.status
+        );
+        assert!(err.contains(stopped) && err.contains("blue"), "{err}");
+
+        // Traffic is back on blue with nothing mirrored or split, before any other command.
+        let include = std::fs::read_to_string(nginx.join("upstream.conf")).unwrap();
+        assert!(!include.contains("weight="), "{include}");
+        let shadow = std::fs::read_to_string(nginx.join("shadow.conf")).unwrap();
+        assert!(
+            shadow
+                .lines()
+                .all(|l| l.starts_with('#') || l.trim().is_empty()),
+            "{shadow}"
+        );
+        let record = bluegreen::history::read_all(&env.state().join("deploys.jsonl"))
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(record.outcome, Outcome::Failed, "{record:#?}");
+        assert!(
+            record
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains(stopped)),
+            "{record:#?}"
+        );
+        assert!(
+            record
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with(&format!("{step}: "))),
+            "{record:#?}"
+        );
+        let status = env.status_json();
+        assert!(status["rollout"].is_null(), "{status:#}");
+        assert!(status["canary_percent"].is_null(), "{status:#}");
+        assert_eq!(status["active"], "blue", "{status:#}");
+        assert_eq!(env.predict().header("x-model-version"), Some(v1.as_str()));
+    }
+
+    // A promoted candidate, stopped the same way, waits again.
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        config.replace("[rollout]\n", "[rollout]\npromote = \"manual\"\n"),
+    )
+    .unwrap();
+    env.ok(&["deploy"]);
+    let candidate = env.status_json()["waiting"]["version"].clone();
+    assert!(candidate.is_string());
+    let mut promote = env
+        .cmd(&["promote"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_phase(&env, &mut promote, "canary");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(promote.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = promote.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the candidate waits again"), "{err}");
+    let status = env.status_json();
+    assert_eq!(status["waiting"]["version"], candidate, "{status:#}");
+    assert_eq!(status["active"], "blue", "{status:#}");
+    assert_eq!(env.predict().header("x-model-version"), Some(v1.as_str()));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_no_failures(&load.finish());
+}
+
+/// The deploy unit lets the deploy extend its start timeout (sd_notify's messages are
+/// refused from a unit without `NotifyAccess=`), and takes the rollout's exit statuses as
+/// the rollout working, not as a failed unit.
+#[test]
+fn the_deploy_unit_accepts_the_rollouts_timeout_extensions_and_exit_statuses() {
+    let unit = crate::util::read(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/bluegreen-deploy.service"),
+    );
+    let lines: Vec<&str> = unit.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(lines.contains(&"Type=oneshot"), "{unit}");
+    assert!(lines.contains(&"NotifyAccess=main"), "{unit}");
+    assert!(lines.contains(&"TimeoutStartSec=10min"), "{unit}");
+    let success = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("SuccessExitStatus="))
+        .unwrap();
+    for code in [3, 4, 5] {
+        assert!(
+            success.split(' ').any(|c| c == code.to_string()),
+            "{code} in {success}"
+        );
+    }
 }

@@ -111,9 +111,10 @@ fn a_shadow_phase_reports_the_copies_it_judged_and_the_share_it_mirrored() {
     let record = wait_for_record(&env, "deploy", |r| {
         r.to_version.as_deref() == Some(v2.as_str()) && r.outcome == Outcome::Deployed
     });
-    let shadow = &record.rollout[0];
+    let report = &record.rollout[0];
+    assert!(report.passed, "{report:?}");
+    let shadow = &report.figures;
     assert_eq!(shadow.phase, PhaseKind::Shadow);
-    assert!(shadow.passed, "{shadow:?}");
     assert_eq!(shadow.mirror_percent, Some(25.0));
     let live = shadow.live_requests.unwrap();
     assert!(live >= 500, "{shadow:?}");

@@ -424,6 +424,9 @@ before_reboot() {
     section "rollout.promote = \"manual\": a candidate waits, is previewed, promoted; another is aborted"
     manual_promote
 
+    section "a rollout that outlasts the deploy unit's start timeout (EXTEND_TIMEOUT_USEC)"
+    long_rollout
+
     section "systemd facts the units are built around (throwaway units)"
     systemd_facts
 
@@ -592,6 +595,36 @@ manual_promote() {
     check "...and one from 127.0.0.3 is still refused" bash -c \
         "[[ \$(curl -s -m 5 --interface 127.0.0.3 -o /dev/null -w '%{http_code}' -H 'X-Bluegreen-Preview: 1' -d '{}' $URL/) == 403 ]]"
     sed -i 's/^promote = "manual"$/#promote = "auto"/' "$CONFIG"
+}
+
+# Issue 11: a rollout may last longer than bluegreen-deploy.service's TimeoutStartSec=, and
+# the deploy's EXTEND_TIMEOUT_USEC= messages (NotifyAccess=main) keep systemd from killing it.
+# For this section a runtime drop-in lowers the timeout to 15 s, and the watch lasts 25 s,
+# under load (a phase needs requests to judge); the unit must end in success, the deploy
+# recorded with its watch, while `systemctl status` showed the watch's figures.
+long_rollout() {
+    local dropin=/run/systemd/system/bluegreen-deploy.service.d
+    mkdir -p "$dropin"
+    printf '[Service]\nTimeoutStartSec=15s\n' > "$dropin/50-e2e-timeout.conf"
+    systemctl daemon-reload
+    check "bluegreen-deploy.service takes sd_notify from the deploy (NotifyAccess=main), start timeout 15 s" bash -c \
+        "[[ \$(systemctl show -P NotifyAccess bluegreen-deploy.service) == main && \$(systemctl show -P TimeoutStartUSec bluegreen-deploy.service) == 15s ]]"
+    sed -i 's/^#watch_seconds = 0$/watch_seconds = 25/' "$CONFIG"
+    grep -q '^watch_seconds = 25$' "$CONFIG" || fail "could not set watch_seconds = 25 in $CONFIG"
+    load_start long-rollout
+    bluegreen add-data --sample 2 >/dev/null
+    check "...the deploy reaches its watch, and systemctl status shows its figures (STATUS=)" wait_for 60 bash -c \
+        "[[ \$(systemctl show -P StatusText bluegreen-deploy.service) == 'rollout: watch '*' requests'* ]]"
+    info "$(systemctl show -P StatusText bluegreen-deploy.service)"
+    wait_settled 120
+    load_verdict "a 25 s watch under a 15 s start timeout"
+    check "...bluegreen-deploy.service ended in success, not killed at 15 s" bash -c \
+        "[[ \$(systemctl show -P Result bluegreen-deploy.service) == success ]] || journalctl -u bluegreen-deploy.service --no-pager | tail -n 5"
+    check "...the deploy is recorded as deployed, its watch passed" bash -c \
+        "bluegreen status --json | jq -e '.last_deploys[-1] | .action == \"deploy\" and .outcome == \"deployed\" and .rollout[-1].phase == \"watch\" and .rollout[-1].passed' >/dev/null || bluegreen status"
+    rm -f "$dropin/50-e2e-timeout.conf"
+    systemctl daemon-reload
+    sed -i 's/^watch_seconds = 25$/#watch_seconds = 0/' "$CONFIG"
 }
 
 # Makes a training take 3 s longer after it has read the data and written its model, by
