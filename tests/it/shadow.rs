@@ -137,6 +137,21 @@ fn a_shadow_phase_reports_the_copies_it_judged_and_the_share_it_mirrored() {
 }
 
 #[test]
+fn a_shadow_that_sees_too_few_copies_is_inconclusive_and_the_hint_names_the_share() {
+    let env = Env::with_extra("[rollout]\nshadow_seconds = 1\nshadow_percent = 1");
+    let _up = env.up_idle();
+    env.ok(&["train"]);
+    // No client: no copy, so nothing to judge.
+    let err = env.fails(&["deploy"], 5);
+    assert!(
+        err.contains("shadow inconclusive: 0 mirrored requests reached the candidate")
+            && err.contains("hint: ")
+            && err.contains("raise rollout.shadow_percent"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_bad_shadow_percent_is_refused_naming_its_key_and_writes_nothing() {
     for (value, says) in [
         ("0", "above 0 and at most 100"),
