@@ -62,16 +62,17 @@ impl Default for Settings {
 
 /// `rollout.shadow_percent`'s default: one live request in twenty is copied to the candidate.
 ///
-/// Why 5 (issue 11, "mirroring must not slow clients down"; bench/run section 7): a copy
-/// costs NGINX and the candidate about one to three times what the live request costs (with
-/// every request copied, a saturated 2-core host served 0.25–0.5 of its throughput), and NGINX
-/// ends a keep-alive client's request only once its copy is answered. So on a saturated host
-/// the clients' cost grows with the share, about a tenth or less at 5%, while a request not
-/// drawn costs nothing measurable (the draw is made before any mirror, see
+/// Why 5 (issue 11, "mirroring must not slow clients down"; bench/run section 7 on the shared
+/// 2-core test host, under load from other builds): a copy costs NGINX and the candidate
+/// about what the live request costs again (every request copied: 1.6–2.2× the CPU per
+/// request, 0.53–0.81 of the throughput flat out), and NGINX reads a keep-alive client's
+/// next request only once the copy is answered (1.33× p99 at a paced load). At 5% clients
+/// kept 0.87–1.04 of their throughput flat out and 1.13× their paced p99, while a request
+/// not drawn costs nothing measurable (the draw is made before any mirror, see
 /// `crate::nginx::render_shadow`). And a minute of shadow at 5% gives the 100 copies a
-/// latency verdict needs (`crate::rollout::metrics::MIN_REQUESTS`) from 34 live requests a
-/// second, the 1,000 that resolve `max_error_rate = 0.001` from 334. A host with less
-/// traffic than that has the spare CPU that makes a larger share cheap: raise it there.
+/// verdict needs (`crate::rollout::metrics::MIN_REQUESTS`) from 34 live requests a second,
+/// the 1,000 that resolve `max_error_rate = 0.001` from 334. A host with less traffic than
+/// that has the spare CPU that makes a larger share cheap: raise it there.
 pub const DEFAULT_SHADOW_PERCENT: f64 = 5.0;
 
 /// The longest a phase may be configured to last: a day. A rollout holds the deploy lock
