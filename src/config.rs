@@ -1326,6 +1326,16 @@ mod tests {
             ),
             ("[rollout]\nmax_divergence = -1.0", "rollout.max_divergence"),
             ("[rollout]\nmax_divergence = nan", "rollout.max_divergence"),
+            ("[rollout]\nshadow_percent = 0", "rollout.shadow_percent"),
+            (
+                "[rollout]\nshadow_percent = 100.01",
+                "rollout.shadow_percent",
+            ),
+            ("[rollout]\nshadow_percent = inf", "rollout.shadow_percent"),
+            (
+                "[rollout]\nshadow_percent = 0.001",
+                "rollout.shadow_percent",
+            ),
             (
                 "[nginx]\npreview_from = [\"10.0.0.0/33\"]",
                 "nginx.preview_from",
@@ -1359,10 +1369,14 @@ mod tests {
             );
         }
         let good = Config::from_toml(
-            "[rollout]\npromote = \"manual\"\nshadow_seconds = 5\nsteps = [10, 50, 100]\nstep_seconds = 3\nwatch_seconds = 4\nmax_error_rate = 0.01\nmax_latency_ratio = 3.0\nmax_divergence = 0.2\n[nginx]\npreview_from = [\"10.0.0.0/8\", \"192.0.2.7\"]",
+            "[rollout]\npromote = \"manual\"\nshadow_seconds = 5\nshadow_percent = 0.5\nsteps = [10, 50, 100]\nstep_seconds = 3\nwatch_seconds = 4\nmax_error_rate = 0.01\nmax_latency_ratio = 3.0\nmax_divergence = 0.2\n[nginx]\npreview_from = [\"10.0.0.0/8\", \"192.0.2.7\"]",
         )
         .unwrap();
         assert_eq!(good.rollout.promote, crate::rollout::Promote::Manual);
+        assert_eq!(good.rollout.shadow_percent, 0.5);
+        // An integer is a share too.
+        let whole = Config::from_toml("[rollout]\nshadow_percent = 100").unwrap();
+        assert_eq!(whole.rollout.shadow_percent, 100.0);
         assert_eq!(good.rollout.canary_steps().collect::<Vec<_>>(), [10, 50]);
     }
 

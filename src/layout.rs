@@ -92,6 +92,12 @@ impl Layout {
         self.nginx_dir().join("shadow.conf")
     }
 
+    /// The file NGINX's site includes in the http context beside the include: the share of
+    /// live requests the shadow mirror copies on to the candidate (issue 11).
+    pub fn shadow_share_conf(&self) -> PathBuf {
+        self.nginx_dir().join("shadow-share.conf")
+    }
+
     /// The include in the site's `geo` block: who besides this host may preview the resting
     /// slot, `nginx.preview_from` (issue 11; see `rollout::preview`).
     pub fn preview_include(&self) -> PathBuf {

@@ -283,16 +283,63 @@ pub fn render_include(active: &[(String, Option<u32>)], resting: &str, note: &st
 /// The location the shadow mirror's copies go to (issue 11); internal, like the error pages.
 pub const SHADOW_LOCATION: &str = "/_bluegreen/shadow";
 
+/// The location a live request drawn for the shadow is redirected to while a shadow phase
+/// runs (issue 11): it is proxied as in `location /`, and `mirror` copies it to
+/// [`SHADOW_LOCATION`]. Internal.
+pub const SHADOW_MIRRORED: &str = "/_bluegreen/mirrored";
+
+/// The variable that says whether a live request is drawn for the shadow: `1` for
+/// `rollout.shadow_percent` of them, `0` for the rest. Defined by the share file
+/// ([`render_shadow_share`]) in NGINX's http context, where the packaged site is one of any
+/// number of sites: hence the `bluegreen_` prefix, as for every name the site defines there.
+pub const SHADOW_SAMPLED: &str = "$bluegreen_shadow_sampled";
+
 /// The shadow file (`state_dir/nginx/shadow.conf`), which the site includes in its
-/// `location /`: `mirror` to [`SHADOW_LOCATION`] while a shadow phase runs, nothing otherwise.
+/// `location /`: while a shadow phase runs, a request drawn by [`SHADOW_SAMPLED`] goes on in
+/// [`SHADOW_MIRRORED`], the others stay; nothing otherwise.
+///
+/// The draw is made before any mirror: NGINX's `mirror` cannot be conditional (its contexts
+/// are http, server and location, not `if`; NGINX docs), and a mirror subrequest made for
+/// every request and dropped unless drawn still cost NGINX about a quarter more CPU per
+/// request at 0.01% copied (bench/run section 7, while this design was chosen). `rewrite …
+/// last` inside `if` is one of the two uses of `if` in a location that NGINX's wiki ("If is
+/// Evil") calls 100% safe.
 pub fn render_shadow(on: bool) -> String {
-    let head = "# Written by bluegreen (issue 11): the shadow mirror, on only while a rollout's\n\
-                # shadow phase runs. Do not edit.\n";
+    let head =
+        "# Written by bluegreen (issue 11) with shadow-share.conf: the shadow mirror, on only\n\
+                # while a rollout's shadow phase runs. Do not edit.\n";
     if on {
-        format!("{head}mirror {SHADOW_LOCATION};\nmirror_request_body on;\n")
+        format!("{head}if ({SHADOW_SAMPLED}) {{\n    rewrite ^ {SHADOW_MIRRORED} last;\n}}\n")
     } else {
         head.to_string()
     }
+}
+
+/// The share file (`state_dir/nginx/shadow-share.conf`), which the site includes in NGINX's
+/// http context beside the include: which live requests the shadow copies to the candidate,
+/// [`SHADOW_SAMPLED`]. `percent` is `rollout.shadow_percent` while a shadow phase runs (a
+/// share of live requests, 0.01 to 100 with at most two decimals, as `Settings` checks);
+/// `None` otherwise, when no copy is made and none would go on.
+///
+/// `split_clients` (NGINX docs, ngx_http_split_clients_module) hashes a string with
+/// MurmurHash2 and gives the variable the value of the bucket the hash falls in; buckets are
+/// percentages with at most two decimals. The string is the connection's serial number and
+/// the request's number on it (`$connection`, `$connection_requests`; NGINX docs), which no
+/// two requests share, so each is drawn on its own, on a keep-alive connection as on a new
+/// one. Not `$request_id`: until NGINX 1.29 it took 16 bytes from OpenSSL's `RAND_bytes`
+/// for every request, which NGINX's own change to SipHash (c5f2afd) calls 50–100 times
+/// slower than needed; with it the draw alone cost 1.04–1.17× the CPU per request
+/// (bench/run section 7, NGINX 1.22).
+pub fn render_shadow_share(percent: Option<f64>) -> String {
+    let head = "# Written by bluegreen (issue 11) with shadow.conf: the share of live requests a\n\
+                # rollout's shadow phase copies to the candidate. Do not edit.\n";
+    let buckets = match percent {
+        Some(p) => format!("    {p:.2}% 1;\n    * 0;\n"),
+        None => "    * 0;\n".to_string(),
+    };
+    format!(
+        "{head}split_clients \"${{connection}}:${{connection_requests}}\" {SHADOW_SAMPLED} {{\n{buckets}}}\n"
+    )
 }
 
 /// Where the site's `error_page`s send NGINX's own answers: internal locations, one per
@@ -412,9 +459,49 @@ fn own_answers(config: &Config) -> Vec<OwnAnswer> {
     ]
 }
 
+/// The directives of the site's `location /` that send a live request to the slots, which
+/// the shadow's mirrored location repeats (issue 11): keep-alive, the only headers a slot
+/// reads, short timeouts, retries.
+fn proxy_to_slots(config: &Config) -> String {
+    format!(
+        r#"        # Keep-alive to the slot: HTTP/1.1 with the client's Connection header cleared.
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        # A slot reads the body and its type, nothing else, so no other client header reaches
+        # it: NGINX bounds header sizes, but the slot's parser also takes at most 100 header
+        # lines, and would answer more with an empty 431 instead of JSON.
+        proxy_pass_request_headers off;
+        proxy_set_header Content-Type $content_type;
+        # The Open Inference Protocol's binary tensor data (Triton's extension, which
+        # tritonclient uses by default) needs the length of the JSON before the bytes. An
+        # empty value sends no header (NGINX docs, proxy_set_header).
+        proxy_set_header Inference-Header-Content-Length $http_inference_header_content_length;
+        # A slot answers in microseconds or refuses at once: connect and answer timeouts are
+        # short, so a slot that hangs costs a client {slot_wait} s and a 504, not a minute.
+        proxy_connect_timeout 2s;
+        proxy_send_timeout {slot_wait}s;
+        proxy_read_timeout {slot_wait}s;
+        # An attempt that failed before any answer (the slot closed a kept-alive connection,
+        # crashed or restarted) is sent again: predictions are pure, so POST may be retried
+        # too. The include lists the slot {ATTEMPTS} times to give it somewhere to go. Retries
+        # may start until the first attempt's answer was due, never after a read timeout.
+        # A slot answers 500 only when it is broken, never for a client's fault (its error
+        # policy): such an answer is retried too, so that a failing canary (issue 11) costs
+        # clients nothing while the rollout sees its errors and stops it.
+        proxy_next_upstream error timeout http_500 non_idempotent;
+        proxy_next_upstream_tries {ATTEMPTS};
+        proxy_next_upstream_timeout {slot_wait}s;
+        # Answers are small; never spill one to a temp file.
+        proxy_max_temp_file_size 0;
+"#,
+        slot_wait = config.nginx.upstream_timeout_secs,
+    )
+}
+
 /// The site: NGINX's public server, proxying everything to the active slot.
 pub fn render_site(config: &Config, include: &Path) -> String {
     let shadow = include.with_file_name("shadow.conf");
+    let shadow_share = include.with_file_name("shadow-share.conf");
     let preview_local: String = crate::rollout::preview::LOCAL
         .iter()
         .map(|net| format!("    {net} 1;\n"))
@@ -427,8 +514,14 @@ pub fn render_site(config: &Config, include: &Path) -> String {
     .to_string();
     let dashboard = render_dashboard(config);
     let body = config.limits.max_body_bytes;
-    let slot_wait = config.nginx.upstream_timeout_secs;
     let answers = own_answers(config);
+    let proxy = proxy_to_slots(config);
+    // The shadow's mirrored location repeats the directives, not their explanations.
+    let proxy_again: String = proxy
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .map(|line| format!("{line}\n"))
+        .collect();
     let error_pages: String = answers
         .iter()
         .map(|a| {
@@ -459,6 +552,9 @@ pub fn render_site(config: &Config, include: &Path) -> String {
 # `upstream bluegreen_active` comes from the include below, which `bluegreen deploy` and
 # `bluegreen rollback` rewrite before they reload NGINX; see `bluegreen status`.
 include {include};
+# Which live requests a rollout's shadow phase copies to the candidate (issue 11):
+# $bluegreen_shadow_sampled, 1 for rollout.shadow_percent of them. Written with shadow.conf.
+include {shadow_share};
 
 # Preview (issue 11): a request with `X-Bluegreen-Preview: 1` from this host (127.0.0.1, ::1)
 # or nginx.preview_from goes to the resting slot (`upstream bluegreen_resting`), where a
@@ -520,36 +616,19 @@ server {{
         proxy_pass http://$bluegreen_upstream;
         # The shadow mirror, on only while a rollout's shadow phase runs (issue 11).
         include {shadow};
-        # Keep-alive to the slot: HTTP/1.1 with the client's Connection header cleared.
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        # A slot reads the body and its type, nothing else, so no other client header reaches
-        # it: NGINX bounds header sizes, but the slot's parser also takes at most 100 header
-        # lines, and would answer more with an empty 431 instead of JSON.
-        proxy_pass_request_headers off;
-        proxy_set_header Content-Type $content_type;
-        # The Open Inference Protocol's binary tensor data (Triton's extension, which
-        # tritonclient uses by default) needs the length of the JSON before the bytes. An
-        # empty value sends no header (NGINX docs, proxy_set_header).
-        proxy_set_header Inference-Header-Content-Length $http_inference_header_content_length;
-        # A slot answers in microseconds or refuses at once: connect and answer timeouts are
-        # short, so a slot that hangs costs a client {slot_wait} s and a 504, not a minute.
-        proxy_connect_timeout 2s;
-        proxy_send_timeout {slot_wait}s;
-        proxy_read_timeout {slot_wait}s;
-        # An attempt that failed before any answer (the slot closed a kept-alive connection,
-        # crashed or restarted) is sent again: predictions are pure, so POST may be retried
-        # too. The include lists the slot {ATTEMPTS} times to give it somewhere to go. Retries
-        # may start until the first attempt's answer was due, never after a read timeout.
-        # A slot answers 500 only when it is broken, never for a client's fault (its error
-        # policy): such an answer is retried too, so that a failing canary (issue 11) costs
-        # clients nothing while the rollout sees its errors and stops it.
-        proxy_next_upstream error timeout http_500 non_idempotent;
-        proxy_next_upstream_tries {ATTEMPTS};
-        proxy_next_upstream_timeout {slot_wait}s;
-        # Answers are small; never spill one to a temp file.
-        proxy_max_temp_file_size 0;
-    }}
+{proxy}    }}
+
+    # A live request the shadow's share drew goes here while a shadow phase runs (issue 11;
+    # shadow.conf redirects it): to the slots as in `location /`, with the URI as the client
+    # sent it, and copied to the candidate by NGINX's mirror. A request not drawn never
+    # makes the mirror's subrequest, which costs NGINX CPU even when it goes no further.
+    location = {shadow_mirrored} {{
+        internal;
+        proxy_pass http://$bluegreen_upstream$request_uri;
+        mirror {shadow_location};
+        mirror_request_body on;
+        # As in `location /`:
+{proxy_again}    }}
 
     # The shadow mirror's copies of live requests go to the resting slot (issue 11). Their
     # answers are dropped, but NGINX ends the client's request, and so reads the next one on
@@ -577,7 +656,11 @@ server {{
         include = include.display(),
         preview_from = preview_from.display(),
         shadow = shadow.display(),
+        shadow_share = shadow_share.display(),
         shadow_location = SHADOW_LOCATION,
+        shadow_mirrored = SHADOW_MIRRORED,
+        proxy = proxy,
+        proxy_again = proxy_again,
         port = config.public_port,
         header_wait = config.limits.header_read_timeout_secs,
         body_wait = config.limits.body_read_timeout_secs,

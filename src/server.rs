@@ -425,6 +425,12 @@ fn observe(
         if let Some(shadow) = state.shadow.get() {
             shadow.answered(response.status().as_u16());
         }
+        // NGINX reads only the head of a copy's answer (the mirror's subrequests are
+        // header-only, ngx_http_mirror_module.c) and keeps the connection for the next copy
+        // only if the answer has no body (ngx_http_proxy_module.c): with the body, every copy
+        // opened and closed a connection to the candidate (issue 11, bench/run section 7).
+        *response.body_mut() = axum::body::Body::empty();
+        response.headers_mut().remove(header::CONTENT_LENGTH);
         return;
     }
     if !counted {

@@ -157,7 +157,7 @@ pub enum SwitchError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot write the NGINX shadow file (issue 11)")]
+    #[error("cannot write NGINX's shadow mirror files (issue 11)")]
     WriteShadow(#[source] io::Error),
     #[error("the NGINX include {path} names no known slot (expected `server` lines with {blue}, {green} or unix:{link}); hint: run `bluegreen restart` to write it again")]
     UnknownUpstream {
@@ -367,7 +367,7 @@ pub fn write(config: &Config, layout: &Layout, slot: Slot) -> Result<bool, Switc
         )?;
     }
     let include = write_include(layout, &render_include(config, slot))?;
-    let shadow = set_shadow(layout, false)?;
+    let shadow = set_shadow(layout, None)?;
     Ok(include || shadow)
 }
 
@@ -390,11 +390,23 @@ fn write_include(layout: &Layout, text: &str) -> Result<bool, SwitchError> {
     Ok(true)
 }
 
-/// Turns NGINX's shadow mirror on or off (issue 11): the file the site includes in its
-/// `location /`, holding `mirror` while a shadow phase runs, and nothing else otherwise.
-/// Returns whether it changed (NGINX must reload to follow).
-pub fn set_shadow(layout: &Layout, on: bool) -> Result<bool, SwitchError> {
-    write_file(&layout.shadow_conf(), &nginx::render_shadow(on))
+/// Turns NGINX's shadow mirror on, copying `Some(percent)` of live requests to the
+/// candidate, or off with `None` (issue 11): the share file, which the site includes in the
+/// http context ([`nginx::render_shadow_share`]), and the file the site includes in its
+/// `location /`, holding `mirror` while a shadow phase runs and nothing else otherwise.
+/// `percent` is `rollout.shadow_percent`, validated by the config. Both are written before
+/// NGINX reloads, so a changed share takes effect at the next shadow phase without a
+/// `bluegreen restart`. Returns whether either changed (NGINX must reload to follow).
+pub fn set_shadow(layout: &Layout, percent: Option<f64>) -> Result<bool, SwitchError> {
+    let share = write_file(
+        &layout.shadow_share_conf(),
+        &nginx::render_shadow_share(percent),
+    )?;
+    let mirror = write_file(
+        &layout.shadow_conf(),
+        &nginx::render_shadow(percent.is_some()),
+    )?;
+    Ok(share || mirror)
 }
 
 /// Whether the shadow file mirrors requests now; false when there is none.
@@ -412,12 +424,21 @@ fn write_file(path: &Path, text: &str) -> Result<bool, SwitchError> {
 
 /// Brings the NGINX files of a state folder written by an older bluegreen up to this one's
 /// form, traffic staying where it is: an include without `upstream bluegreen_resting` (which
-/// the site now names) is written again for the same active slot, and a missing shadow file
-/// is written off. `bluegreen init` (so the package's postinst) and `up` call it; a canary
+/// the site now names) is written again for the same active slot, a missing shadow file is
+/// written off, and a missing share file is written for the shadow file: all requests
+/// copied if it mirrors (a shadow phase begun by an older bluegreen, which copied them all),
+/// none otherwise. `bluegreen init` (so the package's postinst) and `up` call it; a canary
 /// split or a shadow phase in progress is left as it is.
 pub fn upgrade(config: &Config, layout: &Layout) -> Result<(), SwitchError> {
     if !layout.shadow_conf().exists() {
-        set_shadow(layout, false)?;
+        set_shadow(layout, None)?;
+    }
+    if !layout.shadow_share_conf().exists() {
+        let all = shadow_on(layout).then_some(100.0);
+        write_file(
+            &layout.shadow_share_conf(),
+            &nginx::render_shadow_share(all),
+        )?;
     }
     let text = fs::read_to_string(layout.upstream_include()).unwrap_or_default();
     if text.is_empty() || text.contains("upstream bluegreen_resting") {
@@ -564,7 +585,7 @@ mod tests {
                 render_split(&reload, Slot::Blue, percent)
             );
         }
-        assert!(set_shadow(&layout, true).unwrap());
+        assert!(set_shadow(&layout, Some(10.0)).unwrap());
         assert!(shadow_on(&layout));
         // A switch puts all traffic on one slot and turns the mirror off.
         assert!(write(&reload, &layout, Slot::Green).unwrap());
@@ -588,6 +609,7 @@ mod tests {
         assert!(text.contains("upstream bluegreen_resting"), "{text}");
         assert_eq!(route(&reload, &layout).unwrap().unwrap().slot, Slot::Green);
         assert!(layout.shadow_conf().exists());
+        assert!(layout.shadow_share_conf().exists());
     }
 
     #[test]

@@ -5,6 +5,19 @@
 --
 -- The request is built once (no `request` function), so wrk sends it without calling Lua:
 -- the load generator stays as cheap as it can be.
+--
+-- With BENCH_PACE_MS=n (n > 0) in the environment each connection waits n ms after an answer
+-- before its next request: a paced load below saturation. wrk's latency figures leave the
+-- pause out.
+
+-- wrk decides whether to call delay() when it loads the script, before init(), so the pace
+-- comes from the environment rather than from the script's arguments.
+local pace = tonumber(os.getenv("BENCH_PACE_MS") or "0")
+if pace > 0 then
+  function delay()
+    return pace
+  end
+end
 
 function init(args)
   local f = assert(io.open(args[1], "rb"))

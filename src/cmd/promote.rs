@@ -86,7 +86,10 @@ pub(super) fn aborted(record: &Record) -> ExitCode {
 pub(super) fn inconclusive(record: &Record, settings: &Settings) -> ExitCode {
     let version = record.to_version.as_deref().unwrap_or("?");
     let key = match record.rollout.last().map(|r| r.figures.phase) {
-        Some(PhaseKind::Shadow) => "rollout.shadow_seconds",
+        // The shadow sees only its share of the traffic (issue 11).
+        Some(PhaseKind::Shadow) => {
+            "rollout.shadow_seconds, or raise rollout.shadow_percent (the share of live requests mirrored)"
+        }
         Some(PhaseKind::Watch) => "rollout.watch_seconds",
         Some(PhaseKind::Canary) | None => "rollout.step_seconds",
     };

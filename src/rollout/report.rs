@@ -48,7 +48,7 @@ pub struct Figures {
     pub percent: u8,
     /// How long it was analysed, in seconds (shorter than configured when stopped early).
     pub seconds: f64,
-    /// Requests the candidate answered in the window (shadow: mirrored predictions).
+    /// Requests the candidate answered in the window (shadow: the copies it judged).
     pub requests: u64,
     /// Of those, answers with a 5xx status.
     pub errors: u64,
@@ -62,6 +62,14 @@ pub struct Figures {
     /// `max(p99, floor) / max(reference p99, floor)` (see `crate::rollout::metrics`);
     /// `None` when either had too few requests to judge.
     pub latency_ratio: Option<f64>,
+    /// Shadow only: `rollout.shadow_percent`, the share of live requests NGINX copied to the
+    /// candidate, in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_percent: Option<f64>,
+    /// Shadow only: the live requests the active slot answered in the same window, of which
+    /// the copies (`requests`) are a sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_requests: Option<u64>,
     /// Shadow only: rows compared between the candidate and the active model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
@@ -82,9 +90,18 @@ impl Figures {
         }
     }
 
-    /// The figures in words, after the seconds: `120 requests, 0 errors (0.00%), p99 …`.
+    /// The figures in words, after the seconds: `120 requests, 0 errors (0.00%), p99 …`;
+    /// in the shadow, `120 copies of 2400 live requests (5.0%, shadow_percent 5), …`.
     fn summary(&self) -> String {
-        let mut figures = vec![format!("{} requests", self.requests)];
+        let mut figures = vec![match (self.mirror_percent, self.live_requests) {
+            (Some(share), Some(live)) if live > 0 => format!(
+                "{} copies of {live} live requests ({:.1}%, shadow_percent {share})",
+                self.requests,
+                self.requests as f64 * 100.0 / live as f64
+            ),
+            (Some(share), _) => format!("{} copies (shadow_percent {share})", self.requests),
+            _ => format!("{} requests", self.requests),
+        }];
         if let Some(rate) = self.error_rate {
             figures.push(format!("{} errors ({:.2}%)", self.errors, rate * 100.0));
         }

@@ -130,10 +130,12 @@ impl Deployer<'_> {
         };
         if settings.shadow_seconds > 0 {
             self.enter(intent, Phase::Shadow)?;
-            self.nginx_change("shadow", from, || switch::set_shadow(&self.layout, true))?;
+            self.nginx_change("shadow", from, || {
+                switch::set_shadow(&self.layout, Some(settings.shadow_percent))
+            })?;
             info!(
-                "NGINX mirrors live requests to {to} for {} s (shadow); clients get {from}'s answers",
-                settings.shadow_seconds
+                "NGINX mirrors {}% of live requests to {to} for {} s (shadow); clients get {from}'s answers",
+                settings.shadow_percent, settings.shadow_seconds
             );
             let report = self
                 .analyse(
@@ -158,7 +160,7 @@ impl Deployer<'_> {
             let step = format!("canary-{percent}");
             self.nginx_change("canary", from, || {
                 let split = switch::write_split(self.config, &self.layout, from, percent)?;
-                Ok(switch::set_shadow(&self.layout, false)? || split)
+                Ok(switch::set_shadow(&self.layout, None)? || split)
             })?;
             info!(
                 "NGINX sends {percent}% of the traffic to {to}, {}% to {from}; analysing for {} s",
@@ -381,7 +383,14 @@ impl Deployer<'_> {
                 (Reference::Fixed(reading), _) => Some(reading.clone()),
                 _ => None,
             };
-            let figures = measure(phase, percent, elapsed, &window, against.as_ref());
+            let figures = measure(
+                settings.shadow_percent,
+                phase,
+                percent,
+                elapsed,
+                &window,
+                against.as_ref(),
+            );
             let report = judge(settings, figures);
             let breached = !report.passed && !report.inconclusive;
             if elapsed >= limit || (breached && report.figures.requests >= MIN_REQUESTS) {
@@ -549,6 +558,8 @@ fn unreadable(phase: PhaseKind, percent: u8, elapsed: Duration, why: &str) -> Ph
             p99_ms: None,
             reference_p99_ms: None,
             latency_ratio: None,
+            mirror_percent: None,
+            live_requests: None,
             rows: None,
             mean_divergence: None,
             max_divergence: None,
@@ -560,8 +571,11 @@ fn unreadable(phase: PhaseKind, percent: u8, elapsed: Duration, why: &str) -> Ph
 }
 
 /// The figures of a window of the candidate (`c`) against the reference (`r`): the one place
-/// they are computed, for the verdict and for `status` alike.
+/// they are computed, for the verdict and for `status` alike. In the shadow, `shadow_percent`
+/// is the share of live requests mirrored, of which the reference's live requests are the
+/// whole.
 fn measure(
+    shadow_percent: f64,
     phase: PhaseKind,
     percent: u8,
     elapsed: Duration,
@@ -575,6 +589,11 @@ fn measure(
         (c.requests, c.errors, &c.latency)
     };
     let reference = r.map(|r| &r.latency);
+    let (mirror_percent, live_requests) = if shadow {
+        (Some(shadow_percent), r.map(|r| r.requests))
+    } else {
+        (None, None)
+    };
     let (rows, mean_divergence, max_divergence) = if shadow {
         let rows = c.shadow.rows;
         let mean = (rows > 0).then(|| c.shadow.divergence_sum / rows as f64);
@@ -592,6 +611,8 @@ fn measure(
         p99_ms: latency.quantile_ms(0.99),
         reference_p99_ms: reference.and_then(|r| r.quantile_ms(0.99)),
         latency_ratio: reference.and_then(|r| metrics::latency_ratio(latency, r)),
+        mirror_percent,
+        live_requests,
         rows,
         mean_divergence,
         max_divergence,
@@ -693,6 +714,8 @@ mod tests {
             p99_ms: None,
             reference_p99_ms: None,
             latency_ratio: None,
+            mirror_percent: None,
+            live_requests: None,
             rows: None,
             mean_divergence: None,
             max_divergence: None,

@@ -24,6 +24,7 @@ mod readme;
 mod restart;
 mod rollout;
 mod serve;
+mod shadow;
 mod site;
 mod socket_mode;
 mod status;

@@ -212,9 +212,10 @@ fn nginx_preview_from_lets_an_address_preview_once_restart_applied_it() {
 #[test]
 fn a_good_candidate_goes_through_shadow_canary_steps_and_watch_each_recorded() {
     // Latency is not what this test is about: a generous ratio keeps a busy test machine's
-    // scheduling out of the verdicts.
+    // scheduling out of the verdicts. Every request mirrored, so that 2 s of shadow see the
+    // 100 copies a verdict needs.
     let env = Env::with_extra(
-        "[rollout]\nshadow_seconds = 2\nsteps = [10, 50, 100]\nstep_seconds = 2\nwatch_seconds = 2\nmax_latency_ratio = 50.0",
+        "[rollout]\nshadow_seconds = 2\nshadow_percent = 100\nsteps = [10, 50, 100]\nstep_seconds = 2\nwatch_seconds = 2\nmax_latency_ratio = 50.0",
     );
     let _up = env.up();
     let v1 = env.predict().header("x-model-version").unwrap().to_string();
@@ -311,8 +312,9 @@ fn canary_steps_are_refused_in_socket_mode_shadow_and_watch_are_not() {
     );
     let out = env.run(&["check"]);
     assert_eq!(out.status.code(), Some(1));
+    // Every request mirrored, so that 1 s of shadow sees the 100 copies a verdict needs.
     let env = Env::with_extra(
-        "[rollout]\nshadow_seconds = 1\nwatch_seconds = 1\nmax_latency_ratio = 50.0\n[nginx]\nswitch = \"socket\"",
+        "[rollout]\nshadow_seconds = 1\nshadow_percent = 100\nwatch_seconds = 1\nmax_latency_ratio = 50.0\n[nginx]\nswitch = \"socket\"",
     );
     let _up = env.up();
     let v1 = env.predict().header("x-model-version").unwrap().to_string();
@@ -382,7 +384,7 @@ fn add_data_measures_the_active_models_live_rmse_on_the_new_rows() {
 }
 
 /// A counter or gauge of a slot's `/metrics`, 0 when it is absent.
-fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
+pub fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
     let text = String::from_utf8(get(addr, "/metrics").body).unwrap();
     text.lines()
         .find_map(|line| line.strip_prefix(&format!("{name} ")))
@@ -393,18 +395,8 @@ fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
 fn the_shadow_compares_the_predictions_of_every_protocol_binary_tensors_too() {
     let env = Env::with_extra("[rollout]\nshadow_seconds = 1");
     let _up = env.up_idle();
-    // The mirror on, as a shadow phase turns it on: the file the site includes, and a reload.
-    let config = bluegreen::config::Config::from_file(&env.config).unwrap();
-    let layout = bluegreen::layout::Layout::new(&config.state_dir);
-    assert!(bluegreen::switch::set_shadow(&layout, true).unwrap());
-    let nginx = bluegreen::nginx::Nginx::local(&config, &layout);
-    let before = nginx.workers();
-    nginx.reload().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while nginx.still_accepting(&before) > 0 {
-        assert!(std::time::Instant::now() < deadline, "NGINX did not reload");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // Every request copied, as a shadow phase with shadow_percent = 100 does.
+    crate::shadow::mirror(&env, 100.0);
 
     let row: Vec<f64> = serde_json::from_str::<serde_json::Value>(crate::util::EXAMPLE).unwrap()
         ["data"][0]

@@ -93,7 +93,14 @@ fn a_diverging_candidate_that_passes_a_lenient_gate_is_stopped_by_the_shadow_pha
     // Traffic never moved; the mirror is off; green is back on the model it had.
     assert_eq!(env.predict().header("x-model-version"), Some(v1.as_str()));
     assert_eq!(linked(&env, "green"), v1);
-    assert!(!read(&env.state().join("nginx/shadow.conf")).contains("mirror /"));
+    // The mirror is off: the shadow file holds no directive.
+    let shadow = read(&env.state().join("nginx/shadow.conf"));
+    assert!(
+        shadow
+            .lines()
+            .all(|l| l.starts_with('#') || l.trim().is_empty()),
+        "{shadow}"
+    );
     // status shows the figures; the trigger does not deploy the candidate again.
     let table = env.ok(&["status"]);
     assert!(
