@@ -228,9 +228,9 @@ pub const UPSTREAM_IDLE_SECS: u64 = 2;
 
 /// The include: `upstream bluegreen_active`, each of `active`'s servers (an address, or
 /// `unix:PATH`, with an upstream weight during a canary step) listed [`SERVER_LINES`] times
-/// ([`ATTEMPTS`] times each during a canary step), and `upstream bluegreen_resting`, the resting slot `resting`, where a preview and the
-/// shadow mirror go (issue 11); under a comment line saying `note`. Which servers those are
-/// is `crate::switch`'s to say.
+/// ([`ATTEMPTS`] times each during a canary step), and `upstream bluegreen_resting`, the
+/// resting slot `resting`, where a preview and the shadow mirror go (issue 11); under a
+/// comment line saying `note`. Which servers those are is `crate::switch`'s to say.
 pub fn render_include(active: &[(String, Option<u32>)], resting: &str, note: &str) -> String {
     let line = |server: &str, weight: Option<u32>| {
         let weight = weight.map(|w| format!(" weight={w}")).unwrap_or_default();
@@ -249,11 +249,16 @@ pub fn render_include(active: &[(String, Option<u32>)], resting: &str, note: &st
         .flat_map(|(server, weight)| (0..lines).map(move |_| line(server, *weight)))
         .collect();
     let resting_servers: String = (0..ATTEMPTS).map(|_| line(resting, None)).collect();
+    let listed = if active.len() == 1 {
+        format!("The active slot, {SERVER_LINES} times")
+    } else {
+        format!("Each slot of the canary split, {ATTEMPTS} times")
+    };
     format!(
         "# Written by bluegreen; every deploy and rollback replaces it. Do not edit.\n\
          # {note}\n\
          upstream bluegreen_active {{\n    \
-             # The active slot, {SERVER_LINES} times: NGINX tries each line at most once per\n    \
+             # {listed}: NGINX tries each line at most once per\n    \
              # request, so a request whose attempt failed before any answer is retried on the\n    \
              # next line (proxy_next_upstream in the site); a line per idle connection kept\n    \
              # (keepalive), since when the slot dies they all fail, plus {ATTEMPTS} for new\n    \
