@@ -10,14 +10,8 @@
 -- before its next request: a paced load below saturation. wrk's latency figures leave the
 -- pause out.
 
--- wrk decides whether to call delay() when it loads the script, before init(), so the pace
--- comes from the environment rather than from the script's arguments.
-local pace = tonumber(os.getenv("BENCH_PACE_MS") or "0")
-if pace > 0 then
-  function delay()
-    return pace
-  end
-end
+-- The shared pace (BENCH_PACE_MS), from the folder this script is in.
+dofile(debug.getinfo(1, "S").source:sub(2):match("(.*/)") .. "pace.lua")
 
 function init(args)
   local f = assert(io.open(args[1], "rb"))

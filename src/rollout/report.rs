@@ -82,6 +82,27 @@ pub struct Figures {
 }
 
 impl Figures {
+    /// A phase's figures before any request was counted: `seconds` analysed, nothing else
+    /// known.
+    pub fn empty(phase: PhaseKind, percent: u8, seconds: f64) -> Figures {
+        Figures {
+            phase,
+            percent,
+            seconds,
+            requests: 0,
+            errors: 0,
+            error_rate: None,
+            p99_ms: None,
+            reference_p99_ms: None,
+            latency_ratio: None,
+            mirror_percent: None,
+            live_requests: None,
+            rows: None,
+            mean_divergence: None,
+            max_divergence: None,
+        }
+    }
+
     /// The phase's name with its share: `shadow`, `canary 10%`, `watch`.
     pub fn title(&self) -> String {
         match self.phase {

@@ -548,22 +548,7 @@ fn tell_systemd(so_far: &PhaseSoFar) {
 /// does not answer `/metrics` may not take traffic.
 fn unreadable(phase: PhaseKind, percent: u8, elapsed: Duration, why: &str) -> PhaseReport {
     PhaseReport {
-        figures: Figures {
-            phase,
-            percent,
-            seconds: elapsed.as_secs_f64(),
-            requests: 0,
-            errors: 0,
-            error_rate: None,
-            p99_ms: None,
-            reference_p99_ms: None,
-            latency_ratio: None,
-            mirror_percent: None,
-            live_requests: None,
-            rows: None,
-            mean_divergence: None,
-            max_divergence: None,
-        },
+        figures: Figures::empty(phase, percent, elapsed.as_secs_f64()),
         passed: false,
         inconclusive: false,
         reason: format!("the candidate's metrics cannot be read: {why}"),
@@ -705,20 +690,10 @@ mod tests {
 
     fn canary(requests: u64, errors: u64) -> Figures {
         Figures {
-            phase: PhaseKind::Canary,
-            percent: 10,
-            seconds: 30.0,
             requests,
             errors,
             error_rate: (requests > 0).then(|| errors as f64 / requests as f64),
-            p99_ms: None,
-            reference_p99_ms: None,
-            latency_ratio: None,
-            mirror_percent: None,
-            live_requests: None,
-            rows: None,
-            mean_divergence: None,
-            max_divergence: None,
+            ..Figures::empty(PhaseKind::Canary, 10, 30.0)
         }
     }
 

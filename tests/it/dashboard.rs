@@ -325,6 +325,17 @@ impl Chromium {
         Chromium { binary }
     }
 
+    /// The dashboard's page through `env`'s NGINX as Chromium rendered it, after 6 s of virtual
+    /// time.
+    fn page(&self, env: &Env) -> String {
+        let dom = self.run(
+            &format!("http://{}/-/", env.public),
+            Duration::from_secs(6),
+            &["--dump-dom"],
+        );
+        String::from_utf8(dom.stdout).unwrap()
+    }
+
     /// Loads `url`, lets the page run for `budget` of virtual time (Chromium advances its
     /// clock past idle waits, but not while a request is in flight), and returns stdout.
     fn run(&self, url: &str, budget: Duration, extra: &[&str]) -> Output {
@@ -682,12 +693,7 @@ fn the_page_shows_a_candidate_waiting_for_promote_and_the_live_accuracy() {
         r.outcome == bluegreen::history::Outcome::Waiting
     });
     let candidate = waiting.to_version.unwrap();
-    let dom = chromium.run(
-        &format!("http://{}/-/", env.public),
-        Duration::from_secs(6),
-        &["--dump-dom"],
-    );
-    let dom = String::from_utf8(dom.stdout).unwrap();
+    let dom = chromium.page(&env);
     let banner = section(&dom, "id=\"rollout\"", "</p>");
     assert!(!banner.contains("hidden"), "{banner}");
     assert!(
@@ -709,12 +715,7 @@ fn the_page_shows_a_candidate_waiting_for_promote_and_the_live_accuracy() {
 
     // Once it is promoted, nothing waits: the banner is hidden.
     env.ok(&["promote"]);
-    let dom = chromium.run(
-        &format!("http://{}/-/", env.public),
-        Duration::from_secs(6),
-        &["--dump-dom"],
-    );
-    let dom = String::from_utf8(dom.stdout).unwrap();
+    let dom = chromium.page(&env);
     let banner = section(&dom, "id=\"rollout\"", ">");
     assert!(banner.contains("hidden"), "{banner}");
 }
@@ -755,12 +756,7 @@ fn the_page_says_when_a_rollouts_figures_so_far_were_read() {
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|i| i["so_far"]["as_of"].as_str().map(str::to_string))
         .unwrap_or(as_of);
-    let dom = chromium.run(
-        &format!("http://{}/-/", env.public),
-        Duration::from_secs(6),
-        &["--dump-dom"],
-    );
-    let dom = String::from_utf8(dom.stdout).unwrap();
+    let dom = chromium.page(&env);
     let banner = section(&dom, "id=\"rollout\"", "</p>");
     let shown = as_of.replace('T', " ").replace('Z', "");
     assert!(
