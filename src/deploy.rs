@@ -679,8 +679,12 @@ impl<'a> Deployer<'a> {
     ) -> Result<Outcome, Failure> {
         let version = &candidate.version;
         let previous = intent.target_link_before.clone();
-        let already =
-            previous.as_deref() == Some(version.as_str()) && self.probe(resting, candidate).is_ok();
+        // A slot loads the model it compares shadow copies with (the other slot's) when it
+        // starts (`crate::cmd::serve`): before a shadow phase it restarts even if it already
+        // serves the candidate, or it would compare with whatever the other slot served then.
+        let already = previous.as_deref() == Some(version.as_str())
+            && self.config.rollout.shadow_seconds == 0
+            && self.probe(resting, candidate).is_ok();
         self.write_intent(intent)
             .map_err(|e| Failure::at("intent", e))?;
         if already {

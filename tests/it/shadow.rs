@@ -136,6 +136,45 @@ fn a_shadow_phase_reports_the_copies_it_judged_and_the_share_it_mirrored() {
     assert!(table.contains(&line), "{line}\n{table}");
 }
 
+/// The shadow compares the candidate with the model the active slot serves now, also when
+/// the candidate's slot already served the candidate and needed no restart for it: a slot
+/// loads that reference when it starts. Before, `deploy v1` back onto blue, which still
+/// served v1, compared v1 with v1 (blue's reference from before v2 went live): divergence 0.
+#[test]
+fn the_shadow_compares_with_the_model_active_now_even_when_the_slot_needed_no_restart() {
+    let env = Env::with_extra(
+        "[rollout]\nshadow_seconds = 2\nshadow_percent = 100\nmax_latency_ratio = 50.0",
+    );
+    let _up = env.up_idle();
+    let v1 = env.predict().header("x-model-version").unwrap().to_string();
+    let load = Load::mixed(env.public, &[(Client::Retrying, 8), (Client::Fresh, 8)]);
+    std::thread::sleep(Duration::from_millis(300));
+    env.ok(&["add-data", "--sample", "2"]);
+    env.ok(&["train"]);
+    env.ok(&["deploy"]);
+    let v2 = env.predict().header("x-model-version").unwrap().to_string();
+    assert_ne!(v1, v2);
+    // Blue rests, still serving v1; its reference is v1 too (green's model when it started).
+    env.ok(&["deploy", &v1]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_no_failures(&load.finish());
+    let record = bluegreen::history::read_all(&env.state().join("deploys.jsonl"))
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(
+        record.to_version.as_deref(),
+        Some(v1.as_str()),
+        "{record:#?}"
+    );
+    assert_eq!(record.outcome, Outcome::Deployed, "{record:#?}");
+    let shadow = &record.rollout[0].figures;
+    assert_eq!(shadow.phase, PhaseKind::Shadow);
+    // v1 and v2 learned from different rows: their predictions differ on every row.
+    assert!(shadow.rows.unwrap() > 0, "{shadow:?}");
+    assert!(shadow.mean_divergence.unwrap() > 1e-6, "{shadow:?}");
+}
+
 #[test]
 fn a_shadow_that_sees_too_few_copies_is_inconclusive_and_the_hint_names_the_share() {
     let env = Env::with_extra("[rollout]\nshadow_seconds = 1\nshadow_percent = 1");
