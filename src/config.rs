@@ -1336,6 +1336,8 @@ mod tests {
                 "[rollout]\nshadow_percent = 0.001",
                 "rollout.shadow_percent",
             ),
+            // Within any rounding tolerance of 0.00, which NGINX's split_clients refuses.
+            ("[rollout]\nshadow_percent = 1e-9", "rollout.shadow_percent"),
             (
                 "[nginx]\npreview_from = [\"10.0.0.0/33\"]",
                 "nginx.preview_from",

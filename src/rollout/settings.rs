@@ -150,7 +150,8 @@ impl Settings {
                     100.0 / DEFAULT_SHADOW_PERCENT
                 ),
             );
-        } else if (hundredths - hundredths.round()).abs() > 1e-6 {
+        } else if hundredths.round() < 1.0 || (hundredths - hundredths.round()).abs() > 1e-6 {
+            // Below 0.01 too: 1e-9 is within the tolerance of 0.00, which NGINX refuses.
             bad(
                 "rollout.shadow_percent",
                 format!(
