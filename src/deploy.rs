@@ -184,7 +184,7 @@ pub enum StepError {
     },
     #[error("all traffic could not be put back on {slot} (see above); the next deploy, rollback or status does it")]
     Restore { slot: Slot },
-    #[error("stopped by {signal} (Ctrl-C, `systemctl stop` or a timeout) during the rollout, which put traffic back first; hint: run the same command again to start the rollout over (an automatic deploy is retried at the next trigger)")]
+    #[error("stopped by {signal} (Ctrl-C, `systemctl stop` or a timeout) during the rollout, which put traffic back first; hint: run the same command again to start the rollout over (a deploy the trigger started is retried at its next run)")]
     Interrupted { signal: crate::rollout::Signal },
     #[error("{left} NGINX worker(s) from before the reload still accept connections after {after:?}; did NGINX load the new configuration? (see its error log)")]
     Reload { left: usize, after: Duration },

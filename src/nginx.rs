@@ -488,7 +488,8 @@ fn proxy_to_slots(config: &Config) -> String {
         proxy_read_timeout {slot_wait}s;
         # An attempt that failed before any answer (the slot closed a kept-alive connection,
         # crashed or restarted) is sent again: predictions are pure, so POST may be retried
-        # too. The include lists the slot {ATTEMPTS} times to give it somewhere to go. Retries
+        # too. The include lists the active slot once per kept connection and {ATTEMPTS} more
+        # (each slot {ATTEMPTS} times during a canary step) to give it somewhere to go. Retries
         # may start until the first attempt's answer was due, never after a read timeout.
         # A slot answers 500 only when it is broken, never for a client's fault (its error
         # policy): such an answer is retried too, so that a failing canary (issue 11) costs

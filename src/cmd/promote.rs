@@ -72,9 +72,9 @@ pub(super) fn switched(verb: &str, prep: &str, record: &Record) -> anyhow::Resul
 /// Says that a rollout stopped `record`'s candidate; the exit status says so too
 /// ([`EXIT_ABORTED`]).
 pub(super) fn aborted(record: &Record) -> ExitCode {
+    let version = record.to_version.as_deref().unwrap_or("?");
     error!(
-        "the rollout stopped {}: {}; recorded in the history (see `bluegreen status`)",
-        record.to_version.as_deref().unwrap_or("?"),
+        "the rollout stopped {version}: {}; recorded in the history (see `bluegreen status`); hint: the candidate breached a limit of [rollout] (max_error_rate, max_latency_ratio, max_divergence): fix the model or its data and train again; if the limit is wrong for this model, change it, `bluegreen check`, then `bluegreen deploy {version}`",
         record.reason.as_deref().unwrap_or("aborted")
     );
     ExitCode::from(EXIT_ABORTED)
