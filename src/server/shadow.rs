@@ -112,12 +112,15 @@ impl Shadow {
             "bluegreen_shadow_reference_info{{version=\"{}\"}} 1",
             self.reference.version
         );
-        out.push_str("# HELP bluegreen_shadow_requests_total Mirrored requests answered, and those answered with a 5xx.\n");
+        out.push_str("# HELP bluegreen_shadow_requests_total Mirrored requests answered.\n");
         out.push_str("# TYPE bluegreen_shadow_requests_total counter\n");
         let _ = writeln!(
             out,
             "bluegreen_shadow_requests_total {}",
             self.requests.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP bluegreen_shadow_errors_total Mirrored requests answered with a 5xx.\n",
         );
         out.push_str("# TYPE bluegreen_shadow_errors_total counter\n");
         let _ = writeln!(
