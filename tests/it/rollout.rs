@@ -139,20 +139,9 @@ fn a_manual_candidate_waits_is_previewed_survives_a_restart_and_is_promoted_or_a
     );
 }
 
-/// Sets `[table] key = value` in the environment's config file.
-fn set_key(env: &Env, table: &str, key: &str, value: toml::Value) {
-    let mut config: toml::Table = crate::util::read(&env.config).parse().unwrap();
-    let section = config
-        .entry(table)
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    section.as_table_mut().unwrap().insert(key.into(), value);
-    std::fs::write(&env.config, toml::to_string(&config).unwrap()).unwrap();
-}
-
 /// Sets `[nginx] preview_from = [entry]` in the environment's config file.
 fn set_preview_from(env: &Env, entry: &str) {
-    set_key(
-        env,
+    env.set_key(
         "nginx",
         "preview_from",
         toml::Value::Array(vec![toml::Value::from(entry)]),
@@ -566,7 +555,7 @@ fn a_canary_step_without_traffic_stops_inconclusive_and_the_previous_slot_keeps_
     );
 
     // Promoted by hand, a candidate that cannot be judged is not dropped: it waits again.
-    set_key(&env, "rollout", "promote", toml::Value::from("manual"));
+    env.set_key("rollout", "promote", toml::Value::from("manual"));
     let out = env.ok(&["deploy", &v2]);
     assert!(out.contains("waits on green"), "{out}");
     let err = env.fails(&["promote"], 5);
@@ -762,12 +751,7 @@ fn a_rollout_stopped_by_a_signal_puts_traffic_back_before_it_exits() {
     ] {
         if phase == "canary" {
             // Straight to the canary step this time.
-            let config = std::fs::read_to_string(&env.config).unwrap();
-            std::fs::write(
-                &env.config,
-                config.replace("shadow_seconds = 60", "shadow_seconds = 0"),
-            )
-            .unwrap();
+            env.set_key("rollout", "shadow_seconds", toml::Value::from(0));
         }
         let mut deploy = env
             .cmd(&["deploy"])
@@ -824,12 +808,7 @@ fn a_rollout_stopped_by_a_signal_puts_traffic_back_before_it_exits() {
     }
 
     // A promoted candidate, stopped the same way, waits again.
-    let config = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        config.replace("[rollout]\n", "[rollout]\npromote = \"manual\"\n"),
-    )
-    .unwrap();
+    env.set_key("rollout", "promote", toml::Value::from("manual"));
     env.ok(&["deploy"]);
     let candidate = env.status_json()["waiting"]["version"].clone();
     assert!(candidate.is_string());

@@ -270,15 +270,7 @@ fn restart_refuses_a_slot_address_change_in_socket_mode_as_in_reload_mode() {
         let last_good = env.state().join("config.last-good.toml");
         let saved = std::fs::read_to_string(&last_good).unwrap();
         let moved = format!("127.0.0.1:{}", crate::util::free_port());
-        let config = std::fs::read_to_string(&env.config).unwrap();
-        std::fs::write(
-            &env.config,
-            config.replace(
-                &format!("blue = \"{}\"", env.blue),
-                &format!("blue = \"{moved}\""),
-            ),
-        )
-        .unwrap();
+        env.set_key("slots", "blue", toml::Value::from(moved.as_str()));
         let err = env.fails(&["restart"], 1);
         assert!(
             err.contains("config key `slots.blue`") && err.contains("stop bluegreen up"),

@@ -47,15 +47,7 @@ fn an_edited_slot_address_not_applied_yet_is_probed_where_the_slot_listens() {
     let env = Env::new();
     let _up = env.up();
     let moved = format!("127.0.0.1:{}", crate::util::free_port());
-    let config = crate::util::read(&env.config);
-    std::fs::write(
-        &env.config,
-        config.replace(
-            &format!("blue = \"{}\"", env.blue),
-            &format!("blue = \"{moved}\""),
-        ),
-    )
-    .unwrap();
+    env.set_key("slots", "blue", toml::Value::from(moved.as_str()));
     let err = env.fails(&["restart"], 1);
     assert!(err.contains("config key `slots.blue`"), "{err}");
 

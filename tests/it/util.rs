@@ -78,6 +78,16 @@ impl Env {
         self.dir.path().join("state")
     }
 
+    /// Sets `[table] key = value` in the config file, keeping every other key.
+    pub fn set_key(&self, table: &str, key: &str, value: toml::Value) {
+        let mut config: toml::Table = read(&self.config).parse().unwrap();
+        let section = config
+            .entry(table)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        section.as_table_mut().unwrap().insert(key.into(), value);
+        std::fs::write(&self.config, toml::to_string(&config).unwrap()).unwrap();
+    }
+
     pub fn csv(&self) -> PathBuf {
         self.state().join("data/boston.csv")
     }
