@@ -136,7 +136,9 @@ fn a_candidate_answering_errors_is_stopped_at_the_first_canary_step() {
     let v2 = record.to_version.clone().unwrap();
     let err = env.fails(&["deploy", &v2], 4);
     assert!(
-        err.contains(&format!("the rollout stopped {v2}: canary 10%")),
+        err.contains(&format!("the rollout stopped {v2}: canary 10%"))
+            && err.contains("hint: the candidate breached a limit of [rollout]")
+            && err.contains(&format!("then `bluegreen deploy {v2}`")),
         "{err}"
     );
     std::thread::sleep(Duration::from_millis(300));
