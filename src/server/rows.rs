@@ -27,7 +27,11 @@ use serde_json::{Map, Value};
 /// protocol answers it in its own error shape, with its own hint.
 #[derive(Debug)]
 pub struct Refusal {
+    /// A 4xx for the client's fault: 400 for a body that is not JSON, 413 past a limit, 422
+    /// for JSON that is not rows of this model (the README's error table); a 500 only from
+    /// the test-only fault hook of debug builds (`crate::rollout::fault`).
     pub status: StatusCode,
+    /// What is wrong and where (`data[1][3]`), without a hint: each protocol adds its own.
     pub what: String,
 }
 
