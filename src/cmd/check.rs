@@ -530,18 +530,25 @@ fn check_nginx(config: &Config, report: &mut Report) {
     // What NGINX reads of bluegreen's rendering must be this config's (a warning: NGINX
     // serves on, with the old limits, until `bluegreen restart` applies it). `nginx -T` passed
     // above, so `files` fails only if that changed meanwhile.
+    let state_exists = config.state_dir.is_dir();
     for file in site::files(config, nginx).unwrap_or_default() {
-        if !file.stale() {
+        // Without the state folder these files cannot be there; the state's own error
+        // (`check_state`) says what to do, and a warning per file would only repeat it.
+        if !file.stale() || (file.now.is_none() && !state_exists) {
             continue;
         }
         let path = file.path.display();
         report.problems.push(Problem {
             severity: Severity::Warning,
             subject: format!("{path} ({})", file.kind),
-            what: format!(
-                "differs from what this configuration renders, so NGINX runs with another's ({})",
-                file.first_difference()
-            ),
+            what: if file.now.is_none() {
+                "is missing or unreadable, so NGINX cannot read this configuration's".to_string()
+            } else {
+                format!(
+                    "differs from what this configuration renders, so NGINX runs with another's ({})",
+                    file.first_difference()
+                )
+            },
             hint: if file.owned {
                 "`bluegreen restart` writes it and reloads NGINX".to_string()
             } else {

@@ -112,9 +112,12 @@ fn a_config_that_does_not_parse_or_does_not_exist_is_named_with_its_place() {
 #[test]
 fn each_kind_of_broken_state_is_named_with_its_file() {
     let env = Env::new();
-    // No state at all.
-    reports(&problems(&env), "state", "does not exist");
-    assert!(problems(&env).contains("bluegreen init"));
+    // No state at all: one error that says to run `init`, not a warning per file of NGINX's
+    // that the state would hold.
+    let err = problems(&env);
+    reports(&err, "state", "does not exist");
+    assert!(err.contains("bluegreen init"), "{err}");
+    assert!(!err.contains("warning:"), "{err}");
 
     env.ok(&["init"]);
     let state = env.state();
@@ -127,7 +130,13 @@ fn each_kind_of_broken_state_is_named_with_its_file() {
     let model = fs::canonicalize(state.join("slots/blue.json")).unwrap();
     fs::write(&model, "{\"format\": 1,").unwrap();
     fs::remove_file(state.join("nginx/upstream.conf")).unwrap();
+    fs::remove_file(state.join("nginx/dashboard.conf")).unwrap();
     let err = problems(&env);
+    assert!(
+        err.contains("dashboard.conf (the dashboard's include): is missing or unreadable")
+            && err.contains("`bluegreen restart` writes it"),
+        "{err}"
+    );
     reports(&err, "boston.csv", "line 508");
     reports(&err, "slots/green.json", "slot green has no model link");
     reports(&err, "slots/blue.json", "slot blue cannot load its model");
