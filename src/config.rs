@@ -316,7 +316,7 @@ impl<'de> Deserialize<'de> for Model {
         let mut table = toml::Table::deserialize(deserializer)?;
         let mut model = Model::default();
         let bad = |key: &str, e: toml::de::Error| {
-            D::Error::custom(format!("`model.{key}`: {}", e.message()))
+            D::Error::custom(format!("`model.{key}`: {}", in_words(e.message())))
         };
         if let Some(name) = table.remove("name") {
             model.name = name.try_into().map_err(|e| bad("name", e))?;
@@ -570,7 +570,7 @@ impl Config {
             ConfigError::Parse {
                 path: PathBuf::from("<text>"),
                 message: key
-                    + e.message()
+                    + &in_words(e.message())
                     + &span
                         .map(|s| format!(" (at {})", line_col(text, s.start)))
                         .unwrap_or_default(),
@@ -1154,6 +1154,46 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     in_item(doc.as_item(), offset, &[])
 }
 
+/// serde's message for a value of the wrong type, with the Rust type it names in words an
+/// operator reads (`expected u16` → `expected a whole number from 0 to 65535`) and, for a number or
+/// `true`/`false` written in quotes, what to write instead: TOML reads `"5"` as text
+/// (toml.io: strings are quoted, numbers and booleans are not).
+fn in_words(message: &str) -> String {
+    const TYPES: [(&str, &str, bool); 9] = [
+        ("f64", "a number", true),
+        ("f32", "a number", true),
+        ("u8", "a whole number from 0 to 255", true),
+        ("u16", "a whole number from 0 to 65535", true),
+        ("u32", "a whole number from 0 to 4294967295", true),
+        ("u64", "a whole number, 0 or more", true),
+        ("usize", "a whole number, 0 or more", true),
+        ("i64", "a whole number", true),
+        ("bool", "true or false", false),
+    ];
+    for (ty, words, numeric) in TYPES {
+        let Some(head) = message.strip_suffix(&format!(", expected {ty}")) else {
+            continue;
+        };
+        let mut out = format!("{head}, expected {words}");
+        let quoted = head
+            .strip_prefix("invalid type: string \"")
+            .and_then(|rest| rest.strip_suffix('"'))
+            .map(str::trim);
+        if let Some(text) = quoted {
+            let fits = if numeric {
+                text.parse::<f64>().is_ok()
+            } else {
+                matches!(text, "true" | "false")
+            };
+            if fits {
+                out.push_str(&format!("; write it without quotes: {text}"));
+            }
+        }
+        return out;
+    }
+    message.to_string()
+}
+
 fn line_col(text: &str, offset: usize) -> String {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -1357,8 +1397,22 @@ mod tests {
             err.contains("not available") && err.contains("hint"),
             "{err}"
         );
-        // Wrong types and unknown keys are refused with their place.
+        // Wrong types and unknown keys are refused with their place; a type in words, and a
+        // number in quotes with what to write instead.
         for (text, what) in [
+            (
+                "[rollout]\nshadow_percent = \"5\"",
+                "expected a number; write it without quotes: 5",
+            ),
+            (
+                "[limits]\nmax_rows = \"100\"",
+                "expected a whole number, 0 or more; write it without quotes: 100",
+            ),
+            (
+                "batch_size = 2\n[model]\nkind = \"ridge\"\nalpha = \" 0.5\"",
+                "`model.alpha`: invalid type: string \" 0.5\", expected a number; write it without quotes: 0.5",
+            ),
+            ("[rollout]\nshadow_percent = \"five\"", "string \"five\", expected a number (at"),
             ("[rollout]\npromote = \"later\"", "unknown variant `later`"),
             ("[rollout]\nsteps = 100", "invalid type"),
             ("[rollout]\nshadow_seconds = -1", "invalid value"),

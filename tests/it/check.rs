@@ -282,7 +282,11 @@ fn a_value_of_the_wrong_type_is_named_by_its_key() {
         ),
         (
             format!("public_port = 70000\n{}", text.replace("public_port", "#")),
-            "key `public_port`: invalid value: integer `70000`, expected u16",
+            "key `public_port`: invalid value: integer `70000`, expected a whole number from 0 to 65535",
+        ),
+        (
+            format!("public_port = \"8080\"\n{}", text.replace("public_port", "#")),
+            "key `public_port`: invalid type: string \"8080\", expected a whole number from 0 to 65535; write it without quotes: 8080",
         ),
     ];
     for (config, says) in cases {
