@@ -273,6 +273,14 @@ impl Record {
         };
     }
 
+    /// When the action ended: [`Record::time`] plus [`Record::duration_ms`], in the same form
+    /// (RFC 3339, UTC, milliseconds); `time` itself if it cannot be read as RFC 3339.
+    pub fn ended(&self) -> String {
+        time::OffsetDateTime::parse(&self.time, &time::format_description::well_known::Rfc3339)
+            .map(|start| start + time::Duration::milliseconds(self.duration_ms.round() as i64))
+            .map_or_else(|_| self.time.clone(), crate::model::rfc3339)
+    }
+
     /// Closes the record as failed at `step`, with the whole chain of `error` as the reason,
     /// so the history keeps the real cause (issue 8 §8).
     pub fn fail(&mut self, step: &str, error: &dyn Error) {

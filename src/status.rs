@@ -99,7 +99,8 @@ pub struct Status {
 pub struct Waiting {
     pub version: String,
     pub slot: Slot,
-    /// When its deploy began (RFC 3339, UTC).
+    /// When it began waiting (RFC 3339, UTC): the end of the deploy that left it on its
+    /// slot, or of the promote that failed and left it waiting again.
     pub since: String,
     /// The slot that keeps the traffic meanwhile.
     pub traffic_on: Slot,
@@ -366,7 +367,7 @@ pub fn gather(
         Some(Waiting {
             version: w.to_version.clone()?,
             slot: w.to_slot?,
-            since: w.time.clone(),
+            since: w.ended(),
             traffic_on: w.from_slot?,
         })
     });

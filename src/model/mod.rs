@@ -430,7 +430,13 @@ pub fn parse_seq(version: &str) -> Option<u64> {
 
 /// The current UTC time as RFC 3339 with milliseconds, for records.
 pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+/// `at` in UTC as RFC 3339 with milliseconds, the form of every time bluegreen records
+/// (`2026-11-30T01:02:03.456Z`).
+pub fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.to_offset(time::UtcOffset::UTC)
         .format(time::macros::format_description!(
             "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
         ))

@@ -567,6 +567,20 @@ fn a_canary_step_without_traffic_stops_inconclusive_and_the_previous_slot_keeps_
     assert_eq!(err.matches("waits again").count(), 1, "said once: {err}");
     let status = env.status_json();
     assert_eq!(status["waiting"]["version"].as_str(), Some(v2.as_str()));
+    // It waits again since the failed promote ended, not since that promote (or the deploy)
+    // began.
+    let promote = bluegreen::history::read_all(&env.state().join("deploys.jsonl"))
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(promote.action, Action::Promote);
+    assert!(promote.duration_ms >= 1000.0, "{promote:#?}");
+    assert_eq!(
+        status["waiting"]["since"].as_str(),
+        Some(promote.ended().as_str()),
+        "{status:#}"
+    );
+    assert!(promote.ended() > promote.time, "{promote:#?}");
     assert_eq!(status["active"], "blue");
     assert_eq!(linked(&env, "green"), v2);
     assert_eq!(env.predict().header("x-model-version"), Some(v1.as_str()));
