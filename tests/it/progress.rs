@@ -90,6 +90,26 @@ fn a_terminal_sees_the_bytes_and_rows_read_and_their_rate() {
     assert!(screen.contains("trained v0002"), "{screen}");
 }
 
+/// Without the ledger (`crate::ledger`: removed, or the file changed by hand) `train --if-due`
+/// and `status` hash the whole file to see what changed: that pass has its bar too.
+#[test]
+fn the_pass_that_sees_what_changed_shows_it_too() {
+    let (env, large) = with_large_file("batch_size = 100000");
+    env.ok(&["add-data", &large]);
+    let ledger = env.state().join("run/data-ledger.json");
+    assert!(ledger.exists(), "add-data keeps a ledger");
+    for args in [&["status"][..], &["train", "--if-due"]] {
+        // `status` may write none after its pass; `train` must make one of its own either way.
+        let _ = std::fs::remove_file(&ledger);
+        let screen = on_a_terminal(&env, args);
+        assert!(
+            screen.contains("reading boston.csv to see what changed ["),
+            "{args:?}: {screen}"
+        );
+        assert!(screen.contains(" rows"), "{args:?}: {screen}");
+    }
+}
+
 #[test]
 fn a_kind_that_reads_the_whole_file_shows_it_too() {
     let (env, large) = with_large_file("[model]\nkind = \"lasso\"\n");
