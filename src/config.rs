@@ -316,7 +316,7 @@ impl<'de> Deserialize<'de> for Model {
         let mut table = toml::Table::deserialize(deserializer)?;
         let mut model = Model::default();
         let bad = |key: &str, e: toml::de::Error| {
-            D::Error::custom(format!("`model.{key}`: {}", in_words(e.message())))
+            D::Error::custom(format!("key `model.{key}`: {}", in_words(e.message())))
         };
         if let Some(name) = table.remove("name") {
             model.name = name.try_into().map_err(|e| bad("name", e))?;
@@ -558,21 +558,30 @@ impl Config {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         toml::from_str(text).map_err(|e| {
-            let span = e.span();
+            // A [model] parameter's error names it (`Model`'s deserializer), but toml's span
+            // is the whole table's: the place is the parameter's own line.
+            let param = e
+                .message()
+                .strip_prefix("key `model.")
+                .and_then(|rest| rest.split_once('`'))
+                .map(|(name, _)| name);
+            let start = match param.and_then(|name| key_start(text, &["model", name])) {
+                Some(start) => Some(start),
+                None => e.span().map(|s| s.start),
+            };
             // A value of the wrong type: toml's message names the type, the span the place;
             // the key is what the operator looks for (`slots.blue`, not "line 2, column 8").
-            let key = span
-                .as_ref()
-                .and_then(|s| key_at(text, s.start))
-                .filter(|key| !e.message().contains(&format!("`{key}`")))
+            let key = start
+                .and_then(|start| key_at(text, start).or_else(|| key_on_line(text, start)))
+                .filter(|key| !e.message().contains(&format!("`{key}")))
                 .map(|key| format!("key `{key}`: "))
                 .unwrap_or_default();
             ConfigError::Parse {
                 path: PathBuf::from("<text>"),
                 message: key
                     + &in_words(e.message())
-                    + &span
-                        .map(|s| format!(" (at {})", line_col(text, s.start)))
+                    + &start
+                        .map(|start| format!(" (at {})", line_col(text, start)))
                         .unwrap_or_default(),
             }
         })
@@ -1154,23 +1163,85 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     in_item(doc.as_item(), offset, &[])
 }
 
+/// Where the key at `path` (`["model", "alpha"]`) begins in `text`, if it is there.
+fn key_start(text: &str, path: &[&str]) -> Option<usize> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let (last, tables) = path.split_last()?;
+    let mut table = doc.as_table();
+    for name in tables {
+        table = table.get(name)?.as_table()?;
+    }
+    let (key, _) = table.get_key_value(last)?;
+    key.span().map(|s| s.start)
+}
+
+/// The key of the `key = value` line around `offset`, under the `[table]` above it, read
+/// from the text alone: for a file that is not TOML as a whole (an integer past 64 bits is
+/// refused by the parser itself), where [`key_at`] finds nothing.
+fn key_on_line(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') || key.starts_with('#') {
+        return None;
+    }
+    let table = before[..line_start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        (l.starts_with('[') && !l.starts_with("[[")).then(|| l.trim_matches(['[', ']']).trim())
+    });
+    Some(match table {
+        Some(table) => format!("{table}.{key}"),
+        None => key.to_string(),
+    })
+}
+
 /// serde's message for a value of the wrong type, with the Rust type it names in words an
-/// operator reads (`expected u16` → `expected a whole number from 0 to 65535`) and, for a number or
-/// `true`/`false` written in quotes, what to write instead: TOML reads `"5"` as text
-/// (toml.io: strings are quoted, numbers and booleans are not).
+/// operator reads (`expected u16` → `expected a whole number, not negative and at most 65535`:
+/// what the type takes; a key's own range is `Config::invalid`'s to say) and, for a value
+/// written in quotes that the type would take without them, what to write instead: TOML
+/// reads `"5"` as text (toml.io: strings are quoted, numbers and booleans are not).
 fn in_words(message: &str) -> String {
-    const TYPES: [(&str, &str, bool); 9] = [
-        ("f64", "a number", true),
-        ("f32", "a number", true),
-        ("u8", "a whole number from 0 to 255", true),
-        ("u16", "a whole number from 0 to 65535", true),
-        ("u32", "a whole number from 0 to 4294967295", true),
-        ("u64", "a whole number, 0 or more", true),
-        ("usize", "a whole number, 0 or more", true),
-        ("i64", "a whole number", true),
-        ("bool", "true or false", false),
+    /// serde's name of the type, the words, and the TOML value it takes.
+    enum Takes {
+        Number,
+        Whole { max: u64 },
+        Signed,
+        Boolean,
+    }
+    const TYPES: [(&str, &str, Takes); 9] = [
+        ("f64", "a number", Takes::Number),
+        ("f32", "a number", Takes::Number),
+        (
+            "u8",
+            "a whole number, not negative and at most 255",
+            Takes::Whole { max: 255 },
+        ),
+        (
+            "u16",
+            "a whole number, not negative and at most 65535",
+            Takes::Whole { max: 65_535 },
+        ),
+        (
+            "u32",
+            "a whole number, not negative and at most 4294967295",
+            Takes::Whole { max: 4_294_967_295 },
+        ),
+        (
+            "u64",
+            "a whole number, not negative",
+            Takes::Whole { max: u64::MAX },
+        ),
+        (
+            "usize",
+            "a whole number, not negative",
+            Takes::Whole { max: u64::MAX },
+        ),
+        ("i64", "a whole number", Takes::Signed),
+        ("a boolean", "true or false", Takes::Boolean),
     ];
-    for (ty, words, numeric) in TYPES {
+    for (ty, words, takes) in TYPES {
         let Some(head) = message.strip_suffix(&format!(", expected {ty}")) else {
             continue;
         };
@@ -1179,11 +1250,20 @@ fn in_words(message: &str) -> String {
             .strip_prefix("invalid type: string \"")
             .and_then(|rest| rest.strip_suffix('"'))
             .map(str::trim);
-        if let Some(text) = quoted {
-            let fits = if numeric {
-                text.parse::<f64>().is_ok()
-            } else {
-                matches!(text, "true" | "false")
+        // What the text is as a bare TOML value, if it is one.
+        let bare = quoted.and_then(|text| {
+            let table: toml::Table = format!("v = {text}").parse().ok()?;
+            Some((text, table.get("v")?.clone()))
+        });
+        if let Some((text, value)) = bare {
+            let fits = match (takes, value) {
+                (Takes::Number, toml::Value::Float(x)) => x.is_finite(),
+                (Takes::Number | Takes::Signed, toml::Value::Integer(_)) => true,
+                (Takes::Whole { max }, toml::Value::Integer(n)) => {
+                    u64::try_from(n).is_ok_and(|n| n <= max)
+                }
+                (Takes::Boolean, toml::Value::Boolean(_)) => true,
+                _ => false,
             };
             if fits {
                 out.push_str(&format!("; write it without quotes: {text}"));
@@ -1406,11 +1486,15 @@ mod tests {
             ),
             (
                 "[limits]\nmax_rows = \"100\"",
-                "expected a whole number, 0 or more; write it without quotes: 100",
+                "expected a whole number, not negative; write it without quotes: 100",
             ),
             (
-                "batch_size = 2\n[model]\nkind = \"ridge\"\nalpha = \" 0.5\"",
-                "`model.alpha`: invalid type: string \" 0.5\", expected a number; write it without quotes: 0.5",
+                "[fleet]\ndeploy_locally = \"true\"",
+                "expected true or false; write it without quotes: true",
+            ),
+            (
+                "[model]\nalpha = \" 0.5\"\nkind = \"ridge\"",
+                "key `model.alpha`: invalid type: string \" 0.5\", expected a number; write it without quotes: 0.5",
             ),
             ("[rollout]\nshadow_percent = \"five\"", "string \"five\", expected a number (at"),
             ("[rollout]\npromote = \"later\"", "unknown variant `later`"),
@@ -1815,5 +1899,48 @@ mod tests {
         );
         let missing = Config::from_file(&dir.path().join("nope.toml")).unwrap_err();
         assert!(missing.to_string().contains("nope.toml"), "{missing}");
+    }
+
+    /// A [model] parameter's error is placed at its own line, not the table's; a number too
+    /// large for TOML itself still names its key.
+    #[test]
+    fn a_parameters_error_is_at_its_line_and_a_huge_number_names_its_key() {
+        let err = Config::from_toml("batch_size = 2\n[model]\nkind = \"ridge\"\n\nalpha = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("key `model.alpha`: invalid type")
+                && err.contains("(at line 5, column 1)"),
+            "{err}"
+        );
+        let err = Config::from_toml("[limits]\nmax_rows = 99999999999999999999")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("key `limits.max_rows`: ") && err.contains("line 2"),
+            "{err}"
+        );
+    }
+
+    /// A quoted value is said to be written without quotes only when the type takes it so
+    /// (`"-1"` is not a port, `"5."` is not TOML).
+    #[test]
+    fn a_quoted_value_is_unquoted_only_when_that_fits() {
+        for text in [
+            "public_port = \"-1\"",
+            "public_port = \"70000\"",
+            "public_port = \"80.5\"",
+            "[limits]\nmax_rows = \"1e3\"",
+            "[rollout]\nshadow_percent = \"5.\"",
+            "[rollout]\nshadow_percent = \"inf\"",
+            "[rollout]\nshadow_percent = \"five\"",
+            "[fleet]\ndeploy_locally = \"yes\"",
+        ] {
+            let err = Config::from_toml(text).unwrap_err().to_string();
+            assert!(
+                err.contains("invalid type: string") && !err.contains("without quotes"),
+                "{text}: {err}"
+            );
+        }
     }
 }

@@ -246,9 +246,14 @@ fn check_state(config: &Config, report: &mut Report) {
         hint: hint.to_string(),
     };
     if !layout.root().is_dir() {
+        let what = if layout.root().exists() {
+            "the state folder (state_dir) is not a folder"
+        } else {
+            "the state folder (state_dir) does not exist"
+        };
         report.problems.push(error(
             layout.root(),
-            "the state folder (state_dir) does not exist".into(),
+            what.into(),
             "run `bluegreen init`, or set state_dir to the folder that holds the state",
         ));
         return;
@@ -492,6 +497,12 @@ fn check_nginx(config: &Config, report: &mut Report) {
             if !root && text.contains("Permission denied") {
                 "run it as root (`sudo bluegreen check`): NGINX opens its logs and pid file as root"
                     .into()
+            } else if text.contains("No such file")
+                && text.contains(&format!("\"{}/", layout.nginx_dir().display()))
+            {
+                // An include bluegreen writes in the state folder is gone: `init` writes them
+                // again; `restart` would refuse, since this check fails.
+                "a file bluegreen writes for NGINX in the state folder is missing: `bluegreen init` writes it again (it keeps the data, the models and the slots' links)".into()
             } else {
                 "fix the file and line NGINX names above".into()
             },
@@ -542,14 +553,17 @@ fn check_nginx(config: &Config, report: &mut Report) {
             severity: Severity::Warning,
             subject: format!("{path} ({})", file.kind),
             what: if file.now.is_none() {
-                "is missing or unreadable, so NGINX cannot read this configuration's".to_string()
+                "is missing or unreadable, and NGINX's configuration includes it".to_string()
             } else {
                 format!(
                     "differs from what this configuration renders, so NGINX runs with another's ({})",
                     file.first_difference()
                 )
             },
-            hint: if file.owned {
+            hint: if file.now.is_none() {
+                "`bluegreen init` writes it again (it keeps the data, the models and the slots' links)"
+                    .to_string()
+            } else if file.owned {
                 "`bluegreen restart` writes it and reloads NGINX".to_string()
             } else {
                 format!(

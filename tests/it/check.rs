@@ -63,6 +63,22 @@ fn a_running_system_passes_and_its_config_is_saved_as_the_last_good_one() {
     );
 }
 
+/// An include that NGINX reads, gone from the state folder: `nginx -t` fails on it, and the
+/// hint is the command that writes it again (not `restart`, which refuses while check fails).
+#[test]
+fn a_missing_include_is_written_again_by_the_init_the_hint_names() {
+    let env = Env::new();
+    let _up = env.up();
+    let include = env.state().join("nginx/dashboard.conf");
+    fs::remove_file(&include).unwrap();
+    let err = problems(&env);
+    reports(&err, "nginx", "dashboard.conf");
+    assert!(err.contains("`bluegreen init` writes it again"), "{err}");
+    env.ok(&["init"]);
+    assert!(include.exists());
+    env.exits(&["check"], 0);
+}
+
 #[test]
 fn every_bad_key_is_named_with_its_default_and_nothing_is_saved() {
     let env = Env::new();
@@ -134,7 +150,7 @@ fn each_kind_of_broken_state_is_named_with_its_file() {
     let err = problems(&env);
     assert!(
         err.contains("dashboard.conf (the dashboard's include): is missing or unreadable")
-            && err.contains("`bluegreen restart` writes it"),
+            && err.contains("`bluegreen init` writes it again"),
         "{err}"
     );
     reports(&err, "boston.csv", "line 508");
@@ -282,11 +298,11 @@ fn a_value_of_the_wrong_type_is_named_by_its_key() {
         ),
         (
             format!("public_port = 70000\n{}", text.replace("public_port", "#")),
-            "key `public_port`: invalid value: integer `70000`, expected a whole number from 0 to 65535",
+            "key `public_port`: invalid value: integer `70000`, expected a whole number, not negative and at most 65535",
         ),
         (
             format!("public_port = \"8080\"\n{}", text.replace("public_port", "#")),
-            "key `public_port`: invalid type: string \"8080\", expected a whole number from 0 to 65535; write it without quotes: 8080",
+            "key `public_port`: invalid type: string \"8080\", expected a whole number, not negative and at most 65535; write it without quotes: 8080",
         ),
     ];
     for (config, says) in cases {
