@@ -1174,7 +1174,8 @@ impl<'a> Deployer<'a> {
                 let why = format!("{stopped}: all traffic is back on {from}");
                 if intent.manual {
                     intent.record.step("reconcile");
-                    intent.record.finish(
+                    // The candidate waits again from now, not from when the promote began.
+                    intent.record.finish_now(
                         Outcome::Interrupted,
                         Some(format!("{why}; {to} waits for `bluegreen promote` again")),
                     );
@@ -1201,14 +1202,18 @@ impl<'a> Deployer<'a> {
                 }
                 let why = record.reason.clone().unwrap_or_default();
                 intent.record.step("reconcile");
-                intent.record.finish(
-                    if inconclusive {
-                        Outcome::Inconclusive
-                    } else {
-                        Outcome::Aborted
-                    },
-                    Some(format!("{why}; finished after {stopped}")),
-                );
+                let outcome = if inconclusive {
+                    Outcome::Inconclusive
+                } else {
+                    Outcome::Aborted
+                };
+                let reason = Some(format!("{why}; finished after {stopped}"));
+                if waits_again {
+                    // The candidate waits again from now (`Record::ended`).
+                    intent.record.finish_now(outcome, reason);
+                } else {
+                    intent.record.finish(outcome, reason);
+                }
                 if waits_again {
                     // The wait first: the next reconcile appends a record it holds.
                     intent.phase = Phase::Waiting;

@@ -273,6 +273,19 @@ impl Record {
         };
     }
 
+    /// Closes a record read back (its clock is gone) that a reconcile finishes now: its
+    /// duration runs from [`Record::time`] until now, when the action really ended (a
+    /// promote killed mid-phase, whose candidate waits again from now on).
+    pub fn finish_now(&mut self, outcome: Outcome, reason: Option<String>) {
+        self.finish(outcome, reason);
+        if let Ok(start) =
+            time::OffsetDateTime::parse(&self.time, &time::format_description::well_known::Rfc3339)
+        {
+            let ms = (time::OffsetDateTime::now_utc() - start).whole_microseconds() as f64 / 1e3;
+            self.duration_ms = self.duration_ms.max(ms);
+        }
+    }
+
     /// When the action ended: [`Record::time`] plus [`Record::duration_ms`], in the same form
     /// (RFC 3339, UTC, milliseconds); `time` itself if it cannot be read as RFC 3339.
     pub fn ended(&self) -> String {

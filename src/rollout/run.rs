@@ -441,7 +441,7 @@ impl Deployer<'_> {
         record.step("probe");
         info!(
             "promoting {version} on {to} (waiting since {}); traffic is on {from}",
-            waiting.time
+            waiting.ended()
         );
         let mut intent = Intent {
             phase: Phase::Switch,

@@ -733,6 +733,56 @@ fn wait_for_phase(env: &Env, deploy: &mut std::process::Child, phase: &str) {
     }
 }
 
+/// A candidate waits since the command that left it waiting ended: the deploy, or a promote
+/// killed mid-phase (`kill -9`), once the next command reconciled it; `promote` says the same
+/// time as `status`. Before, both said when that deploy or promote began.
+#[test]
+fn a_candidate_waits_since_the_deploy_or_the_killed_promote_ended() {
+    let env = Env::with_extra(
+        "[rollout]\npromote = \"manual\"\nsteps = [50, 100]\nstep_seconds = 60\nmax_latency_ratio = 50.0",
+    );
+    let _up = env.up_idle();
+    env.ok(&["train"]);
+    env.ok(&["deploy"]);
+    let deployed = bluegreen::history::read_all(&env.state().join("deploys.jsonl"))
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(deployed.outcome, Outcome::Waiting, "{deployed:#?}");
+    let since = env.status_json()["waiting"]["since"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(since, deployed.ended());
+
+    let load = load(&env);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut promote = env
+        .cmd(&["promote"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_phase(&env, &mut promote, "canary");
+    let killed = bluegreen::model::now_rfc3339();
+    crate::util::kill9(promote.id() as i32);
+    let out = promote.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(&format!("(waiting since {since})")), "{said}");
+
+    std::thread::sleep(Duration::from_millis(500));
+    // The next command reconciles: traffic back, the candidate waiting again, since now.
+    let status = env.status_json();
+    let again = status["waiting"]["since"].as_str().unwrap();
+    assert!(
+        again > killed.as_str(),
+        "{again} after the kill at {killed}: {status:#}"
+    );
+    assert_eq!(status["active"], "blue", "{status:#}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_no_failures(&load.finish());
+}
+
 /// A deploy stopped by a signal in a rollout's phase (Ctrl-C, `systemctl stop`, systemd's
 /// own stop at a start timeout) puts all traffic back on the previous slot before it exits,
 /// and records why: nothing is left mirrored or split with no deploy to watch it. Before,
