@@ -1181,14 +1181,23 @@ fn key_start(text: &str, path: &[&str]) -> Option<usize> {
 fn key_on_line(text: &str, offset: usize) -> Option<String> {
     let before = text.get(..offset)?;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    // The line with the key: this one, or for a value that spans lines (an array) the
+    // nearest one above with a `=`.
     let line = text[line_start..].lines().next()?;
+    let above = before[..line_start].lines().rev();
+    let line = std::iter::once(line)
+        .chain(above)
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .find(|l| l.contains('='))?;
     let (key, _) = line.split_once('=')?;
     let key = key.trim().trim_matches('"');
-    if key.is_empty() || key.starts_with('[') || key.starts_with('#') {
+    if key.is_empty() {
         return None;
     }
     let table = before[..line_start].lines().rev().find_map(|l| {
-        let l = l.trim();
+        // `[rollout]   # see Rollouts`, as the packaged config writes headers.
+        let l = l.split('#').next().unwrap_or("").trim();
         (l.starts_with('[') && !l.starts_with("[[")).then(|| l.trim_matches(['[', ']']).trim())
     });
     Some(match table {
@@ -1913,13 +1922,29 @@ mod tests {
                 && err.contains("(at line 5, column 1)"),
             "{err}"
         );
-        let err = Config::from_toml("[limits]\nmax_rows = 99999999999999999999")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("key `limits.max_rows`: ") && err.contains("line 2"),
-            "{err}"
-        );
+        for (text, key, line) in [
+            (
+                "[limits]\nmax_rows = 99999999999999999999",
+                "limits.max_rows",
+                2,
+            ),
+            (
+                "[rollout]    # see Rollouts\nstep_seconds = 99999999999999999999 # s",
+                "rollout.step_seconds",
+                2,
+            ),
+            (
+                "[rollout]\nsteps = [\n  50,\n  99999999999999999999,\n]",
+                "rollout.steps",
+                4,
+            ),
+        ] {
+            let err = Config::from_toml(text).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("key `{key}`: ")) && err.contains(&format!("line {line}")),
+                "{text}: {err}"
+            );
+        }
     }
 
     /// A quoted value is said to be written without quotes only when the type takes it so

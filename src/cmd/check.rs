@@ -500,9 +500,17 @@ fn check_nginx(config: &Config, report: &mut Report) {
             } else if text.contains("No such file")
                 && text.contains(&format!("\"{}/", layout.nginx_dir().display()))
             {
-                // An include bluegreen writes in the state folder is gone: `init` writes them
-                // again; `restart` would refuse, since this check fails.
-                "a file bluegreen writes for NGINX in the state folder is missing: `bluegreen init` writes it again (it keeps the data, the models and the slots' links)".into()
+                // A file bluegreen writes for NGINX in the state folder is gone. `up` writes its
+                // own NGINX's main file and site at start; `init` writes the includes again.
+                // Not `restart`: it refuses while this check fails.
+                let up_writes = ["site.conf", "nginx.conf"].iter().any(|name| {
+                    text.contains(&format!("\"{}\"", layout.nginx_dir().join(name).display()))
+                });
+                if up_writes {
+                    "a file `bluegreen up` writes for its NGINX at start is missing: stop `up` (Ctrl-C) and start it again".into()
+                } else {
+                    "a file bluegreen writes for NGINX in the state folder is missing: `bluegreen init` writes it again (it keeps the data, the models and the slots' links)".into()
+                }
             } else {
                 "fix the file and line NGINX names above".into()
             },

@@ -77,6 +77,18 @@ fn a_missing_include_is_written_again_by_the_init_the_hint_names() {
     env.ok(&["init"]);
     assert!(include.exists());
     env.exits(&["check"], 0);
+
+    // `init` does not write the site of `up`'s own NGINX: `up` does, at start.
+    let site = env.state().join("nginx/site.conf");
+    let kept = read(&site);
+    fs::remove_file(&site).unwrap();
+    let err = problems(&env);
+    assert!(
+        err.contains("stop `up` (Ctrl-C) and start it again") && !err.contains("bluegreen init"),
+        "{err}"
+    );
+    fs::write(&site, kept).unwrap();
+    env.exits(&["check"], 0);
 }
 
 #[test]
