@@ -679,6 +679,8 @@ impl<'a> Deployer<'a> {
     ) -> Result<Outcome, Failure> {
         let version = &candidate.version;
         let previous = intent.target_link_before.clone();
+        // Before the slot restarts: the watch's reference window starts here.
+        let baseline = crate::rollout::Baseline::take(self.config, active);
         // A slot loads the model it compares shadow copies with (the other slot's) when it
         // starts (`crate::cmd::serve`): before a shadow phase it restarts even if it already
         // serves the candidate, or it would compare with whatever the other slot served then.
@@ -764,7 +766,7 @@ impl<'a> Deployer<'a> {
                 "{resting} answers with {version} and predicts the probe row as the artifact does"
             );
         }
-        self.roll(version, active, resting, intent, false)
+        self.roll(version, active, resting, intent, false, baseline)
     }
 
     /// Steps 6–8 for a flip from `from` to `to`, which must serve `version`.

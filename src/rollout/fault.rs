@@ -13,7 +13,9 @@
 //! `<version prefix>:slow-after=<n>:<ms>` (after `n` predictions, each takes `ms` longer).
 //! A deploy probes a prediction before any traffic moves, so `n` = 1 makes a candidate that
 //! passes its probe and fails afterwards.
-//! Only a slot whose model version starts with the prefix is affected.
+//! Only a slot whose model version starts with the prefix is affected. Several faults, for
+//! different versions, are separated by commas; a slot takes the first one that names its
+//! version.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -52,8 +54,8 @@ impl Fault {
     pub fn for_model(version: &str) -> Option<Fault> {
         #[cfg(debug_assertions)]
         {
-            let spec = std::env::var(ENV).ok()?;
-            let kind = parse(&spec, version)?;
+            let specs = std::env::var(ENV).ok()?;
+            let kind = specs.split(',').find_map(|spec| parse(spec, version))?;
             Some(Fault {
                 kind,
                 predictions: AtomicU64::new(0),

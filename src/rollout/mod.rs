@@ -22,7 +22,8 @@
 //!    every step, which that mode exists to avoid (shadow and watch work in both modes).
 //! 4. **switch**: all traffic to the candidate, as a deploy always did (`crate::deploy`).
 //! 5. **watch** (`watch_seconds`): the new slot's error rate and p99 against the previous
-//!    slot's.
+//!    slot's from the deploy's (or promote's) start to the switch, when it answered enough
+//!    requests then ([`metrics::MIN_REQUESTS`]), else over its whole life (`run::Baseline`).
 //!
 //! Between readings of the slots' `/metrics` ([`metrics`]) each phase is judged against
 //! `max_error_rate`, `max_latency_ratio` and, for the shadow, `max_divergence`; it stops early
@@ -59,5 +60,6 @@ pub mod report;
 mod run;
 mod settings;
 
+pub(crate) use run::Baseline;
 pub use run::Signal;
 pub use settings::{Promote, Settings};

@@ -57,8 +57,13 @@ pub struct Figures {
     /// The candidate's p99 latency in the window, in milliseconds, from its histogram.
     pub p99_ms: Option<f64>,
     /// The reference's p99 in milliseconds: the active slot over the same window (shadow,
-    /// canary), or the previous slot over its life (watch).
+    /// canary), or the previous slot before the switch (watch; see `reference_seconds`).
     pub reference_p99_ms: Option<f64>,
+    /// Watch only: the seconds of the previous slot's traffic the reference covers, its last
+    /// before the switch (from the deploy's or promote's start); `None` when it is the slot's
+    /// whole life, as it is when that window had fewer than `MIN_REQUESTS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_seconds: Option<f64>,
     /// `max(p99, floor) / max(reference p99, floor)` (see `crate::rollout::metrics`);
     /// `None` when either had too few requests to judge.
     pub latency_ratio: Option<f64>,
@@ -94,6 +99,7 @@ impl Figures {
             error_rate: None,
             p99_ms: None,
             reference_p99_ms: None,
+            reference_seconds: None,
             latency_ratio: None,
             mirror_percent: None,
             live_requests: None,
@@ -127,10 +133,16 @@ impl Figures {
             figures.push(format!("{} errors ({:.2}%)", self.errors, rate * 100.0));
         }
         if let Some(p99) = self.p99_ms {
-            let reference = self
-                .reference_p99_ms
-                .map(|r| format!(" vs {r:.2} ms"))
-                .unwrap_or_default();
+            let reference = match (self.reference_p99_ms, self.phase, self.reference_seconds) {
+                (Some(r), PhaseKind::Watch, Some(span)) => {
+                    format!(" vs {r:.2} ms (the previous slot's last {span:.1} s)")
+                }
+                (Some(r), PhaseKind::Watch, None) => {
+                    format!(" vs {r:.2} ms (the previous slot's whole life)")
+                }
+                (Some(r), _, _) => format!(" vs {r:.2} ms"),
+                (None, _, _) => String::new(),
+            };
             figures.push(format!("p99 {p99:.2} ms{reference}"));
         }
         if let Some(ratio) = self.latency_ratio {

@@ -96,8 +96,29 @@ impl Drop for Signals {
 enum Reference {
     /// The active slot, over the same window.
     Live(Slot),
-    /// The previous slot, over its life before the switch (the watch: it rests now).
-    Fixed(Reading),
+    /// The previous slot before the switch (the watch: it rests now), over the seconds given
+    /// or, with `None`, over its whole life.
+    Fixed(Reading, Option<f64>),
+}
+
+/// The active slot's counters when a deploy or promote began. The watch compares the new
+/// slot with the previous one from then to the switch: the same host under the load of now.
+/// Its whole life would hold the load of hours ago too, so a slot that served a light load
+/// long would make any candidate under today's heavier load look slow, and roll back.
+pub(crate) struct Baseline {
+    at: Instant,
+    reading: Reading,
+}
+
+impl Baseline {
+    /// `slot`'s counters now; `None` when they cannot be read (the watch then compares with
+    /// the slot's whole life, as it reads it at the switch).
+    pub(crate) fn take(config: &crate::config::Config, slot: Slot) -> Option<Baseline> {
+        Some(Baseline {
+            at: Instant::now(),
+            reading: Reading::of(&switch::endpoint(config, slot)).ok()?,
+        })
+    }
 }
 
 impl Deployer<'_> {
@@ -110,6 +131,7 @@ impl Deployer<'_> {
         to: Slot,
         intent: &mut Intent,
         promoting: bool,
+        baseline: Option<Baseline>,
     ) -> Result<Outcome, Failure> {
         let settings = &self.config.rollout;
         if settings.promote == Promote::Manual && !promoting {
@@ -183,22 +205,23 @@ impl Deployer<'_> {
         }
         self.flip(from, to, version, intent)?;
         if settings.watch_seconds > 0 {
-            // The previous slot's whole life is the reference: it gets no traffic now.
+            // The previous slot gets no traffic now: the reference is its window from the
+            // deploy's start to the switch, with enough requests to judge; else its life.
             let before = Reading::of(&switch::endpoint(self.config, from)).unwrap_or_default();
+            let recent = baseline
+                .map(|b| (b.at.elapsed().as_secs_f64(), before.since(&b.reading)))
+                .filter(|(_, window)| window.latency.count() >= MIN_REQUESTS);
+            let reference = match recent {
+                Some((seconds, window)) => Reference::Fixed(window, Some(seconds)),
+                None => Reference::Fixed(before, None),
+            };
             self.enter(intent, Phase::Watch)?;
             info!(
                 "watching {to} for {} s with all the traffic",
                 settings.watch_seconds
             );
             let report = self
-                .analyse(
-                    intent,
-                    PhaseKind::Watch,
-                    100,
-                    to,
-                    Reference::Fixed(before),
-                    &signals,
-                )
+                .analyse(intent, PhaseKind::Watch, 100, to, reference, &signals)
                 .map_err(|signal| interrupted("watch", signal))?;
             if let Some(stopped) = self.judged(intent, report, "watch") {
                 return self.stop(from, to, intent, stopped);
@@ -349,7 +372,7 @@ impl Deployer<'_> {
             read(candidate),
             match &reference {
                 Reference::Live(slot) => read(*slot).ok(),
-                Reference::Fixed(_) => None,
+                Reference::Fixed(..) => None,
             },
         );
         let limit = Duration::from_secs(seconds);
@@ -380,7 +403,7 @@ impl Deployer<'_> {
                 (Reference::Live(slot), Some(before)) => {
                     read(*slot).ok().map(|now| now.since(before))
                 }
-                (Reference::Fixed(reading), _) => Some(reading.clone()),
+                (Reference::Fixed(reading, _), _) => Some(reading.clone()),
                 _ => None,
             };
             let figures = measure(
@@ -391,6 +414,13 @@ impl Deployer<'_> {
                 &window,
                 against.as_ref(),
             );
+            let figures = Figures {
+                reference_seconds: match &reference {
+                    Reference::Fixed(_, seconds) => *seconds,
+                    Reference::Live(_) => None,
+                },
+                ..figures
+            };
             let report = judge(settings, figures);
             let breached = !report.passed && !report.inconclusive;
             if elapsed >= limit || (breached && report.figures.requests >= MIN_REQUESTS) {
@@ -427,6 +457,7 @@ impl Deployer<'_> {
                 from,
             });
         }
+        let baseline = Baseline::take(self.config, from);
         let unhealthy = |source| DeployError::RestingUnhealthy { slot: to, source };
         let artifact = state
             .load(&version)
@@ -451,7 +482,7 @@ impl Deployer<'_> {
             manual: true,
             so_far: None,
         };
-        let result = self.roll(&version, from, to, &mut intent, true);
+        let result = self.roll(&version, from, to, &mut intent, true, baseline);
         let record = self.conclude(intent, result)?;
         self.prune();
         Ok(match record.outcome {
@@ -595,6 +626,7 @@ fn measure(
         error_rate: (requests > 0).then(|| errors as f64 / requests as f64),
         p99_ms: latency.quantile_ms(0.99),
         reference_p99_ms: reference.and_then(|r| r.quantile_ms(0.99)),
+        reference_seconds: None,
         latency_ratio: reference.and_then(|r| metrics::latency_ratio(latency, r)),
         mirror_percent,
         live_requests,

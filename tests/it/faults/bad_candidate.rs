@@ -220,3 +220,69 @@ fn a_regression_during_the_watch_rolls_back_automatically() {
         "aborted"
     );
 }
+
+/// Blue's answers on its own port so far, from its `/metrics`.
+fn answered(env: &Env) -> u64 {
+    let metrics = crate::util::get(env.blue, "/metrics");
+    bluegreen::rollout::metrics::Reading::parse(&String::from_utf8_lossy(&metrics.body)).requests
+}
+
+/// The watch judges the new slot against the previous one under the same load: the previous
+/// slot's window from the deploy's start to the switch (here a canary step long), not its
+/// whole life. Every answer becomes 30 ms slower once blue has given its first `FAST` (the
+/// host got busier, say), the candidate's from the start: blue's life is fast, its last
+/// seconds before the switch as slow as the candidate. Against blue's life the watch rolled
+/// back a candidate no slower than blue was just before; against that window it passes.
+#[test]
+fn the_watch_compares_with_the_previous_slot_under_the_same_load_not_its_whole_life() {
+    // Enough that blue's slow answers before the switch (a few hundred) stay under 1% of its
+    // life, so that its life's p99 is a fast answer.
+    const FAST: u64 = 60_000;
+    let env = Env::with_extra(
+        "[rollout]\nsteps = [50, 100]\nstep_seconds = 3\nwatch_seconds = 3\nmax_latency_ratio = 2.0",
+    );
+    let fault = format!("v0001:slow-after={FAST}:30,v0002:slow-after=1:30");
+    let mut up = env.up_with_env(&[("BLUEGREEN_TEST_FAULT", fault.as_str())]);
+    up.wait_for_line("no deploy is wanted");
+    env.ok(&["train"]);
+
+    let fast = Load::start(env.blue, &[Client::KeepAlive], 8);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while answered(&env) < FAST {
+        assert!(
+            Instant::now() < deadline,
+            "blue answered {} of {FAST}",
+            answered(&env)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_no_failures(&fast.finish());
+
+    // A light load (about 130 requests a second at 30 ms each): enough for each phase to
+    // judge, few enough that blue's slow answers stay a small share of its life.
+    let load = Load::mixed(env.public, &[(Client::Retrying, 2), (Client::Fresh, 2)]);
+    std::thread::sleep(Duration::from_millis(100));
+    let out = env.ok(&["deploy"]);
+    let results = load.finish();
+    assert_no_failures(&results);
+    let record = history::read_all(&env.state().join("deploys.jsonl"))
+        .unwrap()
+        .pop()
+        .unwrap();
+    println!("{out}\n{record:#?}");
+    assert_eq!(record.outcome, Outcome::Deployed, "{record:#?}");
+    let watch = record.rollout.last().unwrap();
+    assert_eq!(watch.figures.phase, PhaseKind::Watch);
+    let window = watch
+        .figures
+        .reference_seconds
+        .expect("a window, not blue's life");
+    assert!(window >= 3.0, "the window holds the canary step: {watch:?}");
+    // Both sides slow by the same 30 ms: the candidate is judged no slower than blue was.
+    assert!(watch.figures.reference_p99_ms.unwrap() >= 30.0, "{watch:?}");
+    assert!(watch.figures.latency_ratio.unwrap() < 2.0, "{watch:?}");
+    assert!(
+        out.contains("(the previous slot's last "),
+        "the figures say which window: {out}"
+    );
+}
