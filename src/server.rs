@@ -127,6 +127,9 @@ struct Metrics {
     buckets: [AtomicU64; BUCKETS.len() + 1],
     latency_micros_sum: AtomicU64,
     rows_predicted: AtomicU64,
+    /// When these counters began, in seconds since the Unix epoch: Prometheus's
+    /// `process_start_time_seconds`, by which a reader tells a restart (counters back to 0).
+    started: f64,
 }
 
 impl AppState {
@@ -150,6 +153,9 @@ impl AppState {
                 buckets: Default::default(),
                 latency_micros_sum: AtomicU64::new(0),
                 rows_predicted: AtomicU64::new(0),
+                started: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64()),
             },
             gate_refusals: RefusalCount::default(),
             closing: AtomicBool::new(false),
@@ -647,6 +653,9 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         "bluegreen_training_failures_total {}",
         state.gate_refusals.failed_trainings()
     );
+    out.push_str("# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n");
+    out.push_str("# TYPE process_start_time_seconds gauge\n");
+    let _ = writeln!(out, "process_start_time_seconds {:.3}", m.started);
     if let Some(live) = state.gate_refusals.live() {
         out.push_str("# HELP bluegreen_live_rmse The active model's RMSE on the last rows add-data appended, in label units (issue 11).\n");
         out.push_str("# TYPE bluegreen_live_rmse gauge\n");

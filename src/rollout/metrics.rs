@@ -101,6 +101,10 @@ pub struct Reading {
     pub errors: u64,
     pub latency: Histogram,
     pub shadow: ShadowReading,
+    /// When the slot's counters began (`process_start_time_seconds`, seconds since the Unix
+    /// epoch); two readings with different starts span a restart, so their difference is no
+    /// window.
+    pub started: Option<f64>,
 }
 
 /// The `bluegreen_shadow_*` figures of a reading.
@@ -182,6 +186,7 @@ impl Reading {
                         reading.latency.0.push((le, count));
                     }
                 }
+                "process_start_time_seconds" => reading.started = Some(value),
                 "bluegreen_shadow_requests_total" => s.requests = count,
                 "bluegreen_shadow_errors_total" => s.errors = count,
                 "bluegreen_shadow_rows_total" => s.rows = count,
@@ -213,6 +218,7 @@ impl Reading {
                 divergence_max: self.shadow.divergence_max,
                 latency: self.shadow.latency.minus(&earlier.shadow.latency),
             },
+            started: self.started,
         }
     }
 }

@@ -134,6 +134,10 @@ impl Figures {
         }
         if let Some(p99) = self.p99_ms {
             let reference = match (self.reference_p99_ms, self.phase, self.reference_seconds) {
+                (Some(r), PhaseKind::Watch, Some(span)) if span < 1.0 => {
+                    let ms = (span * 1e3).round().max(1.0);
+                    format!(" vs {r:.2} ms (the previous slot's last {ms} ms)")
+                }
                 (Some(r), PhaseKind::Watch, Some(span)) => {
                     format!(" vs {r:.2} ms (the previous slot's last {span:.1} s)")
                 }
@@ -230,5 +234,30 @@ impl PhaseSoFar {
             self.figures.summary(),
             self.as_of
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watch_says_which_window_of_the_previous_slot_it_compared_with() {
+        let watch = |reference_seconds| Figures {
+            requests: 500,
+            p99_ms: Some(2.0),
+            reference_p99_ms: Some(1.5),
+            reference_seconds,
+            ..Figures::empty(PhaseKind::Watch, 100, 3.0)
+        };
+        for (seconds, says) in [
+            (Some(0.017), "vs 1.50 ms (the previous slot's last 17 ms)"),
+            (Some(0.0001), "(the previous slot's last 1 ms)"),
+            (Some(3.31), "(the previous slot's last 3.3 s)"),
+            (None, "(the previous slot's whole life)"),
+        ] {
+            let text = watch(seconds).summary();
+            assert!(text.contains(says), "{seconds:?}: {text}");
+        }
     }
 }

@@ -110,6 +110,21 @@ pub(crate) struct Baseline {
     reading: Reading,
 }
 
+/// The watch's reference from the previous slot's counters at the switch (`at_switch`): its
+/// window since `baseline` when that holds [`MIN_REQUESTS`] answers and the slot did not
+/// restart in between (a restart starts its counters again, so the difference is no window);
+/// else its whole life as `at_switch` reads it.
+fn watch_reference(baseline: Option<Baseline>, at_switch: Reading) -> Reference {
+    let window = baseline
+        .filter(|b| b.reading.started == at_switch.started)
+        .map(|b| (b.at.elapsed().as_secs_f64(), at_switch.since(&b.reading)))
+        .filter(|(_, window)| window.latency.count() >= MIN_REQUESTS);
+    match window {
+        Some((seconds, window)) => Reference::Fixed(window, Some(seconds)),
+        None => Reference::Fixed(at_switch, None),
+    }
+}
+
 impl Baseline {
     /// `slot`'s counters now; `None` when they cannot be read (the watch then compares with
     /// the slot's whole life, as it reads it at the switch).
@@ -208,13 +223,7 @@ impl Deployer<'_> {
             // The previous slot gets no traffic now: the reference is its window from the
             // deploy's start to the switch, with enough requests to judge; else its life.
             let before = Reading::of(&switch::endpoint(self.config, from)).unwrap_or_default();
-            let recent = baseline
-                .map(|b| (b.at.elapsed().as_secs_f64(), before.since(&b.reading)))
-                .filter(|(_, window)| window.latency.count() >= MIN_REQUESTS);
-            let reference = match recent {
-                Some((seconds, window)) => Reference::Fixed(window, Some(seconds)),
-                None => Reference::Fixed(before, None),
-            };
+            let reference = watch_reference(baseline, before);
             self.enter(intent, Phase::Watch)?;
             info!(
                 "watching {to} for {} s with all the traffic",
@@ -719,6 +728,52 @@ fn judge(settings: &Settings, figures: Figures) -> PhaseReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A slot's `/metrics` text: `requests` answers, all in the 10 ms bucket, counted since
+    /// `started`.
+    fn slot(requests: u64, started: f64) -> Reading {
+        Reading::parse(&format!(
+            "bluegreen_requests_total{{status=\"200\"}} {requests}\n\
+             bluegreen_request_duration_seconds_bucket{{le=\"0.01\"}} {requests}\n\
+             bluegreen_request_duration_seconds_bucket{{le=\"+Inf\"}} {requests}\n\
+             process_start_time_seconds {started}\n"
+        ))
+    }
+
+    fn baseline(reading: Reading) -> Option<Baseline> {
+        Some(Baseline {
+            at: Instant::now(),
+            reading,
+        })
+    }
+
+    #[test]
+    fn the_watch_takes_the_window_since_the_deploy_began_only_when_it_can_judge_by_it() {
+        // 150 answers since the deploy began: that window.
+        match watch_reference(baseline(slot(1000, 7.0)), slot(1150, 7.0)) {
+            Reference::Fixed(window, Some(seconds)) => {
+                assert_eq!(window.latency.count(), 150);
+                assert!(seconds >= 0.0);
+            }
+            _ => panic!("expected the window"),
+        }
+        // 50 answers: too few to judge by; its whole life.
+        match watch_reference(baseline(slot(1000, 7.0)), slot(1050, 7.0)) {
+            Reference::Fixed(life, None) => assert_eq!(life.latency.count(), 1050),
+            _ => panic!("expected the whole life"),
+        }
+        // Restarted in between (another start): the difference is no window, even with as
+        // many answers since.
+        match watch_reference(baseline(slot(1000, 7.0)), slot(1200, 9.0)) {
+            Reference::Fixed(life, None) => assert_eq!(life.latency.count(), 1200),
+            _ => panic!("expected the whole life"),
+        }
+        // No baseline (the slot's counters could not be read then).
+        assert!(matches!(
+            watch_reference(None, slot(1200, 9.0)),
+            Reference::Fixed(_, None)
+        ));
+    }
 
     fn canary(requests: u64, errors: u64) -> Figures {
         Figures {
