@@ -344,7 +344,22 @@
 
   // One phase of a rollout, as the history and status report it.
   function phaseText(p) {
-    return `${phaseTitle(p)} ${p.passed ? "passed" : p.inconclusive ? "INCONCLUSIVE" : "STOPPED"}: ${p.reason}`;
+    const p99 = typeof p.p99_ms === "number" ? ` · p99 ${p.p99_ms.toFixed(2)} ms${versusText(p)}` : "";
+    return `${phaseTitle(p)} ${p.passed ? "passed" : p.inconclusive ? "INCONCLUSIVE" : "STOPPED"}: ${p.reason}${p99}`;
+  }
+
+  // The p99 a phase judged the candidate against and, in the watch, over which of the
+  // previous slot's windows (`reference_seconds`; absent: its whole life), as `status` says.
+  function versusText(p) {
+    if (typeof p.reference_p99_ms !== "number") return "";
+    let over = "";
+    if (p.phase === "watch") {
+      const s = p.reference_seconds;
+      over = typeof s !== "number" ? ", the previous slot's whole life"
+        : s < 1 ? `, the previous slot's last ${Math.max(1, Math.round(s * 1000))} ms`
+        : `, the previous slot's last ${s.toFixed(1)} s`;
+    }
+    return ` vs ${p.reference_p99_ms.toFixed(2)} ms${over}`;
   }
 
   function phaseTitle(p) {
@@ -356,7 +371,7 @@
   // reconciles it, which this page never does, so their time is what tells them stale.
   function soFarText(p) {
     const errors = typeof p.error_rate === "number" ? `, ${p.errors} errors (${(p.error_rate * 100).toFixed(2)}%)` : "";
-    const p99 = typeof p.p99_ms === "number" ? `, p99 ${p.p99_ms.toFixed(2)} ms` : "";
+    const p99 = typeof p.p99_ms === "number" ? `, p99 ${p.p99_ms.toFixed(2)} ms${versusText(p)}` : "";
     const asOf = p.as_of ? ` (as of ${p.as_of.replace("T", " ").replace("Z", "")})` : "";
     return `${phaseTitle(p)}: ${Math.round(p.seconds)} s of ${p.of_seconds}, ${p.requests} requests${errors}${p99} so far${asOf}`;
   }

@@ -766,3 +766,33 @@ fn the_page_says_when_a_rollouts_figures_so_far_were_read() {
     // The next command reconciles the killed rollout.
     env.ok(&["status"]);
 }
+
+/// A deploy's row in the timeline lists its rollout's phases with the p99 each judged and
+/// what against; for the watch, over which window of the previous slot, as `status` says it
+/// (issue 11).
+#[test]
+fn the_timeline_shows_each_phases_p99_against_its_reference_and_the_watchs_window() {
+    let chromium = Chromium::find();
+    let env = Env::with_extra(
+        "[rollout]\nsteps = [50, 100]\nstep_seconds = 2\nwatch_seconds = 2\nmax_latency_ratio = 50.0",
+    );
+    let _up = env.up_idle();
+    env.ok(&["train"]);
+    let load = crate::load::Load::mixed(env.public, &[(crate::load::Client::Retrying, 4)]);
+    std::thread::sleep(Duration::from_millis(300));
+    env.ok(&["deploy"]);
+    crate::load::assert_no_failures(&load.finish());
+    let dom = chromium.page(&env);
+    let timeline = section(&dom, "id=\"timeline\"", "</table>");
+    assert!(
+        timeline.contains("canary 50% passed: ")
+            && timeline.contains(" ms vs ")
+            && timeline.contains("watch passed: "),
+        "{timeline}"
+    );
+    // Over the canary step and the deploy before it: the window, not the slot's life.
+    assert!(
+        timeline.contains(", the previous slot's last "),
+        "{timeline}"
+    );
+}
