@@ -1211,17 +1211,14 @@ impl<'a> Deployer<'a> {
                 };
                 let reason = Some(format!("{why}; finished after {stopped}"));
                 if waits_again {
-                    // The candidate waits again from now (`Record::ended`).
+                    // The candidate waits again from now (`Record::ended`); the wait first:
+                    // the next reconcile appends a record it holds.
                     intent.record.finish_now(outcome, reason);
-                } else {
-                    intent.record.finish(outcome, reason);
-                }
-                if waits_again {
-                    // The wait first: the next reconcile appends a record it holds.
                     intent.phase = Phase::Waiting;
                     intent.write(&path)?;
                     history::append(&self.layout.history(), &intent.record)?;
                 } else {
+                    intent.record.finish(outcome, reason);
                     history::append(&self.layout.history(), &intent.record)?;
                     Intent::clear(&path)?;
                 }

@@ -278,9 +278,7 @@ impl Record {
     /// promote killed mid-phase, whose candidate waits again from now on).
     pub fn finish_now(&mut self, outcome: Outcome, reason: Option<String>) {
         self.finish(outcome, reason);
-        if let Ok(start) =
-            time::OffsetDateTime::parse(&self.time, &time::format_description::well_known::Rfc3339)
-        {
+        if let Some(start) = self.began() {
             let ms = (time::OffsetDateTime::now_utc() - start).whole_microseconds() as f64 / 1e3;
             self.duration_ms = self.duration_ms.max(ms);
         }
@@ -289,9 +287,14 @@ impl Record {
     /// When the action ended: [`Record::time`] plus [`Record::duration_ms`], in the same form
     /// (RFC 3339, UTC, milliseconds); `time` itself if it cannot be read as RFC 3339.
     pub fn ended(&self) -> String {
-        time::OffsetDateTime::parse(&self.time, &time::format_description::well_known::Rfc3339)
+        self.began()
             .map(|start| start + time::Duration::milliseconds(self.duration_ms.round() as i64))
-            .map_or_else(|_| self.time.clone(), crate::model::rfc3339)
+            .map_or_else(|| self.time.clone(), crate::model::rfc3339)
+    }
+
+    /// [`Record::time`] read back, if it is RFC 3339.
+    fn began(&self) -> Option<time::OffsetDateTime> {
+        time::OffsetDateTime::parse(&self.time, &time::format_description::well_known::Rfc3339).ok()
     }
 
     /// Closes the record as failed at `step`, with the whole chain of `error` as the reason,

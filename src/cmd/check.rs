@@ -236,6 +236,11 @@ fn check_config(explicit: Option<&Path>, report: &mut Report) -> Option<Config> 
     None
 }
 
+/// The hint for a file of NGINX's that `bluegreen init` writes and that is missing (`init`,
+/// since `restart` refuses while `check` fails).
+const INIT_WRITES_IT: &str =
+    "`bluegreen init` writes it again (it keeps the data, the models and the slots' links)";
+
 fn check_state(config: &Config, report: &mut Report) {
     let layout = Layout::new(&config.state_dir);
     let before = report.problems.len();
@@ -509,7 +514,7 @@ fn check_nginx(config: &Config, report: &mut Report) {
                 if up_writes {
                     "a file `bluegreen up` writes for its NGINX at start is missing: stop `up` (Ctrl-C) and start it again".into()
                 } else {
-                    "a file bluegreen writes for NGINX in the state folder is missing: `bluegreen init` writes it again (it keeps the data, the models and the slots' links)".into()
+                    format!("a file bluegreen writes for NGINX in the state folder is missing: {INIT_WRITES_IT}")
                 }
             } else {
                 "fix the file and line NGINX names above".into()
@@ -549,7 +554,7 @@ fn check_nginx(config: &Config, report: &mut Report) {
     // What NGINX reads of bluegreen's rendering must be this config's (a warning: NGINX
     // serves on, with the old limits, until `bluegreen restart` applies it). `nginx -T` passed
     // above, so `files` fails only if that changed meanwhile.
-    let state_exists = config.state_dir.is_dir();
+    let state_exists = layout.root().is_dir();
     for file in site::files(config, nginx).unwrap_or_default() {
         // Without the state folder these files cannot be there; the state's own error
         // (`check_state`) says what to do, and a warning per file would only repeat it.
@@ -569,8 +574,7 @@ fn check_nginx(config: &Config, report: &mut Report) {
                 )
             },
             hint: if file.now.is_none() {
-                "`bluegreen init` writes it again (it keeps the data, the models and the slots' links)"
-                    .to_string()
+                INIT_WRITES_IT.to_string()
             } else if file.owned {
                 "`bluegreen restart` writes it and reloads NGINX".to_string()
             } else {

@@ -384,6 +384,10 @@ impl Deployer<'_> {
                 Reference::Fixed(..) => None,
             },
         );
+        let reference_seconds = match &reference {
+            Reference::Fixed(_, seconds) => *seconds,
+            Reference::Live(_) => None,
+        };
         let limit = Duration::from_secs(seconds);
         loop {
             std::thread::sleep(POLL.min(limit.saturating_sub(started.elapsed())));
@@ -424,10 +428,7 @@ impl Deployer<'_> {
                 against.as_ref(),
             );
             let figures = Figures {
-                reference_seconds: match &reference {
-                    Reference::Fixed(_, seconds) => *seconds,
-                    Reference::Live(_) => None,
-                },
+                reference_seconds,
                 ..figures
             };
             let report = judge(settings, figures);
