@@ -146,6 +146,12 @@ fn each_kind_of_broken_state_is_named_with_its_file() {
     reports(&err, "state", "does not exist");
     assert!(err.contains("bluegreen init"), "{err}");
     assert!(!err.contains("warning:"), "{err}");
+    // A file where the folder should be.
+    fs::write(env.state(), "").unwrap();
+    let err = problems(&env);
+    reports(&err, "state", "is not a folder");
+    assert!(!err.contains("warning:"), "{err}");
+    fs::remove_file(env.state()).unwrap();
 
     env.ok(&["init"]);
     let state = env.state();
