@@ -60,6 +60,21 @@ fn answers_the_original_example_with_about_30_and_its_headers() {
         metrics.contains("bluegreen_rows_predicted_total 4"),
         "{metrics}"
     );
+    // When the counters began (Prometheus's process metric): a reader tells a restart by it.
+    let started: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("process_start_time_seconds "))
+        .expect("process_start_time_seconds")
+        .parse()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        started <= now && started > now - 600.0,
+        "{started} vs {now}"
+    );
     // Monitors' polls are not traffic: /metrics and the health routes are not counted, so a
     // rollout polling a candidate's /metrics cannot pass for requests it answered well.
     let answered = |addr| {
