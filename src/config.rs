@@ -316,7 +316,8 @@ impl<'de> Deserialize<'de> for Model {
         let mut table = toml::Table::deserialize(deserializer)?;
         let mut model = Model::default();
         let bad = |key: &str, e: toml::de::Error| {
-            D::Error::custom(format!("key `model.{key}`: {}", in_words(e.message())))
+            let key = format!("model.{key}");
+            D::Error::custom(format!("key `{key}`: {}", in_words(&key, e.message())))
         };
         if let Some(name) = table.remove("name") {
             model.name = name.try_into().map_err(|e| bad("name", e))?;
@@ -571,15 +572,17 @@ impl Config {
             };
             // A value of the wrong type: toml's message names the type, the span the place;
             // the key is what the operator looks for (`slots.blue`, not "line 2, column 8").
-            let key = start
-                .and_then(|start| key_at(text, start).or_else(|| key_on_line(text, start)))
+            let name =
+                start.and_then(|start| key_at(text, start).or_else(|| key_on_line(text, start)));
+            let key = name
+                .as_deref()
                 .filter(|key| !e.message().contains(&format!("`{key}")))
                 .map(|key| format!("key `{key}`: "))
                 .unwrap_or_default();
             ConfigError::Parse {
                 path: PathBuf::from("<text>"),
                 message: key
-                    + &in_words(e.message())
+                    + &in_words(name.as_deref().unwrap_or(""), e.message())
                     + &start
                         .map(|start| format!(" (at {})", line_col(text, start)))
                         .unwrap_or_default(),
@@ -1206,20 +1209,24 @@ fn key_on_line(text: &str, offset: usize) -> Option<String> {
     })
 }
 
-/// serde's message for a value of the wrong type, with the Rust type it names in words an
-/// operator reads (`expected u16` → `expected a whole number, not negative and at most 65535`:
-/// what the type takes; a key's own range is `Config::invalid`'s to say) and, for a value
-/// written in quotes that the type would take without them, what to write instead: TOML
-/// reads `"5"` as text (toml.io: strings are quoted, numbers and booleans are not).
-fn in_words(message: &str) -> String {
+/// serde's message for a value of the wrong type at `key` (`rollout.steps`; empty when
+/// unknown), with the Rust type it names in words an operator reads (`expected u16` →
+/// `expected a whole number, not negative and at most 65535`: what the type takes; a key's own
+/// range is `Config::invalid`'s to say) and, where the value is written in the wrong TOML form,
+/// what to write instead: TOML reads `"5"` as text and `5` as a number, and a list is in square
+/// brackets (toml.io). A key that takes one of a few names gets them listed (`[model] kind`).
+fn in_words(key: &str, message: &str) -> String {
     /// serde's name of the type, the words, and the TOML value it takes.
     enum Takes {
         Number,
         Whole { max: u64 },
         Signed,
         Boolean,
+        Text,
+        Address,
+        List,
     }
-    const TYPES: [(&str, &str, Takes); 9] = [
+    const TYPES: [(&str, &str, Takes); 13] = [
         ("f64", "a number", Takes::Number),
         ("f32", "a number", Takes::Number),
         (
@@ -1249,7 +1256,25 @@ fn in_words(message: &str) -> String {
         ),
         ("i64", "a whole number", Takes::Signed),
         ("a boolean", "true or false", Takes::Boolean),
+        ("a string", "text in double quotes", Takes::Text),
+        ("path string", "a path in double quotes", Takes::Text),
+        (
+            "socket address",
+            "an address and port in double quotes, such as \"127.0.0.1:8081\"",
+            Takes::Address,
+        ),
+        ("a sequence", "a list in square brackets", Takes::List),
     ];
+    // A key that takes one of a few names, given a value that is not text: toml's words
+    // ("wanted string or table", "unit variant, expected string only") name neither.
+    if message == "wanted string or table"
+        || message.ends_with("unit variant, expected string only")
+    {
+        return match choices(key) {
+            Some(names) => format!("expected {names}, in double quotes"),
+            None => "expected a name in double quotes".to_string(),
+        };
+    }
     for (ty, words, takes) in TYPES {
         let Some(head) = message.strip_suffix(&format!(", expected {ty}")) else {
             continue;
@@ -1259,28 +1284,61 @@ fn in_words(message: &str) -> String {
             .strip_prefix("invalid type: string \"")
             .and_then(|rest| rest.strip_suffix('"'))
             .map(str::trim);
+        // A value toml quotes in backticks: a number, a boolean or a date written bare.
+        let bare_value = head
+            .split_once('`')
+            .and_then(|(_, rest)| rest.strip_suffix('`'));
         // What the text is as a bare TOML value, if it is one.
         let bare = quoted.and_then(|text| {
             let table: toml::Table = format!("v = {text}").parse().ok()?;
             Some((text, table.get("v")?.clone()))
         });
-        if let Some((text, value)) = bare {
-            let fits = match (takes, value) {
-                (Takes::Number, toml::Value::Float(x)) => x.is_finite(),
-                (Takes::Number | Takes::Signed, toml::Value::Integer(_)) => true,
-                (Takes::Whole { max }, toml::Value::Integer(n)) => {
-                    u64::try_from(n).is_ok_and(|n| n <= max)
-                }
-                (Takes::Boolean, toml::Value::Boolean(_)) => true,
-                _ => false,
-            };
-            if fits {
-                out.push_str(&format!("; write it without quotes: {text}"));
+        let advice = match (&takes, &bare, quoted, bare_value) {
+            (Takes::Text, _, _, Some(value)) => Some(format!("write it in quotes: \"{value}\"")),
+            (Takes::List, Some((text, toml::Value::Array(_))), _, _) => {
+                Some(format!("write it without quotes: {text}"))
             }
+            (Takes::List, Some((text, _)), _, _) => Some(format!("write it as a list: [{text}]")),
+            (Takes::List, None, Some(text), _) => Some(format!("write it as a list: [\"{text}\"]")),
+            (Takes::List, _, None, Some(value)) => Some(format!("write it as a list: [{value}]")),
+            (_, Some((text, value)), _, _) => {
+                let fits = match (&takes, value) {
+                    (Takes::Number, toml::Value::Float(x)) => x.is_finite(),
+                    (Takes::Number | Takes::Signed, toml::Value::Integer(_)) => true,
+                    (Takes::Whole { max }, toml::Value::Integer(n)) => {
+                        u64::try_from(*n).is_ok_and(|n| n <= *max)
+                    }
+                    (Takes::Boolean, toml::Value::Boolean(_)) => true,
+                    _ => false,
+                };
+                fits.then(|| format!("write it without quotes: {text}"))
+            }
+            _ => None,
+        };
+        if let Some(advice) = advice {
+            out.push_str("; ");
+            out.push_str(&advice);
         }
         return out;
     }
     message.to_string()
+}
+
+/// The names a key of a few choices takes, as serde lists them for a name it does not know:
+/// "`auto` or `manual`", "one of `linear`, `ridge`, …". `None` for any other key.
+fn choices(key: &str) -> Option<String> {
+    fn listed<T: serde::de::DeserializeOwned>() -> Option<String> {
+        let err = toml::Value::String(String::new()).try_into::<T>().err()?;
+        let names = err.message().split_once(", expected ")?.1;
+        Some(names.to_string())
+    }
+    match key {
+        "model.kind" => listed::<Kind>(),
+        "model.weights" => listed::<crate::model::kinds::Weights>(),
+        "rollout.promote" => listed::<crate::rollout::Promote>(),
+        "nginx.switch" => listed::<Mode>(),
+        _ => None,
+    }
 }
 
 fn line_col(text: &str, offset: usize) -> String {
@@ -1944,6 +2002,58 @@ mod tests {
                 err.contains(&format!("key `{key}`: ")) && err.contains(&format!("line {line}")),
                 "{text}: {err}"
             );
+        }
+    }
+
+    /// A value in the wrong TOML form says what the key takes and how to write it: a name of a
+    /// few (listed), text in quotes, a list in brackets. toml's own words for these were
+    /// "unit variant, expected string only" and "expected a sequence".
+    #[test]
+    fn a_value_in_the_wrong_form_says_what_the_key_takes_and_how_to_write_it() {
+        for (text, says) in [
+            (
+                "[model]\nkind = 3",
+                "key `model.kind`: expected one of `linear`, `ridge`, `lasso`, `elastic_net`, `decision_tree`, `random_forest`, `knn`, in double quotes (at line 2",
+            ),
+            (
+                "[model]\nkind = \"knn\"\nweights = 2",
+                "key `model.weights`: expected `uniform` or `distance`, in double quotes (at line 3",
+            ),
+            (
+                "[rollout]\npromote = true",
+                "key `rollout.promote`: expected `auto` or `manual`, in double quotes (at line 2",
+            ),
+            (
+                "[nginx]\nswitch = 1",
+                "key `nginx.switch`: expected `reload` or `socket`, in double quotes (at line 2",
+            ),
+            (
+                "[rollout]\nsteps = \"100\"",
+                "expected a list in square brackets; write it as a list: [100] (at line 2",
+            ),
+            (
+                "[rollout]\nsteps = 100",
+                "expected a list in square brackets; write it as a list: [100] (at line 2",
+            ),
+            (
+                "[rollout]\nsteps = \"[10, 100]\"",
+                "expected a list in square brackets; write it without quotes: [10, 100] (at",
+            ),
+            (
+                "[data]\nfeatures = \"CRIM\"",
+                "key `data.features`: invalid type: string \"CRIM\", expected a list in square brackets; write it as a list: [\"CRIM\"] (at",
+            ),
+            (
+                "[data]\nlabel = 5",
+                "key `data.label`: invalid type: integer `5`, expected text in double quotes; write it in quotes: \"5\" (at",
+            ),
+            (
+                "[slots]\nblue = 8081",
+                "key `slots.blue`: invalid type: integer `8081`, expected an address and port in double quotes, such as \"127.0.0.1:8081\" (at",
+            ),
+        ] {
+            let err = Config::from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(says), "{text}: {err}");
         }
     }
 
