@@ -316,8 +316,7 @@ impl<'de> Deserialize<'de> for Model {
         let mut table = toml::Table::deserialize(deserializer)?;
         let mut model = Model::default();
         let bad = |key: &str, e: toml::de::Error| {
-            let key = format!("model.{key}");
-            D::Error::custom(format!("key `{key}`: {}", in_words(&key, e.message())))
+            D::Error::custom(format!("key `model.{key}`: {}", e.message()))
         };
         if let Some(name) = table.remove("name") {
             model.name = name.try_into().map_err(|e| bad("name", e))?;
@@ -558,6 +557,10 @@ impl Config {
     }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
+        let doc = toml_edit::ImDocument::parse(text).ok();
+        if let Some(err) = doc.as_ref().and_then(|doc| not_a_name(text, doc)) {
+            return Err(err);
+        }
         toml::from_str(text).map_err(|e| {
             // A [model] parameter's error names it (`Model`'s deserializer), but toml's span
             // is the whole table's: the place is the parameter's own line.
@@ -572,17 +575,36 @@ impl Config {
             };
             // A value of the wrong type: toml's message names the type, the span the place;
             // the key is what the operator looks for (`slots.blue`, not "line 2, column 8").
-            let name =
-                start.and_then(|start| key_at(text, start).or_else(|| key_on_line(text, start)));
+            let name = match param {
+                Some(param) => Some(format!("model.{param}")),
+                None => {
+                    start.and_then(|start| key_at(text, start).or_else(|| key_on_line(text, start)))
+                }
+            };
             let key = name
                 .as_deref()
                 .filter(|key| !e.message().contains(&format!("`{key}")))
                 .map(|key| format!("key `{key}`: "))
                 .unwrap_or_default();
+            // What was written there, to say how to write it instead.
+            let written = match (&doc, &name) {
+                (Some(doc), Some(name)) => Written::find(text, doc, name, e.span(), param),
+                _ => None,
+            };
+            let mut message = in_words(e.message());
+            if let Some(written) = &written {
+                if matches!(written.piece, toml::Value::Datetime(_)) {
+                    // toml hands a date to serde as a table.
+                    message = message.replacen("invalid type: map", "invalid type: date", 1);
+                }
+                if let Some(advice) = written.advice(e.message()) {
+                    message = format!("{message}; {advice}");
+                }
+            }
             ConfigError::Parse {
                 path: PathBuf::from("<text>"),
                 message: key
-                    + &in_words(name.as_deref().unwrap_or(""), e.message())
+                    + &message
                     + &start
                         .map(|start| format!(" (at {})", line_col(text, start)))
                         .unwrap_or_default(),
@@ -1209,135 +1231,198 @@ fn key_on_line(text: &str, offset: usize) -> Option<String> {
     })
 }
 
-/// serde's message for a value of the wrong type at `key` (`rollout.steps`; empty when
-/// unknown), with the Rust type it names in words an operator reads (`expected u16` →
-/// `expected a whole number, not negative and at most 65535`: what the type takes; a key's own
-/// range is `Config::invalid`'s to say) and, where the value is written in the wrong TOML form,
-/// what to write instead: TOML reads `"5"` as text and `5` as a number, and a list is in square
-/// brackets (toml.io). A key that takes one of a few names gets them listed (`[model] kind`).
-fn in_words(key: &str, message: &str) -> String {
-    /// serde's name of the type, the words, and the TOML value it takes.
-    enum Takes {
-        Number,
-        Whole { max: u64 },
-        Signed,
-        Boolean,
-        Text,
-        Address,
-        List,
-    }
-    const TYPES: [(&str, &str, Takes); 13] = [
-        ("f64", "a number", Takes::Number),
-        ("f32", "a number", Takes::Number),
-        (
-            "u8",
-            "a whole number, not negative and at most 255",
-            Takes::Whole { max: 255 },
-        ),
-        (
-            "u16",
-            "a whole number, not negative and at most 65535",
-            Takes::Whole { max: 65_535 },
-        ),
-        (
-            "u32",
-            "a whole number, not negative and at most 4294967295",
-            Takes::Whole { max: 4_294_967_295 },
-        ),
-        (
-            "u64",
-            "a whole number, not negative",
-            Takes::Whole { max: u64::MAX },
-        ),
-        (
-            "usize",
-            "a whole number, not negative",
-            Takes::Whole { max: u64::MAX },
-        ),
-        ("i64", "a whole number", Takes::Signed),
-        ("a boolean", "true or false", Takes::Boolean),
-        ("a string", "text in double quotes", Takes::Text),
-        ("path string", "a path in double quotes", Takes::Text),
+/// serde's message for a value of the wrong type, with the Rust type it names in words an
+/// operator reads (`expected u16` → `expected a whole number, not negative and at most 65535`:
+/// what the type takes; a key's own range is `Config::invalid`'s to say). A `[model]`
+/// parameter's message carries its key first (`key `model.alpha`: …`), which stays.
+fn in_words(message: &str) -> String {
+    const TYPES: [(&str, &str); 12] = [
+        ("f64", "a number"),
+        ("f32", "a number"),
+        ("u8", "a whole number, not negative and at most 255"),
+        ("u16", "a whole number, not negative and at most 65535"),
+        ("u32", "a whole number, not negative and at most 4294967295"),
+        ("u64", "a whole number, not negative"),
+        ("usize", "a whole number, not negative"),
+        ("i64", "a whole number"),
+        ("a boolean", "true or false"),
+        ("a string", "text in double quotes"),
+        ("path string", "a path in double quotes"),
         (
             "socket address",
             "an address and port in double quotes, such as \"127.0.0.1:8081\"",
-            Takes::Address,
         ),
-        ("a sequence", "a list in square brackets", Takes::List),
     ];
-    // A key that takes one of a few names, given a value that is not text: toml's words
-    // ("wanted string or table", "unit variant, expected string only") name neither.
-    if message == "wanted string or table"
-        || message.ends_with("unit variant, expected string only")
-    {
-        return match choices(key) {
-            Some(names) => format!("expected {names}, in double quotes"),
-            None => "expected a name in double quotes".to_string(),
-        };
-    }
-    for (ty, words, takes) in TYPES {
-        let Some(head) = message.strip_suffix(&format!(", expected {ty}")) else {
-            continue;
-        };
-        let mut out = format!("{head}, expected {words}");
-        let quoted = head
-            .strip_prefix("invalid type: string \"")
-            .and_then(|rest| rest.strip_suffix('"'))
-            .map(str::trim);
-        // A value toml quotes in backticks: a number, a boolean or a date written bare.
-        let bare_value = head
-            .split_once('`')
-            .and_then(|(_, rest)| rest.strip_suffix('`'));
-        // What the text is as a bare TOML value, if it is one.
-        let bare = quoted.and_then(|text| {
-            let table: toml::Table = format!("v = {text}").parse().ok()?;
-            Some((text, table.get("v")?.clone()))
-        });
-        let advice = match (&takes, &bare, quoted, bare_value) {
-            (Takes::Text, _, _, Some(value)) => Some(format!("write it in quotes: \"{value}\"")),
-            (Takes::List, Some((text, toml::Value::Array(_))), _, _) => {
-                Some(format!("write it without quotes: {text}"))
-            }
-            (Takes::List, Some((text, _)), _, _) => Some(format!("write it as a list: [{text}]")),
-            (Takes::List, None, Some(text), _) => Some(format!("write it as a list: [\"{text}\"]")),
-            (Takes::List, _, None, Some(value)) => Some(format!("write it as a list: [{value}]")),
-            (_, Some((text, value)), _, _) => {
-                let fits = match (&takes, value) {
-                    (Takes::Number, toml::Value::Float(x)) => x.is_finite(),
-                    (Takes::Number | Takes::Signed, toml::Value::Integer(_)) => true,
-                    (Takes::Whole { max }, toml::Value::Integer(n)) => {
-                        u64::try_from(*n).is_ok_and(|n| n <= *max)
-                    }
-                    (Takes::Boolean, toml::Value::Boolean(_)) => true,
-                    _ => false,
-                };
-                fits.then(|| format!("write it without quotes: {text}"))
-            }
-            _ => None,
-        };
-        if let Some(advice) = advice {
-            out.push_str("; ");
-            out.push_str(&advice);
+    let message = match message.strip_suffix(", expected a sequence") {
+        Some(head) => return format!("{head}, expected a list in square brackets"),
+        None => message,
+    };
+    for (ty, words) in TYPES {
+        if let Some(head) = message.strip_suffix(&format!(", expected {ty}")) {
+            return format!("{head}, expected {words}");
         }
-        return out;
     }
     message.to_string()
 }
 
-/// The names a key of a few choices takes, as serde lists them for a name it does not know:
-/// "`auto` or `manual`", "one of `linear`, `ridge`, …". `None` for any other key.
-fn choices(key: &str) -> Option<String> {
-    fn listed<T: serde::de::DeserializeOwned>() -> Option<String> {
-        let err = toml::Value::String(String::new()).try_into::<T>().err()?;
-        let names = err.message().split_once(", expected ")?.1;
-        Some(names.to_string())
+/// The keys that take one of a few names, each with serde's list of them: "`auto` or
+/// `manual`", "one of `linear`, `ridge`, …" (what serde says of a name it does not know).
+const NAME_KEYS: [(&str, Names); 5] = [
+    ("model.kind", names::<Kind>),
+    ("model.weights", names::<crate::model::kinds::Weights>),
+    ("rollout.promote", names::<crate::rollout::Promote>),
+    ("nginx.switch", names::<Mode>),
+    ("fleet.role", names::<Role>),
+];
+
+/// Lists the names a key takes, as [`NAME_KEYS`] holds it for each key.
+type Names = fn() -> Option<String>;
+
+fn names<T: serde::de::DeserializeOwned>() -> Option<String> {
+    let err = toml::Value::String(String::new()).try_into::<T>().err()?;
+    Some(err.message().split_once(", expected ")?.1.to_string())
+}
+
+/// A key of [`NAME_KEYS`] given anything but text: refused with the names it takes. serde
+/// would say "wanted string or table", and would take a table (`kind = { knn = {} }`) as the
+/// name of its one key.
+fn not_a_name(text: &str, doc: &toml_edit::ImDocument<&str>) -> Option<ConfigError> {
+    NAME_KEYS.iter().find_map(|(key, names)| {
+        let item = item_at(doc, key)?;
+        if item.is_str() {
+            return None;
+        }
+        let place = item
+            .span()
+            .map(|span| format!(" (at {})", line_col(text, span.start)))
+            .unwrap_or_default();
+        let names = names().unwrap_or_else(|| "a name".to_string());
+        Some(ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            message: format!("key `{key}`: expected {names}, in double quotes{place}"),
+        })
+    })
+}
+
+/// The item at a dotted key (`rollout.steps`) of a parsed document.
+fn item_at<'a>(doc: &'a toml_edit::ImDocument<&str>, key: &str) -> Option<&'a toml_edit::Item> {
+    let mut item = doc.as_item();
+    for part in key.split('.') {
+        item = item.get(part)?;
     }
-    match key {
-        "model.kind" => listed::<Kind>(),
-        "model.weights" => listed::<crate::model::kinds::Weights>(),
-        "rollout.promote" => listed::<crate::rollout::Promote>(),
-        "nginx.switch" => listed::<Mode>(),
-        _ => None,
+    Some(item)
+}
+
+/// A value of the wrong type as written: the key's whole value, and the piece of it the error
+/// is at (the value itself, or one item of a list).
+struct Written {
+    key: String,
+    /// The key's whole value, as written.
+    value: String,
+    /// Where the piece is in `value`, in bytes.
+    at: std::ops::Range<usize>,
+    /// The piece, as TOML reads it.
+    piece: toml::Value,
+    /// Lines the key's table needs for the key to be judged: a `[model]` parameter's kind.
+    context: String,
+}
+
+impl Written {
+    /// The value of `key` in `text` and the piece `span` covers; for a `[model]` parameter
+    /// (`param`) toml's span is the table's, and the piece is the parameter's whole value.
+    fn find(
+        text: &str,
+        doc: &toml_edit::ImDocument<&str>,
+        key: &str,
+        span: Option<std::ops::Range<usize>>,
+        param: Option<&str>,
+    ) -> Option<Written> {
+        let whole = item_at(doc, key)?.span()?;
+        let piece = match (param, span) {
+            (None, Some(span)) if whole.start <= span.start && span.end <= whole.end => span,
+            _ => whole.clone(),
+        };
+        let raw = text.get(piece.clone())?;
+        let table: toml::Table = format!("v = {raw}").parse().ok()?;
+        let context = match item_at(doc, "model.kind").and_then(|kind| kind.as_str()) {
+            Some(kind) if param.is_some() => format!("kind = {}\n", toml::Value::from(kind)),
+            _ => String::new(),
+        };
+        Some(Written {
+            context,
+            key: key.to_string(),
+            value: text.get(whole.clone())?.to_string(),
+            at: piece.start - whole.start..piece.end - whole.start,
+            piece: table.get("v")?.clone(),
+        })
+    }
+
+    /// What to write instead, when a likely rewrite of the piece gives the key a value of
+    /// the right type: the rewrite is tried on the key alone, so the advice never names a
+    /// value the key would refuse as a type. TOML reads `"5"` as text and `5` as a number,
+    /// and a list is in square brackets (toml.io).
+    fn advice(&self, message: &str) -> Option<String> {
+        let quote = |text: &str| toml::Value::String(text.to_string()).to_string();
+        let raw = &self.value[self.at.clone()];
+        let mut tries: Vec<(&str, String)> = Vec::new();
+        match &self.piece {
+            toml::Value::String(text) => {
+                let text = text.trim();
+                tries.push(("write it without quotes", text.to_string()));
+                if text.is_empty() {
+                    tries.push(("write it as an empty list", "[]".to_string()));
+                }
+                tries.push(("write it as a list", format!("[{text}]")));
+                // Names in one text: each is an item. Not at spaces: a command line in one
+                // text (`on_new_model`) is not split into its words by guess.
+                if text.contains(',') || !text.contains(char::is_whitespace) {
+                    let items: Vec<String> = text.split(',').map(|i| quote(i.trim())).collect();
+                    tries.push(("write it as a list", format!("[{}]", items.join(", "))));
+                }
+            }
+            toml::Value::Array(_) | toml::Value::Table(_) => return None,
+            _ => {
+                tries.push(("write it in quotes", quote(raw)));
+                tries.push(("write it as a list", format!("[{raw}]")));
+                tries.push(("write it as a list", format!("[{}]", quote(raw))));
+            }
+        }
+        // An address key (toml's `message` says "socket address") given only a port, or a
+        // host name: a slot's address is an IP.
+        let plain = self.piece.as_str().map_or(raw, str::trim);
+        let port = plain.parse::<u16>().ok().map(|p| p.to_string());
+        let port = port.as_deref().or(plain.strip_prefix("localhost:"));
+        if let Some(port) = port.filter(|_| message.contains("socket address")) {
+            tries.push((
+                "write an IP address and the port",
+                quote(&format!("127.0.0.1:{port}")),
+            ));
+        }
+        tries.into_iter().find_map(|(how, instead)| {
+            let value = format!(
+                "{}{instead}{}",
+                &self.value[..self.at.start],
+                &self.value[self.at.end..]
+            );
+            self.fits(&value).then(|| format!("{how}: {instead}"))
+        })
+    }
+
+    /// Whether the key takes `value`: in a file of the key alone (and a `[model]` parameter's
+    /// kind), it is of the right type and the checks of [`Config::invalid`] find nothing
+    /// wrong with that key. Read with toml itself, not [`Config::parse`], whose errors come
+    /// here.
+    fn fits(&self, value: &str) -> bool {
+        let file = match self.key.rsplit_once('.') {
+            Some((table, leaf)) => format!("[{table}]\n{}{leaf} = {value}\n", self.context),
+            None => format!("{} = {value}\n", self.key),
+        };
+        toml::from_str::<Config>(&file).is_ok_and(|config| {
+            !config
+                .invalid()
+                .iter()
+                .any(|e| matches!(e, ConfigError::Invalid { key, .. } if *key == self.key.as_str()))
+        })
     }
 }
 
@@ -2005,15 +2090,15 @@ mod tests {
         }
     }
 
-    /// A value in the wrong TOML form says what the key takes and how to write it: a name of a
-    /// few (listed), text in quotes, a list in brackets. toml's own words for these were
-    /// "unit variant, expected string only" and "expected a sequence".
+    /// A value in the wrong TOML form says what the key takes and, when a likely rewrite is
+    /// one the key takes, how to write it. toml's own words were "unit variant, expected
+    /// string only", "wanted string or table" and "expected a sequence".
     #[test]
     fn a_value_in_the_wrong_form_says_what_the_key_takes_and_how_to_write_it() {
         for (text, says) in [
             (
                 "[model]\nkind = 3",
-                "key `model.kind`: expected one of `linear`, `ridge`, `lasso`, `elastic_net`, `decision_tree`, `random_forest`, `knn`, in double quotes (at line 2",
+                "key `model.kind`: expected one of `linear`, `ridge`, `lasso`, `elastic_net`, `decision_tree`, `random_forest`, `knn`, in double quotes (at line 2, column 8)",
             ),
             (
                 "[model]\nkind = \"knn\"\nweights = 2",
@@ -2024,8 +2109,8 @@ mod tests {
                 "key `rollout.promote`: expected `auto` or `manual`, in double quotes (at line 2",
             ),
             (
-                "[nginx]\nswitch = 1",
-                "key `nginx.switch`: expected `reload` or `socket`, in double quotes (at line 2",
+                "[fleet]\nrole = 1",
+                "key `fleet.role`: expected one of `standalone`, `trainer`, `server`, in double quotes",
             ),
             (
                 "[rollout]\nsteps = \"100\"",
@@ -2040,20 +2125,65 @@ mod tests {
                 "expected a list in square brackets; write it without quotes: [10, 100] (at",
             ),
             (
+                "[rollout]\nsteps = \"10, 100\"",
+                "expected a list in square brackets; write it as a list: [10, 100] (at",
+            ),
+            (
                 "[data]\nfeatures = \"CRIM\"",
                 "key `data.features`: invalid type: string \"CRIM\", expected a list in square brackets; write it as a list: [\"CRIM\"] (at",
             ),
             (
-                "[data]\nlabel = 5",
-                "key `data.label`: invalid type: integer `5`, expected text in double quotes; write it in quotes: \"5\" (at",
+                "[data]\nfeatures = '[\"CRIM\", \"ZN\"]'",
+                "expected a list in square brackets; write it without quotes: [\"CRIM\", \"ZN\"] (at",
             ),
             (
-                "[slots]\nblue = 8081",
-                "key `slots.blue`: invalid type: integer `8081`, expected an address and port in double quotes, such as \"127.0.0.1:8081\" (at",
+                "[data]\nfeatures = \"CRIM, ZN\"",
+                "expected a list in square brackets; write it as a list: [\"CRIM\", \"ZN\"] (at",
+            ),
+            (
+                "[data]\nfeatures = \"e\\u0301\"",
+                "write it as a list: [\"e\u{301}\"] (at",
+            ),
+            (
+                "[data]\nignore = \"\"",
+                "expected a list in square brackets; write it as an empty list: [] (at",
+            ),
+            (
+                "[data]\nlabel = true",
+                "key `data.label`: invalid type: boolean `true`, expected text in double quotes; write it in quotes: \"true\" (at",
+            ),
+            (
+                "[data]\nlabel = 1979-05-27",
+                "key `data.label`: invalid type: date, expected text in double quotes; write it in quotes: \"1979-05-27\" (at",
+            ),
+            (
+                "[data]\nfeatures = [\"CRIM\", true]",
+                "key `data.features`: invalid type: boolean `true`, expected text in double quotes; write it in quotes: \"true\" (at line 2, column 21)",
+            ),
+            (
+                "[slots]\nblue = 8085",
+                "key `slots.blue`: invalid type: integer `8085`, expected an address and port in double quotes, such as \"127.0.0.1:8081\"; write an IP address and the port: \"127.0.0.1:8085\" (at",
+            ),
+            (
+                "[slots]\nblue = \"localhost:8085\"",
+                "key `slots.blue`: invalid socket address syntax; write an IP address and the port: \"127.0.0.1:8085\" (at",
             ),
         ] {
             let err = Config::from_toml(text).unwrap_err().to_string();
             assert!(err.contains(says), "{text}: {err}");
+        }
+        // No advice where no likely rewrite is one the key takes: a command line is not split
+        // into words by guess, a label may not be a number, steps end at 100, and a name is
+        // text.
+        for text in [
+            "[fleet]\non_new_model = \"ansible-playbook -i inventory.ini rollout.yml\"",
+            "[data]\nlabel = 5",
+            "[data]\nfeatures = \"5\"",
+            "[rollout]\nsteps = \"[10, 50]\"",
+            "[model]\nkind = { knn = {} }",
+        ] {
+            let err = Config::from_toml(text).unwrap_err().to_string();
+            assert!(!err.contains("; write"), "{text}: {err}");
         }
     }
 
