@@ -557,9 +557,52 @@ impl Config {
     }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse_keyed(text).map_err(|(e, _)| e)
+    }
+
+    /// Every problem of a config file's text, for `bluegreen check`: each value of the wrong
+    /// type, then what [`Config::invalid`] finds in the rest. toml stops at the first wrong
+    /// type, so each key found wrong is blanked out (its bytes become spaces, so that every
+    /// later place is still right) and the text read again, up to 50 keys. Empty when the
+    /// text is a valid configuration.
+    pub fn problems_in(text: &str) -> Vec<ConfigError> {
         let doc = toml_edit::ImDocument::parse(text).ok();
-        if let Some(err) = doc.as_ref().and_then(|doc| not_a_name(text, doc)) {
-            return Err(err);
+        // Where a key is in the file, to list its problem in the file's order.
+        let place = |key: &Option<String>| {
+            let item = item_at(doc.as_ref()?, key.as_deref()?)?;
+            item.span().map(|span| span.start)
+        };
+        let mut rest = text.to_string();
+        let mut wrong_type = Vec::new();
+        let mut invalid = Vec::new();
+        for _ in 0..50 {
+            match Config::parse_keyed(&rest) {
+                Ok(config) => {
+                    invalid = config.invalid();
+                    break;
+                }
+                Err((e, key)) => {
+                    wrong_type.push((place(&key).unwrap_or(usize::MAX), e));
+                    match key.and_then(|key| blank_out(&rest, &key)) {
+                        Some(blanked) => rest = blanked,
+                        None => break,
+                    }
+                }
+            }
+        }
+        wrong_type.sort_by_key(|(at, _)| *at);
+        wrong_type
+            .into_iter()
+            .map(|(_, e)| e)
+            .chain(invalid)
+            .collect()
+    }
+
+    /// [`Config::parse`], with the dotted key its error is at, when there is one.
+    fn parse_keyed(text: &str) -> Result<Config, (ConfigError, Option<String>)> {
+        let doc = toml_edit::ImDocument::parse(text).ok();
+        if let Some(found) = doc.as_ref().and_then(|doc| not_a_name(text, doc)) {
+            return Err(found);
         }
         toml::from_str(text).map_err(|e| {
             // A [model] parameter's error names it (`Model`'s deserializer), but toml's span
@@ -601,14 +644,15 @@ impl Config {
                     message = format!("{message}; {advice}");
                 }
             }
-            ConfigError::Parse {
+            let err = ConfigError::Parse {
                 path: PathBuf::from("<text>"),
                 message: key
                     + &message
                     + &start
                         .map(|start| format!(" (at {})", line_col(text, start)))
                         .unwrap_or_default(),
-            }
+            };
+            (err, name)
         })
     }
 
@@ -1283,10 +1327,13 @@ fn names<T: serde::de::DeserializeOwned>() -> Option<String> {
     Some(err.message().split_once(", expected ")?.1.to_string())
 }
 
-/// A key of [`NAME_KEYS`] given anything but text: refused with the names it takes. serde
-/// would say "wanted string or table", and would take a table (`kind = { knn = {} }`) as the
-/// name of its one key.
-fn not_a_name(text: &str, doc: &toml_edit::ImDocument<&str>) -> Option<ConfigError> {
+/// A key of [`NAME_KEYS`] given anything but text: refused with the names it takes, and the
+/// key. serde would say "wanted string or table", and would take a table
+/// (`kind = { knn = {} }`) as the name of its one key.
+fn not_a_name(
+    text: &str,
+    doc: &toml_edit::ImDocument<&str>,
+) -> Option<(ConfigError, Option<String>)> {
     NAME_KEYS.iter().find_map(|(key, names)| {
         let item = item_at(doc, key)?;
         if item.is_str() {
@@ -1297,11 +1344,36 @@ fn not_a_name(text: &str, doc: &toml_edit::ImDocument<&str>) -> Option<ConfigErr
             .map(|span| format!(" (at {})", line_col(text, span.start)))
             .unwrap_or_default();
         let names = names().unwrap_or_else(|| "a name".to_string());
-        Some(ConfigError::Parse {
+        let err = ConfigError::Parse {
             path: PathBuf::from("<text>"),
             message: format!("key `{key}`: expected {names}, in double quotes{place}"),
-        })
+        };
+        Some((err, Some(key.to_string())))
     })
+}
+
+/// `text` with the line of the dotted `key` (its key and value) turned into spaces, line ends
+/// kept; `None` when the key is not found, or when the text without it is not TOML (a key
+/// inside an inline table leaves a stray comma).
+fn blank_out(text: &str, key: &str) -> Option<String> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let (table, leaf) = match key.rsplit_once('.') {
+        Some((table, leaf)) => (item_at(&doc, table)?, leaf),
+        None => (doc.as_item(), key),
+    };
+    let (name, value) = table.as_table_like()?.get_key_value(leaf)?;
+    let span = name.span()?.start..value.span()?.end;
+    // A space for each byte, so that every later byte offset stays where it was.
+    let blank: String = text[span.clone()]
+        .chars()
+        .map(|c| match c {
+            '\n' | '\r' => c.to_string(),
+            _ => " ".repeat(c.len_utf8()),
+        })
+        .collect();
+    let rest = format!("{}{blank}{}", &text[..span.start], &text[span.end..]);
+    toml_edit::ImDocument::parse(rest.as_str()).ok()?;
+    Some(rest)
 }
 
 /// The item at a dotted key (`rollout.steps`) of a parsed document.
@@ -2185,6 +2257,37 @@ mod tests {
             let err = Config::from_toml(text).unwrap_err().to_string();
             assert!(!err.contains("; write"), "{text}: {err}");
         }
+    }
+
+    /// `problems_in` sets each key of the wrong type aside and reads on, with every later place
+    /// right (a key of several bytes a character is blanked byte for byte); where setting a
+    /// key aside would leave text that is not TOML (inside an inline table), it stops rather
+    /// than report a syntax error the operator did not write.
+    #[test]
+    fn every_problem_is_found_and_the_places_stay_right() {
+        let keys = |text: &str| -> Vec<String> {
+            Config::problems_in(text)
+                .iter()
+                .map(|e| e.to_string())
+                .collect()
+        };
+        let found = keys(
+            "[data]\nlabel = [\"é\", \"ü\"]\nfeatures = \"CRIM\"\n[rollout]\nsteps = [\n  10,\n  \"100\",\n]\nshadow_seconds = \"x\"\n[gate]\ntolerance = -1\n",
+        );
+        assert_eq!(found.len(), 5, "{found:#?}");
+        for (found, says) in found.iter().zip([
+            "key `data.label`: invalid type: sequence, expected text in double quotes (at line 2, column 9)",
+            "key `data.features`: invalid type: string \"CRIM\", expected a list in square brackets; write it as a list: [\"CRIM\"] (at line 3, column 12)",
+            "key `rollout.steps`: invalid type: string \"100\", expected a whole number, not negative and at most 4294967295; write it without quotes: 100 (at line 7, column 3)",
+            "key `rollout.shadow_seconds`: invalid type: string \"x\", expected a whole number, not negative (at line 9, column 18)",
+            "`gate.tolerance`",
+        ]) {
+            assert!(found.contains(says), "{found} does not say {says}");
+        }
+        assert!(keys("batch_size = 3\n").is_empty());
+        let inline = keys("rollout = { promote = 5, steps = \"100\" }\n");
+        assert_eq!(inline.len(), 1, "{inline:#?}");
+        assert!(inline[0].contains("key `rollout.promote`"), "{inline:#?}");
     }
 
     /// A quoted value is said to be written without quotes only when the type takes it so

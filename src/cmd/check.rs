@@ -188,23 +188,18 @@ fn check_config(explicit: Option<&Path>, report: &mut Report) -> Option<Config> 
     let config = match Config::read_file(&path) {
         Ok(config) => config,
         Err(e) => {
-            let (what, hint) = match &e {
-                ConfigError::Read { source, .. } => (
-                    format!("cannot read it: {source}"),
-                    "create it, or pass --config PATH (every key is optional: an empty file is valid)",
-                ),
-                ConfigError::Parse { message, .. } => (
-                    format!("is not valid: {message}"),
-                    "fix the file at the place named; every key is optional, and the package's config.toml lists them all with their defaults",
-                ),
-                other => (chain(other), "fix the file"),
+            // A value of the wrong type stops the reading at the first; every problem of
+            // the text is listed (`Config::problems_in`).
+            let all = match &e {
+                ConfigError::Parse { .. } => std::fs::read_to_string(&path)
+                    .map(|text| Config::problems_in(&text))
+                    .unwrap_or_default(),
+                _ => Vec::new(),
             };
-            report.problems.push(Problem {
-                severity: Severity::Error,
-                subject: path.display().to_string(),
-                what,
-                hint: hint.into(),
-            });
+            let shown = path.display().to_string();
+            for e in if all.is_empty() { vec![e] } else { all } {
+                report.problems.push(config_problem(&shown, e));
+            }
             return None;
         }
     };
@@ -220,20 +215,43 @@ fn check_config(explicit: Option<&Path>, report: &mut Report) -> Option<Config> 
         return Some(config);
     }
     for e in invalid {
-        let ConfigError::Invalid { key, why } = e else {
-            continue;
-        };
-        let default = Config::default_of(key)
-            .map(|d| format!(" ({d})"))
-            .unwrap_or_default();
-        report.problems.push(Problem {
-            severity: Severity::Error,
-            subject: format!("{shown}: key `{key}`"),
-            what: why,
-            hint: format!("fix `{key}`, or remove the line for its default{default}"),
-        });
+        report.problems.push(config_problem(&shown, e));
     }
     None
+}
+
+/// One problem of the config file `shown`, with what to do about it.
+fn config_problem(shown: &str, e: ConfigError) -> Problem {
+    let (subject, what, hint) = match e {
+        ConfigError::Read { source, .. } => (
+            shown.to_string(),
+            format!("cannot read it: {source}"),
+            "create it, or pass --config PATH (every key is optional: an empty file is valid)"
+                .to_string(),
+        ),
+        ConfigError::Parse { message, .. } => (
+            shown.to_string(),
+            format!("is not valid: {message}"),
+            "fix the file at the place named; every key is optional, and the package's config.toml lists them all with their defaults".to_string(),
+        ),
+        ConfigError::Invalid { key, why } => {
+            let default = Config::default_of(key)
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
+            (
+                format!("{shown}: key `{key}`"),
+                why,
+                format!("fix `{key}`, or remove the line for its default{default}"),
+            )
+        }
+        other => (shown.to_string(), chain(&other), "fix the file".to_string()),
+    };
+    Problem {
+        severity: Severity::Error,
+        subject,
+        what,
+        hint,
+    }
 }
 
 /// The hint for a file of NGINX's that `bluegreen init` writes and that is missing (`init`,

@@ -115,6 +115,72 @@ fn every_bad_key_is_named_with_its_default_and_nothing_is_saved() {
     );
 }
 
+/// Values of the wrong type are all listed, in the file's order, with their places and the
+/// checks of the rest: toml stops at the first, so before this `check` named one at a time.
+#[test]
+fn every_value_of_the_wrong_type_is_listed_at_once_with_the_other_problems() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let before = read(&last_good(&env));
+    let text = read(&env.config);
+    fs::write(
+        &env.config,
+        format!(
+            "batch_size = 0\nkeep_models = \"5\"\n{text}[rollout]\nsteps = \"10, 100\"\npromote = 5\n[data]\nfeatures = [\"CRIM\", 3]\n"
+        ),
+    )
+    .unwrap();
+    let line = |n: usize| format!("(at line {}, column", text.lines().count() + n);
+    let err = problems(&env);
+    for (key, what) in [
+        (
+            "keep_models",
+            "write it without quotes: 5 (at line 2, column 15)".to_string(),
+        ),
+        (
+            "rollout.steps",
+            format!("write it as a list: [10, 100] {} 9)", line(4)),
+        ),
+        (
+            "rollout.promote",
+            format!(
+                "expected `auto` or `manual`, in double quotes {} 11)",
+                line(5)
+            ),
+        ),
+        (
+            "data.features",
+            format!(
+                "invalid type: integer `3`, expected text in double quotes {} 21)",
+                line(7)
+            ),
+        ),
+    ] {
+        reports(&err, &format!("key `{key}`: "), &what);
+    }
+    reports(&err, "key `batch_size`", "must be at least 1 row");
+    let order: Vec<usize> = [
+        "keep_models",
+        "rollout.steps",
+        "rollout.promote",
+        "data.features",
+        "batch_size",
+    ]
+    .iter()
+    .map(|key| err.find(&format!("key `{key}`")).unwrap())
+    .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "in the file's order, then the checks: {err}"
+    );
+    assert!(err.contains("check failed: 5 problem(s)"), "{err}");
+    assert_eq!(
+        read(&last_good(&env)),
+        before,
+        "a failed check saves nothing"
+    );
+}
+
 #[test]
 fn a_config_that_does_not_parse_or_does_not_exist_is_named_with_its_place() {
     let env = Env::new();
