@@ -314,6 +314,13 @@ impl<'de> Deserialize<'de> for Model {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         let mut table = toml::Table::deserialize(deserializer)?;
+        // toml would hand a date to a text as text, and to a number as text too.
+        if let Some((key, _)) = table.iter().find(|(_, value)| value.is_datetime()) {
+            let expected = if key == "name" { "a string" } else { "f64" };
+            return Err(D::Error::custom(format!(
+                "key `model.{key}`: invalid type: date or time, expected {expected}"
+            )));
+        }
         let mut model = Model::default();
         let bad = |key: &str, e: toml::de::Error| {
             D::Error::custom(format!("key `model.{key}`: {}", e.message()))
@@ -557,7 +564,7 @@ impl Config {
     }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse_keyed(text).map_err(|(e, _)| e)
+        Config::parse_keyed(text, true).map_err(|(e, _)| e)
     }
 
     /// Every problem of a config file's text, for `bluegreen check`: each value of the wrong
@@ -576,7 +583,7 @@ impl Config {
         let mut wrong_type = Vec::new();
         let mut invalid = Vec::new();
         for _ in 0..50 {
-            match Config::parse_keyed(&rest) {
+            match Config::parse_keyed(&rest, true) {
                 Ok(config) => {
                     invalid = config.invalid();
                     break;
@@ -599,9 +606,11 @@ impl Config {
     }
 
     /// [`Config::parse`], with the dotted key its error is at, when there is one.
-    fn parse_keyed(text: &str) -> Result<Config, (ConfigError, Option<String>)> {
+    /// `advise`: say how to write a value of the wrong type instead ([`Written::advice`],
+    /// which reads the file again without advice).
+    fn parse_keyed(text: &str, advise: bool) -> Result<Config, (ConfigError, Option<String>)> {
         let doc = toml_edit::ImDocument::parse(text).ok();
-        if let Some(found) = doc.as_ref().and_then(|doc| not_a_name(text, doc)) {
+        if let Some(found) = doc.as_ref().and_then(|doc| wrong_shape(text, doc)) {
             return Err(found);
         }
         toml::from_str(text).map_err(|e| {
@@ -634,15 +643,20 @@ impl Config {
                 (Some(doc), Some(name)) => Written::find(text, doc, name, e.span(), param),
                 _ => None,
             };
-            let mut message = in_words(e.message());
+            let mut message = e.message().to_string();
             if let Some(written) = &written {
                 if matches!(written.piece, toml::Value::Datetime(_)) {
-                    // toml hands a date to serde as a table.
-                    message = message.replacen("invalid type: map", "invalid type: date", 1);
+                    // toml hands a date or a time to serde as a table.
+                    message =
+                        message.replacen("invalid type: map", "invalid type: date or time", 1);
                 }
-                if let Some(advice) = written.advice(e.message()) {
-                    message = format!("{message}; {advice}");
-                }
+            }
+            message = in_words(&message);
+            if let Some(advice) = written
+                .filter(|_| advise)
+                .and_then(|w| w.advice(e.message()))
+            {
+                message = format!("{message}; {advice}");
             }
             let err = ConfigError::Parse {
                 path: PathBuf::from("<text>"),
@@ -1297,10 +1311,14 @@ fn in_words(message: &str) -> String {
             "an address and port in double quotes, such as \"127.0.0.1:8081\"",
         ),
     ];
-    let message = match message.strip_suffix(", expected a sequence") {
-        Some(head) => return format!("{head}, expected a list in square brackets"),
-        None => message,
-    };
+    // TOML's words for serde's: an array is a list, a table is a table.
+    let message = message
+        .replacen("invalid type: sequence", "invalid type: list", 1)
+        .replacen("invalid type: map", "invalid type: table", 1);
+    let message = message.as_str();
+    if let Some(head) = message.strip_suffix(", expected a sequence") {
+        return format!("{head}, expected a list in square brackets");
+    }
     for (ty, words) in TYPES {
         if let Some(head) = message.strip_suffix(&format!(", expected {ty}")) {
             return format!("{head}, expected {words}");
@@ -1327,28 +1345,64 @@ fn names<T: serde::de::DeserializeOwned>() -> Option<String> {
     Some(err.message().split_once(", expected ")?.1.to_string())
 }
 
-/// A key of [`NAME_KEYS`] given anything but text: refused with the names it takes, and the
-/// key. serde would say "wanted string or table", and would take a table
-/// (`kind = { knn = {} }`) as the name of its one key.
-fn not_a_name(
+/// The tables of the config file (`[slots]`, `[rollout]`, …), as the packaged config
+/// writes them, one header a line.
+fn sections() -> impl Iterator<Item = &'static str> {
+    PACKAGED_CONFIG.lines().filter_map(|line| {
+        let name = line.strip_prefix('[')?.strip_suffix(']')?;
+        (!name.starts_with('[')).then_some(name)
+    })
+}
+
+/// A value whose shape serde would misread, refused with what to write, and its key:
+/// - a key of [`NAME_KEYS`] given anything but text (serde says "wanted string or table",
+///   and takes a table, `kind = { knn = {} }`, as the name of its one key);
+/// - a table written as a value (`nginx = "reload"`: serde says "expected struct Nginx", and
+///   reads a list, `nginx = ["reload"]`, into the table's keys in their order) or as a list
+///   of tables (`[[rollout]]`).
+fn wrong_shape(
     text: &str,
     doc: &toml_edit::ImDocument<&str>,
 ) -> Option<(ConfigError, Option<String>)> {
-    NAME_KEYS.iter().find_map(|(key, names)| {
-        let item = item_at(doc, key)?;
-        if item.is_str() {
-            return None;
-        }
-        let place = item
-            .span()
-            .map(|span| format!(" (at {})", line_col(text, span.start)))
-            .unwrap_or_default();
-        let names = names().unwrap_or_else(|| "a name".to_string());
+    let at = |span: Option<std::ops::Range<usize>>| {
+        span.map(|span| format!(" (at {})", line_col(text, span.start)))
+            .unwrap_or_default()
+    };
+    let refuse = |key: &str, message: String| {
         let err = ConfigError::Parse {
             path: PathBuf::from("<text>"),
-            message: format!("key `{key}`: expected {names}, in double quotes{place}"),
+            message: format!("key `{key}`: {message}"),
         };
         Some((err, Some(key.to_string())))
+    };
+    let table = sections().find_map(|name| {
+        let item = doc.get(name)?;
+        let place = at(doc.key(name).and_then(|key| key.span()));
+        match item {
+            toml_edit::Item::Table(_) => None,
+            toml_edit::Item::Value(toml_edit::Value::InlineTable(_)) => None,
+            toml_edit::Item::ArrayOfTables(_) => refuse(
+                name,
+                format!("written `[[{name}]]`, a list of tables; write `[{name}]`, with single brackets{place}"),
+            ),
+            _ => refuse(
+                name,
+                format!("expected a table: a `[{name}]` line with its keys on the lines below it{place}"),
+            ),
+        }
+    });
+    table.or_else(|| {
+        NAME_KEYS.iter().find_map(|(key, names)| {
+            let item = item_at(doc, key)?;
+            if item.is_str() {
+                return None;
+            }
+            let names = names().unwrap_or_else(|| "a name".to_string());
+            refuse(
+                key,
+                format!("expected {names}, in double quotes{}", at(item.span())),
+            )
+        })
     })
 }
 
@@ -1385,115 +1439,185 @@ fn item_at<'a>(doc: &'a toml_edit::ImDocument<&str>, key: &str) -> Option<&'a to
     Some(item)
 }
 
+/// What [`Config::invalid`] finds in `text` once every key of the wrong type but `key` is
+/// blanked out; `None` while `key` itself is of the wrong type (or the text cannot be read
+/// past another key).
+fn problems_besides(text: &str, key: &str) -> Option<Vec<String>> {
+    let mut text = text.to_string();
+    for _ in 0..50 {
+        match Config::parse_keyed(&text, false) {
+            Ok(config) => return Some(config.invalid().iter().map(|e| e.to_string()).collect()),
+            Err((_, Some(other))) if other != key => text = blank_out(&text, &other)?,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
 /// A value of the wrong type as written: the key's whole value, and the piece of it the error
 /// is at (the value itself, or one item of a list).
-struct Written {
+struct Written<'a> {
+    /// The whole config file.
+    text: &'a str,
     key: String,
-    /// The key's whole value, as written.
-    value: String,
-    /// Where the piece is in `value`, in bytes.
+    /// Where the key's whole value is in `text`, in bytes.
+    whole: std::ops::Range<usize>,
+    /// Where the piece is in `text`, in bytes.
     at: std::ops::Range<usize>,
     /// The piece, as TOML reads it.
     piece: toml::Value,
-    /// Lines the key's table needs for the key to be judged: a `[model]` parameter's kind.
-    context: String,
 }
 
-impl Written {
+impl<'a> Written<'a> {
     /// The value of `key` in `text` and the piece `span` covers; for a `[model]` parameter
     /// (`param`) toml's span is the table's, and the piece is the parameter's whole value.
     fn find(
-        text: &str,
+        text: &'a str,
         doc: &toml_edit::ImDocument<&str>,
         key: &str,
         span: Option<std::ops::Range<usize>>,
         param: Option<&str>,
-    ) -> Option<Written> {
+    ) -> Option<Written<'a>> {
         let whole = item_at(doc, key)?.span()?;
-        let piece = match (param, span) {
+        let at = match (param, span) {
             (None, Some(span)) if whole.start <= span.start && span.end <= whole.end => span,
             _ => whole.clone(),
         };
-        let raw = text.get(piece.clone())?;
-        let table: toml::Table = format!("v = {raw}").parse().ok()?;
-        let context = match item_at(doc, "model.kind").and_then(|kind| kind.as_str()) {
-            Some(kind) if param.is_some() => format!("kind = {}\n", toml::Value::from(kind)),
-            _ => String::new(),
-        };
+        let table: toml::Table = format!("v = {}", text.get(at.clone())?).parse().ok()?;
         Some(Written {
-            context,
+            text,
             key: key.to_string(),
-            value: text.get(whole.clone())?.to_string(),
-            at: piece.start - whole.start..piece.end - whole.start,
+            whole,
+            at,
             piece: table.get("v")?.clone(),
         })
     }
 
-    /// What to write instead, when a likely rewrite of the piece gives the key a value of
-    /// the right type: the rewrite is tried on the key alone, so the advice never names a
-    /// value the key would refuse as a type. TOML reads `"5"` as text and `5` as a number,
-    /// and a list is in square brackets (toml.io).
+    /// What to write instead, when a likely rewrite of the piece (or of the whole list) is
+    /// one the key takes: tried in the file itself, it must give the key a value of the
+    /// right type and add no problem that [`Config::invalid`] did not find with the key left
+    /// out. TOML reads `"5"` as text and `5` as a number, and a list is in square brackets
+    /// (toml.io). `message` is toml's, to know an address key ("socket address").
     fn advice(&self, message: &str) -> Option<String> {
+        // A long value (a list of thousands of names) is not rewritten by guess: each try
+        // reads the whole file again.
+        if self.whole.len() > 4096 {
+            return None;
+        }
         let quote = |text: &str| toml::Value::String(text.to_string()).to_string();
-        let raw = &self.value[self.at.clone()];
+        let raw = &self.text[self.at.clone()];
+        // Each try: what to do, and the piece's new text.
         let mut tries: Vec<(&str, String)> = Vec::new();
         match &self.piece {
             toml::Value::String(text) => {
-                let text = text.trim();
-                tries.push(("write it without quotes", text.to_string()));
-                if text.is_empty() {
+                let trimmed = text.trim();
+                tries.push(("write it without quotes", trimmed.to_string()));
+                if trimmed.is_empty() {
                     tries.push(("write it as an empty list", "[]".to_string()));
                 }
-                tries.push(("write it as a list", format!("[{text}]")));
-                // Names in one text: each is an item. Not at spaces: a command line in one
-                // text (`on_new_model`) is not split into its words by guess.
-                if text.contains(',') || !text.contains(char::is_whitespace) {
-                    let items: Vec<String> = text.split(',').map(|i| quote(i.trim())).collect();
+                tries.push(("write it as a list", format!("[{trimmed}]")));
+                // Items in one text: split at commas, or at spaces for numbers (a command
+                // line in one text, `on_new_model`, is not split into words by guess).
+                let inner = trimmed
+                    .strip_prefix('[')
+                    .and_then(|t| t.strip_suffix(']'))
+                    .unwrap_or(trimmed);
+                if inner.contains(',') || !inner.contains(char::is_whitespace) {
+                    let items: Vec<String> = inner
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|item| !item.is_empty())
+                        .map(|item| quote(item.trim_matches(['"', '\''])))
+                        .collect();
+                    tries.push(("write it as a list", format!("[{}]", items.join(", "))));
+                } else {
+                    let items: Vec<&str> = inner.split_whitespace().collect();
                     tries.push(("write it as a list", format!("[{}]", items.join(", "))));
                 }
+                if trimmed != text {
+                    tries.push(("write it without the spaces", quote(trimmed)));
+                }
             }
-            toml::Value::Array(_) | toml::Value::Table(_) => return None,
+            toml::Value::Array(items) if items.len() == 1 => {
+                let inner = raw
+                    .trim()
+                    .strip_prefix('[')
+                    .and_then(|t| t.strip_suffix(']'));
+                let inner = inner.unwrap_or("").trim().trim_end_matches(',').trim_end();
+                tries.push(("write it without the brackets", inner.to_string()));
+            }
+            toml::Value::Array(_) | toml::Value::Table(_) => {}
+            toml::Value::Float(x) if x.fract() == 0.0 && x.abs() < 1e15 => {
+                tries.push(("write it as a whole number", format!("{}", *x as i64)));
+            }
             _ => {
                 tries.push(("write it in quotes", quote(raw)));
                 tries.push(("write it as a list", format!("[{raw}]")));
                 tries.push(("write it as a list", format!("[{}]", quote(raw))));
             }
         }
-        // An address key (toml's `message` says "socket address") given only a port, or a
-        // host name: a slot's address is an IP.
-        let plain = self.piece.as_str().map_or(raw, str::trim);
-        let port = plain.parse::<u16>().ok().map(|p| p.to_string());
-        let port = port.as_deref().or(plain.strip_prefix("localhost:"));
-        if let Some(port) = port.filter(|_| message.contains("socket address")) {
-            tries.push((
-                "write an IP address and the port",
-                quote(&format!("127.0.0.1:{port}")),
-            ));
+        // An address key given only a port, or a host name: a slot's address is an IP.
+        if message.contains("socket address") {
+            let port = match &self.piece {
+                toml::Value::Integer(n) => u16::try_from(*n).ok().map(|p| p.to_string()),
+                toml::Value::String(text) => {
+                    let text = text.trim();
+                    text.parse::<u16>()
+                        .ok()
+                        .map(|p| p.to_string())
+                        .or_else(|| text.strip_prefix("localhost:").map(str::to_string))
+                }
+                _ => None,
+            };
+            if let Some(port) = port {
+                tries.push((
+                    "write an IP address and the port",
+                    quote(&format!("127.0.0.1:{port}")),
+                ));
+            }
         }
-        tries.into_iter().find_map(|(how, instead)| {
-            let value = format!(
-                "{}{instead}{}",
-                &self.value[..self.at.start],
-                &self.value[self.at.end..]
-            );
-            self.fits(&value).then(|| format!("{how}: {instead}"))
-        })
-    }
-
-    /// Whether the key takes `value`: in a file of the key alone (and a `[model]` parameter's
-    /// kind), it is of the right type and the checks of [`Config::invalid`] find nothing
-    /// wrong with that key. Read with toml itself, not [`Config::parse`], whose errors come
-    /// here.
-    fn fits(&self, value: &str) -> bool {
-        let file = match self.key.rsplit_once('.') {
-            Some((table, leaf)) => format!("[{table}]\n{}{leaf} = {value}\n", self.context),
-            None => format!("{} = {value}\n", self.key),
-        };
-        toml::from_str::<Config>(&file).is_ok_and(|config| {
-            !config
-                .invalid()
+        let value = &self.text[self.whole.clone()];
+        let before =
+            blank_out(self.text, &self.key).and_then(|rest| problems_besides(&rest, &self.key))?;
+        let mut tried: Vec<(&str, String, String)> = tries
+            .into_iter()
+            .map(|(how, piece)| {
+                let at = self.at.start - self.whole.start..self.at.end - self.whole.start;
+                let value = format!("{}{piece}{}", &value[..at.start], &value[at.end..]);
+                (how, piece, value)
+            })
+            .collect();
+        // A list whose items are all numbers or booleans in quotes: each without them.
+        let list = format!("v = {value}").parse::<toml::Table>().ok();
+        if let Some(toml::Value::Array(items)) = list.as_ref().and_then(|t| t.get("v")) {
+            let bare: Option<Vec<String>> = items
                 .iter()
-                .any(|e| matches!(e, ConfigError::Invalid { key, .. } if *key == self.key.as_str()))
+                .map(|item| item.as_str().map(|text| text.trim().to_string()))
+                .collect();
+            if let Some(bare) = bare.filter(|bare| bare.len() > 1) {
+                let list = format!("[{}]", bare.join(", "));
+                tried.push(("write its items without quotes", list.clone(), list));
+            }
+        }
+        tried.into_iter().find_map(|(how, piece, value)| {
+            // One line, of characters a terminal shows as they are.
+            let shown = |c: char| {
+                !c.is_control()
+                    && !matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            };
+            if !piece.chars().all(shown) {
+                return None;
+            }
+            let text = format!(
+                "{}{value}{}",
+                &self.text[..self.whole.start],
+                &self.text[self.whole.end..]
+            );
+            let after = problems_besides(&text, &self.key)?;
+            after
+                .iter()
+                .all(|problem| before.contains(problem))
+                .then(|| format!("{how}: {piece}"))
         })
     }
 }
@@ -2226,7 +2350,7 @@ mod tests {
             ),
             (
                 "[data]\nlabel = 1979-05-27",
-                "key `data.label`: invalid type: date, expected text in double quotes; write it in quotes: \"1979-05-27\" (at",
+                "key `data.label`: invalid type: date or time, expected text in double quotes; write it in quotes: \"1979-05-27\" (at",
             ),
             (
                 "[data]\nfeatures = [\"CRIM\", true]",
@@ -2244,14 +2368,72 @@ mod tests {
             let err = Config::from_toml(text).unwrap_err().to_string();
             assert!(err.contains(says), "{text}: {err}");
         }
-        // No advice where no likely rewrite is one the key takes: a command line is not split
-        // into words by guess, a label may not be a number, steps end at 100, and a name is
-        // text.
+        // Found by a review: advice where a rewrite of another kind is the likely one.
+        for (text, says) in [
+            (
+                "[rollout]\nsteps = [\"10\", \"50\", \"100\"]",
+                "write its items without quotes: [10, 50, 100] (at",
+            ),
+            (
+                "[rollout]\nsteps = \"10 50 100\"",
+                "write it as a list: [10, 50, 100] (at",
+            ),
+            (
+                "[data]\nfeatures = \"[CRIM, ZN,]\"",
+                "write it as a list: [\"CRIM\", \"ZN\"] (at",
+            ),
+            (
+                "[data]\nlabel = [\"MEDV\"]",
+                "invalid type: list, expected text in double quotes; write it without the brackets: \"MEDV\" (at",
+            ),
+            ("batch_size = 2.0", "write it as a whole number: 2 (at"),
+            (
+                "[slots]\nblue = \" 127.0.0.1:8085\"",
+                "write it without the spaces: \"127.0.0.1:8085\" (at",
+            ),
+            (
+                "[slots]\nblue = 0x1F95",
+                "write an IP address and the port: \"127.0.0.1:8085\" (at",
+            ),
+            (
+                "[fleet]\nrole = \"trainer\"\non_new_model = \"/usr/local/bin/notify\"",
+                "write it as a list: [\"/usr/local/bin/notify\"] (at",
+            ),
+            (
+                "[model]\nname = 1979-05-27",
+                "key `model.name`: invalid type: date or time, expected text in double quotes; write it in quotes: \"1979-05-27\" (at line 2",
+            ),
+            // A table written as a value, or as a list of tables.
+            (
+                "nginx = \"reload\"",
+                "key `nginx`: expected a table: a `[nginx]` line with its keys on the lines below it (at line 1",
+            ),
+            (
+                "data = [\"CRIM\"]",
+                "key `data`: expected a table: a `[data]` line",
+            ),
+            (
+                "[[rollout]]\npromote = \"manual\"",
+                "key `rollout`: written `[[rollout]]`, a list of tables; write `[rollout]`, with single brackets",
+            ),
+        ] {
+            let err = Config::from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(says), "{text}: {err}");
+        }
+        // No advice where no likely rewrite is one the key takes, in this file: a command
+        // line is not split into words by guess, a label may not be a number, steps end at
+        // 100 and socket mode takes none, a port may not be another key's, a rewrite of
+        // several lines or of characters a terminal does not show as they are is none, and a
+        // name is text.
         for text in [
             "[fleet]\non_new_model = \"ansible-playbook -i inventory.ini rollout.yml\"",
             "[data]\nlabel = 5",
             "[data]\nfeatures = \"5\"",
             "[rollout]\nsteps = \"[10, 50]\"",
+            "[nginx]\nswitch = \"socket\"\n[rollout]\nsteps = \"10, 100\"",
+            "public_port = 8085\n[slots]\nblue = 8085",
+            "[rollout]\nsteps = \"\"\"\n10,\n100\n\"\"\"",
+            "[data]\nfeatures = \"\\u202e\"",
             "[model]\nkind = { knn = {} }",
         ] {
             let err = Config::from_toml(text).unwrap_err().to_string();
@@ -2276,7 +2458,7 @@ mod tests {
         );
         assert_eq!(found.len(), 5, "{found:#?}");
         for (found, says) in found.iter().zip([
-            "key `data.label`: invalid type: sequence, expected text in double quotes (at line 2, column 9)",
+            "key `data.label`: invalid type: list, expected text in double quotes (at line 2, column 9)",
             "key `data.features`: invalid type: string \"CRIM\", expected a list in square brackets; write it as a list: [\"CRIM\"] (at line 3, column 12)",
             "key `rollout.steps`: invalid type: string \"100\", expected a whole number, not negative and at most 4294967295; write it without quotes: 100 (at line 7, column 3)",
             "key `rollout.shadow_seconds`: invalid type: string \"x\", expected a whole number, not negative (at line 9, column 18)",
