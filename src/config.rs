@@ -563,55 +563,86 @@ impl Config {
         Ok(config)
     }
 
+    /// The text as a configuration; its error is the first of [`Config::wrong_types`], so
+    /// that every command names the problem `bluegreen check` lists first.
     fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse_keyed(text, true).map_err(|(e, _)| e)
+        Config::parse_keyed(text).map_err(|refused| {
+            let (found, _) = Config::wrong_types(text);
+            found
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| refused.error(None))
+        })
     }
 
-    /// Every problem of a config file's text, for `bluegreen check`: each value of the wrong
-    /// type, then what [`Config::invalid`] finds in the rest. toml stops at the first wrong
-    /// type, so each key found wrong is blanked out (its bytes become spaces, so that every
-    /// later place is still right) and the text read again, up to 50 keys. Empty when the
-    /// text is a valid configuration.
-    pub fn problems_in(text: &str) -> Vec<ConfigError> {
-        let doc = toml_edit::ImDocument::parse(text).ok();
-        // Where a key is in the file, to list its problem in the file's order.
-        let place = |key: &Option<String>| {
-            let item = item_at(doc.as_ref()?, key.as_deref()?)?;
-            item.span().map(|span| span.start)
-        };
+    /// Every value of the wrong type in a config file's text, in the file's order, for
+    /// `bluegreen check`; and whether that is all of them. toml stops at the first, so each
+    /// key found wrong is blanked out (its bytes become spaces, so that every later place is
+    /// still right) and the text read again. The search stops, incomplete, where a key cannot
+    /// be blanked out (a dotted key under a key that is not a table), or past 50 keys. The
+    /// first 10 get advice ([`Written::advice`]) once all are known. Empty and complete when
+    /// the text parses.
+    pub fn wrong_types(text: &str) -> (Vec<ConfigError>, bool) {
         let mut rest = text.to_string();
-        let mut wrong_type = Vec::new();
-        let mut invalid = Vec::new();
+        let mut found: Vec<Refusal> = Vec::new();
+        let mut blanked: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut before = None;
         for _ in 0..50 {
-            match Config::parse_keyed(&rest, true) {
+            match Config::parse_keyed(&rest) {
                 Ok(config) => {
-                    invalid = config.invalid();
+                    before = Some(config.invalid().iter().map(|e| e.to_string()).collect());
                     break;
                 }
-                Err((e, key)) => {
-                    wrong_type.push((place(&key).unwrap_or(usize::MAX), e));
-                    match key.and_then(|key| blank_out(&rest, &key)) {
-                        Some(blanked) => rest = blanked,
+                Err(refused) => {
+                    let out = refused.key.as_deref().and_then(|key| blank_out(&rest, key));
+                    found.push(*refused);
+                    match out {
+                        Some((text, range)) => {
+                            rest = text;
+                            blanked.push(range);
+                        }
                         None => break,
                     }
                 }
             }
         }
-        wrong_type.sort_by_key(|(at, _)| *at);
-        wrong_type
-            .into_iter()
-            .map(|(_, e)| e)
-            .chain(invalid)
-            .collect()
+        let complete = before.is_some();
+        let before: Vec<String> = before.unwrap_or_default();
+        let mut listed: Vec<(usize, ConfigError)> = found
+            .iter()
+            .enumerate()
+            .map(|(i, refused)| {
+                // The other keys found wrong stay blanked out while this one's rewrites are
+                // tried: one reading of the file a rewrite.
+                let advice = match (&refused.written, complete && i < 10) {
+                    (Some(written), true) => {
+                        let others: Vec<_> = blanked
+                            .iter()
+                            .enumerate()
+                            .filter(|(j, _)| *j != i)
+                            .map(|(_, range)| range.clone())
+                            .collect();
+                        written.advice(text, &others, &before, &refused.raw)
+                    }
+                    _ => None,
+                };
+                let at = refused
+                    .written
+                    .as_ref()
+                    .map_or(usize::MAX, |w| w.whole.start);
+                (refused.at.unwrap_or(at), refused.error(advice.as_deref()))
+            })
+            .collect();
+        listed.sort_by_key(|(at, _)| *at);
+        (listed.into_iter().map(|(_, e)| e).collect(), complete)
     }
 
-    /// [`Config::parse`], with the dotted key its error is at, when there is one.
-    /// `advise`: say how to write a value of the wrong type instead ([`Written::advice`],
-    /// which reads the file again without advice).
-    fn parse_keyed(text: &str, advise: bool) -> Result<Config, (ConfigError, Option<String>)> {
+    /// [`Config::parse`] without the search for every problem: its first refusal, with the
+    /// dotted key it is at, when there is one.
+    fn parse_keyed(text: &str) -> Result<Config, Box<Refusal>> {
         let doc = toml_edit::ImDocument::parse(text).ok();
         if let Some(found) = doc.as_ref().and_then(|doc| wrong_shape(text, doc)) {
-            return Err(found);
+            return Err(Box::new(found));
         }
         toml::from_str(text).map_err(|e| {
             // A [model] parameter's error names it (`Model`'s deserializer), but toml's span
@@ -651,22 +682,16 @@ impl Config {
                         message.replacen("invalid type: map", "invalid type: date or time", 1);
                 }
             }
-            message = in_words(&message);
-            if let Some(advice) = written
-                .filter(|_| advise)
-                .and_then(|w| w.advice(e.message()))
-            {
-                message = format!("{message}; {advice}");
-            }
-            let err = ConfigError::Parse {
-                path: PathBuf::from("<text>"),
-                message: key
-                    + &message
-                    + &start
-                        .map(|start| format!(" (at {})", line_col(text, start)))
-                        .unwrap_or_default(),
-            };
-            (err, name)
+            Box::new(Refusal {
+                said: key + &in_words(&message),
+                place: start
+                    .map(|start| format!(" (at {})", line_col(text, start)))
+                    .unwrap_or_default(),
+                at: start,
+                key: name,
+                written,
+                raw: e.message().to_string(),
+            })
         })
     }
 
@@ -1045,7 +1070,9 @@ impl Config {
         if self.data.features.is_empty() {
             return bad("data.features", "must name at least one column".to_string());
         }
-        let mut seen: Vec<(&'static str, &str)> = Vec::new();
+        // Names seen so far, by their ASCII lowercase, with their key: one lookup a name.
+        let mut seen: std::collections::HashMap<String, &'static str> =
+            std::collections::HashMap::new();
         let named = self
             .data
             .features
@@ -1066,13 +1093,13 @@ impl Config {
                     format!("{name:?} is a number, so a header holding it would read as a row"),
                 );
             }
-            if let Some((other, _)) = seen.iter().find(|(_, n)| n.eq_ignore_ascii_case(name)) {
+            if let Some(other) = seen.get(&name.to_ascii_lowercase()) {
                 return bad(
                     key,
                     format!("{name:?} is also in {other} (names are matched ignoring case)"),
                 );
             }
-            seen.push((key, name));
+            seen.insert(name.to_ascii_lowercase(), key);
         }
         Ok(())
     }
@@ -1360,34 +1387,35 @@ fn sections() -> impl Iterator<Item = &'static str> {
 /// - a table written as a value (`nginx = "reload"`: serde says "expected struct Nginx", and
 ///   reads a list, `nginx = ["reload"]`, into the table's keys in their order) or as a list
 ///   of tables (`[[rollout]]`).
-fn wrong_shape(
-    text: &str,
-    doc: &toml_edit::ImDocument<&str>,
-) -> Option<(ConfigError, Option<String>)> {
-    let at = |span: Option<std::ops::Range<usize>>| {
-        span.map(|span| format!(" (at {})", line_col(text, span.start)))
-            .unwrap_or_default()
-    };
-    let refuse = |key: &str, message: String| {
-        let err = ConfigError::Parse {
-            path: PathBuf::from("<text>"),
-            message: format!("key `{key}`: {message}"),
-        };
-        Some((err, Some(key.to_string())))
+fn wrong_shape(text: &str, doc: &toml_edit::ImDocument<&str>) -> Option<Refusal> {
+    let refuse = |key: &str, message: String, span: Option<std::ops::Range<usize>>| {
+        let at = span.map(|span| span.start);
+        Some(Refusal {
+            said: format!("key `{key}`: {message}"),
+            place: at
+                .map(|at| format!(" (at {})", line_col(text, at)))
+                .unwrap_or_default(),
+            at,
+            key: Some(key.to_string()),
+            written: None,
+            raw: message,
+        })
     };
     let table = sections().find_map(|name| {
         let item = doc.get(name)?;
-        let place = at(doc.key(name).and_then(|key| key.span()));
+        let span = doc.key(name).and_then(|key| key.span());
         match item {
             toml_edit::Item::Table(_) => None,
             toml_edit::Item::Value(toml_edit::Value::InlineTable(_)) => None,
             toml_edit::Item::ArrayOfTables(_) => refuse(
                 name,
-                format!("written `[[{name}]]`, a list of tables; write `[{name}]`, with single brackets{place}"),
+                format!("written `[[{name}]]`, a list of tables; write `[{name}]`, with single brackets"),
+                span,
             ),
             _ => refuse(
                 name,
-                format!("expected a table: a `[{name}]` line with its keys on the lines below it{place}"),
+                format!("expected a table: a `[{name}]` line with its keys on the lines below it"),
+                span,
             ),
         }
     });
@@ -1400,34 +1428,83 @@ fn wrong_shape(
             let names = names().unwrap_or_else(|| "a name".to_string());
             refuse(
                 key,
-                format!("expected {names}, in double quotes{}", at(item.span())),
+                format!("expected {names}, in double quotes"),
+                item.span(),
             )
         })
     })
 }
 
+/// A value the configuration refused, before any advice: what to say and where, and what
+/// was written there.
+struct Refusal {
+    /// `key `slots.blue`: ` and toml's message in words.
+    said: String,
+    /// ` (at line 2, column 8)`, or nothing when toml names no place.
+    place: String,
+    /// The byte the place names.
+    at: Option<usize>,
+    /// The dotted key, when one is found.
+    key: Option<String>,
+    written: Option<Written>,
+    /// toml's own message (an address key's says "socket address").
+    raw: String,
+}
+
+impl Refusal {
+    /// The error, with `advice` (`write it without quotes: 5`) before the place.
+    fn error(&self, advice: Option<&str>) -> ConfigError {
+        let advice = advice.map(|a| format!("; {a}")).unwrap_or_default();
+        ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            message: format!("{}{advice}{}", self.said, self.place),
+        }
+    }
+}
+
 /// `text` with the line of the dotted `key` (its key and value) turned into spaces, line ends
 /// kept; `None` when the key is not found, or when the text without it is not TOML (a key
 /// inside an inline table leaves a stray comma).
-fn blank_out(text: &str, key: &str) -> Option<String> {
+fn blank_out(text: &str, key: &str) -> Option<(String, std::ops::Range<usize>)> {
     let doc = toml_edit::ImDocument::parse(text).ok()?;
     let (table, leaf) = match key.rsplit_once('.') {
         Some((table, leaf)) => (item_at(&doc, table)?, leaf),
         None => (doc.as_item(), key),
     };
     let (name, value) = table.as_table_like()?.get_key_value(leaf)?;
-    let span = name.span()?.start..value.span()?.end;
-    // A space for each byte, so that every later byte offset stays where it was.
-    let blank: String = text[span.clone()]
-        .chars()
-        .map(|c| match c {
-            '\n' | '\r' => c.to_string(),
-            _ => " ".repeat(c.len_utf8()),
-        })
-        .collect();
-    let rest = format!("{}{blank}{}", &text[..span.start], &text[span.end..]);
+    let mut span = name.span()?.start..value.span()?.end;
+    let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+    let before = &text[line_start..span.start];
+    if !before.contains(['=', '{', ',']) {
+        // A dotted key (`slots.blue = 5`): the line from its start.
+        span.start = line_start;
+    } else {
+        // In an inline table: the pair and one comma beside it.
+        let after = text[span.end..].trim_start_matches([' ', '\t']);
+        if after.starts_with(',') {
+            span.end = text.len() - after.len() + 1;
+        } else {
+            let ahead = text[..span.start].trim_end_matches([' ', '\t']);
+            if ahead.ends_with(',') {
+                span.start = ahead.len() - 1;
+            }
+        }
+    }
+    let rest = blank(text, std::slice::from_ref(&span));
     toml_edit::ImDocument::parse(rest.as_str()).ok()?;
-    Some(rest)
+    Some((rest, span))
+}
+
+/// `text` with the bytes of `ranges` made spaces, line ends kept: a space for each byte, so
+/// that every byte offset stays where it was.
+fn blank(text: &str, ranges: &[std::ops::Range<usize>]) -> String {
+    text.char_indices()
+        .map(|(i, c)| match c {
+            '\n' | '\r' => c.to_string(),
+            _ if ranges.iter().any(|r| r.contains(&i)) => " ".repeat(c.len_utf8()),
+            _ => c.to_string(),
+        })
+        .collect()
 }
 
 /// The item at a dotted key (`rollout.steps`) of a parsed document.
@@ -1439,54 +1516,35 @@ fn item_at<'a>(doc: &'a toml_edit::ImDocument<&str>, key: &str) -> Option<&'a to
     Some(item)
 }
 
-/// What [`Config::invalid`] finds in `text` once every key of the wrong type but `key` is
-/// blanked out; `None` while `key` itself is of the wrong type (or the text cannot be read
-/// past another key).
-fn problems_besides(text: &str, key: &str) -> Option<Vec<String>> {
-    let mut text = text.to_string();
-    for _ in 0..50 {
-        match Config::parse_keyed(&text, false) {
-            Ok(config) => return Some(config.invalid().iter().map(|e| e.to_string()).collect()),
-            Err((_, Some(other))) if other != key => text = blank_out(&text, &other)?,
-            Err(_) => return None,
-        }
-    }
-    None
-}
-
 /// A value of the wrong type as written: the key's whole value, and the piece of it the error
 /// is at (the value itself, or one item of a list).
-struct Written<'a> {
-    /// The whole config file.
-    text: &'a str,
-    key: String,
-    /// Where the key's whole value is in `text`, in bytes.
+struct Written {
+    /// Where the key's whole value is in the file, in bytes.
     whole: std::ops::Range<usize>,
-    /// Where the piece is in `text`, in bytes.
+    /// Where the piece is in the file, in bytes.
     at: std::ops::Range<usize>,
     /// The piece, as TOML reads it.
     piece: toml::Value,
 }
 
-impl<'a> Written<'a> {
+impl Written {
     /// The value of `key` in `text` and the piece `span` covers; for a `[model]` parameter
     /// (`param`) toml's span is the table's, and the piece is the parameter's whole value.
     fn find(
-        text: &'a str,
+        text: &str,
         doc: &toml_edit::ImDocument<&str>,
         key: &str,
         span: Option<std::ops::Range<usize>>,
         param: Option<&str>,
-    ) -> Option<Written<'a>> {
+    ) -> Option<Written> {
         let whole = item_at(doc, key)?.span()?;
         let at = match (param, span) {
             (None, Some(span)) if whole.start <= span.start && span.end <= whole.end => span,
             _ => whole.clone(),
         };
-        let table: toml::Table = format!("v = {}", text.get(at.clone())?).parse().ok()?;
+        text.get(at.clone())?;
+        let table: toml::Table = format!("v = {}", &text[at.clone()]).parse().ok()?;
         Some(Written {
-            text,
-            key: key.to_string(),
             whole,
             at,
             piece: table.get("v")?.clone(),
@@ -1494,18 +1552,25 @@ impl<'a> Written<'a> {
     }
 
     /// What to write instead, when a likely rewrite of the piece (or of the whole list) is
-    /// one the key takes: tried in the file itself, it must give the key a value of the
-    /// right type and add no problem that [`Config::invalid`] did not find with the key left
-    /// out. TOML reads `"5"` as text and `5` as a number, and a list is in square brackets
-    /// (toml.io). `message` is toml's, to know an address key ("socket address").
-    fn advice(&self, message: &str) -> Option<String> {
+    /// one the key takes: tried in the file `text` itself, with the keys found wrong besides
+    /// this one blanked out (`others`), it must give the key a value of the right type and
+    /// add no problem to those [`Config::invalid`] found with this key blanked out too
+    /// (`before`). TOML reads `"5"` as text and `5` as a number, and a list is in square
+    /// brackets (toml.io). `message` is toml's, to know an address key ("socket address").
+    fn advice(
+        &self,
+        text: &str,
+        others: &[std::ops::Range<usize>],
+        before: &[String],
+        message: &str,
+    ) -> Option<String> {
         // A long value (a list of thousands of names) is not rewritten by guess: each try
         // reads the whole file again.
         if self.whole.len() > 4096 {
             return None;
         }
         let quote = |text: &str| toml::Value::String(text.to_string()).to_string();
-        let raw = &self.text[self.at.clone()];
+        let raw = &text[self.at.clone()];
         // Each try: what to do, and the piece's new text.
         let mut tries: Vec<(&str, String)> = Vec::new();
         match &self.piece {
@@ -1576,9 +1641,14 @@ impl<'a> Written<'a> {
                 ));
             }
         }
-        let value = &self.text[self.whole.clone()];
-        let before =
-            blank_out(self.text, &self.key).and_then(|rest| problems_besides(&rest, &self.key))?;
+        if others
+            .iter()
+            .any(|r| r.start < self.whole.end && self.whole.start < r.end)
+        {
+            return None;
+        }
+        let value = &text[self.whole.clone()];
+        let rest = blank(text, others);
         let mut tried: Vec<(&str, String, String)> = tries
             .into_iter()
             .map(|(how, piece)| {
@@ -1603,20 +1673,24 @@ impl<'a> Written<'a> {
             // One line, of characters a terminal shows as they are.
             let shown = |c: char| {
                 !c.is_control()
-                    && !matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+                    && !matches!(c,
+                        '\u{00ad}' | '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}'
+                        | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}'
+                        | '\u{fff9}'..='\u{fffb}')
             };
             if !piece.chars().all(shown) {
                 return None;
             }
             let text = format!(
                 "{}{value}{}",
-                &self.text[..self.whole.start],
-                &self.text[self.whole.end..]
+                &rest[..self.whole.start],
+                &rest[self.whole.end..]
             );
-            let after = problems_besides(&text, &self.key)?;
-            after
+            let config = Config::parse_keyed(&text).ok()?;
+            config
+                .invalid()
                 .iter()
-                .all(|problem| before.contains(problem))
+                .all(|problem| before.contains(&problem.to_string()))
                 .then(|| format!("{how}: {piece}"))
         })
     }
@@ -2441,35 +2515,70 @@ mod tests {
         }
     }
 
-    /// `problems_in` sets each key of the wrong type aside and reads on, with every later place
-    /// right (a key of several bytes a character is blanked byte for byte); where setting a
-    /// key aside would leave text that is not TOML (inside an inline table), it stops rather
-    /// than report a syntax error the operator did not write.
+    /// `wrong_types` sets each key of the wrong type aside and reads on, with every later place
+    /// right (a key of several bytes a character is blanked byte for byte), through dotted
+    /// keys and inline tables; where setting a key aside is not possible (`kind.x = 1`) it
+    /// stops and says the list is incomplete. `parse`, which every command uses, names the
+    /// same first problem.
     #[test]
-    fn every_problem_is_found_and_the_places_stay_right() {
-        let keys = |text: &str| -> Vec<String> {
-            Config::problems_in(text)
-                .iter()
-                .map(|e| e.to_string())
-                .collect()
+    fn every_value_of_the_wrong_type_is_found_and_the_places_stay_right() {
+        let found = |text: &str| -> (Vec<String>, bool) {
+            let (found, complete) = Config::wrong_types(text);
+            (found.iter().map(|e| e.to_string()).collect(), complete)
         };
-        let found = keys(
-            "[data]\nlabel = [\"é\", \"ü\"]\nfeatures = \"CRIM\"\n[rollout]\nsteps = [\n  10,\n  \"100\",\n]\nshadow_seconds = \"x\"\n[gate]\ntolerance = -1\n",
-        );
-        assert_eq!(found.len(), 5, "{found:#?}");
-        for (found, says) in found.iter().zip([
+        let text = "[data]\nlabel = [\"é\", \"ü\"]\nfeatures = \"CRIM\"\n[rollout]\nsteps = [\n  10,\n  \"100\",\n]\nshadow_seconds = \"x\"\n[gate]\ntolerance = -1\n";
+        let (all, complete) = found(text);
+        assert!(complete, "{all:#?}");
+        assert_eq!(all.len(), 4, "{all:#?}");
+        for (found, says) in all.iter().zip([
             "key `data.label`: invalid type: list, expected text in double quotes (at line 2, column 9)",
             "key `data.features`: invalid type: string \"CRIM\", expected a list in square brackets; write it as a list: [\"CRIM\"] (at line 3, column 12)",
             "key `rollout.steps`: invalid type: string \"100\", expected a whole number, not negative and at most 4294967295; write it without quotes: 100 (at line 7, column 3)",
             "key `rollout.shadow_seconds`: invalid type: string \"x\", expected a whole number, not negative (at line 9, column 18)",
-            "`gate.tolerance`",
         ]) {
             assert!(found.contains(says), "{found} does not say {says}");
         }
-        assert!(keys("batch_size = 3\n").is_empty());
-        let inline = keys("rollout = { promote = 5, steps = \"100\" }\n");
-        assert_eq!(inline.len(), 1, "{inline:#?}");
-        assert!(inline[0].contains("key `rollout.promote`"), "{inline:#?}");
+        assert_eq!(found("batch_size = 3\n"), (vec![], true));
+        // Dotted keys and inline tables: each key is set aside, and the search reads on.
+        let (all, complete) = found(
+            "batch_size = \"3\"\nslots.blue = 5\nrollout = { promote = 5, steps = \"100\" }\nkeep_models = \"4\"\n",
+        );
+        assert!(complete, "{all:#?}");
+        let keys: Vec<&str> = all
+            .iter()
+            .map(|e| e.split('`').nth(1).unwrap_or(""))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "batch_size",
+                "slots.blue",
+                "rollout.promote",
+                "rollout.steps",
+                "keep_models"
+            ],
+            "{all:#?}"
+        );
+        // A list of tables is set aside whole, after what is above it.
+        let (all, complete) = found("batch_size = \"3\"\n[[rollout]]\npromote = \"manual\"\n");
+        assert!(complete && all.len() == 2, "{all:#?}");
+        assert!(
+            all[1].contains("key `rollout`: written `[[rollout]]`"),
+            "{all:#?}"
+        );
+        // A key that cannot be set aside (a dotted key under a name key): the search stops,
+        // and says so.
+        let (all, complete) = found("[model]\nkind.x = 1\n[data]\nlabel = 5\n");
+        assert!(!complete && all.len() == 1, "{all:#?}");
+        // Every command's first problem is the file's first.
+        let err = Config::from_toml("batch_size = \"2\"\n[nginx]\nswitch = [\"reload\"]\n[model]\ntol = \"x\"\nalpha = \"y\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key `batch_size`"), "{err}");
+        let err = Config::from_toml("[model]\ntol = \"x\"\nalpha = \"y\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key `model.tol`"), "{err}");
     }
 
     /// A quoted value is said to be written without quotes only when the type takes it so

@@ -188,18 +188,28 @@ fn check_config(explicit: Option<&Path>, report: &mut Report) -> Option<Config> 
     let config = match Config::read_file(&path) {
         Ok(config) => config,
         Err(e) => {
-            // A value of the wrong type stops the reading at the first; every problem of
-            // the text is listed (`Config::problems_in`).
-            let all = match &e {
+            // toml stops at the first value of the wrong type; every one is listed
+            // (`Config::wrong_types`). The checks of the values themselves wait for them:
+            // with a key set aside, they would judge its default, not what was written.
+            let (all, complete) = match &e {
                 ConfigError::Parse { .. } => std::fs::read_to_string(&path)
-                    .map(|text| Config::problems_in(&text))
+                    .map(|text| Config::wrong_types(&text))
                     .unwrap_or_default(),
-                _ => Vec::new(),
+                _ => (Vec::new(), true),
             };
             let shown = path.display().to_string();
             for e in if all.is_empty() { vec![e] } else { all } {
                 report.problems.push(config_problem(&shown, e));
             }
+            if !complete {
+                report
+                    .skipped
+                    .push("the rest of the file is read once the problems above are fixed".into());
+            }
+            report.skipped.push(
+                "the values' own checks (ranges, ports, names) run once every value has its type"
+                    .into(),
+            );
             return None;
         }
     };

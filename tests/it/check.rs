@@ -115,24 +115,22 @@ fn every_bad_key_is_named_with_its_default_and_nothing_is_saved() {
     );
 }
 
-/// Values of the wrong type are all listed, in the file's order, with their places and the
-/// checks of the rest: toml stops at the first, so before this `check` named one at a time.
+/// Values of the wrong type are all listed, in the file's order, with their places: toml
+/// stops at the first, so before this `check` named one at a time. The values' own checks
+/// wait for them (with a key set aside they would judge its default), and say so.
 #[test]
-fn every_value_of_the_wrong_type_is_listed_at_once_with_the_other_problems() {
+fn every_value_of_the_wrong_type_is_listed_at_once_in_the_files_order() {
     let env = Env::new();
     env.ok(&["init"]);
     let before = read(&last_good(&env));
     let text = read(&env.config);
-    fs::write(
-        &env.config,
-        format!(
-            "batch_size = 0\nkeep_models = \"5\"\n{text}[rollout]\nsteps = \"10, 100\"\npromote = 5\n[data]\nfeatures = [\"CRIM\", 3]\n"
-        ),
-    )
-    .unwrap();
+    let bad = format!(
+        "batch_size = 0\nkeep_models = \"5\"\n{text}[rollout]\nsteps = \"10, 100\"\npromote = 5\n[data]\nfeatures = [\"CRIM\", 3]\n"
+    );
+    fs::write(&env.config, &bad).unwrap();
     let line = |n: usize| format!("(at line {}, column", text.lines().count() + n);
     let err = problems(&env);
-    for (key, what) in [
+    let cases = [
         (
             "keep_models",
             "write it without quotes: 5 (at line 2, column 15)".to_string(),
@@ -155,30 +153,37 @@ fn every_value_of_the_wrong_type_is_listed_at_once_with_the_other_problems() {
                 line(7)
             ),
         ),
-    ] {
-        reports(&err, &format!("key `{key}`: "), &what);
+    ];
+    for (key, what) in &cases {
+        reports(&err, &format!("key `{key}`: "), what);
     }
-    reports(&err, "key `batch_size`", "must be at least 1 row");
-    let order: Vec<usize> = [
-        "keep_models",
-        "rollout.steps",
-        "rollout.promote",
-        "data.features",
-        "batch_size",
-    ]
-    .iter()
-    .map(|key| err.find(&format!("key `{key}`")).unwrap())
-    .collect();
+    let order: Vec<usize> = cases
+        .iter()
+        .map(|(key, _)| err.find(&format!("key `{key}`")).unwrap())
+        .collect();
     assert!(
         order.windows(2).all(|w| w[0] < w[1]),
-        "in the file's order, then the checks: {err}"
+        "in the file's order: {err}"
     );
-    assert!(err.contains("check failed: 5 problem(s)"), "{err}");
+    assert!(
+        !err.contains("batch_size") && err.contains("note: the values' own checks"),
+        "{err}"
+    );
+    assert!(err.contains("check failed: 4 problem(s)"), "{err}");
     assert_eq!(
         read(&last_good(&env)),
         before,
         "a failed check saves nothing"
     );
+    // With every value of its type, the checks of the values run.
+    let fixed = bad
+        .replace("keep_models = \"5\"", "keep_models = 5")
+        .replace("steps = \"10, 100\"", "steps = [10, 100]")
+        .replace("promote = 5", "promote = \"manual\"")
+        .replace("[\"CRIM\", 3]", "[\"CRIM\", \"ZN\"]");
+    fs::write(&env.config, fixed).unwrap();
+    let err = problems(&env);
+    reports(&err, "key `batch_size`", "must be at least 1 row");
 }
 
 #[test]
