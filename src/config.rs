@@ -608,33 +608,40 @@ impl Config {
         }
         let complete = before.is_some();
         let before: Vec<String> = before.unwrap_or_default();
-        let mut listed: Vec<(usize, ConfigError)> = found
+        // In the file's order; the first 10 that a rewrite could fix get advice.
+        let mut order: Vec<(usize, usize)> = found
             .iter()
             .enumerate()
             .map(|(i, refused)| {
-                // The other keys found wrong stay blanked out while this one's rewrites are
-                // tried: one reading of the file a rewrite.
-                let advice = match (&refused.written, complete && i < 10) {
-                    (Some(written), true) => {
+                let at = refused.written.as_ref().map(|w| w.whole.start);
+                (refused.at.or(at).unwrap_or(usize::MAX), i)
+            })
+            .collect();
+        order.sort();
+        let mut advised = 0;
+        let listed: Vec<ConfigError> = order
+            .into_iter()
+            .map(|(_, i)| {
+                let refused = &found[i];
+                let advice = match (&refused.written, &refused.key) {
+                    (Some(written), Some(key)) if complete && advised < 10 => {
+                        advised += 1;
+                        // The other keys found wrong stay blanked out while this one's
+                        // rewrites are tried: one reading of the file a rewrite.
                         let others: Vec<_> = blanked
                             .iter()
                             .enumerate()
                             .filter(|(j, _)| *j != i)
                             .map(|(_, range)| range.clone())
                             .collect();
-                        written.advice(text, &others, &before, &refused.raw)
+                        written.advice(text, key, &others, &before, &refused.raw)
                     }
                     _ => None,
                 };
-                let at = refused
-                    .written
-                    .as_ref()
-                    .map_or(usize::MAX, |w| w.whole.start);
-                (refused.at.unwrap_or(at), refused.error(advice.as_deref()))
+                refused.error(advice.as_deref())
             })
             .collect();
-        listed.sort_by_key(|(at, _)| *at);
-        (listed.into_iter().map(|(_, e)| e).collect(), complete)
+        (listed, complete)
     }
 
     /// [`Config::parse`] without the search for every problem: its first refusal, with the
@@ -652,7 +659,14 @@ impl Config {
                 .strip_prefix("key `model.")
                 .and_then(|rest| rest.split_once('`'))
                 .map(|(name, _)| name);
-            let start = match param.and_then(|name| key_start(text, &["model", name])) {
+            // Its value, where the other keys' errors point too.
+            let value_start = |name: &str| {
+                let item = item_at(doc.as_ref()?, &format!("model.{name}"))?;
+                item.span().map(|span| span.start)
+            };
+            let start = match param
+                .and_then(|name| value_start(name).or_else(|| key_start(text, &["model", name])))
+            {
                 Some(start) => Some(start),
                 None => e.span().map(|s| s.start),
             };
@@ -682,6 +696,8 @@ impl Config {
                         message.replacen("invalid type: map", "invalid type: date or time", 1);
                 }
             }
+            // toml's syntax errors put what it expected on a line of its own.
+            let message = message.trim().replace('\n', ": ");
             Box::new(Refusal {
                 said: key + &in_words(&message),
                 place: start
@@ -1555,11 +1571,12 @@ impl Written {
     /// one the key takes: tried in the file `text` itself, with the keys found wrong besides
     /// this one blanked out (`others`), it must give the key a value of the right type and
     /// add no problem to those [`Config::invalid`] found with this key blanked out too
-    /// (`before`). TOML reads `"5"` as text and `5` as a number, and a list is in square
+    /// (`before`), and none at all at `key` itself. TOML reads `"5"` as text and `5` as a number, and a list is in square
     /// brackets (toml.io). `message` is toml's, to know an address key ("socket address").
     fn advice(
         &self,
         text: &str,
+        key: &str,
         others: &[std::ops::Range<usize>],
         before: &[String],
         message: &str,
@@ -1604,12 +1621,8 @@ impl Written {
                 }
             }
             toml::Value::Array(items) if items.len() == 1 => {
-                let inner = raw
-                    .trim()
-                    .strip_prefix('[')
-                    .and_then(|t| t.strip_suffix(']'));
-                let inner = inner.unwrap_or("").trim().trim_end_matches(',').trim_end();
-                tries.push(("write it without the brackets", inner.to_string()));
+                // The item as TOML writes it: no comment that was beside it.
+                tries.push(("write it without the brackets", items[0].to_string()));
             }
             toml::Value::Array(_) | toml::Value::Table(_) => {}
             toml::Value::Float(x) if x.fract() == 0.0 && x.abs() < 1e15 => {
@@ -1671,12 +1684,17 @@ impl Written {
         }
         tried.into_iter().find_map(|(how, piece, value)| {
             // One line, of characters a terminal shows as they are.
+            // Unicode's default-ignorable code points and the line and paragraph separators.
             let shown = |c: char| {
                 !c.is_control()
                     && !matches!(c,
-                        '\u{00ad}' | '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}'
-                        | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}'
-                        | '\u{fff9}'..='\u{fffb}')
+                        '\u{00ad}' | '\u{034f}' | '\u{061c}' | '\u{115f}' | '\u{1160}'
+                        | '\u{17b4}' | '\u{17b5}' | '\u{180b}'..='\u{180f}'
+                        | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+                        | '\u{2060}'..='\u{206f}' | '\u{3164}' | '\u{fe00}'..='\u{fe0f}'
+                        | '\u{feff}' | '\u{ffa0}' | '\u{fff0}'..='\u{fffb}'
+                        | '\u{1bca0}'..='\u{1bca3}' | '\u{1d173}'..='\u{1d17a}'
+                        | '\u{e0000}'..='\u{e0fff}')
             };
             if !piece.chars().all(shown) {
                 return None;
@@ -1690,7 +1708,10 @@ impl Written {
             config
                 .invalid()
                 .iter()
-                .all(|problem| before.contains(&problem.to_string()))
+                .all(|problem| {
+                    let here = matches!(problem, ConfigError::Invalid { key: k, .. } if *k == key);
+                    !here && before.contains(&problem.to_string())
+                })
                 .then(|| format!("{how}: {piece}"))
         })
     }
@@ -2332,7 +2353,7 @@ mod tests {
             .to_string();
         assert!(
             err.contains("key `model.alpha`: invalid type")
-                && err.contains("(at line 5, column 1)"),
+                && err.contains("(at line 5, column 9)"),
             "{err}"
         );
         for (text, key, line) in [
@@ -2490,6 +2511,17 @@ mod tests {
                 "[[rollout]]\npromote = \"manual\"",
                 "key `rollout`: written `[[rollout]]`, a list of tables; write `[rollout]`, with single brackets",
             ),
+            // A third review: the item as TOML writes it, without the comment beside it; a
+            // [model] parameter's place is its value's; toml's syntax errors on one line.
+            (
+                "[data]\nlabel = [ \"y\" # the label\n]",
+                "write it without the brackets: \"y\" (at line 2, column 9)",
+            ),
+            (
+                "model = { kind = \"knn\", k = \"3\" }",
+                "key `model.k`: invalid type: string \"3\", expected a whole number, not negative; write it without quotes: 3 (at line 1, column 29)",
+            ),
+            ("[rollout\nx = 1", "invalid table header: expected `.`, `]` (at line 1"),
         ] {
             let err = Config::from_toml(text).unwrap_err().to_string();
             assert!(err.contains(says), "{text}: {err}");
@@ -2508,7 +2540,11 @@ mod tests {
             "public_port = 8085\n[slots]\nblue = 8085",
             "[rollout]\nsteps = \"\"\"\n10,\n100\n\"\"\"",
             "[data]\nfeatures = \"\\u202e\"",
+            "[data]\nfeatures = \"CRIM\\u3164, ZN\"",
             "[model]\nkind = { knn = {} }",
+            // A rewrite that leaves a problem at the key itself, even one its default has.
+            "[fleet]\nrole = \"trainer\"\ndeploy_locally = false\non_new_model = \"\"",
+            "[slots]\nblue = \"127.0.0.1:8082\"\ngreen = 8082",
         ] {
             let err = Config::from_toml(text).unwrap_err().to_string();
             assert!(!err.contains("; write"), "{text}: {err}");

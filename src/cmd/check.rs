@@ -202,9 +202,9 @@ fn check_config(explicit: Option<&Path>, report: &mut Report) -> Option<Config> 
                 report.problems.push(config_problem(&shown, e));
             }
             if !complete {
-                report
-                    .skipped
-                    .push("the rest of the file is read once the problems above are fixed".into());
+                report.skipped.push(
+                    "the file's other values are read once the problems above are fixed".into(),
+                );
             }
             report.skipped.push(
                 "the values' own checks (ranges, ports, names) run once every value has its type"
