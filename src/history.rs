@@ -325,20 +325,33 @@ pub fn chain(error: &dyn Error) -> String {
     text
 }
 
-/// Appends one record.
+/// Appends one record, as one line. A line a killed writer left unfinished (no line end) is
+/// ended first, so that the record does not join it: Linux lets a fatal signal cut a write
+/// to a file short (`generic_perform_write` stops on `fatal_signal_pending`), so a
+/// `kill -9` during an append can leave part of a line, which readers skip.
 pub fn append(path: &Path, record: &Record) -> Result<(), HistoryError> {
     let fail = |source| HistoryError::Append {
         path: path.to_path_buf(),
         source,
     };
     let file = OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .open(path)
         .map_err(fail)?;
     let mut file =
         Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| fail(io::Error::from(e)))?;
-    let mut line = serde_json::to_vec(record).expect("a record serializes");
+    let mut line = Vec::new();
+    if file.metadata().map_err(fail)?.len() > 0 {
+        let mut last = [0u8];
+        file.seek(SeekFrom::End(-1)).map_err(fail)?;
+        file.read_exact(&mut last).map_err(fail)?;
+        if last[0] != b'\n' {
+            line.push(b'\n');
+        }
+    }
+    line.extend(serde_json::to_vec(record).expect("a record serializes"));
     line.push(b'\n');
     file.write_all(&line).map_err(fail)?;
     file.sync_all().map_err(fail)
@@ -721,6 +734,27 @@ mod tests {
         r.step("gate");
         r.finish(outcome, None);
         r
+    }
+
+    /// A record appended after a line a killed writer left unfinished is read back whole:
+    /// before, it joined that line and both were lost (`faults::deploy_kill` saw a switch
+    /// the history did not hold).
+    #[test]
+    fn a_record_appended_after_a_torn_line_is_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deploys.jsonl");
+        let first = record(1, Outcome::Deployed, Action::Deploy);
+        append(&path, &first).unwrap();
+        let whole = serde_json::to_string(&first).unwrap();
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&whole.as_bytes()[..whole.len() / 2])
+            .unwrap();
+        let second = record(2, Outcome::Recovered, Action::Rollback);
+        append(&path, &second).unwrap();
+        let read = read_all(&path).unwrap();
+        assert_eq!(read.len(), 2, "{}", std::fs::read_to_string(&path).unwrap());
+        assert_eq!(read[1].action, Action::Rollback);
+        assert_eq!(read[1].outcome, Outcome::Recovered);
     }
 
     #[test]
