@@ -571,7 +571,7 @@ impl Config {
             found
                 .into_iter()
                 .next()
-                .unwrap_or_else(|| refused.error(None))
+                .unwrap_or_else(|| refused.error(text, None))
         })
     }
 
@@ -638,7 +638,7 @@ impl Config {
                     }
                     _ => None,
                 };
-                refused.error(advice.as_deref())
+                refused.error(text, advice.as_deref())
             })
             .collect();
         (listed, complete)
@@ -648,7 +648,7 @@ impl Config {
     /// dotted key it is at, when there is one.
     fn parse_keyed(text: &str) -> Result<Config, Box<Refusal>> {
         let doc = toml_edit::ImDocument::parse(text).ok();
-        if let Some(found) = doc.as_ref().and_then(|doc| wrong_shape(text, doc)) {
+        if let Some(found) = doc.as_ref().and_then(wrong_shape) {
             return Err(Box::new(found));
         }
         toml::from_str(text).map_err(|e| {
@@ -700,9 +700,6 @@ impl Config {
             let message = message.trim().replace('\n', ": ");
             Box::new(Refusal {
                 said: key + &in_words(&message),
-                place: start
-                    .map(|start| format!(" (at {})", line_col(text, start)))
-                    .unwrap_or_default(),
                 at: start,
                 key: name,
                 written,
@@ -1403,15 +1400,11 @@ fn sections() -> impl Iterator<Item = &'static str> {
 /// - a table written as a value (`nginx = "reload"`: serde says "expected struct Nginx", and
 ///   reads a list, `nginx = ["reload"]`, into the table's keys in their order) or as a list
 ///   of tables (`[[rollout]]`).
-fn wrong_shape(text: &str, doc: &toml_edit::ImDocument<&str>) -> Option<Refusal> {
+fn wrong_shape(doc: &toml_edit::ImDocument<&str>) -> Option<Refusal> {
     let refuse = |key: &str, message: String, span: Option<std::ops::Range<usize>>| {
-        let at = span.map(|span| span.start);
         Some(Refusal {
             said: format!("key `{key}`: {message}"),
-            place: at
-                .map(|at| format!(" (at {})", line_col(text, at)))
-                .unwrap_or_default(),
-            at,
+            at: span.map(|span| span.start),
             key: Some(key.to_string()),
             written: None,
             raw: message,
@@ -1456,9 +1449,7 @@ fn wrong_shape(text: &str, doc: &toml_edit::ImDocument<&str>) -> Option<Refusal>
 struct Refusal {
     /// `key `slots.blue`: ` and toml's message in words.
     said: String,
-    /// ` (at line 2, column 8)`, or nothing when toml names no place.
-    place: String,
-    /// The byte the place names.
+    /// The byte of the file the error is at, when toml names a place.
     at: Option<usize>,
     /// The dotted key, when one is found.
     key: Option<String>,
@@ -1468,12 +1459,18 @@ struct Refusal {
 }
 
 impl Refusal {
-    /// The error, with `advice` (`write it without quotes: 5`) before the place.
-    fn error(&self, advice: Option<&str>) -> ConfigError {
+    /// The error, with `advice` (`write it without quotes: 5`) before the place, which is
+    /// counted in the file as written, `text`: a key blanked out before it may have held
+    /// characters of several bytes, each now a space a byte.
+    fn error(&self, text: &str, advice: Option<&str>) -> ConfigError {
         let advice = advice.map(|a| format!("; {a}")).unwrap_or_default();
+        let place = self
+            .at
+            .map(|at| format!(" (at {})", line_col(text, at)))
+            .unwrap_or_default();
         ConfigError::Parse {
             path: PathBuf::from("<text>"),
-            message: format!("{}{advice}{}", self.said, self.place),
+            message: format!("{}{advice}{place}", self.said),
         }
     }
 }
@@ -1571,8 +1568,9 @@ impl Written {
     /// one the key takes: tried in the file `text` itself, with the keys found wrong besides
     /// this one blanked out (`others`), it must give the key a value of the right type and
     /// add no problem to those [`Config::invalid`] found with this key blanked out too
-    /// (`before`), and none at all at `key` itself. TOML reads `"5"` as text and `5` as a number, and a list is in square
-    /// brackets (toml.io). `message` is toml's, to know an address key ("socket address").
+    /// (`before`), and none at all at `key` itself. TOML reads `"5"` as text and `5` as a
+    /// number, and a list is in square brackets (toml.io). `message` is toml's, to know an
+    /// address key ("socket address").
     fn advice(
         &self,
         text: &str,
@@ -1582,8 +1580,10 @@ impl Written {
         message: &str,
     ) -> Option<String> {
         // A long value (a list of thousands of names) is not rewritten by guess: each try
-        // reads the whole file again.
-        if self.whole.len() > 4096 {
+        // reads the whole file again. Nor is one inside another key set aside.
+        let overlaps =
+            |r: &std::ops::Range<usize>| r.start < self.whole.end && self.whole.start < r.end;
+        if self.whole.len() > 4096 || others.iter().any(overlaps) {
             return None;
         }
         let quote = |text: &str| toml::Value::String(text.to_string()).to_string();
@@ -1654,12 +1654,6 @@ impl Written {
                 ));
             }
         }
-        if others
-            .iter()
-            .any(|r| r.start < self.whole.end && self.whole.start < r.end)
-        {
-            return None;
-        }
         let value = &text[self.whole.clone()];
         let rest = blank(text, others);
         let mut tried: Vec<(&str, String, String)> = tries
@@ -1684,19 +1678,7 @@ impl Written {
         }
         tried.into_iter().find_map(|(how, piece, value)| {
             // One line, of characters a terminal shows as they are.
-            // Unicode's default-ignorable code points and the line and paragraph separators.
-            let shown = |c: char| {
-                !c.is_control()
-                    && !matches!(c,
-                        '\u{00ad}' | '\u{034f}' | '\u{061c}' | '\u{115f}' | '\u{1160}'
-                        | '\u{17b4}' | '\u{17b5}' | '\u{180b}'..='\u{180f}'
-                        | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
-                        | '\u{2060}'..='\u{206f}' | '\u{3164}' | '\u{fe00}'..='\u{fe0f}'
-                        | '\u{feff}' | '\u{ffa0}' | '\u{fff0}'..='\u{fffb}'
-                        | '\u{1bca0}'..='\u{1bca3}' | '\u{1d173}'..='\u{1d17a}'
-                        | '\u{e0000}'..='\u{e0fff}')
-            };
-            if !piece.chars().all(shown) {
+            if !piece.chars().all(shown_as_is) {
                 return None;
             }
             let text = format!(
@@ -1715,6 +1697,21 @@ impl Written {
                 .then(|| format!("{how}: {piece}"))
         })
     }
+}
+
+/// Whether a terminal shows `c` as it is: not a control character, a line or paragraph
+/// separator, or one of Unicode's default-ignorable code points (invisible, or turning the
+/// text's direction), which advice must not carry unseen.
+fn shown_as_is(c: char) -> bool {
+    !c.is_control()
+        && !matches!(c,
+            '\u{00ad}' | '\u{034f}' | '\u{061c}' | '\u{115f}' | '\u{1160}'
+            | '\u{17b4}' | '\u{17b5}' | '\u{180b}'..='\u{180f}'
+            | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}' | '\u{3164}' | '\u{fe00}'..='\u{fe0f}'
+            | '\u{feff}' | '\u{ffa0}' | '\u{fff0}'..='\u{fffb}'
+            | '\u{1bca0}'..='\u{1bca3}' | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0000}'..='\u{e0fff}')
 }
 
 fn line_col(text: &str, offset: usize) -> String {
@@ -2580,6 +2577,14 @@ mod tests {
             "batch_size = \"3\"\nslots.blue = 5\nrollout = { promote = 5, steps = \"100\" }\nkeep_models = \"4\"\n",
         );
         assert!(complete, "{all:#?}");
+        // A place after a pair blanked out is counted in the file as written: `é` is one
+        // character, though two bytes, and two spaces once blanked.
+        let (after_e, _) = found("rollout = { promote = \"é\", steps = \"100\" }\n");
+        assert!(
+            after_e[1].contains("key `rollout.steps`")
+                && after_e[1].contains("(at line 1, column 36)"),
+            "{after_e:#?}"
+        );
         let keys: Vec<&str> = all
             .iter()
             .map(|e| e.split('`').nth(1).unwrap_or(""))
