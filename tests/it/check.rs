@@ -184,6 +184,17 @@ fn every_value_of_the_wrong_type_is_listed_at_once_in_the_files_order() {
     fs::write(&env.config, fixed).unwrap();
     let err = problems(&env);
     reports(&err, "key `batch_size`", "must be at least 1 row");
+    // A key that cannot be set aside stops the search, and check says the rest waits.
+    fs::write(&env.config, "[model]\nkind.x = 1\n[data]\nlabel = 5\n").unwrap();
+    let err = problems(&env);
+    reports(&err, "key `model.kind`", "expected one of");
+    assert!(
+        !err.contains("data.label")
+            && err.contains(
+                "note: the file's other values are read once the problems above are fixed"
+            ),
+        "{err}"
+    );
 }
 
 #[test]
