@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::util::{free_port, get, nginx_binary};
+use crate::util::{free_ports, get, nginx_binary};
 
 /// The section of README.md under `heading`, up to the next `## ` heading.
 pub(crate) fn section(heading: &str) -> String {
@@ -89,7 +89,7 @@ impl Drop for Running {
 #[test]
 fn bring_your_own_data_works_as_written() {
     let text = section("## Bring your own data");
-    let ports = [free_port(), free_port(), free_port()];
+    let ports: [u16; 3] = free_ports();
     let blocks: Vec<String> = sh_blocks(&text)
         .into_iter()
         .map(|b| {

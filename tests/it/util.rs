@@ -21,6 +21,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `N` free loopback ports, all different: each listener stays open until every port is
+/// picked, since the OS may hand a port it just got back to the next `bind` (an environment
+/// once got the same port for `public_port` and `slots.blue`).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+}
+
 /// Where NGINX is: PATH first, then Debian's place for it.
 pub fn nginx_binary() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -48,7 +58,7 @@ impl Env {
     /// environment's own (`[nginx]` keys join `binary` and the rest).
     pub fn with_extra(extra: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let (p, b, g) = (free_port(), free_port(), free_port());
+        let [p, b, g] = free_ports();
         let config = dir.path().join("bluegreen.toml");
         let base = format!(
             "state_dir = \"state\"\npublic_port = {p}\n[slots]\nblue = \"127.0.0.1:{b}\"\ngreen = \"127.0.0.1:{g}\"\n[nginx]\nbinary = \"{}\"\nworker_shutdown_timeout_secs = 5\n",
